@@ -1,0 +1,332 @@
+"""BaseDeepMLP: shared parameters, constraints and fit/partial_fit/predict plumbing."""
+
+from __future__ import annotations
+
+import warnings
+from abc import ABCMeta, abstractmethod
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._activations import ACTIVATIONS, check_activation_alpha
+from ._callbacks import ConvergenceMonitor, GradientClipping, MaxNorm
+from ._engine import TensorData, TrainingNet, predict_raw, to_tensor
+from ._init import INITIALIZERS, VarianceScaling
+from ._losses import WeightedLoss
+from ._module import MLP
+from ._optim import SOLVERS, resolve_weight_decay
+from ._schedules import SCHEDULES
+from ._validation import (
+    Integral,
+    Interval,
+    Real,
+    StrOptions,
+    check_sample_weight,
+    invalid_parameter,
+    resolve_device,
+)
+
+# Parameters that shape the network: warm starts and partial_fit need them unchanged.
+_ARCHITECTURE_PARAMS = (
+    "hidden_layer_sizes", "activation", "activation_alpha", "batch_norm",
+    "batch_norm_input", "batch_norm_momentum", "batch_norm_epsilon", "dropout",
+)
+_SOLVER_PARAMS = ("learning_rate_init", "momentum", "beta_1", "beta_2", "epsilon", "rho")
+
+
+class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
+    """Base class of :class:`DeepMLPClassifier` and :class:`DeepMLPRegressor`.
+
+    Not for direct use. Subclasses supply the target handling (label encoding
+    or output scaling), the per-sample loss and the validation score.
+    """
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS)), callable],
+        "activation_alpha": [Interval(Real, None, None, closed="neither"), tuple, None],
+        "kernel_initializer": [StrOptions({"auto", *INITIALIZERS}), VarianceScaling],
+        "batch_norm": [StrOptions({"before", "after"}), None],
+        "batch_norm_input": ["boolean"],
+        "batch_norm_momentum": [Interval(Real, 0, 1, closed="both")],
+        "batch_norm_epsilon": [Interval(Real, 0, None, closed="neither")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "max_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "l1_ratio": [Interval(Real, 0, 1, closed="both")],
+        "weight_decay": [Interval(Real, 0, None, closed="left"), None],
+        "clip_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "clip_value": [Interval(Real, 0, None, closed="neither"), None],
+        "solver": [StrOptions(set(SOLVERS))],
+        "learning_rate": [StrOptions(set(SCHEDULES))],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "rho": [Interval(Real, 0, 1, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "warm_start": ["boolean"],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "device": [str, torch.device],
+    }
+
+    # ------------------------------------------------------------------ hooks
+    @abstractmethod
+    def _prepare_y(self, y, *, continuing, incremental, classes):
+        """Validate ``y`` and return ``(y_model, extra_weight, n_outputs)``.
+
+        ``y_model`` is what the loss consumes (int64 class indices or float32
+        2-D targets); ``extra_weight`` multiplies the sample weights (class
+        weights) or is ``None``; ``n_outputs`` is the network's output width.
+        May set target-related fitted attributes (restored if fit fails).
+        """
+
+    @abstractmethod
+    def _per_sample_loss(self):
+        """Per-sample loss function of ``(raw_outputs, y_model)``."""
+
+    @abstractmethod
+    def _score_raw(self, raw, y_model, sample_weight):
+        """Validation score (higher is better) from raw outputs."""
+
+    def _stratify(self, y_model):
+        """Labels to stratify the validation split on, or ``None``."""
+        return None
+
+    # ------------------------------------------------------------ validation
+    def _check_params(self):
+        """Cross-parameter checks that constraints cannot express."""
+        sizes = self.hidden_layer_sizes
+        sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
+        if not all(isinstance(s, Integral) and not isinstance(s, bool) and s >= 1
+                   for s in sizes):
+            raise invalid_parameter(
+                self, "hidden_layer_sizes", "a sequence of positive ints",
+                self.hidden_layer_sizes,
+            )
+        if isinstance(self.activation, str):
+            msg = check_activation_alpha(self.activation, self.activation_alpha)
+            if msg:
+                raise invalid_parameter(self, "activation_alpha", msg, self.activation_alpha)
+        if isinstance(self.kernel_initializer, VarianceScaling):
+            try:
+                self.kernel_initializer.validate()
+            except ValueError as exc:
+                raise invalid_parameter(
+                    self, "kernel_initializer", f"a valid VarianceScaling ({exc})",
+                    self.kernel_initializer,
+                ) from None
+        decay, msg = resolve_weight_decay(self.solver, self.weight_decay)
+        if msg:
+            raise invalid_parameter(self, "weight_decay", msg, self.weight_decay)
+        return [int(s) for s in sizes], decay
+
+    def _architecture(self):
+        return {name: getattr(self, name) for name in _ARCHITECTURE_PARAMS}
+
+    # ------------------------------------------------------------------- fit
+    def _fit(self, X, y, sample_weight=None, *, incremental=False, classes=None):
+        """Validate everything, then train; restore the old state on failure."""
+        saved = dict(self.__dict__)
+        try:
+            return self._fit_unsafe(
+                X, y, sample_weight, incremental=incremental, classes=classes
+            )
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    def _fit_unsafe(self, X, y, sample_weight, *, incremental, classes):
+        continuing = (incremental or self.warm_start) and hasattr(self, "net_")
+        sizes, decay = self._check_params()
+        device = resolve_device(self, self.device)
+        if continuing and self._architecture() != self._fitted_architecture:
+            changed = sorted(
+                k for k, v in self._architecture().items()
+                if self._fitted_architecture[k] != v
+            )
+            raise ValueError(
+                f"{'partial_fit' if incremental else 'warm_start=True'} continues the "
+                f"fitted network, but {', '.join(changed)} changed since it was built. "
+                "Set warm_start=False (or call fit) to build a new network."
+            )
+        is_reg = getattr(self, "_estimator_type", None) == "regressor"
+        X, y = validate_data(
+            self, X, y, reset=not continuing, dtype=np.float32, multi_output=True,
+            y_numeric=is_reg,
+        )
+        y_model, extra_weight, n_outputs = self._prepare_y(
+            y, continuing=continuing, incremental=incremental, classes=classes
+        )
+        sample_weight = check_sample_weight(sample_weight, X)
+        if extra_weight is not None:
+            sample_weight = sample_weight * extra_weight.astype(np.float32)
+        keep = sample_weight > 0
+        if not keep.all():  # zero weight == absent sample, exactly
+            X, y_model, sample_weight = X[keep], y_model[keep], sample_weight[keep]
+        if len(X) == 0:
+            raise ValueError("All sample weights are zero: there is nothing to fit.")
+
+        validation = None
+        use_validation = self.early_stopping and not incremental
+        if not continuing:
+            self._seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+            self._n_fit_calls = 0
+        call_seed = int(np.random.SeedSequence([self._seed, self._n_fit_calls]).generate_state(1)[0])
+        if use_validation:
+            X, X_val, y_model, y_val, sample_weight, w_val = self._validation_split(
+                X, y_model, sample_weight, call_seed
+            )
+            validation = (to_tensor(X_val, device), y_val, w_val)
+
+        n_samples = len(X)
+        batch_size = self._effective_batch_size(n_samples)
+        if continuing and n_outputs != self.net_.module_.output.linear.out_features:
+            raise ValueError(
+                f"y has {n_outputs} outputs but the fitted network has "
+                f"{self.net_.module_.output.linear.out_features}."
+            )
+
+        solver_params = {name: getattr(self, name) for name in _SOLVER_PARAMS}
+        solver_params["weight_decay"] = decay
+        callbacks = [
+            ("convergence", ConvergenceMonitor(
+                tol=self.tol, n_iter_no_change=self.n_iter_no_change,
+                validation=validation, scorer=self._score_raw,
+                verbose=bool(self.verbose),
+            )),
+        ]
+        if self.clip_norm is not None or self.clip_value is not None:
+            callbacks.append(("clipping", GradientClipping(self.clip_norm, self.clip_value)))
+        if self.max_norm is not None:
+            callbacks.append(("max_norm", MaxNorm(self.max_norm)))
+
+        cuda_devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda_devices):
+            torch.manual_seed(call_seed)
+            n_before = len(self.net_.history) if continuing else 0
+            if continuing:
+                module = self.net_.module_
+            else:
+                module = MLP(
+                    X.shape[1], sizes, n_outputs, activation=self.activation,
+                    activation_alpha=self.activation_alpha, batch_norm=self.batch_norm,
+                    batch_norm_input=self.batch_norm_input,
+                    batch_norm_momentum=self.batch_norm_momentum,
+                    batch_norm_epsilon=self.batch_norm_epsilon, dropout=self.dropout,
+                ).initialize_(self.kernel_initializer)
+            uses_bn = self.batch_norm is not None or self.batch_norm_input
+            net = TrainingNet(
+                module, WeightedLoss(self._per_sample_loss()), solver=self.solver,
+                solver_params=solver_params, alpha=self.alpha, l1_ratio=self.l1_ratio,
+                shuffle=self.shuffle, min_batch=2 if uses_bn else 1,
+                batch_size=batch_size, max_epochs=1 if incremental else self.max_iter,
+                callbacks=callbacks, device=device,
+            ).initialize()
+            if continuing:
+                net.history = self.net_.history
+                same_solver = (self.solver, solver_params) == (
+                    self.net_.solver, self.net_.solver_params
+                )
+                if incremental and same_solver:
+                    net.optimizer_ = self.net_.optimizer_
+            data = TensorData(
+                to_tensor(X, device),
+                to_tensor(y_model, device),
+                to_tensor(sample_weight, device, torch.float32),
+            )
+            generator = torch.Generator().manual_seed(call_seed)
+            net.partial_fit(data, None, generator=generator)
+
+        self._n_fit_calls += 1
+        self.net_ = net
+        self._fitted_architecture = self._architecture()
+        self._record_history(net, use_validation)
+        if (not incremental and net.stop_reason is None
+                and len(net.history) - n_before == self.max_iter):
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
+                "the optimization hasn't converged yet.",
+                ConvergenceWarning,
+            )
+        return self
+
+    def _record_history(self, net, use_validation):
+        history = net.history
+        self.history_ = history
+        self.n_iter_ = len(history)
+        self.t_ = int(sum(h["train_samples"] for h in history))
+        self.loss_curve_ = [float(h["train_loss"]) for h in history]
+        if use_validation:
+            self.validation_scores_ = [
+                float(h["valid_score"]) for h in history if "valid_score" in h
+            ]
+            self.best_validation_score_ = max(self.validation_scores_)
+            self.best_loss_ = None
+        else:
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+            self.best_loss_ = min(self.loss_curve_)
+
+    def _validation_split(self, X, y_model, sample_weight, seed):
+        n = len(X)
+        n_val = int(np.ceil(self.validation_fraction * n))
+        if n_val < 1 or n - n_val < 1:
+            raise ValueError(
+                f"early_stopping with validation_fraction={self.validation_fraction} "
+                f"cannot split {n} samples into a training and a validation set."
+            )
+        stratify = self._stratify(y_model)
+        if stratify is not None:
+            _, counts = np.unique(stratify, return_counts=True)
+            if counts.min() < 2 or n_val < len(counts) or n - n_val < len(counts):
+                stratify = None  # too few samples per class: plain random split
+        idx_train, idx_val = train_test_split(
+            np.arange(n), test_size=n_val, random_state=seed % (2**32), stratify=stratify
+        )
+        return (X[idx_train], X[idx_val], y_model[idx_train], y_model[idx_val],
+                sample_weight[idx_train], sample_weight[idx_val])
+
+    def _effective_batch_size(self, n_samples):
+        if self.batch_size == "auto":
+            size = min(200, n_samples)
+        else:
+            size = self.batch_size
+            if size > n_samples:
+                warnings.warn(
+                    f"Got batch_size={size} larger than the {n_samples} training samples; "
+                    "it is clipped to the number of samples."
+                )
+                size = n_samples
+        if (self.batch_norm is not None or self.batch_norm_input) and size < 2:
+            raise ValueError(
+                f"BatchNorm needs at least 2 samples per batch; got batch_size={size} "
+                f"with {n_samples} training sample(s)."
+            )
+        return size
+
+    # --------------------------------------------------------------- predict
+    def _predict_raw(self, X):
+        """Validated raw network outputs for ``X`` (float32 numpy)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float32)
+        return predict_raw(self.net_.module_, X, self.net_.device)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        return tags

@@ -1,0 +1,150 @@
+"""Small skorch callbacks: max-norm, gradient clipping, convergence monitoring."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from skorch.callbacks import Callback
+
+from ._engine import predict_raw
+
+__all__ = ["ConvergenceMonitor", "GradientClipping", "MaxNorm", "apply_max_norm"]
+
+
+@torch.no_grad()
+def apply_max_norm(linears, max_norm):
+    """Rescale each row (a unit's incoming weights) of each layer to norm <= max_norm."""
+    for linear in linears:
+        w = linear.weight
+        norms = w.norm(dim=1, keepdim=True)
+        w.mul_(torch.clamp(max_norm / norms.clamp_min(1e-12), max=1.0))
+
+
+class MaxNorm(Callback):
+    """Max-norm regularization applied after every optimizer step.
+
+    Parameters
+    ----------
+    max_norm : float
+        Maximum L2 norm of each hidden unit's incoming weight vector.
+    """
+
+    def __init__(self, max_norm):
+        self.max_norm = max_norm
+
+    def on_batch_end(self, net, batch=None, training=False, **kwargs):
+        """Project the hidden layers' weights back into the norm ball."""
+        if training:
+            apply_max_norm(net.module_.hidden_linears(), self.max_norm)
+
+
+class GradientClipping(Callback):
+    """Clip gradients by value, then by global norm, before each step.
+
+    Parameters
+    ----------
+    clip_norm : float or None
+        Maximum global L2 norm of all gradients together.
+    clip_value : float or None
+        Maximum absolute value of each gradient component.
+    """
+
+    def __init__(self, clip_norm=None, clip_value=None):
+        self.clip_norm = clip_norm
+        self.clip_value = clip_value
+
+    def on_grad_computed(self, net, named_parameters, **kwargs):
+        """Clip the freshly computed gradients in place."""
+        params = [p for _, p in named_parameters if p.grad is not None]
+        if self.clip_value is not None:
+            torch.nn.utils.clip_grad_value_(params, self.clip_value)
+        if self.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, self.clip_norm, foreach=True)
+
+
+class ConvergenceMonitor(Callback):
+    """scikit-learn's MLP stopping rule, with best-weight restoring.
+
+    Without early stopping, training stops once the training loss has not
+    dropped by at least ``tol`` for more than ``n_iter_no_change`` consecutive
+    epochs. With early stopping the same rule applies to the validation score
+    (accuracy or R^2, higher is better), and the weights of the best epoch are
+    restored when training ends, however it ends.
+
+    Parameters
+    ----------
+    tol : float
+        Minimum improvement.
+    n_iter_no_change : int
+        Patience in epochs.
+    validation : tuple or None
+        ``(X_val, y_val, w_val)`` with ``X_val`` a tensor on the training
+        device; ``None`` disables early stopping.
+    scorer : callable or None
+        ``scorer(raw_outputs, y_val, w_val)`` returns the validation score.
+    verbose : bool
+        Print one line per epoch, like ``MLPClassifier(verbose=True)``.
+    """
+
+    def __init__(
+        self, *, tol, n_iter_no_change, validation=None, scorer=None, verbose=False
+    ):
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.validation = validation
+        self.scorer = scorer
+        self.verbose = verbose
+
+    def on_train_begin(self, net, **kwargs):
+        """Reset the counters for a new call to fit."""
+        self.no_improvement_count_ = 0
+        self.best_loss_ = math.inf
+        self.best_score_ = -math.inf
+        self.best_state_ = None
+        self.stop_message_ = None
+
+    def on_epoch_end(self, net, **kwargs):
+        """Record the validation score, update the counters, ask to stop."""
+        loss = net.history[-1, "train_loss"]
+        if self.validation is not None:
+            X_val, y_val, w_val = self.validation
+            score = float(self.scorer(predict_raw(net.module_, X_val, net.device), y_val, w_val))
+            net.history.record("valid_score", score)
+            what = "Validation score"
+            improved = score >= self.best_score_ + self.tol
+            if score > self.best_score_:
+                self.best_score_ = score
+                self.best_state_ = copy.deepcopy(net.module_.state_dict())
+                net.history.record("valid_score_best", True)
+        else:
+            what = "Training loss"
+            improved = loss <= self.best_loss_ - self.tol
+            self.best_loss_ = min(self.best_loss_, loss)
+        self.no_improvement_count_ = 0 if improved else self.no_improvement_count_ + 1
+        if self.verbose:
+            line = f"Iteration {len(net.history)}, loss = {loss:.8f}"
+            if self.validation is not None:
+                line += f", validation score = {net.history[-1, 'valid_score']:.6f}"
+            print(line)
+        if self.no_improvement_count_ > self.n_iter_no_change:
+            self.stop_message_ = (
+                f"{what} did not improve more than tol={self.tol} for "
+                f"{self.n_iter_no_change} consecutive epochs."
+            )
+            net.stop_reason = self.stop_message_
+            if self.verbose:
+                print(self.stop_message_ + " Stopping.")
+
+    def on_train_end(self, net, **kwargs):
+        """Restore the best weights (early stopping) and drop references to data.
+
+        Runs however training ended (convergence, ``max_iter`` or an interrupt),
+        and leaves nothing that would bloat a pickle of the fitted net.
+        """
+        if self.best_state_ is not None:
+            net.module_.load_state_dict(self.best_state_)
+        self.best_state_ = None
+        self.validation = None
+        self.scorer = None

@@ -1,0 +1,295 @@
+"""DeepMLPClassifier: label encoding, log-loss from logits, probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit, log_expit, log_softmax, softmax
+from sklearn.base import ClassifierMixin
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.multiclass import (
+    check_classification_targets,
+    type_of_target,
+    unique_labels,
+)
+from sklearn.utils.validation import column_or_1d
+
+from ._base import BaseDeepMLP
+from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS
+from ._losses import classification_loss
+from ._validation import StrOptions, fit_context
+
+
+class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
+    __doc__ = f"""Deep multi-layer perceptron classifier over PyTorch.
+
+    A drop-in for :class:`sklearn.neural_network.MLPClassifier` with the
+    deep-network toolbox of *Hands-On Machine Learning*, chapter 11: modern
+    activations and matching initialization, BatchNorm, (alpha) dropout,
+    max-norm, L1/L2 and decoupled weight decay, gradient clipping, nine
+    optimizers and early stopping with best-weight restoring; trains on CPU or
+    CUDA. Binary and multiclass targets use one softmax/sigmoid head with the
+    log-loss computed from logits; multilabel indicator targets get one
+    sigmoid output per label.
+
+    Parameters
+    ----------
+{SHARED_PARAMETERS}
+    class_weight : dict, "balanced" or None, default=None
+        Weights per class, multiplied into the sample weights: a dict
+        ``{{label: weight}}`` or "balanced" (``n_samples / (n_classes *
+        bincount(y))``). Not available for multilabel targets, and
+        "balanced" not with :meth:`partial_fit`.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels; for multilabel targets the label indices ``0..L-1``.
+
+    out_activation_ : str
+        "softmax" for multiclass, "logistic" for binary and multilabel.
+
+{SHARED_ATTRIBUTES}
+    See Also
+    --------
+    DeepMLPRegressor : The regression counterpart.
+    sklearn.neural_network.MLPClassifier : scikit-learn's CPU-only MLP.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from sklearn_deepnet import DeepMLPClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = make_pipeline(
+    ...     StandardScaler(),
+    ...     DeepMLPClassifier((64, 64), activation="elu", batch_norm="before",
+    ...                       max_iter=20, random_state=0),
+    ... ).fit(X, y)
+    >>> clf.predict(X[:3])
+    array([0, 1, 2])
+    """
+
+    _parameter_constraints = {
+        **BaseDeepMLP._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
+    def __init__(
+        self, hidden_layer_sizes=(100, 100, 100), *, activation="relu",
+        activation_alpha=None, kernel_initializer="auto", batch_norm=None,
+        batch_norm_input=False, batch_norm_momentum=0.1, batch_norm_epsilon=1e-5,
+        dropout=0.0, max_norm=None, alpha=1e-4, l1_ratio=0.0, weight_decay=None,
+        clip_norm=None, clip_value=None, solver="adam", learning_rate="constant",
+        learning_rate_init=1e-3, momentum=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+        rho=0.9, batch_size="auto", max_iter=200, shuffle=True, tol=1e-4,
+        n_iter_no_change=10, early_stopping=False, validation_fraction=0.1,
+        warm_start=False, random_state=None, verbose=False, device="auto",
+        class_weight=None,
+    ):
+        vars(self).update((k, v) for k, v in locals().items() if k != "self")
+
+    @fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the network to ``X`` and ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data; any numeric dtype, a DataFrame or nested lists.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels of any type, or a binary indicator matrix for
+            multilabel classification.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; the loss is their weighted mean.
+
+        Returns
+        -------
+        self : DeepMLPClassifier
+            The fitted estimator.
+        """
+        return self._fit(X, y, sample_weight)
+
+    @fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Run one epoch over ``X`` and ``y``, continuing from the current state.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Targets.
+        classes : array-like of shape (n_classes,), default=None
+            All classes that can appear; required on the first call (not for
+            multilabel targets), optional afterwards and then it must equal
+            ``classes_``.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights.
+
+        Returns
+        -------
+        self : DeepMLPClassifier
+            The updated estimator.
+        """
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    # ---------------------------------------------------------------- hooks
+    def _prepare_y(self, y, *, continuing, incremental, classes):
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        multilabel = type_of_target(y) == "multilabel-indicator"
+        if continuing and multilabel != self._multilabel:
+            raise ValueError(
+                "y is " + ("a multilabel indicator matrix" if multilabel else "1-D labels")
+                + " but the network was fitted on "
+                + ("multilabel" if self._multilabel else "1-D") + " targets."
+            )
+        if multilabel:
+            return self._prepare_multilabel(y, continuing, classes)
+
+        if not continuing:
+            if incremental and classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            self.classes_ = unique_labels(y if classes is None else np.asarray(classes))
+        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            raise ValueError(
+                f"classes={np.unique(classes)!r} is not the same as classes_="
+                f"{self.classes_!r} from the first call."
+            )
+        unseen = np.setdiff1d(np.unique(y), self.classes_)
+        if unseen.size:
+            raise ValueError(
+                f"y contains labels not in classes_ {self.classes_.tolist()}: "
+                f"{unseen.tolist()}."
+            )
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes, but the "
+                f"data contains only one class: {self.classes_[0]!r}."
+            )
+        self._multilabel = False
+        binary = len(self.classes_) == 2
+        self.out_activation_ = "logistic" if binary else "softmax"
+        self.n_outputs_ = 1 if binary else len(self.classes_)
+        codes = np.searchsorted(self.classes_, y)
+        y_model = codes.astype(np.float32)[:, None] if binary else codes.astype(np.int64)
+        return y_model, self._class_weights(y, incremental), self.n_outputs_
+
+    def _prepare_multilabel(self, y, continuing, classes):
+        if self.class_weight is not None:
+            raise ValueError("class_weight is not supported for multilabel targets.")
+        if continuing and y.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"y has {y.shape[1]} labels but the network was fitted on {self.n_outputs_}."
+            )
+        self._multilabel = True
+        self.classes_ = np.arange(y.shape[1])
+        self.out_activation_ = "logistic"
+        self.n_outputs_ = y.shape[1]
+        return np.asarray(y, dtype=np.float32), None, self.n_outputs_
+
+    def _class_weights(self, y, incremental):
+        cw = self.class_weight
+        if cw is None:
+            return None
+        if cw == "balanced":
+            if incremental:
+                raise ValueError(
+                    "class_weight='balanced' is not supported by partial_fit: one "
+                    "batch does not show the class frequencies. Pass a dict instead."
+                )
+            return compute_sample_weight("balanced", y)
+        unknown = [k for k in cw if k not in set(self.classes_.tolist())]
+        if unknown:
+            raise ValueError(
+                f"class_weight has labels not in classes_ {self.classes_.tolist()}: {unknown}."
+            )
+        lookup = np.array([cw.get(c, 1.0) for c in self.classes_.tolist()], dtype=np.float64)
+        return lookup[np.searchsorted(self.classes_, y)]
+
+    def _per_sample_loss(self):
+        if self.out_activation_ == "softmax":
+            return classification_loss("multiclass")
+        return classification_loss("binary")
+
+    def _labels_from_raw(self, raw):
+        if self._multilabel:
+            return (raw > 0).astype(np.int64)
+        if self.out_activation_ == "logistic":
+            return (raw[:, 0] > 0).astype(np.int64)
+        return raw.argmax(axis=1)
+
+    def _score_raw(self, raw, y_model, sample_weight):
+        pred = self._labels_from_raw(raw)
+        truth = y_model.astype(np.int64)
+        if truth.ndim == 2 and not self._multilabel:
+            truth = truth[:, 0]
+        correct = (pred == truth).all(axis=1) if truth.ndim == 2 else pred == truth
+        return float(np.average(correct, weights=sample_weight))
+
+    def _stratify(self, y_model):
+        return None if self._multilabel else y_model.reshape(len(y_model), -1)[:, 0]
+
+    # -------------------------------------------------------------- predict
+    def predict(self, X):
+        """Predict class labels (an indicator matrix for multilabel targets).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_labels)
+            Predicted labels.
+        """
+        labels = self._labels_from_raw(self._predict_raw(X))
+        return labels if self._multilabel else self.classes_[labels]
+
+    def predict_proba(self, X):
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probability of each class in ``classes_`` order; for multilabel
+            targets the independent probability of each label.
+        """
+        raw = self._predict_raw(X).astype(np.float64)
+        if self.out_activation_ == "softmax":
+            return softmax(raw, axis=1)
+        p = expit(raw)
+        return p if self._multilabel else np.hstack([1.0 - p, p])
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`, computed stably from logits.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Log-probabilities in ``classes_`` order.
+        """
+        raw = self._predict_raw(X).astype(np.float64)
+        if self.out_activation_ == "softmax":
+            return log_softmax(raw, axis=1)
+        if self._multilabel:
+            return log_expit(raw)
+        return np.hstack([log_expit(-raw), log_expit(raw)])
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags

@@ -1,0 +1,216 @@
+"""Parameter documentation shared by both estimators, written once.
+
+The lists of valid names are filled in from the lookup tables, so a new
+activation, initializer or optimizer shows up in the docstrings by itself.
+"""
+
+from __future__ import annotations
+
+from ._activations import ACTIVATIONS
+from ._init import INITIALIZERS
+from ._optim import SOLVERS
+from ._schedules import SCHEDULES
+
+
+def _names(table):
+    return ", ".join(f'"{k}"' for k in table)
+
+
+def _alpha_lines():
+    return "\n".join(
+        f"        - ``{name}``: {entry.alpha_doc} (default {entry.default_alpha!r})."
+        for name, entry in ACTIVATIONS.items()
+        if entry.alpha_doc
+    )
+
+
+def _solver_lines():
+    return "\n".join(
+        f"        - ``{name}``: {s.summary}; reads "
+        f"{', '.join(('learning_rate_init',) + s.uses)}."
+        for name, s in SOLVERS.items()
+    )
+
+
+SHARED_PARAMETERS = f"""\
+    hidden_layer_sizes : array-like of int, default=(100, 100, 100)
+        Width of each hidden layer, input side first; any depth. ``()`` gives
+        a linear model.
+
+    activation : str or callable, default="relu"
+        Hidden-layer activation, one of {_names(ACTIVATIONS)}
+        ("swish"/"silu" and "logistic"/"sigmoid" are aliases). A zero-argument
+        callable returning a ``torch.nn.Module`` (e.g. ``torch.nn.Hardswish``)
+        is also accepted; one instance is made per layer.
+
+    activation_alpha : float, tuple or None, default=None
+        Parameter of the activation; ``None`` uses the default listed here:
+
+{_alpha_lines()}
+
+    kernel_initializer : str or VarianceScaling, default="auto"
+        Weight initialization, one of "auto", {_names(INITIALIZERS)}, or a
+        :class:`VarianceScaling` for any ``(scale, mode, distribution)``.
+        "*_normal" is a normal truncated at two standard deviations and
+        rescaled to the target variance, as in Keras. "auto" follows Table 11-1
+        of the chapter: He for the ReLU family, ELU, GELU, Swish and Mish,
+        LeCun for SELU, Glorot for tanh, logistic and identity; the output
+        layer (softmax, sigmoid or identity) always gets Glorot. An explicit
+        initializer applies to every layer. Biases start at zero.
+
+    batch_norm : {{"before", "after"}} or None, default=None
+        Add a BatchNorm layer to every hidden layer, before or after its
+        activation. With "before" the hidden linear layers have no bias
+        (BatchNorm's shift makes it redundant).
+
+    batch_norm_input : bool, default=False
+        Also normalize the inputs with a BatchNorm layer.
+
+    batch_norm_momentum : float, default=0.1
+        PyTorch convention: the weight of the current batch when updating the
+        running mean and variance. Keras' ``momentum`` is one minus this:
+        Keras 0.99 is 0.01 here, and this default is Keras 0.9.
+
+    batch_norm_epsilon : float, default=1e-5
+        Added to the batch variance for numerical stability.
+
+    dropout : float, default=0.0
+        Dropout rate after each hidden layer, active in training only. With
+        ``activation="selu"`` it is alpha dropout, which keeps SELU's
+        self-normalization.
+
+    max_norm : float or None, default=None
+        Max-norm regularization: after every optimizer step each hidden
+        unit's incoming weight vector is rescaled to L2 norm <= ``max_norm``.
+
+    alpha : float, default=1e-4
+        Strength of the weight penalty, as in ``MLPClassifier``: the loss gets
+        ``alpha * (l1_ratio * ||W||_1 + 0.5 * (1 - l1_ratio) * ||W||_2^2)``
+        divided by the batch's total sample weight. Biases and BatchNorm
+        parameters are not penalized.
+
+    l1_ratio : float, default=0.0
+        Share of L1 in the penalty: 0 is pure L2 (``MLPClassifier``'s ``alpha``),
+        1 pure L1, in between an elastic net.
+
+    weight_decay : float or None, default=None
+        Decoupled weight decay (applied by the optimizer, not through the
+        loss), available for "adam", "nadam" and "adamw". ``None`` means 0.01
+        for "adamw" and 0 otherwise. Other solvers reject a positive value.
+
+    clip_norm : float or None, default=None
+        Clip the global L2 norm of all gradients to at most this value before
+        each step.
+
+    clip_value : float or None, default=None
+        Clip every gradient component to ``[-clip_value, clip_value]`` before
+        each step (applied before ``clip_norm`` when both are set).
+
+    solver : str, default="adam"
+        Optimizer, one of:
+
+{_solver_lines()}
+
+    learning_rate : str, default="constant"
+        Learning-rate schedule, one of {_names(SCHEDULES)}.
+
+    learning_rate_init : float, default=1e-3
+        Initial learning rate.
+
+    momentum : float, default=0.9
+        Momentum for "momentum" and "nesterov".
+
+    beta_1 : float, default=0.9
+        Decay of the first-moment estimate (Adam family).
+
+    beta_2 : float, default=0.999
+        Decay of the second-moment estimate (Adam family).
+
+    epsilon : float, default=1e-8
+        Numerical-stability term (AdaGrad, RMSProp, Adam family).
+
+    rho : float, default=0.9
+        Decay of RMSProp's moving average of squared gradients (Keras'
+        default; PyTorch's ``alpha``).
+
+    batch_size : int or "auto", default="auto"
+        Mini-batch size; "auto" is ``min(200, n_samples)``. A trailing batch
+        of one sample is merged into the previous one when BatchNorm is used.
+
+    max_iter : int, default=200
+        Maximum number of epochs for :meth:`fit` (``partial_fit`` runs one).
+
+    shuffle : bool, default=True
+        Shuffle the training data before each epoch.
+
+    tol : float, default=1e-4
+        Minimum improvement of the training loss (or of the validation score
+        with ``early_stopping``) that resets the patience counter.
+
+    n_iter_no_change : int, default=10
+        Stop once the loss (or validation score) has not improved by ``tol``
+        for more than this many consecutive epochs.
+
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data (stratified for
+        classifiers when every class has two or more samples), stop when the
+        validation score (accuracy or R^2) stops improving and restore the
+        weights of the best epoch.
+
+    validation_fraction : float, default=0.1
+        Share of the training data held out when ``early_stopping=True``.
+
+    warm_start : bool, default=False
+        Reuse the fitted network's weights as the starting point of the next
+        :meth:`fit` (with a fresh optimizer, as ``MLPClassifier`` does). The
+        architecture parameters must not change in between.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialization, the validation split, shuffling and
+        dropout. Fits with the same int give identical results on CPU. The
+        caller's global torch and numpy random states are left untouched.
+
+    verbose : bool, default=False
+        Print the loss (and validation score) after every epoch.
+
+    device : str or torch.device, default="auto"
+        Where to train: "auto" (CUDA when available, else CPU), "cpu",
+        "cuda" or "cuda:N".
+"""
+
+SHARED_ATTRIBUTES = """\
+    n_features_in_ : int
+        Number of features seen during fit.
+
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names, when ``X`` had string column names.
+
+    n_outputs_ : int
+        Number of network outputs.
+
+    n_iter_ : int
+        Number of epochs run, over all calls when warm starting.
+
+    t_ : int
+        Number of training samples seen, over all calls.
+
+    loss_curve_ : list of float
+        Training loss (with penalty) of every epoch.
+
+    best_loss_ : float or None
+        Lowest training loss; ``None`` with early stopping.
+
+    validation_scores_ : list of float or None
+        Validation score of every epoch with early stopping, else ``None``.
+
+    best_validation_score_ : float or None
+        Best validation score with early stopping, else ``None``.
+
+    history_ : skorch.History
+        Per-epoch records: ``train_loss``, ``dur`` (seconds),
+        ``train_batch_count``, ``train_samples`` and, with early stopping,
+        ``valid_score``.
+
+    net_ : skorch.NeuralNet
+        The underlying skorch net; ``net_.module_`` is the torch module.
+"""

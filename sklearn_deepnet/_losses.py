@@ -1,0 +1,119 @@
+"""Per-sample losses computed from the network's raw outputs (logits).
+
+Every loss returns one value per sample; :class:`WeightedLoss` turns them into
+the sample-weighted mean ``sum(w * l) / sum(w)`` that scikit-learn's MLP uses.
+Losses are module-level functions (or ``functools.partial`` of them) so that
+fitted estimators pickle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["REGRESSION_LOSSES", "RegressionLoss", "WeightedLoss", "classification_loss"]
+
+
+def multiclass_log_loss(logits, y):
+    """Cross-entropy of integer labels ``y`` against ``logits`` (n, K)."""
+    return F.cross_entropy(logits, y, reduction="none")
+
+
+def binary_log_loss(logits, y):
+    """Binary cross-entropy summed over outputs (sklearn's multilabel convention)."""
+    return F.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(dim=1)
+
+
+def squared_error(out, y):
+    """Half squared error averaged over outputs, as in ``MLPRegressor``."""
+    return 0.5 * (out - y).pow(2).mean(dim=1)
+
+
+def absolute_error(out, y):
+    """Absolute error averaged over outputs."""
+    return (out - y).abs().mean(dim=1)
+
+
+def huber(out, y, delta=1.0):
+    """Huber loss averaged over outputs: quadratic within ``delta``, linear beyond."""
+    return F.huber_loss(out, y, reduction="none", delta=delta).mean(dim=1)
+
+
+def poisson(out, y):
+    """Poisson deviance up to a constant; ``out`` is the log of the mean."""
+    return (torch.exp(out) - y * out).mean(dim=1)
+
+
+def _identity(x):
+    return x
+
+
+@dataclass(frozen=True)
+class RegressionLoss:
+    """One row of the regression loss table.
+
+    Parameters
+    ----------
+    factory : callable
+        ``factory(huber_delta)`` returns the per-sample loss function.
+    inverse_link : callable
+        Maps raw network outputs (a numpy array) to predictions.
+    requires_non_negative_y : bool
+        Whether ``y`` must be ``>= 0`` (Poisson).
+    summary : str
+        One-line description for the documentation.
+    """
+
+    factory: Callable
+    inverse_link: Callable = _identity
+    requires_non_negative_y: bool = False
+    summary: str = ""
+
+
+REGRESSION_LOSSES: dict[str, RegressionLoss] = {
+    "squared_error": RegressionLoss(
+        lambda delta: squared_error, summary="0.5 * (y - f(x))**2, like MLPRegressor"
+    ),
+    "absolute_error": RegressionLoss(
+        lambda delta: absolute_error, summary="|y - f(x)|; robust, predicts the median"
+    ),
+    "huber": RegressionLoss(
+        lambda delta: partial(huber, delta=delta),
+        summary="quadratic within huber_delta, linear beyond; robust to outliers",
+    ),
+    "poisson": RegressionLoss(
+        lambda delta: poisson,
+        inverse_link=np.exp,
+        requires_non_negative_y=True,
+        summary="Poisson deviance with log link, for counts and rates (y >= 0)",
+    ),
+}
+
+
+def classification_loss(target_type: str):
+    """Per-sample loss for ``"binary"``, ``"multiclass"`` or ``"multilabel"``."""
+    return multiclass_log_loss if target_type == "multiclass" else binary_log_loss
+
+
+class WeightedLoss(nn.Module):
+    """Sample-weighted mean of a per-sample loss.
+
+    Parameters
+    ----------
+    per_sample : callable
+        ``per_sample(out, y)`` returns a tensor of shape ``(n,)``.
+    """
+
+    def __init__(self, per_sample):
+        super().__init__()
+        self.per_sample = per_sample
+
+    def forward(self, out, y, weight):
+        """Return ``sum(weight * loss) / sum(weight)``."""
+        return (self.per_sample(out, y) * weight).sum() / weight.sum()

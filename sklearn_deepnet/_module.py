@@ -1,0 +1,129 @@
+"""Pure-torch network: ``Linear -> [BatchNorm] -> activation -> [BatchNorm] -> [dropout]``.
+
+Nothing here knows about scikit-learn or skorch. The module returns raw
+outputs (logits for classifiers); losses and output activations live elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from torch import nn
+
+from ._activations import activation_init_family, build_activation, is_self_normalizing
+from ._init import resolve_initializer
+
+__all__ = ["MLP"]
+
+
+class MLP(nn.Module):
+    """Multi-layer perceptron with the chapter's optional layers.
+
+    Parameters
+    ----------
+    n_features : int
+        Number of input features.
+    hidden_layer_sizes : sequence of int
+        Width of each hidden layer; empty for a linear model.
+    n_outputs : int
+        Number of raw outputs.
+    activation : str or callable, default="relu"
+        Key of the activation table, or a zero-argument callable returning a
+        ``torch.nn.Module`` (one fresh instance is made per layer).
+    activation_alpha : float, tuple or None, default=None
+        Parameter of the activation (see the activation table).
+    batch_norm : {None, "before", "after"}, default=None
+        Where each hidden layer's BatchNorm sits relative to its activation.
+        With ``"before"`` the linear layer has no bias (BatchNorm's shift
+        replaces it).
+    batch_norm_input : bool, default=False
+        Whether to normalize the inputs with a BatchNorm layer.
+    batch_norm_momentum : float, default=0.1
+        PyTorch convention: weight of the new batch in the running statistics.
+    batch_norm_epsilon : float, default=1e-5
+        Added to the variance for numerical stability.
+    dropout : float, default=0.0
+        Dropout rate after each hidden layer; alpha dropout for SELU.
+
+    Attributes
+    ----------
+    input_norm : torch.nn.Module
+        ``BatchNorm1d`` or ``Identity``.
+    hidden : torch.nn.ModuleList
+        One ``Sequential`` per hidden layer with children named ``linear``,
+        ``batch_norm`` (before or after), ``activation`` and ``dropout``.
+    output : torch.nn.Sequential
+        The output ``linear`` layer.
+    """
+
+    def __init__(
+        self,
+        n_features,
+        hidden_layer_sizes,
+        n_outputs,
+        *,
+        activation="relu",
+        activation_alpha=None,
+        batch_norm=None,
+        batch_norm_input=False,
+        batch_norm_momentum=0.1,
+        batch_norm_epsilon=1e-5,
+        dropout=0.0,
+    ):
+        super().__init__()
+        self.activation = activation
+
+        def bn(width):
+            return nn.BatchNorm1d(width, eps=batch_norm_epsilon, momentum=batch_norm_momentum)
+
+        self.input_norm = bn(n_features) if batch_norm_input else nn.Identity()
+        blocks = []
+        n_in = n_features
+        for width in hidden_layer_sizes:
+            layers = OrderedDict()
+            layers["linear"] = nn.Linear(n_in, width, bias=batch_norm != "before")
+            if batch_norm == "before":
+                layers["batch_norm"] = bn(width)
+            layers["activation"] = build_activation(activation, activation_alpha)
+            if batch_norm == "after":
+                layers["batch_norm"] = bn(width)
+            if dropout > 0:
+                drop = nn.AlphaDropout if is_self_normalizing(activation) else nn.Dropout
+                layers["dropout"] = drop(dropout)
+            blocks.append(nn.Sequential(layers))
+            n_in = width
+        self.hidden = nn.ModuleList(blocks)
+        self.output = nn.Sequential(OrderedDict(linear=nn.Linear(n_in, n_outputs)))
+
+    def forward(self, x):
+        """Return raw outputs of shape ``(n_samples, n_outputs)``."""
+        x = self.input_norm(x)
+        for block in self.hidden:
+            x = block(x)
+        return self.output(x)
+
+    def hidden_linears(self):
+        """The hidden layers' ``Linear`` modules, input side first."""
+        return [block.linear for block in self.hidden]
+
+    def linears(self):
+        """All ``Linear`` modules, output layer last."""
+        return self.hidden_linears() + [self.output.linear]
+
+    def initialize_(self, kernel_initializer="auto"):
+        """Initialize weights in place; biases to zero.
+
+        Parameters
+        ----------
+        kernel_initializer : str or VarianceScaling, default="auto"
+            With ``"auto"`` hidden layers use the family Table 11-1 gives for
+            the activation and the output layer (softmax, sigmoid or identity)
+            uses Glorot. An explicit initializer applies to every layer.
+        """
+        hidden_family = activation_init_family(self.activation)
+        for i, linear in enumerate(self.linears()):
+            family = hidden_family if i < len(self.hidden) else "glorot"
+            resolve_initializer(kernel_initializer, family).initialize_(linear.weight)
+            if linear.bias is not None:
+                nn.init.zeros_(linear.bias)
+        return self

@@ -1,0 +1,183 @@
+"""Optimizers: the single table behind ``solver``.
+
+Each entry builds a ``torch.optim`` optimizer from the estimator's flat
+hyperparameters and lists which of them it reads, so the documentation and the
+validation come from the same place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+__all__ = ["SOLVERS", "Solver", "build_optimizer"]
+
+
+@dataclass(frozen=True)
+class Solver:
+    """One row of the optimizer table.
+
+    Parameters
+    ----------
+    factory : callable
+        ``factory(param_groups, hp)`` returns the optimizer; ``hp`` maps
+        hyperparameter names (``learning_rate_init``, ``momentum``, ...) to values.
+    uses : tuple of str
+        Hyperparameters this optimizer reads besides ``learning_rate_init``.
+    decoupled_weight_decay : bool
+        Whether ``weight_decay`` (decoupled, as in AdamW) is available.
+    summary : str
+        One-line description for the documentation.
+    """
+
+    factory: Callable
+    uses: tuple = ()
+    decoupled_weight_decay: bool = False
+    summary: str = ""
+
+
+def _betas(hp):
+    return (hp["beta_1"], hp["beta_2"])
+
+
+SOLVERS: dict[str, Solver] = {
+    "sgd": Solver(
+        lambda p, hp: torch.optim.SGD(p, lr=hp["learning_rate_init"]),
+        summary="plain stochastic gradient descent",
+    ),
+    "momentum": Solver(
+        lambda p, hp: torch.optim.SGD(
+            p, lr=hp["learning_rate_init"], momentum=hp["momentum"]
+        ),
+        uses=("momentum",),
+        summary="SGD with momentum (PyTorch form: v = m*v + g; w -= lr*v)",
+    ),
+    "nesterov": Solver(
+        lambda p, hp: torch.optim.SGD(
+            p, lr=hp["learning_rate_init"], momentum=hp["momentum"], nesterov=True
+        ),
+        uses=("momentum",),
+        summary="Nesterov accelerated gradient",
+    ),
+    "adagrad": Solver(
+        lambda p, hp: torch.optim.Adagrad(p, lr=hp["learning_rate_init"], eps=hp["epsilon"]),
+        uses=("epsilon",),
+        summary="AdaGrad: per-parameter rates from accumulated squared gradients",
+    ),
+    "rmsprop": Solver(
+        lambda p, hp: torch.optim.RMSprop(
+            p, lr=hp["learning_rate_init"], alpha=hp["rho"], eps=hp["epsilon"]
+        ),
+        uses=("rho", "epsilon"),
+        summary="RMSProp: exponentially decaying average of squared gradients",
+    ),
+    "adam": Solver(
+        lambda p, hp: torch.optim.Adam(
+            p,
+            lr=hp["learning_rate_init"],
+            betas=_betas(hp),
+            eps=hp["epsilon"],
+            weight_decay=hp["weight_decay"],
+            decoupled_weight_decay=True,
+        ),
+        uses=("beta_1", "beta_2", "epsilon", "weight_decay"),
+        decoupled_weight_decay=True,
+        summary="Adam: momentum + RMSProp with bias correction",
+    ),
+    "adamax": Solver(
+        lambda p, hp: torch.optim.Adamax(
+            p, lr=hp["learning_rate_init"], betas=_betas(hp), eps=hp["epsilon"]
+        ),
+        uses=("beta_1", "beta_2", "epsilon"),
+        summary="AdaMax: Adam with the infinity norm",
+    ),
+    "nadam": Solver(
+        lambda p, hp: torch.optim.NAdam(
+            p,
+            lr=hp["learning_rate_init"],
+            betas=_betas(hp),
+            eps=hp["epsilon"],
+            weight_decay=hp["weight_decay"],
+            decoupled_weight_decay=True,
+        ),
+        uses=("beta_1", "beta_2", "epsilon", "weight_decay"),
+        decoupled_weight_decay=True,
+        summary="Nadam: Adam with the Nesterov trick",
+    ),
+    "adamw": Solver(
+        lambda p, hp: torch.optim.AdamW(
+            p,
+            lr=hp["learning_rate_init"],
+            betas=_betas(hp),
+            eps=hp["epsilon"],
+            weight_decay=hp["weight_decay"],
+        ),
+        uses=("beta_1", "beta_2", "epsilon", "weight_decay"),
+        decoupled_weight_decay=True,
+        summary="AdamW: Adam with decoupled weight decay (default 0.01)",
+    ),
+}
+
+# weight_decay=None means "the optimizer's customary default".
+_DEFAULT_WEIGHT_DECAY = {"adamw": 1e-2}
+
+
+def resolve_weight_decay(solver: str, weight_decay):
+    """Return the effective decoupled weight decay, or an error message.
+
+    Parameters
+    ----------
+    solver : str
+        Key of :data:`SOLVERS`.
+    weight_decay : float or None
+        The user's ``weight_decay``.
+
+    Returns
+    -------
+    value : float
+        Effective decay (0.0 when unused).
+    error : str or None
+        Message when a positive decay is asked of an optimizer without a
+        decoupled form.
+    """
+    if weight_decay is None:
+        return _DEFAULT_WEIGHT_DECAY.get(solver, 0.0), None
+    if weight_decay > 0 and not SOLVERS[solver].decoupled_weight_decay:
+        have = sorted(k for k, s in SOLVERS.items() if s.decoupled_weight_decay)
+        return 0.0, (
+            f"weight_decay={weight_decay!r} needs an optimizer with decoupled weight "
+            f"decay ({', '.join(have)}); solver={solver!r} has none. Use alpha "
+            "(L2 penalty) instead"
+        )
+    return float(weight_decay), None
+
+
+def build_optimizer(solver: str, named_params, hp: dict) -> torch.optim.Optimizer:
+    """Build the optimizer for ``solver``.
+
+    Weight decay applies to weight matrices only: biases, BatchNorm and PReLU
+    parameters get none, like the L1/L2 penalties.
+
+    Parameters
+    ----------
+    solver : str
+        Key of :data:`SOLVERS`.
+    named_params : iterable of (str, torch.nn.Parameter)
+        Learnable parameters of the module.
+    hp : dict
+        Hyperparameters (``learning_rate_init``, ``momentum``, ``beta_1``,
+        ``beta_2``, ``epsilon``, ``rho``, ``weight_decay``).
+
+    Returns
+    -------
+    torch.optim.Optimizer
+    """
+    decay, no_decay = [], []
+    for name, p in named_params:
+        (decay if name.endswith("linear.weight") else no_decay).append(p)
+    groups = [{"params": decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return SOLVERS[solver].factory(groups, hp)

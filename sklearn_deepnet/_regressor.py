@@ -1,0 +1,164 @@
+"""DeepMLPRegressor: single/multi-output targets, squared/absolute/Huber/Poisson loss."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import RegressorMixin
+from sklearn.metrics import r2_score
+
+from ._base import BaseDeepMLP
+from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS
+from ._losses import REGRESSION_LOSSES
+from ._validation import Interval, Real, StrOptions, fit_context
+
+
+def _loss_lines():
+    return "\n".join(f"        - ``{k}``: {v.summary}." for k, v in REGRESSION_LOSSES.items())
+
+
+class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
+    __doc__ = f"""Deep multi-layer perceptron regressor over PyTorch.
+
+    A drop-in for :class:`sklearn.neural_network.MLPRegressor` with the
+    deep-network toolbox of *Hands-On Machine Learning*, chapter 11 (see
+    :class:`DeepMLPClassifier`). The output layer is linear, one unit per
+    target; a 1-D ``y`` gives 1-D predictions, a 2-D ``y`` 2-D predictions.
+
+    Parameters
+    ----------
+{SHARED_PARAMETERS}
+    loss : str, default="squared_error"
+        Training loss, averaged over outputs, one of:
+
+{_loss_lines()}
+
+    huber_delta : float, default=1.0
+        Where the Huber loss turns from quadratic to linear (``loss="huber"``).
+
+    Attributes
+    ----------
+{SHARED_ATTRIBUTES}
+    See Also
+    --------
+    DeepMLPClassifier : The classification counterpart.
+    sklearn.neural_network.MLPRegressor : scikit-learn's CPU-only MLP.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_regression
+    >>> from sklearn_deepnet import DeepMLPRegressor
+    >>> X, y = make_regression(n_samples=200, n_features=5, noise=1.0, random_state=0)
+    >>> reg = DeepMLPRegressor((32, 32), activation="gelu", learning_rate_init=1e-2,
+    ...                        max_iter=300, random_state=0).fit(X, y / y.std())
+    >>> reg.predict(X[:2]).shape
+    (2,)
+    """
+
+    _parameter_constraints = {
+        **BaseDeepMLP._parameter_constraints,
+        "loss": [StrOptions(set(REGRESSION_LOSSES))],
+        "huber_delta": [Interval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(
+        self, hidden_layer_sizes=(100, 100, 100), *, activation="relu",
+        activation_alpha=None, kernel_initializer="auto", batch_norm=None,
+        batch_norm_input=False, batch_norm_momentum=0.1, batch_norm_epsilon=1e-5,
+        dropout=0.0, max_norm=None, alpha=1e-4, l1_ratio=0.0, weight_decay=None,
+        clip_norm=None, clip_value=None, solver="adam", learning_rate="constant",
+        learning_rate_init=1e-3, momentum=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+        rho=0.9, batch_size="auto", max_iter=200, shuffle=True, tol=1e-4,
+        n_iter_no_change=10, early_stopping=False, validation_fraction=0.1,
+        warm_start=False, random_state=None, verbose=False, device="auto",
+        loss="squared_error", huber_delta=1.0,
+    ):
+        vars(self).update((k, v) for k, v in locals().items() if k != "self")
+
+    @fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the network to ``X`` and ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data; any numeric dtype, a DataFrame or nested lists.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Target values.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; the loss is their weighted mean.
+
+        Returns
+        -------
+        self : DeepMLPRegressor
+            The fitted estimator.
+        """
+        return self._fit(X, y, sample_weight)
+
+    @fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """Run one epoch over ``X`` and ``y``, continuing from the current state.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Target values.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights.
+
+        Returns
+        -------
+        self : DeepMLPRegressor
+            The updated estimator.
+        """
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    # ---------------------------------------------------------------- hooks
+    def _prepare_y(self, y, *, continuing, incremental, classes):
+        y = np.asarray(y)
+        y2 = y.reshape(len(y), -1).astype(np.float32)
+        if continuing and (y.ndim, y2.shape[1]) != (self._y_ndim, self.n_outputs_):
+            raise ValueError(
+                f"y has shape {y.shape} but the network was fitted on targets with "
+                f"{self.n_outputs_} output(s) and {self._y_ndim} dimension(s)."
+            )
+        if REGRESSION_LOSSES[self.loss].requires_non_negative_y and (y2 < 0).any():
+            raise ValueError(
+                f"loss={self.loss!r} requires non-negative y, but y has negative values "
+                f"(min {float(y2.min())!r})."
+            )
+        self._y_ndim = y.ndim
+        self.n_outputs_ = y2.shape[1]
+        return y2, None, self.n_outputs_
+
+    def _per_sample_loss(self):
+        return REGRESSION_LOSSES[self.loss].factory(self.huber_delta)
+
+    def _predict_from_raw(self, raw):
+        pred = REGRESSION_LOSSES[self.loss].inverse_link(raw.astype(np.float64))
+        return pred.ravel() if self._y_ndim == 1 else pred
+
+    def _score_raw(self, raw, y_model, sample_weight):
+        pred = REGRESSION_LOSSES[self.loss].inverse_link(raw.astype(np.float64))
+        return r2_score(y_model, pred, sample_weight=sample_weight)
+
+    def predict(self, X):
+        """Predict target values.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_targets)
+            Predictions, with the dimensionality of the ``y`` seen in fit.
+        """
+        return self._predict_from_raw(self._predict_raw(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags

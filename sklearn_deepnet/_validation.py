@@ -1,0 +1,113 @@
+"""Validation helpers: the ONLY module that imports private scikit-learn names.
+
+Keeping them here means a scikit-learn upgrade that moves a private helper
+breaks one file.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import torch
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    StrOptions,
+)
+from sklearn.utils.validation import _check_sample_weight
+
+__all__ = [
+    "Integral",
+    "Interval",
+    "InvalidParameterError",
+    "Real",
+    "StrOptions",
+    "check_sample_weight",
+    "fit_context",
+    "invalid_parameter",
+    "resolve_device",
+]
+
+fit_context = _fit_context
+
+
+def check_sample_weight(sample_weight, X):
+    """Validate sample weights: finite, non-negative, one per sample, float32.
+
+    A ``None`` input gives weights of one, so that weighted and unweighted
+    fits run exactly the same arithmetic.
+    """
+    return _check_sample_weight(
+        sample_weight, X, dtype=X.dtype, ensure_non_negative=True
+    )
+
+
+def invalid_parameter(estimator, name, allowed, got):
+    """Build an ``InvalidParameterError`` worded like scikit-learn's own.
+
+    Parameters
+    ----------
+    estimator : object
+        The estimator whose parameter is wrong.
+    name : str
+        Parameter name.
+    allowed : str
+        What the parameter must be.
+    got : object
+        The offending value (or a description of it).
+
+    Returns
+    -------
+    InvalidParameterError
+    """
+    return InvalidParameterError(
+        f"The {name!r} parameter of {type(estimator).__name__} must be {allowed}. "
+        f"Got {got!r} instead."
+    )
+
+
+def resolve_device(estimator, device):
+    """Turn the ``device`` parameter into a usable ``torch.device``.
+
+    Parameters
+    ----------
+    estimator : object
+        For error messages.
+    device : str or torch.device
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``.
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``device`` is not one of the accepted forms.
+    ValueError
+        If CUDA (or the given CUDA index) is not available on this machine.
+    """
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda") or (dev.type == "cpu" and dev.index):
+        raise invalid_parameter(
+            estimator, "device", "'auto', 'cpu', 'cuda' or 'cuda:N'", device
+        )
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} was requested but CUDA is not available on this "
+                "machine (torch.cuda.is_available() is False); use device='auto' "
+                "or device='cpu'."
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r} was requested but only "
+                f"{torch.cuda.device_count()} CUDA device(s) are available."
+            )
+    return dev
