@@ -314,8 +314,8 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                 size = n_samples
         if (self.batch_norm is not None or self.batch_norm_input) and size < 2:
             raise ValueError(
-                f"BatchNorm needs at least 2 samples per batch; got batch_size={size} "
-                f"with {n_samples} training sample(s)."
+                "BatchNorm needs at least 2 samples per training batch; got "
+                f"batch_size={size} (n_samples = {n_samples})."
             )
         return size
 

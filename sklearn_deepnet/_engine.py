@@ -208,18 +208,30 @@ class TrainingNet(NeuralNet):
 def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE):
     """Raw network outputs for ``X`` in evaluation mode, as a numpy array.
 
+    On CPU the forward pass runs in float64 (weights cast for this call
+    only): float32 matrix products give results that depend in the last bits
+    on how many rows are multiplied together, and a prediction should not
+    change with the batch it arrives in. On CUDA it runs in float32.
+
     Parameters
     ----------
     module : torch.nn.Module
     X : ndarray of shape (n_samples, n_features), float32, or torch.Tensor
-    device : torch.device
+    device : torch.device or str
     batch_size : int
         Rows per forward pass; bounds the memory used.
 
     Returns
     -------
-    ndarray of shape (n_samples, n_outputs), float32
+    ndarray of shape (n_samples, n_outputs)
+        float64 on CPU, float32 on CUDA.
     """
+    device = torch.device(device)
+    dtype = torch.float64 if device.type == "cpu" else torch.float32
+    state = {
+        k: v.to(dtype) if v.is_floating_point() else v
+        for k, v in module.state_dict().items()
+    }
     was_training = module.training
     module.eval()
     outputs = []
@@ -229,7 +241,8 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE):
                 chunk = X[start : start + batch_size]
                 if not isinstance(chunk, torch.Tensor):
                     chunk = to_tensor(chunk, device)
-                outputs.append(module(chunk.to(device)).float().cpu())
+                chunk = chunk.to(device=device, dtype=dtype)
+                outputs.append(torch.func.functional_call(module, state, (chunk,)).cpu())
     finally:
         module.train(was_training)
     return torch.cat(outputs).numpy()
