@@ -1,0 +1,93 @@
+import pytest
+import torch
+from torch import nn
+
+from sklearn_deepnet import DeepMLPClassifier
+from sklearn_deepnet._activations import ACTIVATIONS, build_activation, check_activation_alpha
+from sklearn_deepnet._validation import InvalidParameterError
+
+Z = torch.linspace(-3, 3, 61)
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_every_activation_builds_and_fits(name, clf_data):
+    X, y = clf_data
+    module = build_activation(name)
+    assert isinstance(module, nn.Module)
+    assert torch.isfinite(module(Z)).all()
+    clf = DeepMLPClassifier((8,), activation=name, max_iter=2, random_state=0).fit(X, y)
+    assert type(clf.net_.module_.hidden[0].activation) is type(module)
+
+
+def test_expected_modules():
+    assert isinstance(build_activation("swish"), nn.SiLU)
+    assert isinstance(build_activation("silu"), nn.SiLU)
+    assert isinstance(build_activation("logistic"), nn.Sigmoid)
+    assert isinstance(build_activation("sigmoid"), nn.Sigmoid)
+    assert isinstance(build_activation("identity"), nn.Identity)
+    assert isinstance(build_activation("mish"), nn.Mish)
+    assert isinstance(build_activation("gelu"), nn.GELU)
+
+
+def test_leaky_relu_slope():
+    assert build_activation("leaky_relu")(torch.tensor([-1.0])).item() == pytest.approx(-0.2)
+    assert build_activation("leaky_relu", 0.05)(torch.tensor([-2.0])).item() == pytest.approx(
+        -0.1
+    )
+
+
+def test_elu_alpha():
+    out = build_activation("elu", 2.0)(torch.tensor([-50.0])).item()
+    assert out == pytest.approx(-2.0)
+
+
+def test_prelu_initial_slope_and_learned(clf_data):
+    assert build_activation("prelu", 0.1).weight.item() == pytest.approx(0.1)
+    X, y = clf_data
+    clf = DeepMLPClassifier(
+        (8,), activation="prelu", activation_alpha=0.1, max_iter=5, random_state=0,
+        learning_rate_init=0.05,
+    ).fit(X, y)
+    assert clf.net_.module_.hidden[0].activation.weight.item() != pytest.approx(0.1)
+
+
+def test_rrelu_range_train_vs_eval():
+    act = build_activation("rrelu", (0.1, 0.3))
+    act.train()
+    slopes = -act(-torch.ones(10_000))
+    assert slopes.min() >= 0.1 - 1e-6 and slopes.max() <= 0.3 + 1e-6
+    act.eval()
+    assert (-act(-torch.ones(3))).allclose(torch.tensor(0.2))
+
+
+@pytest.mark.parametrize(
+    "name, alpha",
+    [("relu", 0.1), ("selu", 1.0), ("leaky_relu", (0.1, 0.2)), ("rrelu", 0.1),
+     ("rrelu", (0.4, 0.2)), ("elu", -1.0)],
+)
+def test_bad_alpha_rejected(name, alpha, clf_data):
+    assert check_activation_alpha(name, alpha) is not None
+    X, y = clf_data
+    with pytest.raises(InvalidParameterError, match="activation_alpha"):
+        DeepMLPClassifier(activation=name, activation_alpha=alpha).fit(X, y)
+
+
+def test_user_supplied_module_class(clf_data):
+    X, y = clf_data
+    clf = DeepMLPClassifier((8, 8), activation=nn.Hardswish, max_iter=2, random_state=0)
+    clf.fit(X, y)
+    acts = [b.activation for b in clf.net_.module_.hidden]
+    assert all(isinstance(a, nn.Hardswish) for a in acts)
+    assert acts[0] is not acts[1]
+
+
+def test_user_callable_must_return_module(clf_data):
+    X, y = clf_data
+    with pytest.raises(TypeError, match="not a torch.nn.Module"):
+        DeepMLPClassifier((8,), activation=lambda: "relu").fit(X, y)
+
+
+def test_unknown_activation_name(clf_data):
+    X, y = clf_data
+    with pytest.raises(InvalidParameterError, match="'activation' parameter"):
+        DeepMLPClassifier(activation="relu6").fit(X, y)
