@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+import torch
+
+from sklearn_deepnet import DeepMLPClassifier
+from sklearn_deepnet._engine import BatchIterator, TensorData, predict_raw, weight_penalty
+from sklearn_deepnet._module import MLP
+
+
+def _data(n):
+    X = torch.arange(n, dtype=torch.float32)[:, None]
+    return TensorData(X, torch.arange(n), torch.ones(n))
+
+
+@pytest.mark.parametrize("n, batch", [(10, 3), (10, 5), (7, 10), (1, 1)])
+def test_every_sample_once_per_epoch(n, batch):
+    it = BatchIterator(_data(n), batch, shuffle=True, generator=torch.Generator().manual_seed(0))
+    for _ in range(2):
+        seen = torch.cat([xb[:, 0] for xb, _ in it])
+        assert sorted(seen.tolist()) == list(range(n))
+    assert len(it) == -(-n // batch)
+
+
+def test_shuffle_is_seeded_and_batches_stay_aligned():
+    data = _data(50)
+    a = [xb[:, 0].tolist() for xb, _ in BatchIterator(data, 8, True, torch.Generator().manual_seed(1))]
+    b = [xb[:, 0].tolist() for xb, _ in BatchIterator(data, 8, True, torch.Generator().manual_seed(1))]
+    assert a == b and a[0] != list(range(8))
+    for xb, (yb, wb) in BatchIterator(data, 8, True, torch.Generator().manual_seed(2)):
+        assert torch.equal(xb[:, 0].long(), yb)
+
+
+def test_trailing_singleton_merged_for_batch_norm():
+    sizes = [len(xb) for xb, _ in BatchIterator(_data(11), 5, False, min_batch=2)]
+    assert sizes == [5, 6]
+    assert [len(xb) for xb, _ in BatchIterator(_data(11), 5, False)] == [5, 5, 1]
+
+
+def test_batch_norm_fit_with_trailing_singleton(clf_data):
+    X, y = clf_data
+    DeepMLPClassifier((8,), batch_norm="after", batch_size=199, max_iter=2,
+                      random_state=0).fit(X, y)
+
+
+def test_penalty_matches_formula():
+    net = MLP(3, [4], 2)
+    ws = [lin.weight for lin in net.linears()]
+    l2 = sum(w.pow(2).sum() for w in ws).item()
+    l1 = sum(w.abs().sum() for w in ws).item()
+    assert weight_penalty(net, 0.3, 0.0).item() == pytest.approx(0.3 * 0.5 * l2, rel=1e-5)
+    assert weight_penalty(net, 0.3, 1.0).item() == pytest.approx(0.3 * l1, rel=1e-5)
+    assert weight_penalty(net, 0.3, 0.25).item() == pytest.approx(
+        0.3 * (0.25 * l1 + 0.375 * l2), rel=1e-5
+    )
+
+
+def test_l2_shrinks_and_l1_sparsifies(clf_data):
+    X, y = clf_data
+    kw = dict(hidden_layer_sizes=(64,), learning_rate_init=0.01, batch_size=20,
+              max_iter=40, random_state=0, tol=0.0)
+    w = {}
+    for name, params in {"none": dict(alpha=0.0), "l2": dict(alpha=5.0),
+                         "l1": dict(alpha=5.0, l1_ratio=1.0)}.items():
+        w[name] = DeepMLPClassifier(**kw, **params).fit(X, y).net_.module_.hidden[0].linear.weight
+    assert w["l2"].norm() < 0.5 * w["none"].norm()
+    near_zero = {k: (v.abs() < 1e-2).float().mean().item() for k, v in w.items()}
+    assert near_zero["l1"] > 0.5 and near_zero["l1"] > near_zero["none"] + 0.3
+
+
+def test_predict_raw_is_batch_invariant():
+    torch.manual_seed(0)
+    net = MLP(20, [64, 64], 3, batch_norm="before").initialize_()
+    X = np.random.default_rng(0).normal(size=(1000, 20)).astype(np.float32)
+    full = predict_raw(net, X, "cpu")
+    pieces = np.vstack([predict_raw(net, X[i : i + 7], "cpu") for i in range(0, 1000, 7)])
+    small_batches = predict_raw(net, X, "cpu", batch_size=13)
+    # float64 rounding level; float32 inference differs by ~1e-6 here
+    np.testing.assert_allclose(pieces, full, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(small_batches, full, rtol=1e-12, atol=1e-12)
+    assert net.training  # mode restored
+
+
+def test_epoch_records(clf_data):
+    X, y = clf_data
+    clf = DeepMLPClassifier((8,), batch_size=64, max_iter=3, random_state=0).fit(X, y)
+    for row in clf.history_:
+        assert row["train_batch_count"] == 4 and row["train_samples"] == 200
+        assert row["dur"] > 0
+    assert clf.t_ == 600
