@@ -167,7 +167,7 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         if len(self.classes_) < 2:
             raise ValueError(
                 f"{type(self).__name__} needs samples of at least 2 classes, but the "
-                f"data contains only one class: {self.classes_[0]!r}."
+                f"data contains only one class: {self.classes_.tolist()[0]!r}."
             )
         self._multilabel = False
         binary = len(self.classes_) == 2

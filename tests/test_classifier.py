@@ -1,0 +1,156 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_digits, make_classification, make_multilabel_classification
+from sklearn.metrics import recall_score
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sklearn_deepnet import DeepMLPClassifier
+
+FAST = dict(hidden_layer_sizes=(16,), max_iter=30, learning_rate_init=0.01, random_state=0)
+
+
+@pytest.mark.slow
+def test_digits_cross_validation_accuracy():
+    X, y = load_digits(return_X_y=True)
+    model = make_pipeline(
+        StandardScaler(),
+        DeepMLPClassifier((256, 128), dropout=0.2, max_iter=40, random_state=0),
+    )
+    scores = cross_val_score(model, X, y, cv=StratifiedKFold(5, shuffle=True, random_state=0))
+    assert scores.mean() >= 0.97, scores
+
+
+def test_grid_search_over_the_toolbox():
+    X, y = make_classification(n_samples=90, n_features=6, n_informative=4, n_classes=3,
+                               random_state=0)
+    pipe = Pipeline([("scale", StandardScaler()),
+                     ("clf", DeepMLPClassifier((8,), max_iter=2, random_state=0))])
+    grid = {
+        "clf__activation": ["relu", "selu"],
+        "clf__kernel_initializer": ["auto", "glorot_uniform"],
+        "clf__batch_norm": [None, "before"],
+        "clf__dropout": [0.0, 0.2],
+        "clf__solver": ["adam", "nesterov"],
+    }
+    search = GridSearchCV(pipe, grid, cv=2, error_score="raise").fit(X, y)
+    assert len(search.cv_results_["params"]) == 32
+    assert search.best_estimator_.predict(X).shape == (90,)
+    chosen = search.best_estimator_.named_steps["clf"]
+    assert chosen.get_params()["activation"] == search.best_params_["clf__activation"]
+
+
+@pytest.mark.parametrize("labels", [["cat", "dog", "emu"], [10, -3, 7], [2.0, 4.0, 8.0]])
+def test_any_label_type(labels, clf_data):
+    X, y = clf_data
+    y_lab = np.asarray(labels, dtype=object if isinstance(labels[0], str) else None)[y]
+    clf = DeepMLPClassifier(**FAST).fit(X, y_lab)
+    assert set(clf.classes_.tolist()) == set(labels)
+    assert set(clf.predict(X).tolist()) <= set(labels)
+    assert clf.score(X, y_lab) > 0.6
+
+
+def test_binary_uses_one_logit(clf_data):
+    X, y = clf_data
+    yb = np.where(y == 0, "no", "yes")
+    clf = DeepMLPClassifier(**FAST).fit(X, yb)
+    assert clf.n_outputs_ == 1 and clf.out_activation_ == "logistic"
+    proba = clf.predict_proba(X)
+    assert proba.shape == (200, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_allclose(np.exp(clf.predict_log_proba(X)), proba, rtol=1e-10)
+    assert np.array_equal(clf.predict(X), clf.classes_[proba.argmax(axis=1)])
+
+
+def test_multiclass_probabilities(clf_data):
+    X, y = clf_data
+    clf = DeepMLPClassifier(**FAST).fit(X, y)
+    assert clf.out_activation_ == "softmax" and clf.n_outputs_ == 3
+    proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_allclose(clf.predict_log_proba(X), np.log(proba), rtol=1e-8)
+
+
+def test_log_proba_is_finite_when_proba_underflows(clf_data):
+    X, y = clf_data
+    clf = DeepMLPClassifier(**FAST).fit(X, y)
+    log_proba = clf.predict_log_proba(X * 1e4)
+    assert np.isfinite(log_proba).all()
+
+
+def test_multilabel():
+    X, Y = make_multilabel_classification(n_samples=150, n_features=8, n_classes=4,
+                                          random_state=0)
+    clf = DeepMLPClassifier((32,), max_iter=60, learning_rate_init=0.01, random_state=0)
+    clf.fit(X, Y)
+    assert clf.classes_.tolist() == [0, 1, 2, 3]
+    pred = clf.predict(X)
+    assert pred.shape == (150, 4) and set(np.unique(pred)) <= {0, 1}
+    proba = clf.predict_proba(X)
+    assert proba.shape == (150, 4) and ((proba >= 0) & (proba <= 1)).all()
+    assert (pred == Y).mean() > 0.8
+
+
+def test_pandas_and_dtypes(clf_data):
+    X, y = clf_data
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    clf = DeepMLPClassifier(**FAST).fit(df, pd.Series(y))
+    assert clf.feature_names_in_.tolist() == list(df.columns)
+    ref = clf.predict_proba(X.astype(np.float32))
+    np.testing.assert_allclose(clf.predict_proba(df), ref)
+    with pytest.raises(ValueError, match="feature names should match"):
+        clf.predict(df.rename(columns={"f0": "other"}))
+    for Xc in (X.astype(np.float32), np.round(X * 10).astype(np.int64),
+               np.round(X).astype(np.int32), X.tolist()):
+        DeepMLPClassifier(**FAST).fit(Xc, y).predict(Xc)
+
+
+def test_class_weight_shifts_decisions():
+    X, y = make_classification(n_samples=400, n_features=6, weights=[0.9, 0.1],
+                               class_sep=0.5, random_state=0)
+    plain = DeepMLPClassifier(**FAST).fit(X, y)
+    balanced = DeepMLPClassifier(**FAST, class_weight="balanced").fit(X, y)
+    heavy = DeepMLPClassifier(**FAST, class_weight={0: 1.0, 1: 20.0}).fit(X, y)
+    r_plain = recall_score(y, plain.predict(X))
+    assert recall_score(y, balanced.predict(X)) > r_plain + 0.1
+    assert recall_score(y, heavy.predict(X)) > r_plain + 0.1
+
+
+def test_class_weight_errors(clf_data):
+    X, y = clf_data
+    with pytest.raises(ValueError, match="class_weight has labels not in classes_"):
+        DeepMLPClassifier(**FAST, class_weight={7: 2.0}).fit(X, y)
+    with pytest.raises(ValueError, match="'balanced' is not supported by partial_fit"):
+        DeepMLPClassifier(class_weight="balanced").partial_fit(X, y, classes=[0, 1, 2])
+    Y = np.stack([y == 0, y == 1], axis=1).astype(int)
+    with pytest.raises(ValueError, match="multilabel"):
+        DeepMLPClassifier(class_weight="balanced").fit(X, Y)
+
+
+def test_partial_fit_classes(clf_data):
+    X, y = clf_data
+    clf = DeepMLPClassifier((8,), random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        clf.partial_fit(X, y)
+    clf.partial_fit(X[y < 2], y[y < 2], classes=[0, 1, 2])
+    assert clf.n_outputs_ == 3
+    clf.partial_fit(X, y)
+    assert clf.n_iter_ == 2 and clf.t_ == int((y < 2).sum()) + 200
+    with pytest.raises(ValueError, match=r"labels not in classes_ \[0, 1, 2\]: \[5\]"):
+        clf.partial_fit(X[:3], [0, 1, 5])
+    with pytest.raises(ValueError, match="not the same as classes_"):
+        clf.partial_fit(X, y, classes=[0, 1])
+
+
+def test_one_class_rejected(clf_data):
+    X, _ = clf_data
+    with pytest.raises(ValueError, match="at least 2 classes.*only one class: 'a'"):
+        DeepMLPClassifier().fit(X, ["a"] * len(X))
+
+
+def test_continuous_target_rejected(clf_data):
+    X, _ = clf_data
+    with pytest.raises(ValueError, match="Unknown label type"):
+        DeepMLPClassifier().fit(X, np.linspace(0, 1, len(X)))
