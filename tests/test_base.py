@@ -1,0 +1,250 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+
+from sklearn_deepnet import DeepMLPClassifier, DeepMLPRegressor
+from sklearn_deepnet._activations import ACTIVATIONS
+from sklearn_deepnet._init import INITIALIZERS
+from sklearn_deepnet._optim import SOLVERS
+from sklearn_deepnet._validation import InvalidParameterError
+
+FAST = dict(hidden_layer_sizes=(16,), max_iter=5, random_state=0)
+
+
+@pytest.mark.parametrize(
+    "param, value, allowed",
+    [("hidden_layer_sizes", (10, 0), "sequence of positive ints"),
+     ("hidden_layer_sizes", "big", "array-like"),
+     ("activation", "sigmoidal", "str among"),
+     ("kernel_initializer", "xavier", "str among"),
+     ("batch_norm", "middle", "str among"),
+     ("batch_norm_momentum", 1.5, r"range \[0.0, 1.0\]"),
+     ("dropout", 1.0, r"range \[0.0, 1.0\)"),
+     ("max_norm", 0.0, r"range \(0.0, inf\)"),
+     ("alpha", -1.0, r"range \[0.0, inf\)"),
+     ("l1_ratio", 2.0, r"range \[0.0, 1.0\]"),
+     ("clip_norm", -1.0, r"range \(0.0, inf\)"),
+     ("solver", "lbfgs", "str among"),
+     ("learning_rate", "adaptive", "str among"),
+     ("learning_rate_init", 0.0, r"range \(0.0, inf\)"),
+     ("batch_size", 0, "range"),
+     ("max_iter", 0, "range"),
+     ("validation_fraction", 1.0, r"range \(0.0, 1.0\)"),
+     ("device", "gpu", "'auto', 'cpu', 'cuda' or 'cuda:N'"),
+     ("device", "cpu:3", "'auto', 'cpu', 'cuda' or 'cuda:N'"),
+     ("random_state", "seed", "RandomState")],
+)
+def test_bad_hyperparameter_names_parameter_and_allowed_values(param, value, allowed,
+                                                               clf_data):
+    X, y = clf_data
+    with pytest.raises(InvalidParameterError, match=f"'{param}' parameter") as exc:
+        DeepMLPClassifier(**{param: value}).fit(X, y)
+    assert pytest.importorskip("re").search(allowed, str(exc.value)), str(exc.value)
+
+
+def test_regressor_specific_parameters(reg_data):
+    X, y = reg_data
+    with pytest.raises(InvalidParameterError, match="'loss' parameter.*poisson"):
+        DeepMLPRegressor(loss="hinge").fit(X, y)
+    with pytest.raises(InvalidParameterError, match="'huber_delta' parameter"):
+        DeepMLPRegressor(huber_delta=0).fit(X, y)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_unavailable_device_is_a_clear_error(clf_data):
+    X, y = clf_data
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        DeepMLPClassifier(device="cuda").fit(X, y)
+    assert DeepMLPClassifier(**FAST, device="auto").fit(X, y).net_.device.type == "cpu"
+
+
+@pytest.mark.gpu
+def test_cuda_fit_matches_cpu_quality(clf_data):
+    X, y = clf_data
+    gpu = DeepMLPClassifier(**FAST, device="cuda").fit(X, y)
+    cpu = DeepMLPClassifier(**FAST, device="cpu").fit(X, y)
+    assert next(gpu.net_.module_.parameters()).is_cuda
+    assert abs(gpu.score(X, y) - cpu.score(X, y)) < 0.1
+    restored = pickle.loads(pickle.dumps(gpu))
+    np.testing.assert_allclose(restored.predict_proba(X), gpu.predict_proba(X), rtol=1e-5)
+
+
+def test_same_random_state_same_predictions(clf_data):
+    X, y = clf_data
+    kw = dict(hidden_layer_sizes=(16, 16), dropout=0.3, batch_norm="after",
+              early_stopping=True, max_iter=8, random_state=42)
+    a = DeepMLPClassifier(**kw).fit(X, y)
+    b = clone(a).fit(X, y)
+    assert np.array_equal(a.predict_proba(X), b.predict_proba(X))
+    for pa, pb in zip(a.net_.module_.parameters(), b.net_.module_.parameters()):
+        assert torch.equal(pa, pb)
+    c = DeepMLPClassifier(**{**kw, "random_state": 7}).fit(X, y)
+    assert not np.array_equal(a.predict_proba(X), c.predict_proba(X))
+
+
+def test_caller_random_state_untouched(clf_data):
+    X, y = clf_data
+    torch.manual_seed(123)
+    np.random.seed(123)
+    torch_state, np_state = torch.get_rng_state(), np.random.get_state()
+    DeepMLPClassifier(**FAST, dropout=0.5, activation="rrelu").fit(X, y).predict(X)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert np.array_equal(np.random.get_state()[1], np_state[1])
+
+
+def test_partial_fit_calls_draw_fresh_randomness(clf_data):
+    X, y = clf_data
+    clf = DeepMLPClassifier((16,), dropout=0.5, batch_size=50, random_state=0)
+    clf.partial_fit(X, y, classes=[0, 1, 2])
+    first = clf.loss_curve_[-1]
+    twin = clone(clf).partial_fit(X, y, classes=[0, 1, 2])
+    assert twin.loss_curve_[-1] == first  # reproducible
+    clf.partial_fit(X, y)
+    assert clf.n_iter_ == 2 and len(clf.loss_curve_) == 2
+
+
+def test_warm_start_continues(clf_data):
+    X, y = clf_data
+    clf = DeepMLPClassifier((16,), max_iter=5, warm_start=True, random_state=0,
+                            learning_rate_init=0.01)
+    with pytest.warns(ConvergenceWarning):
+        clf.fit(X, y)
+    weights = clf.net_.module_.hidden[0].linear.weight.detach().clone()
+    loss_after_first = clf.loss_curve_[-1]
+    with pytest.warns(ConvergenceWarning):
+        clf.fit(X, y)
+    assert clf.n_iter_ == 10 and len(clf.loss_curve_) == 10
+    assert clf.loss_curve_[5] < clf.loss_curve_[0]
+    assert clf.loss_curve_[-1] < loss_after_first
+    assert not torch.equal(weights, clf.net_.module_.hidden[0].linear.weight)
+    clf.set_params(hidden_layer_sizes=(8,))
+    with pytest.raises(ValueError, match="hidden_layer_sizes changed"):
+        clf.fit(X, y)
+    cold = clone(clf).set_params(warm_start=False, hidden_layer_sizes=(16,), max_iter=5)
+    with pytest.warns(ConvergenceWarning):
+        cold.fit(X, y)
+    assert cold.n_iter_ == 5
+
+
+def test_failed_fit_keeps_the_fitted_model(clf_data):
+    X, y = clf_data
+    clf = DeepMLPClassifier(**FAST).fit(X, y)
+    before = clf.predict_proba(X)
+    attrs = set(vars(clf))
+    bad_X = X.copy()
+    bad_X[3, 2] = np.nan
+    for args in [(bad_X, y), (X, y + 0.5), (X, ["a"] * len(X)), (X, y[:-1])]:
+        with pytest.raises(ValueError):
+            clf.fit(*args)
+        assert set(vars(clf)) == attrs
+        assert clf.n_features_in_ == X.shape[1]
+        np.testing.assert_array_equal(clf.predict_proba(X), before)
+    with pytest.raises(InvalidParameterError):
+        clf.set_params(dropout=2.0).fit(X, y)
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
+
+
+def test_convergence_reporting(clf_data, capsys):
+    X, y = clf_data
+    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(3\)"):
+        DeepMLPClassifier(**{**FAST, "max_iter": 3}).fit(X, y)
+    clf = DeepMLPClassifier((16,), max_iter=500, tol=0.5, n_iter_no_change=2,
+                            random_state=0, verbose=True).fit(X, y)
+    # sklearn's rule: the first epoch sets the best loss, then stop once more than
+    # n_iter_no_change=2 epochs in a row improved by less than tol
+    assert clf.n_iter_ == 4
+    out = capsys.readouterr().out
+    assert "Iteration 1, loss = " in out and "did not improve more than tol=0.5" in out
+
+
+def test_sample_weight(clf_data):
+    X, y = clf_data
+    w = np.ones(len(y))
+    w[:50] = 0.0
+    with_zero = DeepMLPClassifier(**FAST).fit(X, y, sample_weight=w)
+    dropped = DeepMLPClassifier(**FAST).fit(X[50:], y[50:])
+    np.testing.assert_array_equal(with_zero.predict_proba(X), dropped.predict_proba(X))
+    trained = dict(hidden_layer_sizes=(16,), learning_rate_init=0.02, max_iter=30,
+                   random_state=0)
+    plain = DeepMLPClassifier(**trained).fit(X, y)
+    heavy = DeepMLPClassifier(**trained).fit(X, y, sample_weight=np.where(y == 0, 10.0, 1.0))
+    assert (heavy.predict(X) == 0).sum() > (plain.predict(X) == 0).sum()
+    with pytest.raises(ValueError, match="[Nn]egative"):
+        DeepMLPClassifier(**FAST).fit(X, y, sample_weight=-w)
+    with pytest.raises(ValueError, match="All sample weights are zero|zero"):
+        DeepMLPClassifier(**FAST).fit(X, y, sample_weight=np.zeros(len(y)))
+
+
+def test_fitted_attributes(clf_data):
+    X, y = clf_data
+    clf = DeepMLPClassifier(**FAST).fit(X, y)
+    assert clf.n_features_in_ == 8 and clf.n_iter_ == 5 and clf.t_ == 1000
+    assert len(clf.loss_curve_) == 5 and clf.best_loss_ == min(clf.loss_curve_)
+    assert clf.validation_scores_ is None and clf.best_validation_score_ is None
+    assert clf.history_ is clf.net_.history
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
+
+
+# --------------------------------------------------------------- properties
+valid_params = st.fixed_dictionaries(
+    {
+        "hidden_layer_sizes": st.lists(st.integers(1, 12), min_size=0, max_size=4).map(tuple),
+        "activation": st.sampled_from(sorted(ACTIVATIONS)),
+        "kernel_initializer": st.sampled_from(["auto", *sorted(INITIALIZERS)]),
+        "batch_norm": st.sampled_from([None, "before", "after"]),
+        "batch_norm_input": st.booleans(),
+        "dropout": st.sampled_from([0.0, 0.3]),
+        "max_norm": st.sampled_from([None, 1.0]),
+        "alpha": st.sampled_from([0.0, 1e-3, 1.0]),
+        "l1_ratio": st.sampled_from([0.0, 0.5, 1.0]),
+        "clip_norm": st.sampled_from([None, 1.0]),
+        "clip_value": st.sampled_from([None, 0.5]),
+        "solver": st.sampled_from(sorted(SOLVERS)),
+        "batch_size": st.sampled_from(["auto", 2, 7]),
+        "max_iter": st.integers(1, 2),
+        "early_stopping": st.booleans(),
+    }
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(params=valid_params, regression=st.booleans())
+def test_random_valid_configurations_fit(params, regression):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(24, 3))
+    if regression:
+        est, y = DeepMLPRegressor(**params, random_state=0), X[:, 0] + rng.normal(size=24)
+    else:
+        est, y = DeepMLPClassifier(**params, random_state=0), np.arange(24) % 3
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            pred = est.fit(X, y).predict(X)
+    assert pred.shape == (24,)
+    if regression:
+        assert np.isfinite(pred).all()
+    else:
+        assert set(pred) <= {0, 1, 2}
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    param=st.sampled_from(["dropout", "alpha", "l1_ratio", "momentum", "beta_1", "tol",
+                           "validation_fraction", "batch_norm_momentum"]),
+    value=st.one_of(st.floats(-100, -1e-3), st.floats(1.0001, 100), st.text(max_size=3)),
+)
+def test_random_invalid_values_raise(param, value):
+    if param in ("alpha", "tol") and isinstance(value, float) and value > 0:
+        value = -value
+    X, y = np.zeros((6, 2)), [0, 1] * 3
+    with pytest.raises(InvalidParameterError, match=f"'{param}' parameter"):
+        DeepMLPClassifier(**{param: value}).fit(X, y)
