@@ -8,8 +8,8 @@ self-normalizing (SELU, which switches dropout to alpha dropout).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 from torch import nn
 
@@ -43,7 +43,7 @@ class Activation:
 
     factory: Callable[[object], nn.Module]
     init: str
-    alpha_doc: Optional[str] = None
+    alpha_doc: str | None = None
     default_alpha: object = None
     alpha_is_pair: bool = False
     self_normalizing: bool = False
@@ -116,7 +116,7 @@ def _resolve_alpha(entry: Activation, alpha):
     return entry.default_alpha if alpha is None else alpha
 
 
-def check_activation_alpha(name: str, alpha) -> Optional[str]:
+def check_activation_alpha(name: str, alpha) -> str | None:
     """Return an error message if ``alpha`` does not fit activation ``name``.
 
     Parameters

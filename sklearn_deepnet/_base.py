@@ -186,7 +186,9 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         if not continuing:
             self._seed = int(check_random_state(self.random_state).randint(2**31 - 1))
             self._n_fit_calls = 0
-        call_seed = int(np.random.SeedSequence([self._seed, self._n_fit_calls]).generate_state(1)[0])
+        # A fresh, reproducible seed for every call (fit, warm start, partial_fit).
+        seq = np.random.SeedSequence([self._seed, self._n_fit_calls])
+        call_seed = int(seq.generate_state(1)[0])
         if use_validation:
             X, X_val, y_model, y_val, sample_weight, w_val = self._validation_split(
                 X, y_model, sample_weight, call_seed
@@ -261,7 +263,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             warnings.warn(
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
                 "the optimization hasn't converged yet.",
-                ConvergenceWarning,
+                ConvergenceWarning, stacklevel=2,
             )
         return self
 
@@ -309,7 +311,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             if size > n_samples:
                 warnings.warn(
                     f"Got batch_size={size} larger than the {n_samples} training samples; "
-                    "it is clipped to the number of samples."
+                    "it is clipped to the number of samples.", stacklevel=2
                 )
                 size = n_samples
         if (self.batch_norm is not None or self.batch_norm_input) and size < 2:

@@ -90,7 +90,7 @@ class BatchIterator:
         d = self.data
         if self.shuffle:
             perm = torch.randperm(len(d), generator=self.generator).to(d.X.device)
-        for start, stop in zip(self.bounds[:-1], self.bounds[1:]):
+        for start, stop in zip(self.bounds[:-1], self.bounds[1:], strict=False):
             if self.shuffle:
                 idx = perm[start:stop]
                 yield d.X[idx], (d.y[idx], d.w[idx])

@@ -8,8 +8,8 @@ each will be one row here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 __all__ = ["SCHEDULES", "Schedule"]
 
@@ -29,7 +29,7 @@ class Schedule:
         One-line description for the documentation.
     """
 
-    factory: Optional[Callable] = None
+    factory: Callable | None = None
     per: str = "epoch"
     summary: str = ""
 

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-
 from sklearn.datasets import make_classification, make_regression
 
 

@@ -62,7 +62,7 @@ def test_clipping_bounds_updates_end_to_end(kind, reg_data):
     reg.partial_fit(X * 100, y * 100)
     after = list(reg.net_.module_.parameters())
     n_steps = 4
-    deltas = [(a - b).flatten() for a, b in zip(after, before)]
+    deltas = [(a - b).flatten() for a, b in zip(after, before, strict=False)]
     if kind == "clip_value":
         assert max(d.abs().max().item() for d in deltas) <= n_steps * bound * (1 + 1e-4)
     else:
