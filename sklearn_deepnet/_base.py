@@ -135,7 +135,11 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         return [int(s) for s in sizes], decay
 
     def _architecture(self):
-        return {name: getattr(self, name) for name in _ARCHITECTURE_PARAMS}
+        arch = {name: getattr(self, name) for name in _ARCHITECTURE_PARAMS}
+        sizes = arch["hidden_layer_sizes"]
+        sizes = [sizes] if isinstance(sizes, Integral) else sizes
+        arch["hidden_layer_sizes"] = tuple(int(s) for s in sizes)
+        return arch
 
     # ------------------------------------------------------------------- fit
     def _fit(self, X, y, sample_weight=None, *, incremental=False, classes=None):
@@ -327,8 +331,3 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float32)
         return predict_raw(self.net_.module_, X, self.net_.device)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = False
-        return tags

@@ -90,3 +90,32 @@ def test_epoch_records(clf_data):
         assert row["train_batch_count"] == 4 and row["train_samples"] == 200
         assert row["dur"] > 0
     assert clf.t_ == 600
+
+
+def test_batch_size_auto_and_explicit(clf_data):
+    X, y = clf_data
+    auto = DeepMLPClassifier((8,), max_iter=1, random_state=0).fit(X[:150], y[:150])
+    assert auto.history_[-1]["train_batch_count"] == 1  # min(200, 150)
+    big = DeepMLPClassifier((8,), max_iter=1, random_state=0).fit(np.vstack([X, X]),
+                                                                  np.r_[y, y])
+    assert big.history_[-1]["train_batch_count"] == 2  # 400 samples / 200
+    with pytest.warns(UserWarning, match="larger than the 150 training samples"):
+        DeepMLPClassifier((8,), batch_size=1000, max_iter=1).fit(X[:150], y[:150])
+
+
+def test_shuffle_changes_training(clf_data):
+    X, y = clf_data
+    kw = dict(hidden_layer_sizes=(8,), batch_size=20, max_iter=3, random_state=0)
+    a = DeepMLPClassifier(**kw, shuffle=False).fit(X, y)
+    b = DeepMLPClassifier(**kw, shuffle=False).fit(X, y)
+    c = DeepMLPClassifier(**kw, shuffle=True).fit(X, y)
+    assert a.loss_curve_ == b.loss_curve_
+    assert a.loss_curve_ != c.loss_curve_
+
+
+@pytest.mark.parametrize("fraction, n_val", [(0.1, 20), (0.25, 50)])
+def test_validation_fraction_holds_out_samples(fraction, n_val, clf_data):
+    X, y = clf_data
+    clf = DeepMLPClassifier((8,), early_stopping=True, validation_fraction=fraction,
+                            max_iter=2, random_state=0).fit(X, y)
+    assert clf.history_[-1]["train_samples"] == 200 - n_val

@@ -80,3 +80,25 @@ def test_batch_norm_statistics_updated_by_fit(clf_data):
                             random_state=0).fit(X + 5.0, y)
     running_mean = clf.net_.module_.input_norm.running_mean
     assert running_mean.mean().item() > 1.0  # moved towards the inputs' mean (~5)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 1.0])
+def test_batch_norm_momentum_changes_running_stats(momentum, clf_data):
+    X, y = clf_data
+    clf = DeepMLPClassifier((8,), batch_norm_input=True, batch_norm_momentum=momentum,
+                            batch_size=200, shuffle=False, max_iter=1, random_state=0)
+    clf.fit(X + 3.0, y)
+    running = clf.net_.module_.input_norm.running_mean.numpy()
+    if momentum == 0.0:  # PyTorch convention: 0 never updates the running mean
+        assert (running == 0).all()
+    else:  # 1 keeps only the last batch, here the whole training set
+        assert running == pytest.approx((X + 3.0).mean(axis=0), rel=1e-4)
+
+
+def test_batch_norm_epsilon_changes_outputs():
+    torch.manual_seed(0)
+    x = torch.randn(64, 5) * 0.1
+    small = MLP(5, [4], 2, batch_norm_input=True, batch_norm_epsilon=1e-5).input_norm(x)
+    big = MLP(5, [4], 2, batch_norm_input=True, batch_norm_epsilon=1.0).input_norm(x)
+    assert small.std().item() == pytest.approx(1.0, rel=0.05)
+    assert big.std().item() < 0.2
