@@ -135,7 +135,7 @@ def check_activation_alpha(name: str, alpha) -> str | None:
     if alpha is None:
         return None
     if entry.alpha_doc is None:
-        return f"activation={name!r} has no parameter; leave activation_alpha=None"
+        return f"activation={name!r} has no parameter; leave activation_alpha=None."
     if entry.alpha_is_pair:
         ok = (
             isinstance(alpha, tuple)
@@ -146,13 +146,13 @@ def check_activation_alpha(name: str, alpha) -> str | None:
         if not ok:
             return (
                 f"activation={name!r} needs activation_alpha as a (lower, upper) "
-                f"pair with 0 <= lower <= upper; got {alpha!r}"
+                "pair with 0 <= lower <= upper."
             )
         return None
     if isinstance(alpha, tuple) or not isinstance(alpha, (int, float)):
-        return f"activation={name!r} needs a single float activation_alpha; got {alpha!r}"
+        return f"activation={name!r} needs a single float activation_alpha."
     if name == "elu" and alpha <= 0:
-        return f"activation='elu' needs activation_alpha > 0; got {alpha!r}"
+        return "activation='elu' needs activation_alpha > 0."
     return None
 
 

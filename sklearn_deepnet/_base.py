@@ -27,6 +27,7 @@ from ._validation import (
     Real,
     StrOptions,
     check_sample_weight,
+    invalid_combination,
     invalid_parameter,
     resolve_device,
 )
@@ -120,7 +121,13 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         if isinstance(self.activation, str):
             msg = check_activation_alpha(self.activation, self.activation_alpha)
             if msg:
-                raise invalid_parameter(self, "activation_alpha", msg, self.activation_alpha)
+                raise invalid_combination(self, "activation_alpha", self.activation_alpha, msg)
+        elif self.activation_alpha is not None:
+            raise invalid_combination(
+                self, "activation_alpha", self.activation_alpha,
+                "activation_alpha only applies to named activations; configure a custom "
+                "module in the callable instead, e.g. functools.partial(nn.LeakyReLU, 0.1).",
+            )
         if isinstance(self.kernel_initializer, VarianceScaling):
             try:
                 self.kernel_initializer.validate()
@@ -131,7 +138,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                 ) from None
         decay, msg = resolve_weight_decay(self.solver, self.weight_decay)
         if msg:
-            raise invalid_parameter(self, "weight_decay", msg, self.weight_decay)
+            raise invalid_combination(self, "weight_decay", self.weight_decay, msg)
         return [int(s) for s in sizes], decay
 
     def _architecture(self):
@@ -261,7 +268,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         self._n_fit_calls += 1
         self.net_ = net
         self._fitted_architecture = self._architecture()
-        self._record_history(net, use_validation)
+        self._record_history(net)
         if (not incremental and net.stop_reason is None
                 and len(net.history) - n_before == self.max_iter):
             warnings.warn(
@@ -271,17 +278,16 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             )
         return self
 
-    def _record_history(self, net, use_validation):
+    def _record_history(self, net):
         history = net.history
         self.history_ = history
         self.n_iter_ = len(history)
         self.t_ = int(sum(h["train_samples"] for h in history))
         self.loss_curve_ = [float(h["train_loss"]) for h in history]
-        if use_validation:
-            self.validation_scores_ = [
-                float(h["valid_score"]) for h in history if "valid_score" in h
-            ]
-            self.best_validation_score_ = max(self.validation_scores_)
+        scores = [float(h["valid_score"]) for h in history if "valid_score" in h]
+        if scores:  # some call used early stopping (partial_fit afterwards keeps them)
+            self.validation_scores_ = scores
+            self.best_validation_score_ = max(scores)
             self.best_loss_ = None
         else:
             self.validation_scores_ = None

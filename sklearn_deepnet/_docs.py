@@ -40,11 +40,13 @@ SHARED_PARAMETERS = f"""\
     activation : str or callable, default="relu"
         Hidden-layer activation, one of {_names(ACTIVATIONS)}
         ("swish"/"silu" and "logistic"/"sigmoid" are aliases). A zero-argument
-        callable returning a ``torch.nn.Module`` (e.g. ``torch.nn.Hardswish``)
-        is also accepted; one instance is made per layer.
+        callable returning a ``torch.nn.Module`` (e.g. ``torch.nn.Hardswish``
+        or ``functools.partial(torch.nn.LeakyReLU, 0.1)``) is also accepted;
+        one instance is made per layer.
 
     activation_alpha : float, tuple or None, default=None
-        Parameter of the activation; ``None`` uses the default listed here:
+        Parameter of a named activation (an error for activations without one
+        and for user-supplied modules); ``None`` uses the default listed here:
 
 {_alpha_lines()}
 
@@ -55,7 +57,8 @@ SHARED_PARAMETERS = f"""\
         rescaled to the target variance, as in Keras. "auto" follows Table 11-1
         of the chapter: He for the ReLU family, ELU, GELU, Swish and Mish,
         LeCun for SELU, Glorot for tanh, logistic and identity; the output
-        layer (softmax, sigmoid or identity) always gets Glorot. An explicit
+        layer (softmax, sigmoid or identity) always gets Glorot, and so do
+        hidden layers with a user-supplied activation module. An explicit
         initializer applies to every layer. Biases start at zero.
 
     batch_norm : {{"before", "after"}} or None, default=None
@@ -153,7 +156,8 @@ SHARED_PARAMETERS = f"""\
 
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training data (stratified for
-        classifiers when every class has two or more samples), stop when the
+        classifiers when every class has two or more samples and both parts
+        can hold every class, otherwise a plain random split), stop when the
         validation score (accuracy or R^2) stops improving and restore the
         weights of the best epoch.
 
@@ -168,7 +172,9 @@ SHARED_PARAMETERS = f"""\
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialization, the validation split, shuffling and
         dropout. Fits with the same int give identical results on CPU. The
-        caller's global torch and numpy random states are left untouched.
+        caller's global torch random state is left untouched (training runs
+        in a forked, seeded torch generator); with ``None`` one number is
+        drawn from numpy's global generator, as in scikit-learn.
 
     verbose : bool, default=False
         Print the loss (and validation score) after every epoch.

@@ -74,13 +74,14 @@ SOLVERS: dict[str, Solver] = {
         summary="RMSProp: exponentially decaying average of squared gradients",
     ),
     "adam": Solver(
-        lambda p, hp: torch.optim.Adam(
+        # Adam with decoupled weight decay *is* AdamW; use it only when asked for,
+        # so plain Adam stays torch.optim.Adam on every supported torch version.
+        lambda p, hp: (torch.optim.AdamW if hp["weight_decay"] else torch.optim.Adam)(
             p,
             lr=hp["learning_rate_init"],
             betas=_betas(hp),
             eps=hp["epsilon"],
             weight_decay=hp["weight_decay"],
-            decoupled_weight_decay=True,
         ),
         uses=("beta_1", "beta_2", "epsilon", "weight_decay"),
         decoupled_weight_decay=True,
@@ -149,7 +150,7 @@ def resolve_weight_decay(solver: str, weight_decay):
         return 0.0, (
             f"weight_decay={weight_decay!r} needs an optimizer with decoupled weight "
             f"decay ({', '.join(have)}); solver={solver!r} has none. Use alpha "
-            "(L2 penalty) instead"
+            "(L2 penalty) instead."
         )
     return float(weight_decay), None
 

@@ -25,6 +25,7 @@ __all__ = [
     "StrOptions",
     "check_sample_weight",
     "fit_context",
+    "invalid_combination",
     "invalid_parameter",
     "resolve_device",
 ]
@@ -64,6 +65,30 @@ def invalid_parameter(estimator, name, allowed, got):
     return InvalidParameterError(
         f"The {name!r} parameter of {type(estimator).__name__} must be {allowed}. "
         f"Got {got!r} instead."
+    )
+
+
+def invalid_combination(estimator, name, got, reason):
+    """``InvalidParameterError`` for a value that is valid alone but not here.
+
+    Parameters
+    ----------
+    estimator : object
+        The estimator whose parameter is wrong.
+    name : str
+        Parameter name.
+    got : object
+        The offending value.
+    reason : str
+        A full sentence saying why and what to do instead.
+
+    Returns
+    -------
+    InvalidParameterError
+    """
+    return InvalidParameterError(
+        f"Invalid value {got!r} for the {name!r} parameter of "
+        f"{type(estimator).__name__}: {reason}"
     )
 
 

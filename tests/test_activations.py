@@ -91,3 +91,19 @@ def test_unknown_activation_name(clf_data):
     X, y = clf_data
     with pytest.raises(InvalidParameterError, match="'activation' parameter"):
         DeepMLPClassifier(activation="relu6").fit(X, y)
+
+
+def test_activation_alpha_with_custom_module_is_an_error(clf_data):
+    X, y = clf_data
+    with pytest.raises(InvalidParameterError, match="only applies to named activations"):
+        DeepMLPClassifier(activation=nn.Hardswish, activation_alpha=0.1).fit(X, y)
+
+
+def test_error_message_reads_as_a_sentence(clf_data):
+    X, y = clf_data
+    with pytest.raises(InvalidParameterError) as exc:
+        DeepMLPClassifier(activation="relu", activation_alpha=0.3).fit(X, y)
+    assert str(exc.value) == (
+        "Invalid value 0.3 for the 'activation_alpha' parameter of DeepMLPClassifier: "
+        "activation='relu' has no parameter; leave activation_alpha=None."
+    )

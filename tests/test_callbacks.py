@@ -134,3 +134,12 @@ def test_early_stopping_end_to_end(clf_data):
     best_epoch = int(np.argmax(clf.validation_scores_))
     assert clf.history_[best_epoch].get("valid_score_best")
     assert clf.n_iter_ - 1 - best_epoch >= 3
+
+
+def test_partial_fit_after_early_stopping_keeps_the_record(clf_data):
+    X, y = clf_data
+    clf = DeepMLPClassifier((16,), early_stopping=True, max_iter=5, random_state=0).fit(X, y)
+    scores = list(clf.validation_scores_)
+    clf.partial_fit(X, y)
+    assert clf.validation_scores_ == scores and clf.best_validation_score_ == max(scores)
+    assert clf.best_loss_ is None and len(clf.loss_curve_) == clf.n_iter_ == 6

@@ -81,3 +81,11 @@ def test_partial_fit_keeps_optimizer_state(clf_data):
     clf.partial_fit(X, y)
     assert clf.net_.optimizer_ is opt
     assert next(iter(opt.state.values()))["step"].item() == 2
+
+
+def test_adam_with_weight_decay_is_adamw(clf_data):
+    X, y = clf_data
+    clf = DeepMLPClassifier((8,), solver="adam", weight_decay=0.1, max_iter=1,
+                            random_state=0).fit(X, y)
+    assert type(clf.net_.optimizer_) is torch.optim.AdamW
+    assert clf.net_.optimizer_.param_groups[0]["weight_decay"] == 0.1
