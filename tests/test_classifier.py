@@ -98,7 +98,8 @@ def test_pandas_and_dtypes(clf_data):
     df = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
     clf = DeepMLPClassifier(**FAST).fit(df, pd.Series(y))
     assert clf.feature_names_in_.tolist() == list(df.columns)
-    ref = clf.predict_proba(X.astype(np.float32))
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        ref = clf.predict_proba(X.astype(np.float32))
     np.testing.assert_allclose(clf.predict_proba(df), ref)
     with pytest.raises(ValueError, match="feature names should match"):
         clf.predict(df.rename(columns={"f0": "other"}))
