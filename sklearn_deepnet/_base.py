@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from abc import ABCMeta, abstractmethod
 
@@ -150,8 +151,22 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
 
     # ------------------------------------------------------------------- fit
     def _fit(self, X, y, sample_weight=None, *, incremental=False, classes=None):
-        """Validate everything, then train; restore the old state on failure."""
+        """Validate everything, then train; on any failure restore the old state.
+
+        The estimator's attributes are restored from a shallow copy; when the
+        fitted network is being continued (``warm_start``, ``partial_fit``),
+        its weights, optimizer state and history, which training changes in
+        place, are restored from a snapshot too.
+        """
         saved = dict(self.__dict__)
+        net = getattr(self, "net_", None)
+        snapshot = None
+        if net is not None and (incremental or self.warm_start):
+            snapshot = (
+                copy.deepcopy(net.module_.state_dict()),
+                copy.deepcopy(net.optimizer_.state_dict()),
+                len(net.history),
+            )
         try:
             return self._fit_unsafe(
                 X, y, sample_weight, incremental=incremental, classes=classes
@@ -159,22 +174,91 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(saved)
+            if snapshot is not None:
+                module_state, optimizer_state, n_epochs = snapshot
+                net.module_.load_state_dict(module_state)
+                net.optimizer_.load_state_dict(optimizer_state)
+                del net.history[n_epochs:]
             raise
 
     def _fit_unsafe(self, X, y, sample_weight, *, incremental, classes):
         continuing = (incremental or self.warm_start) and hasattr(self, "net_")
         sizes, decay = self._check_params()
         device = resolve_device(self, self.device)
-        if continuing and self._architecture() != self._fitted_architecture:
-            changed = sorted(
-                k for k, v in self._architecture().items()
-                if self._fitted_architecture[k] != v
+        if continuing:
+            self._check_same_architecture(incremental)
+        X, y_model, sample_weight, n_outputs = self._validate_inputs(
+            X, y, sample_weight, continuing=continuing, incremental=incremental,
+            classes=classes,
+        )
+        if not continuing:
+            self._seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+            self._n_fit_calls = 0
+        # A fresh, reproducible seed for every call (fit, warm start, partial_fit).
+        seq = np.random.SeedSequence([self._seed, self._n_fit_calls])
+        call_seed = int(seq.generate_state(1)[0])
+        validation = None
+        if self.early_stopping and not incremental:
+            X, X_val, y_model, y_val, sample_weight, w_val = self._validation_split(
+                X, y_model, sample_weight, call_seed
             )
+            validation = (to_tensor(X_val, device), y_val, w_val)
+        batch_size = self._effective_batch_size(len(X))
+
+        cuda_devices = [device.index or 0] if device.type == "cuda" else []
+        n_before = len(self.net_.history) if continuing else 0
+        with torch.random.fork_rng(devices=cuda_devices):
+            torch.manual_seed(call_seed)
+            module = self.net_.module_ if continuing else self._build_module(
+                X.shape[1], sizes, n_outputs
+            )
+            net = self._build_net(
+                module, device, batch_size, decay, validation, incremental, continuing
+            )
+            data = TensorData(
+                to_tensor(X, device),
+                to_tensor(y_model, device),
+                to_tensor(sample_weight, device, torch.float32),
+            )
+            net.partial_fit(data, None, generator=torch.Generator().manual_seed(call_seed))
+
+        self._n_fit_calls += 1
+        self.net_ = net
+        self._fitted_architecture = self._architecture()
+        self._record_history(net)
+        if net.stop_reason == "interrupted":
+            warnings.warn(
+                f"Training was interrupted after {len(net.history) - n_before} complete "
+                f"epoch(s) of this call; the model keeps the weights it had at the "
+                "interruption and can be used or trained further (warm_start=True).",
+                UserWarning, stacklevel=3,
+            )
+        elif (not incremental and net.stop_reason is None
+                and len(net.history) - n_before == self.max_iter):
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
+                "the optimization hasn't converged yet.",
+                ConvergenceWarning, stacklevel=3,
+            )
+        return self
+
+    def _check_same_architecture(self, incremental):
+        changed = sorted(
+            k for k, v in self._architecture().items() if self._fitted_architecture[k] != v
+        )
+        if changed:
             raise ValueError(
                 f"{'partial_fit' if incremental else 'warm_start=True'} continues the "
                 f"fitted network, but {', '.join(changed)} changed since it was built. "
                 "Set warm_start=False (or call fit) to build a new network."
             )
+
+    def _validate_inputs(self, X, y, sample_weight, *, continuing, incremental, classes):
+        """Validated float32 ``X``, model targets, sample weights and output width.
+
+        Samples with zero weight are dropped: that is exactly equivalent to a
+        zero weight in the loss, and keeps them out of BatchNorm statistics.
+        """
         is_reg = getattr(self, "_estimator_type", None) == "regressor"
         X, y = validate_data(
             self, X, y, reset=not continuing, dtype=np.float32, multi_output=True,
@@ -183,100 +267,59 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         y_model, extra_weight, n_outputs = self._prepare_y(
             y, continuing=continuing, incremental=incremental, classes=classes
         )
-        sample_weight = check_sample_weight(sample_weight, X)
-        if extra_weight is not None:
-            sample_weight = sample_weight * extra_weight.astype(np.float32)
-        keep = sample_weight > 0
-        if not keep.all():  # zero weight == absent sample, exactly
-            X, y_model, sample_weight = X[keep], y_model[keep], sample_weight[keep]
-        if len(X) == 0:
-            raise ValueError("All sample weights are zero: there is nothing to fit.")
-
-        validation = None
-        use_validation = self.early_stopping and not incremental
-        if not continuing:
-            self._seed = int(check_random_state(self.random_state).randint(2**31 - 1))
-            self._n_fit_calls = 0
-        # A fresh, reproducible seed for every call (fit, warm start, partial_fit).
-        seq = np.random.SeedSequence([self._seed, self._n_fit_calls])
-        call_seed = int(seq.generate_state(1)[0])
-        if use_validation:
-            X, X_val, y_model, y_val, sample_weight, w_val = self._validation_split(
-                X, y_model, sample_weight, call_seed
-            )
-            validation = (to_tensor(X_val, device), y_val, w_val)
-
-        n_samples = len(X)
-        batch_size = self._effective_batch_size(n_samples)
         if continuing and n_outputs != self.net_.module_.output.linear.out_features:
             raise ValueError(
                 f"y has {n_outputs} outputs but the fitted network has "
                 f"{self.net_.module_.output.linear.out_features}."
             )
+        sample_weight = check_sample_weight(sample_weight, X)
+        if extra_weight is not None:
+            sample_weight = sample_weight * extra_weight.astype(np.float32)
+        keep = sample_weight > 0
+        if not keep.all():
+            X, y_model, sample_weight = X[keep], y_model[keep], sample_weight[keep]
+        if len(X) == 0:
+            raise ValueError("All sample weights are zero: there is nothing to fit.")
+        return X, y_model, sample_weight, n_outputs
 
+    def _build_module(self, n_features, sizes, n_outputs):
+        """A freshly initialized :class:`MLP` (call inside the seeded RNG fork)."""
+        return MLP(
+            n_features, sizes, n_outputs, activation=self.activation,
+            activation_alpha=self.activation_alpha, batch_norm=self.batch_norm,
+            batch_norm_input=self.batch_norm_input,
+            batch_norm_momentum=self.batch_norm_momentum,
+            batch_norm_epsilon=self.batch_norm_epsilon, dropout=self.dropout,
+        ).initialize_(self.kernel_initializer)
+
+    def _build_net(self, module, device, batch_size, decay, validation, incremental,
+                   continuing):
+        """The skorch net for this call, carrying history (and, for partial_fit,
+        the optimizer state) over from the fitted net when continuing."""
         solver_params = {name: getattr(self, name) for name in _SOLVER_PARAMS}
         solver_params["weight_decay"] = decay
-        callbacks = [
-            ("convergence", ConvergenceMonitor(
-                tol=self.tol, n_iter_no_change=self.n_iter_no_change,
-                validation=validation, scorer=self._score_raw,
-                verbose=bool(self.verbose),
-            )),
-        ]
+        callbacks = [("convergence", ConvergenceMonitor(
+            tol=self.tol, n_iter_no_change=self.n_iter_no_change, validation=validation,
+            scorer=self._score_raw, verbose=bool(self.verbose),
+        ))]
         if self.clip_norm is not None or self.clip_value is not None:
             callbacks.append(("clipping", GradientClipping(self.clip_norm, self.clip_value)))
         if self.max_norm is not None:
             callbacks.append(("max_norm", MaxNorm(self.max_norm)))
-
-        cuda_devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda_devices):
-            torch.manual_seed(call_seed)
-            n_before = len(self.net_.history) if continuing else 0
-            if continuing:
-                module = self.net_.module_
-            else:
-                module = MLP(
-                    X.shape[1], sizes, n_outputs, activation=self.activation,
-                    activation_alpha=self.activation_alpha, batch_norm=self.batch_norm,
-                    batch_norm_input=self.batch_norm_input,
-                    batch_norm_momentum=self.batch_norm_momentum,
-                    batch_norm_epsilon=self.batch_norm_epsilon, dropout=self.dropout,
-                ).initialize_(self.kernel_initializer)
-            uses_bn = self.batch_norm is not None or self.batch_norm_input
-            net = TrainingNet(
-                module, WeightedLoss(self._per_sample_loss()), solver=self.solver,
-                solver_params=solver_params, alpha=self.alpha, l1_ratio=self.l1_ratio,
-                shuffle=self.shuffle, min_batch=2 if uses_bn else 1,
-                batch_size=batch_size, max_epochs=1 if incremental else self.max_iter,
-                callbacks=callbacks, device=device,
-            ).initialize()
-            if continuing:
-                net.history = self.net_.history
-                same_solver = (self.solver, solver_params) == (
-                    self.net_.solver, self.net_.solver_params
-                )
-                if incremental and same_solver:
-                    net.optimizer_ = self.net_.optimizer_
-            data = TensorData(
-                to_tensor(X, device),
-                to_tensor(y_model, device),
-                to_tensor(sample_weight, device, torch.float32),
-            )
-            generator = torch.Generator().manual_seed(call_seed)
-            net.partial_fit(data, None, generator=generator)
-
-        self._n_fit_calls += 1
-        self.net_ = net
-        self._fitted_architecture = self._architecture()
-        self._record_history(net)
-        if (not incremental and net.stop_reason is None
-                and len(net.history) - n_before == self.max_iter):
-            warnings.warn(
-                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
-                "the optimization hasn't converged yet.",
-                ConvergenceWarning, stacklevel=2,
-            )
-        return self
+        uses_bn = self.batch_norm is not None or self.batch_norm_input
+        net = TrainingNet(
+            module, WeightedLoss(self._per_sample_loss()), solver=self.solver,
+            solver_params=solver_params, alpha=self.alpha, l1_ratio=self.l1_ratio,
+            shuffle=self.shuffle, min_batch=2 if uses_bn else 1, batch_size=batch_size,
+            max_epochs=1 if incremental else self.max_iter, callbacks=callbacks,
+            device=device,
+        ).initialize()
+        if continuing:
+            old = self.net_
+            net.history = old.history
+            if incremental and (self.solver, solver_params) == (old.solver, old.solver_params):
+                net.optimizer_ = old.optimizer_
+        return net
 
     def _record_history(self, net):
         history = net.history

@@ -182,8 +182,16 @@ class TrainingNet(NeuralNet):
         batches = BatchIterator(X, self.batch_size, self.shuffle, generator, self.min_batch)
         self.stop_reason = None
         for _ in range(epochs):
-            self.notify("on_epoch_begin", dataset_train=X, dataset_valid=None)
-            self.run_single_epoch(batches, True, "train", self.train_step)
+            try:
+                self.notify("on_epoch_begin", dataset_train=X, dataset_valid=None)
+                self.run_single_epoch(batches, True, "train", self.train_step)
+            except KeyboardInterrupt:
+                # skorch's partial_fit swallows the interrupt and still runs
+                # on_train_end; drop the unfinished epoch's record first.
+                if "train_loss" not in self.history[-1]:
+                    del self.history[-1]
+                self.stop_reason = "interrupted"
+                raise
             self.notify("on_epoch_end", dataset_train=X, dataset_valid=None)
             if self.stop_reason is not None:
                 break

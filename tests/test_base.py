@@ -248,3 +248,53 @@ def test_random_invalid_values_raise(param, value):
     X, y = np.zeros((6, 2)), [0, 1] * 3
     with pytest.raises(InvalidParameterError, match=f"'{param}' parameter"):
         DeepMLPClassifier(**{param: value}).fit(X, y)
+
+
+def _interrupt_after(monkeypatch, n_steps):
+    from sklearn_deepnet._engine import TrainingNet
+
+    original, calls = TrainingNet.train_step, {"n": 0}
+
+    def train_step(self, batch, **kw):
+        calls["n"] += 1
+        if calls["n"] > n_steps:
+            raise KeyboardInterrupt
+        return original(self, batch, **kw)
+
+    monkeypatch.setattr(TrainingNet, "train_step", train_step)
+
+
+def test_keyboard_interrupt_leaves_a_consistent_model(clf_data, monkeypatch):
+    X, y = clf_data
+    _interrupt_after(monkeypatch, 9)  # 4 batches per epoch: stops inside epoch 3
+    clf = DeepMLPClassifier((8,), batch_size=50, max_iter=50, random_state=0)
+    with pytest.warns(UserWarning, match="interrupted after 2 complete epoch"):
+        clf.fit(X, y)
+    assert clf.n_iter_ == 2 and len(clf.loss_curve_) == 2 and clf.t_ == 400
+    assert np.isfinite(clf.predict_proba(X)).all()
+    monkeypatch.undo()
+    clf.set_params(warm_start=True, max_iter=3).fit(X, y)
+    assert clf.n_iter_ == 5
+
+
+def test_failed_continuation_restores_weights_and_history(clf_data, monkeypatch):
+    X, y = clf_data
+    clf = DeepMLPClassifier((8,), batch_size=50, random_state=0)
+    clf.partial_fit(X, y, classes=[0, 1, 2])
+    weights = [p.detach().clone() for p in clf.net_.module_.parameters()]
+    before = clf.predict_proba(X)
+    from sklearn_deepnet._engine import TrainingNet
+
+    original = TrainingNet.train_step
+
+    def failing_step(self, batch, **kw):
+        original(self, batch, **kw)  # weights move, then the step fails
+        raise RuntimeError("device lost")
+
+    monkeypatch.setattr(TrainingNet, "train_step", failing_step)
+    with pytest.raises(RuntimeError, match="device lost"):
+        clf.partial_fit(X, y)
+    for p, w in zip(clf.net_.module_.parameters(), weights, strict=True):
+        assert torch.equal(p, w)
+    assert len(clf.history_) == clf.n_iter_ == 1
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
