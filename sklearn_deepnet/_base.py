@@ -15,10 +15,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._activations import ACTIVATIONS, check_activation_alpha
-from ._callbacks import ConvergenceMonitor, GradientClipping, MaxNorm
-from ._engine import TensorData, TrainingNet, predict_raw, to_tensor
+from ._callbacks import ConvergenceMonitor
+from ._engine import TensorData, TrainingNet, choose_num_threads, predict_raw, to_tensor
 from ._init import INITIALIZERS, VarianceScaling
-from ._losses import WeightedLoss
 from ._module import MLP
 from ._optim import SOLVERS, resolve_weight_decay
 from ._schedules import SCHEDULES
@@ -83,6 +82,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "device": [str, torch.device],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
     }
 
     # ------------------------------------------------------------------ hooks
@@ -187,7 +187,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         device = resolve_device(self, self.device)
         if continuing:
             self._check_same_architecture(incremental)
-        X, y_model, sample_weight, n_outputs = self._validate_inputs(
+        X, y_model, sample_weight, n_outputs, rows = self._validate_inputs(
             X, y, sample_weight, continuing=continuing, incremental=incremental,
             classes=classes,
         )
@@ -199,33 +199,44 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         call_seed = int(seq.generate_state(1)[0])
         validation = None
         if self.early_stopping and not incremental:
-            X, X_val, y_model, y_val, sample_weight, w_val = self._validation_split(
-                X, y_model, sample_weight, call_seed
+            rows, val_rows = self._validation_split(rows, y_model, call_seed)
+            validation = (
+                to_tensor(X[val_rows], device), y_model[val_rows], sample_weight[val_rows]
             )
-            validation = (to_tensor(X_val, device), y_val, w_val)
-        batch_size = self._effective_batch_size(len(X))
+        n_train = len(X) if rows is None else len(rows)
+        batch_size = self._effective_batch_size(n_train)
 
         cuda_devices = [device.index or 0] if device.type == "cuda" else []
         n_before = len(self.net_.history) if continuing else 0
-        with torch.random.fork_rng(devices=cuda_devices):
-            torch.manual_seed(call_seed)
-            module = self.net_.module_ if continuing else self._build_module(
-                X.shape[1], sizes, n_outputs
-            )
-            net = self._build_net(
-                module, device, batch_size, decay, validation, incremental, continuing
-            )
-            data = TensorData(
-                to_tensor(X, device),
-                to_tensor(y_model, device),
-                to_tensor(sample_weight, device, torch.float32),
-            )
-            net.partial_fit(data, None, generator=torch.Generator().manual_seed(call_seed))
+        n_threads = torch.get_num_threads()
+        try:
+            if device.type == "cpu":
+                torch.set_num_threads(
+                    self.n_threads or choose_num_threads(batch_size, X.shape[1], sizes, n_threads)
+                )
+            with torch.random.fork_rng(devices=cuda_devices):
+                torch.manual_seed(call_seed)
+                module = self.net_.module_ if continuing else self._build_module(
+                    X.shape[1], sizes, n_outputs
+                )
+                net = self._build_net(
+                    module, device, batch_size, decay, validation, incremental, continuing
+                )
+                data = TensorData(
+                    to_tensor(X, device),
+                    to_tensor(y_model, device),
+                    to_tensor(sample_weight, device, torch.float32),
+                    None if rows is None else to_tensor(rows, device, torch.int64),
+                )
+                net.partial_fit(data, None, generator=torch.Generator().manual_seed(call_seed))
+        finally:
+            torch.set_num_threads(n_threads)
 
         self._n_fit_calls += 1
         self.net_ = net
         self._fitted_architecture = self._architecture()
         self._record_history(net)
+        self.engine_, self.engine_reason_ = net.engine, net.engine_reason
         if net.stop_reason == "interrupted":
             warnings.warn(
                 f"Training was interrupted after {len(net.history) - n_before} complete "
@@ -254,10 +265,12 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             )
 
     def _validate_inputs(self, X, y, sample_weight, *, continuing, incremental, classes):
-        """Validated float32 ``X``, model targets, sample weights and output width.
+        """Validated float32 ``X``, model targets, sample weights, output width, rows.
 
-        Samples with zero weight are dropped: that is exactly equivalent to a
-        zero weight in the loss, and keeps them out of BatchNorm statistics.
+        Samples with zero weight are left out of training (``rows`` lists the
+        others, or is ``None`` when all count): that is exactly equivalent to
+        a zero weight in the loss, and keeps them out of BatchNorm statistics.
+        ``X`` is never copied beyond the one float32 conversion.
         """
         is_reg = getattr(self, "_estimator_type", None) == "regressor"
         X, y = validate_data(
@@ -276,11 +289,10 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         if extra_weight is not None:
             sample_weight = sample_weight * extra_weight.astype(np.float32)
         keep = sample_weight > 0
-        if not keep.all():
-            X, y_model, sample_weight = X[keep], y_model[keep], sample_weight[keep]
-        if len(X) == 0:
+        rows = None if keep.all() else np.flatnonzero(keep)
+        if rows is not None and len(rows) == 0:
             raise ValueError("All sample weights are zero: there is nothing to fit.")
-        return X, y_model, sample_weight, n_outputs
+        return X, y_model, sample_weight, n_outputs, rows
 
     def _build_module(self, n_features, sizes, n_outputs):
         """A freshly initialized :class:`MLP` (call inside the seeded RNG fork)."""
@@ -302,14 +314,11 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             tol=self.tol, n_iter_no_change=self.n_iter_no_change, validation=validation,
             scorer=self._score_raw, verbose=bool(self.verbose),
         ))]
-        if self.clip_norm is not None or self.clip_value is not None:
-            callbacks.append(("clipping", GradientClipping(self.clip_norm, self.clip_value)))
-        if self.max_norm is not None:
-            callbacks.append(("max_norm", MaxNorm(self.max_norm)))
         uses_bn = self.batch_norm is not None or self.batch_norm_input
         net = TrainingNet(
-            module, WeightedLoss(self._per_sample_loss()), solver=self.solver,
+            module, self._per_sample_loss(), solver=self.solver,
             solver_params=solver_params, alpha=self.alpha, l1_ratio=self.l1_ratio,
+            clip_norm=self.clip_norm, clip_value=self.clip_value, max_norm=self.max_norm,
             shuffle=self.shuffle, min_batch=2 if uses_bn else 1, batch_size=batch_size,
             max_epochs=1 if incremental else self.max_iter, callbacks=callbacks,
             device=device,
@@ -337,24 +346,25 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             self.best_validation_score_ = None
             self.best_loss_ = min(self.loss_curve_)
 
-    def _validation_split(self, X, y_model, sample_weight, seed):
-        n = len(X)
+    def _validation_split(self, rows, y_model, seed):
+        """Split the training rows (``None``: all) into training and validation indices."""
+        rows = np.arange(len(y_model)) if rows is None else rows
+        n = len(rows)
         n_val = int(np.ceil(self.validation_fraction * n))
         if n_val < 1 or n - n_val < 1:
             raise ValueError(
                 f"early_stopping with validation_fraction={self.validation_fraction} "
                 f"cannot split {n} samples into a training and a validation set."
             )
-        stratify = self._stratify(y_model)
+        stratify = self._stratify(y_model[rows])
         if stratify is not None:
             _, counts = np.unique(stratify, return_counts=True)
             if counts.min() < 2 or n_val < len(counts) or n - n_val < len(counts):
                 stratify = None  # too few samples per class: plain random split
         idx_train, idx_val = train_test_split(
-            np.arange(n), test_size=n_val, random_state=seed % (2**32), stratify=stratify
+            rows, test_size=n_val, random_state=seed % (2**32), stratify=stratify
         )
-        return (X[idx_train], X[idx_val], y_model[idx_train], y_model[idx_val],
-                sample_weight[idx_train], sample_weight[idx_val])
+        return idx_train, idx_val
 
     def _effective_batch_size(self, n_samples):
         if self.batch_size == "auto":

@@ -1,67 +1,15 @@
-"""Small skorch callbacks: max-norm, gradient clipping, convergence monitoring."""
+"""The convergence/early-stopping callback (scikit-learn's MLP stopping rule)."""
 
 from __future__ import annotations
 
 import copy
 import math
 
-import torch
 from skorch.callbacks import Callback
 
 from ._engine import predict_raw
 
-__all__ = ["ConvergenceMonitor", "GradientClipping", "MaxNorm", "apply_max_norm"]
-
-
-@torch.no_grad()
-def apply_max_norm(linears, max_norm):
-    """Rescale each row (a unit's incoming weights) of each layer to norm <= max_norm."""
-    for linear in linears:
-        w = linear.weight
-        norms = w.norm(dim=1, keepdim=True)
-        w.mul_(torch.clamp(max_norm / norms.clamp_min(1e-12), max=1.0))
-
-
-class MaxNorm(Callback):
-    """Max-norm regularization applied after every optimizer step.
-
-    Parameters
-    ----------
-    max_norm : float
-        Maximum L2 norm of each hidden unit's incoming weight vector.
-    """
-
-    def __init__(self, max_norm):
-        self.max_norm = max_norm
-
-    def on_batch_end(self, net, batch=None, training=False, **kwargs):
-        """Project the hidden layers' weights back into the norm ball."""
-        if training:
-            apply_max_norm(net.module_.hidden_linears(), self.max_norm)
-
-
-class GradientClipping(Callback):
-    """Clip gradients by value, then by global norm, before each step.
-
-    Parameters
-    ----------
-    clip_norm : float or None
-        Maximum global L2 norm of all gradients together.
-    clip_value : float or None
-        Maximum absolute value of each gradient component.
-    """
-
-    def __init__(self, clip_norm=None, clip_value=None):
-        self.clip_norm = clip_norm
-        self.clip_value = clip_value
-
-    def on_grad_computed(self, net, named_parameters, **kwargs):
-        """Clip the freshly computed gradients in place."""
-        params = [p for _, p in named_parameters if p.grad is not None]
-        if self.clip_value is not None:
-            torch.nn.utils.clip_grad_value_(params, self.clip_value)
-        if self.clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(params, self.clip_norm, foreach=True)
+__all__ = ["ConvergenceMonitor"]
 
 
 class ConvergenceMonitor(Callback):

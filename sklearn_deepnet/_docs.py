@@ -182,6 +182,13 @@ SHARED_PARAMETERS = f"""\
     device : str or torch.device, default="auto"
         Where to train: "auto" (CUDA when available, else CPU), "cpu",
         "cuda" or "cuda:N".
+
+    n_threads : int or None, default=None
+        CPU threads torch may use while fitting on the CPU. ``None`` picks by
+        problem size: one thread when each step's largest matrix product is
+        small (per-operation overhead dominates and threads only add
+        synchronization), all of torch's threads otherwise. The caller's
+        ``torch.get_num_threads()`` is restored when fit returns.
 """
 
 SHARED_ATTRIBUTES = """\
@@ -219,4 +226,12 @@ SHARED_ATTRIBUTES = """\
 
     net_ : skorch.NeuralNet
         The underlying skorch net; ``net_.module_`` is the torch module.
+
+    engine_ : str
+        Training step used by the last fit: ``"cpu-manual"`` (hand-written
+        backward pass, CPU), ``"cuda-graph"`` (whole step replayed from a CUDA
+        graph) or ``"eager"`` (autograd; every configuration).
+
+    engine_reason_ : str or None
+        Why the device's fast step was not used, or ``None``.
 """

@@ -7,6 +7,7 @@ validation come from the same place.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,12 +23,17 @@ class Solver:
     Parameters
     ----------
     factory : callable
-        ``factory(param_groups, hp)`` returns the optimizer; ``hp`` maps
-        hyperparameter names (``learning_rate_init``, ``momentum``, ...) to values.
+        ``factory(param_groups, hp, impl)`` returns the optimizer; ``hp`` maps
+        hyperparameter names (``learning_rate_init``, ``momentum``, ...) to values
+        and ``impl`` holds implementation switches (``fused``, ``foreach``,
+        ``capturable``) that are passed on where the torch class accepts them.
     uses : tuple of str
         Hyperparameters this optimizer reads besides ``learning_rate_init``.
     decoupled_weight_decay : bool
         Whether ``weight_decay`` (decoupled, as in AdamW) is available.
+    graph_safe : bool
+        Whether a step can be captured in a CUDA graph (all its state lives on
+        the device). AdaGrad keeps its step counters on the host.
     summary : str
         One-line description for the documentation.
     """
@@ -35,6 +41,7 @@ class Solver:
     factory: Callable
     uses: tuple = ()
     decoupled_weight_decay: bool = False
+    graph_safe: bool = True
     summary: str = ""
 
 
@@ -42,33 +49,57 @@ def _betas(hp):
     return (hp["beta_1"], hp["beta_2"])
 
 
+def _make(cls, groups, impl, **kwargs):
+    """``cls(groups, **kwargs)`` with the implementation switches it accepts.
+
+    ``fused`` kernels are used where the class and the device support them
+    (otherwise ``foreach``); ``capturable`` only where the class has it.
+    """
+    accepted = inspect.signature(cls).parameters
+    opts = {k: v for k, v in impl.items() if k in accepted}
+    if opts.get("fused"):
+        opts.pop("foreach", None)
+        try:
+            return cls(groups, **kwargs, **opts)
+        except (RuntimeError, ValueError):  # no fused kernel for this device/dtype
+            opts.pop("fused")
+            opts["foreach"] = True
+    opts.pop("fused", None)
+    return cls(groups, **kwargs, **opts)
+
+
 SOLVERS: dict[str, Solver] = {
     "sgd": Solver(
-        lambda p, hp: torch.optim.SGD(p, lr=hp["learning_rate_init"]),
+        lambda p, hp, impl: _make(torch.optim.SGD, p, impl, lr=hp["learning_rate_init"]),
         summary="plain stochastic gradient descent",
     ),
     "momentum": Solver(
-        lambda p, hp: torch.optim.SGD(
-            p, lr=hp["learning_rate_init"], momentum=hp["momentum"]
+        lambda p, hp, impl: _make(
+            torch.optim.SGD, p, impl, lr=hp["learning_rate_init"], momentum=hp["momentum"]
         ),
         uses=("momentum",),
         summary="SGD with momentum (PyTorch form: v = m*v + g; w -= lr*v)",
     ),
     "nesterov": Solver(
-        lambda p, hp: torch.optim.SGD(
-            p, lr=hp["learning_rate_init"], momentum=hp["momentum"], nesterov=True
+        lambda p, hp, impl: _make(
+            torch.optim.SGD, p, impl, lr=hp["learning_rate_init"], momentum=hp["momentum"],
+            nesterov=True,
         ),
         uses=("momentum",),
         summary="Nesterov accelerated gradient",
     ),
     "adagrad": Solver(
-        lambda p, hp: torch.optim.Adagrad(p, lr=hp["learning_rate_init"], eps=hp["epsilon"]),
+        lambda p, hp, impl: _make(
+            torch.optim.Adagrad, p, impl, lr=hp["learning_rate_init"], eps=hp["epsilon"]
+        ),
         uses=("epsilon",),
+        graph_safe=False,
         summary="AdaGrad: per-parameter rates from accumulated squared gradients",
     ),
     "rmsprop": Solver(
-        lambda p, hp: torch.optim.RMSprop(
-            p, lr=hp["learning_rate_init"], alpha=hp["rho"], eps=hp["epsilon"]
+        lambda p, hp, impl: _make(
+            torch.optim.RMSprop, p, impl, lr=hp["learning_rate_init"], alpha=hp["rho"],
+            eps=hp["epsilon"],
         ),
         uses=("rho", "epsilon"),
         summary="RMSProp: exponentially decaying average of squared gradients",
@@ -76,8 +107,10 @@ SOLVERS: dict[str, Solver] = {
     "adam": Solver(
         # Adam with decoupled weight decay *is* AdamW; use it only when asked for,
         # so plain Adam stays torch.optim.Adam on every supported torch version.
-        lambda p, hp: (torch.optim.AdamW if hp["weight_decay"] else torch.optim.Adam)(
+        lambda p, hp, impl: _make(
+            torch.optim.AdamW if hp["weight_decay"] else torch.optim.Adam,
             p,
+            impl,
             lr=hp["learning_rate_init"],
             betas=_betas(hp),
             eps=hp["epsilon"],
@@ -88,15 +121,18 @@ SOLVERS: dict[str, Solver] = {
         summary="Adam: momentum + RMSProp with bias correction",
     ),
     "adamax": Solver(
-        lambda p, hp: torch.optim.Adamax(
-            p, lr=hp["learning_rate_init"], betas=_betas(hp), eps=hp["epsilon"]
+        lambda p, hp, impl: _make(
+            torch.optim.Adamax, p, impl, lr=hp["learning_rate_init"], betas=_betas(hp),
+            eps=hp["epsilon"],
         ),
         uses=("beta_1", "beta_2", "epsilon"),
         summary="AdaMax: Adam with the infinity norm",
     ),
     "nadam": Solver(
-        lambda p, hp: torch.optim.NAdam(
+        lambda p, hp, impl: _make(
+            torch.optim.NAdam,
             p,
+            impl,
             lr=hp["learning_rate_init"],
             betas=_betas(hp),
             eps=hp["epsilon"],
@@ -108,8 +144,10 @@ SOLVERS: dict[str, Solver] = {
         summary="Nadam: Adam with the Nesterov trick",
     ),
     "adamw": Solver(
-        lambda p, hp: torch.optim.AdamW(
+        lambda p, hp, impl: _make(
+            torch.optim.AdamW,
             p,
+            impl,
             lr=hp["learning_rate_init"],
             betas=_betas(hp),
             eps=hp["epsilon"],
@@ -155,11 +193,16 @@ def resolve_weight_decay(solver: str, weight_decay):
     return float(weight_decay), None
 
 
-def build_optimizer(solver: str, named_params, hp: dict) -> torch.optim.Optimizer:
-    """Build the optimizer for ``solver``.
+def build_optimizer(
+    solver: str, named_params, hp: dict, *, capturable: bool = False
+) -> torch.optim.Optimizer:
+    """Build the optimizer for ``solver``, with the fastest implementation available.
 
     Weight decay applies to weight matrices only: biases, BatchNorm and PReLU
-    parameters get none, like the L1/L2 penalties.
+    parameters get none, like the L1/L2 penalties. A fused kernel (one call
+    updating every parameter) is used where torch has one for the optimizer
+    and device (SGD, AdaGrad, Adam and AdamW on CPU), otherwise the
+    multi-tensor ``foreach`` implementation.
 
     Parameters
     ----------
@@ -170,6 +213,9 @@ def build_optimizer(solver: str, named_params, hp: dict) -> torch.optim.Optimize
     hp : dict
         Hyperparameters (``learning_rate_init``, ``momentum``, ``beta_1``,
         ``beta_2``, ``epsilon``, ``rho``, ``weight_decay``).
+    capturable : bool, default=False
+        Keep the optimizer's step counters on the device so that its step can
+        be captured in a CUDA graph.
 
     Returns
     -------
@@ -181,4 +227,7 @@ def build_optimizer(solver: str, named_params, hp: dict) -> torch.optim.Optimize
     groups = [{"params": decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
-    return SOLVERS[solver].factory(groups, hp)
+    impl = {"fused": True, "foreach": True}
+    if capturable:
+        impl["capturable"] = True
+    return SOLVERS[solver].factory(groups, hp, impl)

@@ -70,6 +70,7 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
         rho=0.9, batch_size="auto", max_iter=200, shuffle=True, tol=1e-4,
         n_iter_no_change=10, early_stopping=False, validation_fraction=0.1,
         warm_start=False, random_state=None, verbose=False, device="auto",
+        n_threads=None,
         loss="squared_error", huber_delta=1.0,
     ):
         vars(self).update((k, v) for k, v in locals().items() if k != "self")

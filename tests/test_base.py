@@ -250,18 +250,28 @@ def test_random_invalid_values_raise(param, value):
         DeepMLPClassifier(**{param: value}).fit(X, y)
 
 
-def _interrupt_after(monkeypatch, n_steps):
+def _wrap_steps(monkeypatch, wrapper):
+    """Replace each fit's training step ``step`` by ``wrapper(step)``."""
     from sklearn_deepnet._engine import TrainingNet
 
-    original, calls = TrainingNet.train_step, {"n": 0}
+    original = TrainingNet._make_step
+    monkeypatch.setattr(
+        TrainingNet, "_make_step", lambda self, data: wrapper(original(self, data))
+    )
 
-    def train_step(self, batch, **kw):
-        calls["n"] += 1
-        if calls["n"] > n_steps:
-            raise KeyboardInterrupt
-        return original(self, batch, **kw)
 
-    monkeypatch.setattr(TrainingNet, "train_step", train_step)
+def _interrupt_after(monkeypatch, n_steps):
+    calls = {"n": 0}
+
+    def wrapper(step):
+        def counted(*batch):
+            calls["n"] += 1
+            if calls["n"] > n_steps:
+                raise KeyboardInterrupt
+            return step(*batch)
+        return counted
+
+    _wrap_steps(monkeypatch, wrapper)
 
 
 def test_keyboard_interrupt_leaves_a_consistent_model(clf_data, monkeypatch):
@@ -283,15 +293,13 @@ def test_failed_continuation_restores_weights_and_history(clf_data, monkeypatch)
     clf.partial_fit(X, y, classes=[0, 1, 2])
     weights = [p.detach().clone() for p in clf.net_.module_.parameters()]
     before = clf.predict_proba(X)
-    from sklearn_deepnet._engine import TrainingNet
+    def wrapper(step):
+        def failing(*batch):
+            step(*batch)  # weights move, then the step fails
+            raise RuntimeError("device lost")
+        return failing
 
-    original = TrainingNet.train_step
-
-    def failing_step(self, batch, **kw):
-        original(self, batch, **kw)  # weights move, then the step fails
-        raise RuntimeError("device lost")
-
-    monkeypatch.setattr(TrainingNet, "train_step", failing_step)
+    _wrap_steps(monkeypatch, wrapper)
     with pytest.raises(RuntimeError, match="device lost"):
         clf.partial_fit(X, y)
     for p, w in zip(clf.net_.module_.parameters(), weights, strict=True):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from sklearn_deepnet import DeepMLPClassifier, DeepMLPRegressor
-from sklearn_deepnet._callbacks import ConvergenceMonitor, GradientClipping, apply_max_norm
+from sklearn_deepnet._callbacks import ConvergenceMonitor
+from sklearn_deepnet._steps import apply_max_norm, clip_gradients
 
 
 def test_max_norm_bounds_every_hidden_row(clf_data):
@@ -36,18 +37,18 @@ def _params_with_grads(values):
     for v in values:
         p = torch.nn.Parameter(torch.zeros(len(v)))
         p.grad = torch.tensor(v, dtype=torch.float32)
-        params.append(("p", p))
+        params.append(p)
     return params
 
 
 def test_gradient_clipping_by_norm_and_value():
     named = _params_with_grads([[3.0, -4.0], [12.0]])
-    GradientClipping(clip_norm=1.0).on_grad_computed(None, named)
-    total = math.sqrt(sum(p.grad.pow(2).sum().item() for _, p in named))
+    clip_gradients(named, clip_norm=1.0)
+    total = math.sqrt(sum(p.grad.pow(2).sum().item() for p in named))
     assert total == pytest.approx(1.0, rel=1e-5)
     named = _params_with_grads([[3.0, -4.0, 0.5]])
-    GradientClipping(clip_value=1.0).on_grad_computed(None, named)
-    assert named[0][1].grad.tolist() == [1.0, -1.0, 0.5]
+    clip_gradients(named, clip_value=1.0)
+    assert named[0].grad.tolist() == [1.0, -1.0, 0.5]
 
 
 @pytest.mark.parametrize("kind", ["clip_value", "clip_norm"])

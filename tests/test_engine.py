@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from sklearn_deepnet import DeepMLPClassifier
-from sklearn_deepnet._engine import BatchIterator, TensorData, predict_raw, weight_penalty
+from sklearn_deepnet._engine import Batches, TensorData, choose_num_threads, predict_raw
 from sklearn_deepnet._module import MLP
 
 
@@ -14,9 +14,9 @@ def _data(n):
 
 @pytest.mark.parametrize("n, batch", [(10, 3), (10, 5), (7, 10), (1, 1)])
 def test_every_sample_once_per_epoch(n, batch):
-    it = BatchIterator(_data(n), batch, shuffle=True, generator=torch.Generator().manual_seed(0))
+    it = Batches(_data(n), batch, shuffle=True, generator=torch.Generator().manual_seed(0))
     for _ in range(2):
-        seen = torch.cat([xb[:, 0] for xb, _ in it])
+        seen = torch.cat([xb[:, 0] for xb, _, _ in it])
         assert sorted(seen.tolist()) == list(range(n))
     assert len(it) == -(-n // batch)
 
@@ -24,19 +24,19 @@ def test_every_sample_once_per_epoch(n, batch):
 def test_shuffle_is_seeded_and_batches_stay_aligned():
     data = _data(50)
     def order(seed):
-        it = BatchIterator(data, 8, True, torch.Generator().manual_seed(seed))
-        return [xb[:, 0].tolist() for xb, _ in it]
+        it = Batches(data, 8, True, torch.Generator().manual_seed(seed))
+        return [xb[:, 0].tolist() for xb, _, _ in it]
 
     a, b = order(1), order(1)
     assert a == b and a[0] != list(range(8))
-    for xb, (yb, _wb) in BatchIterator(data, 8, True, torch.Generator().manual_seed(2)):
+    for xb, yb, _wb in Batches(data, 8, True, torch.Generator().manual_seed(2)):
         assert torch.equal(xb[:, 0].long(), yb)
 
 
 def test_trailing_singleton_merged_for_batch_norm():
-    sizes = [len(xb) for xb, _ in BatchIterator(_data(11), 5, False, min_batch=2)]
+    sizes = [len(xb) for xb, _, _ in Batches(_data(11), 5, False, min_batch=2)]
     assert sizes == [5, 6]
-    assert [len(xb) for xb, _ in BatchIterator(_data(11), 5, False)] == [5, 5, 1]
+    assert [len(xb) for xb, _, _ in Batches(_data(11), 5, False)] == [5, 5, 1]
 
 
 def test_batch_norm_fit_with_trailing_singleton(clf_data):
@@ -45,16 +45,45 @@ def test_batch_norm_fit_with_trailing_singleton(clf_data):
                       random_state=0).fit(X, y)
 
 
-def test_penalty_matches_formula():
-    net = MLP(3, [4], 2)
-    ws = [lin.weight for lin in net.linears()]
-    l2 = sum(w.pow(2).sum() for w in ws).item()
-    l1 = sum(w.abs().sum() for w in ws).item()
-    assert weight_penalty(net, 0.3, 0.0).item() == pytest.approx(0.3 * 0.5 * l2, rel=1e-5)
-    assert weight_penalty(net, 0.3, 1.0).item() == pytest.approx(0.3 * l1, rel=1e-5)
-    assert weight_penalty(net, 0.3, 0.25).item() == pytest.approx(
-        0.3 * (0.25 * l1 + 0.375 * l2), rel=1e-5
-    )
+def test_rows_select_training_samples_without_copying_X():
+    data = _data(10)
+    data.rows = torch.tensor([1, 3, 4, 8])
+    for shuffle in (False, True):
+        it = Batches(data, 3, shuffle, torch.Generator().manual_seed(0))
+        seen = torch.cat([xb[:, 0] for xb, _, _ in it])
+        assert sorted(seen.tolist()) == [1, 3, 4, 8]
+    assert len(data) == 4
+
+
+def test_unshuffled_batches_are_views():
+    data = _data(10)
+    xb, _, _ = next(iter(Batches(data, 4, False)))
+    assert xb.data_ptr() == data.X.data_ptr()
+
+
+def test_choose_num_threads():
+    assert choose_num_threads(32, 64, [100] * 5, 2) == 1  # (a) of the benchmark
+    assert choose_num_threads(128, 64, [256] * 3, 2) == 2  # (b)
+    assert choose_num_threads(1024, 64, [256] * 3, 8) == 8
+    assert choose_num_threads(32, 10, [], 4) == 1
+
+
+def test_n_threads_used_during_fit_and_restored(clf_data, monkeypatch):
+    X, y = clf_data
+    seen = []
+    import sklearn_deepnet._engine as engine
+    original = engine.TrainingNet.fit_loop
+
+    def fit_loop(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(engine.TrainingNet, "fit_loop", fit_loop)
+    before = torch.get_num_threads()
+    DeepMLPClassifier((8,), max_iter=1, n_threads=3, device="cpu").fit(X, y)
+    DeepMLPClassifier((8,), max_iter=1, device="cpu").fit(X, y)
+    assert seen == [3, 1]
+    assert torch.get_num_threads() == before
 
 
 def test_l2_shrinks_and_l1_sparsifies(clf_data):

@@ -1,0 +1,180 @@
+"""Training steps: the fast steps against the eager autograd reference."""
+
+import copy
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from sklearn_deepnet._losses import (
+    REGRESSION_LOSSES,
+    binary_log_loss,
+    multiclass_log_loss,
+    squared_error,
+)
+from sklearn_deepnet._module import MLP
+from sklearn_deepnet._optim import SOLVERS, build_optimizer
+from sklearn_deepnet._steps import (
+    EagerStep,
+    ManualStep,
+    apply_max_norm,
+    clip_gradients,
+    manual_blockers,
+    select_step,
+    weight_penalty,
+)
+
+HP = dict(learning_rate_init=1e-2, momentum=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+          rho=0.9, weight_decay=0.0)
+# float32 rounding differs between the hand-written and the autograd backward;
+# after N_STEPS updates weights agree to this relative tolerance.
+N_STEPS = 8
+RTOL, ATOL = 2e-4, 2e-5
+
+
+def _problem(loss, n=48, d=7, k=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d, generator=g)
+    w = torch.rand(n, generator=g) + 0.5
+    if loss is multiclass_log_loss:
+        y = torch.randint(0, k, (n,), generator=g)
+    elif loss is binary_log_loss:
+        y = (torch.rand(n, k, generator=g) > 0.5).float()
+    else:
+        y = torch.randn(n, k, generator=g)
+    return X, y, w
+
+
+def _run(step_cls, module, loss, solver, batches, **kwargs):
+    module = copy.deepcopy(module)
+    opt = build_optimizer(solver, module.named_parameters(), HP)
+    step = step_cls(module, loss, opt, **kwargs)
+    losses = [float(step(*b)) for b in batches]
+    return module, losses
+
+
+def _batches(X, y, w, size=16, n_steps=N_STEPS):
+    starts = itertools.cycle(range(0, len(X), size))
+    return [(X[s:s + size], y[s:s + size], w[s:s + size])
+            for s in itertools.islice(starts, n_steps)]
+
+
+def _assert_same(m1, m2, l1, l2):
+    np.testing.assert_allclose(l1, l2, rtol=RTOL, atol=ATOL)
+    for (name, p1), (_, p2) in zip(m1.state_dict().items(), m2.state_dict().items(),
+                                   strict=True):
+        np.testing.assert_allclose(p1.numpy(), p2.numpy(), rtol=RTOL, atol=ATOL, err_msg=name)
+
+
+ACTIVATIONS = ["relu", "leaky_relu", "elu", "selu", "tanh", "logistic", "identity"]
+LOSSES = [multiclass_log_loss, binary_log_loss, squared_error]
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("loss", LOSSES, ids=lambda f: f.__name__)
+def test_manual_step_matches_eager(activation, loss):
+    X, y, w = _problem(loss)
+    torch.manual_seed(0)
+    module = MLP(7, [11, 5], 3, activation=activation).initialize_()
+    batches = _batches(X, y, w)
+    m1, l1 = _run(EagerStep, module, loss, "adam", batches)
+    m2, l2 = _run(ManualStep, module, loss, "adam", batches)
+    _assert_same(m1, m2, l1, l2)
+
+
+@pytest.mark.parametrize("solver", sorted(SOLVERS))
+def test_manual_step_matches_eager_every_solver(solver):
+    X, y, w = _problem(multiclass_log_loss)
+    torch.manual_seed(1)
+    module = MLP(7, [9, 9, 9], 3, activation="elu").initialize_()
+    batches = _batches(X, y, w)
+    _assert_same(*_pair(module, multiclass_log_loss, solver, batches))
+
+
+def _pair(module, loss, solver, batches, **kwargs):
+    m1, l1 = _run(EagerStep, module, loss, solver, batches, **kwargs)
+    m2, l2 = _run(ManualStep, module, loss, solver, batches, **kwargs)
+    return m1, m2, l1, l2
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(alpha=0.3),
+    dict(alpha=0.3, l1_ratio=1.0),
+    dict(alpha=0.1, l1_ratio=0.4),
+    dict(clip_norm=0.05),
+    dict(clip_value=0.01),
+    dict(max_norm=0.5),
+    dict(alpha=0.2, clip_norm=0.1, clip_value=0.05, max_norm=0.8),
+], ids=str)
+def test_manual_step_matches_eager_regularization(kwargs):
+    X, y, w = _problem(binary_log_loss)
+    torch.manual_seed(2)
+    module = MLP(7, [13, 6], 3, activation="relu").initialize_()
+    batches = _batches(X, y, w)
+    _assert_same(*_pair(module, binary_log_loss, "sgd", batches, **kwargs))
+    _assert_same(*_pair(module, binary_log_loss, "adam", batches, **kwargs))
+
+
+def test_manual_step_linear_model_and_uneven_batches():
+    X, y, w = _problem(squared_error, n=37)
+    torch.manual_seed(3)
+    for sizes in ([], [4]):
+        module = MLP(7, sizes, 3).initialize_()
+        batches = _batches(X, y, w, size=10)  # 10, 10, 10, 7, ...
+        _assert_same(*_pair(module, squared_error, "nadam", batches, alpha=0.05))
+
+
+@pytest.mark.parametrize("kwargs, reason", [
+    (dict(batch_norm="before"), "batch_norm"),
+    (dict(batch_norm="after"), "batch_norm"),
+    (dict(batch_norm_input=True), "batch_norm_input"),
+    (dict(dropout=0.1), "dropout"),
+    (dict(activation="gelu"), "GELU"),
+    (dict(activation="prelu"), "PReLU"),
+])
+def test_manual_blockers(kwargs, reason):
+    module = MLP(4, [5], 2, **kwargs)
+    assert reason in manual_blockers(module, multiclass_log_loss, "cpu")
+    assert manual_blockers(MLP(4, [5], 2), multiclass_log_loss, "cpu") is None
+    huber = REGRESSION_LOSSES["huber"].factory(1.0)
+    assert manual_blockers(MLP(4, [5], 2), huber, "cpu") == "loss"
+    assert "CPU" in manual_blockers(MLP(4, [5], 2), multiclass_log_loss, "cuda")
+
+
+def test_select_step():
+    module = MLP(4, [5], 2)
+    adam, adagrad = SOLVERS["adam"], SOLVERS["adagrad"]
+    assert select_step(module, multiclass_log_loss, "cpu", adam) == ("cpu-manual", None)
+    name, reason = select_step(MLP(4, [5], 2, dropout=0.2), multiclass_log_loss, "cpu", adam)
+    assert name == "eager" and "dropout" in reason
+    assert select_step(module, multiclass_log_loss, "cpu", adam, fast=False)[0] == "eager"
+    assert select_step(module, multiclass_log_loss, "cuda", adam) == ("cuda-graph", None)
+    name, reason = select_step(module, multiclass_log_loss, "cuda", adagrad)
+    assert name == "eager" and "capturable" in reason
+
+
+def test_weight_penalty_formula():
+    ws = [torch.tensor([[1.0, -2.0]]), torch.tensor([[3.0]])]
+    l2 = 0.5 * (1 + 4 + 9)
+    l1 = 1 + 2 + 3
+    assert float(weight_penalty(ws, 2.0, 0.0)) == pytest.approx(2 * l2)
+    assert float(weight_penalty(ws, 2.0, 1.0)) == pytest.approx(2 * l1)
+    assert float(weight_penalty(ws, 2.0, 0.25)) == pytest.approx(2 * (0.25 * l1 + 0.75 * l2))
+
+
+def test_clip_gradients_value_then_norm():
+    p = torch.nn.Parameter(torch.zeros(4))
+    p.grad = torch.tensor([3.0, -4.0, 0.5, 0.0])
+    clip_gradients([p], clip_value=1.0)
+    assert p.grad.tolist() == [1.0, -1.0, 0.5, 0.0]
+    clip_gradients([p], clip_norm=0.5)
+    assert float(p.grad.norm()) == pytest.approx(0.5, rel=1e-5)
+
+
+def test_apply_max_norm_rows():
+    lin = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[3.0, 4.0, 0.0], [0.1, 0.0, 0.0]]))
+    apply_max_norm([lin], 1.0)
+    np.testing.assert_allclose(lin.weight.norm(dim=1).detach(), [1.0, 0.1], rtol=1e-6)
