@@ -85,6 +85,9 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
     }
 
+    # Private switch for benchmarks and debugging: False forces the eager step.
+    _fast_engine = True
+
     # ------------------------------------------------------------------ hooks
     @abstractmethod
     def _prepare_y(self, y, *, continuing, incremental, classes):
@@ -321,7 +324,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             clip_norm=self.clip_norm, clip_value=self.clip_value, max_norm=self.max_norm,
             shuffle=self.shuffle, min_batch=2 if uses_bn else 1, batch_size=batch_size,
             max_epochs=1 if incremental else self.max_iter, callbacks=callbacks,
-            device=device,
+            device=device, fast=self._fast_engine,
         ).initialize()
         if continuing:
             old = self.net_

@@ -23,6 +23,7 @@ import torch
 from skorch import NeuralNet
 from skorch.callbacks import EpochTimer
 
+from ._module import MLP
 from ._optim import SOLVERS, build_optimizer
 from ._steps import EagerStep, GraphStep, ManualStep, select_step
 
@@ -218,10 +219,11 @@ class TrainingNet(NeuralNet):
 
     def initialize_optimizer(self, triggered_directly=None):
         """Build the optimizer from the solver table (capturable on CUDA)."""
-        capturable = torch.device(self.device).type == "cuda" and SOLVERS[self.solver].graph_safe
+        device_type = torch.device(self.device).type
         self.optimizer_ = build_optimizer(
             self.solver, self.module_.named_parameters(), self.solver_params,
-            capturable=capturable,
+            device_type=device_type,
+            capturable=device_type == "cuda" and SOLVERS[self.solver].graph_safe,
         )
         return self
 
@@ -289,18 +291,55 @@ class TrainingNet(NeuralNet):
         self.history.record("train_samples", n_seen)
 
 
-def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE):
-    """Raw network outputs for ``X`` in evaluation mode, as a numpy array.
+# Matrix products in predictions are padded to at least this many rows and
+# columns: BLAS libraries switch to other kernels (gemv, small-M paths) below a
+# few rows or for a single output column, and those round differently, which
+# would make a sample's prediction depend on the batch it arrives in.
+_MIN_ROWS, _MIN_COLS = 64, 16
 
-    On CPU the forward pass runs in float64 (weights cast for this call
-    only): float32 matrix products differ by ~1e-6 relative depending on how
-    many rows are multiplied together, and a prediction should not change
-    with the batch it arrives in; in float64 the differences stay at rounding
-    level (~1e-15). On CUDA it runs in float32.
+
+def _inference_layers(module):
+    """The network's layers in order: ``Linear`` layers as padded ``(W.T, b, n_out)``
+    triples, every other layer as the module itself (all are row-wise in eval mode)."""
+    layers = []
+    for layer in [module.input_norm, *(c for b in module.hidden for c in b), *module.output]:
+        if isinstance(layer, torch.nn.Linear):
+            w, n_out = layer.weight.detach(), layer.out_features
+            b = layer.bias.detach() if layer.bias is not None else w.new_zeros(n_out)
+            if n_out < _MIN_COLS:
+                w = torch.cat([w, w.new_zeros(_MIN_COLS - n_out, w.shape[1])])
+                b = torch.cat([b, b.new_zeros(_MIN_COLS - n_out)])
+            layers.append((w.t().contiguous(), b, n_out))
+        elif not isinstance(layer, torch.nn.Identity):
+            layers.append(layer)
+    return layers
+
+
+def _forward_rowwise(layers, x):
+    n = len(x)
+    for layer in layers:
+        if isinstance(layer, tuple):
+            wt, b, n_out = layer
+            if len(x) < _MIN_ROWS:
+                x = torch.cat([x, x.new_zeros(_MIN_ROWS - len(x), x.shape[1])])
+            x = torch.addmm(b, x, wt)[:n, :n_out]
+        else:
+            x = layer(x)
+    return x
+
+
+def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE):
+    """Raw network outputs for ``X`` in evaluation mode, as a float32 numpy array.
+
+    No autograd, at most ``batch_size`` rows in flight. On CPU every matrix
+    product is padded to a minimum shape (see ``_MIN_ROWS``) so that a
+    sample's prediction is bit-identical whatever batch it arrives in
+    (``tests/test_engine.py`` checks this across chunkings and thread counts).
 
     Parameters
     ----------
-    module : torch.nn.Module
+    module : MLP or torch.nn.Module
+        Any other module is simply called (without the padding).
     X : ndarray of shape (n_samples, n_features), float32, or torch.Tensor
     device : torch.device or str
     batch_size : int
@@ -308,26 +347,25 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE):
 
     Returns
     -------
-    ndarray of shape (n_samples, n_outputs)
-        float64 on CPU, float32 on CUDA.
+    ndarray of shape (n_samples, n_outputs), float32
     """
     device = torch.device(device)
-    dtype = torch.float64 if device.type == "cpu" else torch.float32
-    state = {
-        k: v.to(dtype) if v.is_floating_point() else v
-        for k, v in module.state_dict().items()
-    }
     was_training = module.training
     module.eval()
     outputs = []
     try:
         with torch.inference_mode():
+            rowwise = device.type == "cpu" and isinstance(module, MLP)
+            layers = _inference_layers(module) if rowwise else None
             for start in range(0, len(X), batch_size):
                 chunk = X[start : start + batch_size]
                 if not isinstance(chunk, torch.Tensor):
                     chunk = to_tensor(chunk, device)
-                chunk = chunk.to(device=device, dtype=dtype)
-                outputs.append(torch.func.functional_call(module, state, (chunk,)).cpu())
+                chunk = chunk.to(device=device, dtype=torch.float32)
+                out = module(chunk) if layers is None else _forward_rowwise(layers, chunk)
+                outputs.append(out.cpu())
     finally:
         module.train(was_training)
+    if not outputs:
+        return np.empty((0, module.output.linear.out_features), dtype=np.float32)
     return torch.cat(outputs).numpy()

@@ -34,6 +34,9 @@ class Solver:
     graph_safe : bool
         Whether a step can be captured in a CUDA graph (all its state lives on
         the device). AdaGrad keeps its step counters on the host.
+    fused_devices : tuple of str
+        Device types with a fused torch kernel (one call updates every
+        parameter); elsewhere the multi-tensor ``foreach`` kernels are used.
     summary : str
         One-line description for the documentation.
     """
@@ -42,6 +45,7 @@ class Solver:
     uses: tuple = ()
     decoupled_weight_decay: bool = False
     graph_safe: bool = True
+    fused_devices: tuple = ()
     summary: str = ""
 
 
@@ -71,6 +75,7 @@ def _make(cls, groups, impl, **kwargs):
 SOLVERS: dict[str, Solver] = {
     "sgd": Solver(
         lambda p, hp, impl: _make(torch.optim.SGD, p, impl, lr=hp["learning_rate_init"]),
+        fused_devices=("cpu", "cuda"),
         summary="plain stochastic gradient descent",
     ),
     "momentum": Solver(
@@ -78,6 +83,7 @@ SOLVERS: dict[str, Solver] = {
             torch.optim.SGD, p, impl, lr=hp["learning_rate_init"], momentum=hp["momentum"]
         ),
         uses=("momentum",),
+        fused_devices=("cpu", "cuda"),
         summary="SGD with momentum (PyTorch form: v = m*v + g; w -= lr*v)",
     ),
     "nesterov": Solver(
@@ -86,6 +92,7 @@ SOLVERS: dict[str, Solver] = {
             nesterov=True,
         ),
         uses=("momentum",),
+        fused_devices=("cpu", "cuda"),
         summary="Nesterov accelerated gradient",
     ),
     "adagrad": Solver(
@@ -94,6 +101,7 @@ SOLVERS: dict[str, Solver] = {
         ),
         uses=("epsilon",),
         graph_safe=False,
+        fused_devices=("cpu",),
         summary="AdaGrad: per-parameter rates from accumulated squared gradients",
     ),
     "rmsprop": Solver(
@@ -118,6 +126,7 @@ SOLVERS: dict[str, Solver] = {
         ),
         uses=("beta_1", "beta_2", "epsilon", "weight_decay"),
         decoupled_weight_decay=True,
+        fused_devices=("cpu", "cuda"),
         summary="Adam: momentum + RMSProp with bias correction",
     ),
     "adamax": Solver(
@@ -155,6 +164,7 @@ SOLVERS: dict[str, Solver] = {
         ),
         uses=("beta_1", "beta_2", "epsilon", "weight_decay"),
         decoupled_weight_decay=True,
+        fused_devices=("cpu", "cuda"),
         summary="AdamW: Adam with decoupled weight decay (default 0.01)",
     ),
 }
@@ -194,15 +204,15 @@ def resolve_weight_decay(solver: str, weight_decay):
 
 
 def build_optimizer(
-    solver: str, named_params, hp: dict, *, capturable: bool = False
+    solver: str, named_params, hp: dict, *, device_type: str = "cpu", capturable: bool = False
 ) -> torch.optim.Optimizer:
     """Build the optimizer for ``solver``, with the fastest implementation available.
 
     Weight decay applies to weight matrices only: biases, BatchNorm and PReLU
     parameters get none, like the L1/L2 penalties. A fused kernel (one call
     updating every parameter) is used where torch has one for the optimizer
-    and device (SGD, AdaGrad, Adam and AdamW on CPU), otherwise the
-    multi-tensor ``foreach`` implementation.
+    and device (the table's ``fused_devices``), otherwise the multi-tensor
+    ``foreach`` implementation.
 
     Parameters
     ----------
@@ -213,6 +223,8 @@ def build_optimizer(
     hp : dict
         Hyperparameters (``learning_rate_init``, ``momentum``, ``beta_1``,
         ``beta_2``, ``epsilon``, ``rho``, ``weight_decay``).
+    device_type : str, default="cpu"
+        Type of the device holding the parameters.
     capturable : bool, default=False
         Keep the optimizer's step counters on the device so that its step can
         be captured in a CUDA graph.
@@ -227,7 +239,8 @@ def build_optimizer(
     groups = [{"params": decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
-    impl = {"fused": True, "foreach": True}
+    row = SOLVERS[solver]
+    impl = {"fused": device_type in row.fused_devices, "foreach": True}
     if capturable:
         impl["capturable"] = True
-    return SOLVERS[solver].factory(groups, hp, impl)
+    return row.factory(groups, hp, impl)

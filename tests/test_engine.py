@@ -99,17 +99,31 @@ def test_l2_shrinks_and_l1_sparsifies(clf_data):
     assert near_zero["l1"] > 0.5 and near_zero["l1"] > near_zero["none"] + 0.3
 
 
-def test_predict_raw_is_batch_invariant():
+@pytest.mark.parametrize("n_outputs", [1, 3, 40])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_predict_raw_is_batch_invariant(n_outputs, n_threads):
+    # Bit-identical rows whatever the batch: BLAS kernels for few rows or one
+    # output column round differently, so predict_raw pads matrix products.
     torch.manual_seed(0)
-    net = MLP(20, [64, 64], 3, batch_norm="before").initialize_()
+    net = MLP(20, [64, 33], n_outputs, batch_norm="before").initialize_()
     X = np.random.default_rng(0).normal(size=(1000, 20)).astype(np.float32)
-    full = predict_raw(net, X, "cpu")
-    pieces = np.vstack([predict_raw(net, X[i : i + 7], "cpu") for i in range(0, 1000, 7)])
-    small_batches = predict_raw(net, X, "cpu", batch_size=13)
-    # float64 rounding level; float32 inference differs by ~1e-6 here
-    np.testing.assert_allclose(pieces, full, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(small_batches, full, rtol=1e-12, atol=1e-12)
+    before = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        full = predict_raw(net, X, "cpu")
+        for size in (1, 3, 7, 13, 64, 100, 999):
+            pieces = np.vstack([predict_raw(net, X[i : i + size], "cpu")
+                                for i in range(0, 1000, size)])
+            np.testing.assert_array_equal(pieces, full)
+        np.testing.assert_array_equal(predict_raw(net, X, "cpu", batch_size=13), full)
+        perm = np.random.default_rng(1).permutation(1000)[:517]
+        np.testing.assert_array_equal(predict_raw(net, X[perm], "cpu"), full[perm])
+    finally:
+        torch.set_num_threads(before)
     assert net.training  # mode restored
+    with torch.no_grad():
+        np.testing.assert_allclose(net.eval()(torch.from_numpy(X)).numpy(), full,
+                                   rtol=1e-5, atol=1e-5)
 
 
 def test_epoch_records(clf_data):
