@@ -230,6 +230,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                     to_tensor(y_model, device),
                     to_tensor(sample_weight, device, torch.float32),
                     None if rows is None else to_tensor(rows, device, torch.int64),
+                    uniform_weights=bool(np.all(sample_weight == 1)),
                 )
                 net.partial_fit(data, None, generator=torch.Generator().manual_seed(call_seed))
         finally:

@@ -87,10 +87,13 @@ class TensorData:
     rows : torch.Tensor of int64 or None, default=None
         The rows to train on (e.g. without the validation rows); ``None`` for
         all. Selecting rows by index avoids a second copy of ``X``.
+    uniform_weights : bool, default=False
+        Every weight is 1 (lets the CPU step skip the weighting).
     """
 
-    def __init__(self, X, y, w, rows=None):
+    def __init__(self, X, y, w, rows=None, uniform_weights=False):
         self.X, self.y, self.w, self.rows = X, y, w, rows
+        self.uniform_weights = uniform_weights
 
     def __len__(self):
         return len(self.X) if self.rows is None else len(self.rows)
@@ -233,8 +236,11 @@ class TrainingNet(NeuralNet):
         )
         kwargs = dict(alpha=self.alpha, l1_ratio=self.l1_ratio, clip_norm=self.clip_norm,
                       clip_value=self.clip_value, max_norm=self.max_norm)
-        cls = ManualStep if name == "cpu-manual" else EagerStep
-        step = cls(self.module_, self.criterion_, self.optimizer_, **kwargs)
+        if name == "cpu-manual":
+            step = ManualStep(self.module_, self.criterion_, self.optimizer_,
+                              uniform_weights=data.uniform_weights, **kwargs)
+        else:
+            step = EagerStep(self.module_, self.criterion_, self.optimizer_, **kwargs)
         if name == "cuda-graph":
             step = GraphStep(step, data, self.batch_size)
         self.engine, self.engine_reason = name, reason
@@ -268,9 +274,9 @@ class TrainingNet(NeuralNet):
                 if self.stop_reason is not None:
                     break
         finally:
-            if isinstance(step, GraphStep):
-                if step.fallback_reason is not None:
-                    self.engine, self.engine_reason = "eager", step.fallback_reason
+            if isinstance(step, GraphStep) and step.fallback_reason is not None:
+                self.engine, self.engine_reason = "eager", step.fallback_reason
+            if hasattr(step, "release"):
                 step.release()
         return self
 

@@ -181,6 +181,73 @@ def manual_blockers(module, per_sample_loss, device):
     return None
 
 
+class _DirectFusedAdam:
+    """Adam/AdamW update through torch's fused kernel without ``Optimizer.step``.
+
+    ``torch.optim.Adam.step`` spends ~100 us of Python per call on small
+    networks (grouping tensors, a per-tensor step-counter increment on CPU);
+    the fused kernel itself takes ~20 us per parameter group. This calls the
+    kernel on the optimizer's own state, with each group's step counters
+    aliased to one tensor that is incremented once. :meth:`release` restores
+    separate counters, so the optimizer stays a normal torch optimizer.
+    Used only for fused Adam/AdamW without AMSGrad or tensor learning rates,
+    once ``Optimizer.step`` has created the state.
+    """
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self.groups = []
+        decoupled_default = isinstance(optimizer, torch.optim.AdamW)
+        for group in optimizer.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            states = [optimizer.state[p] for p in params]
+            shared = states[0]["step"]
+            for st in states:
+                st["step"] = shared
+            kernel = (torch._fused_adamw_
+                      if group.get("decoupled_weight_decay", decoupled_default)
+                      else torch._fused_adam_)
+            self.groups.append((
+                kernel, params, [st["exp_avg"] for st in states],
+                [st["exp_avg_sq"] for st in states], shared, [shared] * len(params),
+                dict(amsgrad=False, lr=group["lr"], beta1=group["betas"][0],
+                     beta2=group["betas"][1], weight_decay=group["weight_decay"],
+                     eps=group["eps"], maximize=False),
+            ))
+
+    @staticmethod
+    def applies(optimizer):
+        """Whether the direct call reproduces ``optimizer.step()`` exactly."""
+        if not isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW):
+            return False
+        if not hasattr(torch, "_fused_adam_"):
+            return False
+        for group in optimizer.param_groups:
+            if not group.get("fused") or group.get("amsgrad") or group.get("maximize"):
+                return False
+            if isinstance(group["lr"], torch.Tensor) or group.get("differentiable"):
+                return False
+            for p in group["params"]:
+                state = optimizer.state.get(p)
+                if p.grad is None or not state or "step" not in state:
+                    return False
+                if state["step"] != optimizer.state[group["params"][0]]["step"]:
+                    return False
+        return True
+
+    def step(self):
+        """One Adam update of every parameter (gradients already in ``p.grad``)."""
+        for kernel, params, exp_avgs, exp_avg_sqs, shared, steps, kw in self.groups:
+            shared.add_(1)
+            kernel(params, [p.grad for p in params], exp_avgs, exp_avg_sqs, [], steps, **kw)
+
+    def release(self):
+        """Give every parameter its own step counter again."""
+        for _, params, _, _, shared, _, _ in self.groups:
+            for p in params:
+                self.optimizer.state[p]["step"] = shared.clone()
+
+
 class ManualStep(EagerStep):
     """CPU step with an explicit backward pass (see the module docstring).
 
@@ -192,21 +259,50 @@ class ManualStep(EagerStep):
 
     name = "cpu-manual"
 
-    def __init__(self, module, per_sample_loss, optimizer, **kwargs):
+    def __init__(self, module, per_sample_loss, optimizer, *, uniform_weights=False, **kwargs):
         super().__init__(module, per_sample_loss, optimizer, **kwargs)
         self.layers = [
             (block.linear, *_manual_activation(block.activation)) for block in module.hidden
         ]
         self.out_linear = module.output.linear
+        # Transposed views stay valid: the optimizer updates weights in place.
+        self.weights_t = [lin.weight.t() for lin in module.linears()]
+        self._minus_one = {}
+        self.uniform_weights = uniform_weights
+        self.direct_adam = None
+        self.allow_direct_adam = True
+
+    def update(self):
+        """Clip, step, project; Adam through :class:`_DirectFusedAdam` once possible."""
+        if self.clip_norm is not None or self.clip_value is not None:
+            clip_gradients(self.params, self.clip_norm, self.clip_value)
+        if self.direct_adam is not None:
+            self.direct_adam.step()
+        else:
+            self.optimizer.step()
+            if self.allow_direct_adam and _DirectFusedAdam.applies(self.optimizer):
+                self.direct_adam = _DirectFusedAdam(self.optimizer)
+        if self.max_norm is not None:
+            apply_max_norm(self.module.hidden_linears(), self.max_norm)
+
+    def release(self):
+        """Leave the optimizer as ``torch.optim`` expects it (separate step counters)."""
+        if self.direct_adam is not None:
+            self.direct_adam.release()
+            self.direct_adam = None
 
     def _output_grad(self, z, yb, c):
-        """Per-sample losses and d(sum c*loss)/dz for the output logits ``z``."""
+        """Per-sample losses and d(sum c*loss)/dz for the output logits ``z``
+        (``c``: a float, or per-sample factors of shape ``(n, 1)``)."""
         fn = self.per_sample_loss
         if fn is multiclass_log_loss:
             logp = torch.log_softmax(z, dim=1)
             losses = -logp.gather(1, yb[:, None]).squeeze(1)
             g = logp.exp_()
-            g.scatter_add_(1, yb[:, None], torch.full_like(z[:, :1], -1.0))
+            n = len(z)
+            if n not in self._minus_one:
+                self._minus_one[n] = torch.full((n, 1), -1.0, dtype=z.dtype)
+            g.scatter_add_(1, yb[:, None], self._minus_one[n])
         elif fn is binary_log_loss:
             losses = F.binary_cross_entropy_with_logits(z, yb, reduction="none").sum(dim=1)
             g = torch.sigmoid(z).sub_(yb)
@@ -214,22 +310,27 @@ class ManualStep(EagerStep):
             d = z - yb
             losses = 0.5 * d.pow(2).mean(dim=1)
             g = d.div_(z.shape[1])
-        return losses, g.mul_(c[:, None])
+        return losses, g.mul_(c)
 
     def __call__(self, xb, yb, wb):
         """Train on one batch; return its loss (0-d tensor)."""
         with torch.no_grad():
-            wsum = float(wb.sum())
+            if self.uniform_weights:  # every weight is 1: skip the weighting
+                wsum = float(len(wb))
+                c = 1.0 / wsum
+            else:
+                wsum = float(wb.sum())
+                c = (wb / wsum)[:, None]
             acts, pre = [xb], []
             a = xb
-            for linear, forward, _ in self.layers:
-                z = torch.addmm(linear.bias, a, linear.weight.t())
+            for (linear, forward, _), wt in zip(self.layers, self.weights_t, strict=False):
+                z = torch.addmm(linear.bias, a, wt)
                 a = forward(z)
                 pre.append(z)
                 acts.append(a)
-            z = torch.addmm(self.out_linear.bias, a, self.out_linear.weight.t())
-            losses, g = self._output_grad(z, yb, wb / wsum)
-            total = torch.dot(losses, wb)
+            z = torch.addmm(self.out_linear.bias, a, self.weights_t[-1])
+            losses, g = self._output_grad(z, yb, c)
+            total = losses.sum() if self.uniform_weights else torch.dot(losses, wb)
             l2 = self.alpha * (1 - self.l1_ratio) / wsum
             l1 = self.alpha * self.l1_ratio / wsum
             linears = [layer[0] for layer in self.layers] + [self.out_linear]

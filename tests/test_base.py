@@ -255,9 +255,14 @@ def _wrap_steps(monkeypatch, wrapper):
     from sklearn_deepnet._engine import TrainingNet
 
     original = TrainingNet._make_step
-    monkeypatch.setattr(
-        TrainingNet, "_make_step", lambda self, data: wrapper(original(self, data))
-    )
+
+    def make_step(self, data):
+        step = original(self, data)
+        wrapped = wrapper(step)
+        wrapped.release = getattr(step, "release", lambda: None)
+        return wrapped
+
+    monkeypatch.setattr(TrainingNet, "_make_step", make_step)
 
 
 def _interrupt_after(monkeypatch, n_steps):

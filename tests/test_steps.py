@@ -125,6 +125,45 @@ def test_manual_step_linear_model_and_uneven_batches():
         _assert_same(*_pair(module, squared_error, "nadam", batches, alpha=0.05))
 
 
+@pytest.mark.parametrize("solver, weight_decay", [("adam", 0.0), ("adamw", 0.01),
+                                                  ("adam", 0.05)])
+def test_direct_fused_adam_is_bit_identical_and_released(solver, weight_decay):
+    X, y, w = _problem(multiclass_log_loss)
+    torch.manual_seed(4)
+    module = MLP(7, [9, 9], 3).initialize_()
+    batches = _batches(X, y, w, n_steps=12)
+    hp = {**HP, "weight_decay": weight_decay}
+    results = []
+    for allow in (True, False):
+        m = copy.deepcopy(module)
+        opt = build_optimizer(solver, m.named_parameters(), hp)
+        step = ManualStep(m, multiclass_log_loss, opt, alpha=0.01)
+        step.allow_direct_adam = allow
+        losses = [float(step(*b)) for b in batches]
+        assert (step.direct_adam is not None) == allow
+        step.release()
+        steps = [st["step"] for st in opt.state.values()]
+        assert len({id(t) for t in steps}) == len(steps)  # counters no longer shared
+        assert all(float(t) == 12 for t in steps)
+        opt.step()  # a plain torch step still works afterwards
+        results.append((m, losses))
+    (m1, l1), (m2, l2) = results
+    assert l1 == l2
+    for p1, p2 in zip(m1.parameters(), m2.parameters(), strict=True):
+        assert torch.equal(p1, p2)
+
+
+def test_uniform_weights_shortcut_matches_weighted_path():
+    X, y, _ = _problem(binary_log_loss)
+    w = torch.ones(len(X))
+    torch.manual_seed(5)
+    module = MLP(7, [8], 3).initialize_()
+    batches = _batches(X, y, w)
+    m1, l1 = _run(ManualStep, module, binary_log_loss, "sgd", batches, uniform_weights=True)
+    m2, l2 = _run(ManualStep, module, binary_log_loss, "sgd", batches)
+    _assert_same(m1, m2, l1, l2)
+
+
 @pytest.mark.parametrize("kwargs, reason", [
     (dict(batch_norm="before"), "batch_norm"),
     (dict(batch_norm="after"), "batch_norm"),
