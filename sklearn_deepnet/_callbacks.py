@@ -28,8 +28,9 @@ class ConvergenceMonitor(Callback):
     n_iter_no_change : int
         Patience in epochs.
     validation : tuple or None
-        ``(X_val, y_val, w_val)`` with ``X_val`` a tensor on the training
-        device; ``None`` disables early stopping.
+        ``(X_val, y_val, w_val)`` with ``X_val`` anything :func:`predict_raw`
+        accepts (an array or a ``RowSubset``); ``None`` disables early
+        stopping.
     scorer : callable or None
         ``scorer(raw_outputs, y_val, w_val)`` returns the validation score.
     verbose : bool

@@ -28,7 +28,8 @@ from ._optim import SOLVERS, build_optimizer
 from ._steps import EagerStep, GraphStep, ManualStep, select_step
 
 __all__ = [
-    "Batches", "TensorData", "TrainingNet", "choose_num_threads", "predict_raw", "to_tensor",
+    "Batches", "RowSubset", "TensorData", "TrainingNet", "choose_num_threads", "index_dtype",
+    "predict_raw", "to_tensor",
 ]
 
 logger = logging.getLogger("sklearn_deepnet")
@@ -73,6 +74,33 @@ def choose_num_threads(batch_size, n_features, hidden_layer_sizes, available):
     return 1 if batch_size * largest < SINGLE_THREAD_MACS else max(1, available)
 
 
+def index_dtype(n):
+    """Smallest index dtype for ``n`` rows: int32 halves the permutation's memory."""
+    return torch.int32 if n < 2**31 else torch.int64
+
+
+class RowSubset:
+    """Rows ``X[rows]`` of an array, gathered slice by slice (never all at once).
+
+    Stands in for ``X[rows]`` where only :func:`predict_raw` reads it (the
+    early-stopping validation set), so no copy of those rows is kept.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    rows : ndarray of int
+    """
+
+    def __init__(self, X, rows):
+        self.X, self.rows = X, rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, key):
+        return self.X[self.rows[key]]
+
+
 class TensorData:
     """Training data held as tensors on the training device.
 
@@ -84,7 +112,7 @@ class TensorData:
         Targets (``int64`` class indices or ``float32`` values), one per row.
     w : torch.Tensor of shape (n_rows,)
         Sample weights.
-    rows : torch.Tensor of int64 or None, default=None
+    rows : torch.Tensor of int32/int64 or None, default=None
         The rows to train on (e.g. without the validation rows); ``None`` for
         all. Selecting rows by index avoids a second copy of ``X``.
     uniform_weights : bool, default=False
@@ -138,12 +166,13 @@ class Batches:
         """Row indices for this epoch, or ``None`` when plain slices will do."""
         d = self.data
         device = d.X.device
+        dtype = index_dtype(len(d.X))
         if self.shuffle:
-            perm = torch.randperm(len(d), generator=self.generator).to(device)
+            perm = torch.randperm(len(d), generator=self.generator, dtype=dtype).to(device)
             return perm if d.rows is None else d.rows[perm]
         if d.rows is not None:
             return d.rows
-        return torch.arange(len(d), device=device) if always else None
+        return torch.arange(len(d), device=device, dtype=dtype) if always else None
 
     def __iter__(self):
         order = self.order()
@@ -346,7 +375,7 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE):
     ----------
     module : MLP or torch.nn.Module
         Any other module is simply called (without the padding).
-    X : ndarray of shape (n_samples, n_features), float32, or torch.Tensor
+    X : ndarray of shape (n_samples, n_features), float32, torch.Tensor or RowSubset
     device : torch.device or str
     batch_size : int
         Rows per forward pass; bounds the memory used.

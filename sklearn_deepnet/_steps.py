@@ -380,7 +380,8 @@ class GraphStep:
         self.n_eager = 0
         self.fallback_reason = None
         device = data.X.device
-        self.idx = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.idx = torch.zeros(batch_size, dtype=torch.int32 if len(data.X) < 2**31
+                               else torch.int64, device=device)
         self.total = torch.zeros((), device=device)
 
     def _captured_body(self):

@@ -311,3 +311,24 @@ def test_failed_continuation_restores_weights_and_history(clf_data, monkeypatch)
         assert torch.equal(p, w)
     assert len(clf.history_) == clf.n_iter_ == 1
     np.testing.assert_array_equal(clf.predict_proba(X), before)
+
+
+def test_split_rows_stratified_disjoint_and_proportional():
+    from sklearn_deepnet._base import split_rows
+
+    labels = np.repeat([0, 1, 2, 4], [500, 300, 150, 50])  # class 3 absent
+    rows = np.arange(1000, dtype=np.int32)
+    train, val = split_rows(rows, 100, labels, seed=0)
+    assert len(val) == 100 and len(train) == 900
+    assert set(train.tolist()).isdisjoint(val.tolist())
+    assert sorted(np.r_[train, val].tolist()) == list(range(1000))
+    np.testing.assert_array_equal(np.bincount(labels[val], minlength=5), [50, 30, 15, 0, 5])
+    again = split_rows(rows, 100, labels, seed=0)
+    assert np.array_equal(again[1], val)
+    assert not np.array_equal(split_rows(rows, 100, labels, seed=1)[1], val)
+    # a class with one sample cannot be stratified: plain random split
+    train, val = split_rows(rows[:501], 10, labels[:501] * 0 + np.r_[[0] * 500, [1]], seed=0)
+    assert len(val) == 10 and len(train) == 491
+    subset = np.array([5, 600, 700, 900, 950, 10, 11, 12], dtype=np.int32)
+    train, val = split_rows(subset, 4, labels, seed=0)
+    assert sorted(np.r_[train, val].tolist()) == sorted(subset.tolist())
