@@ -293,15 +293,25 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         self._fitted_architecture = self._architecture()
         self._record_history(net)
         self.engine_, self.engine_reason_ = net.engine, net.engine_reason
+        n_done = len(net.history) - n_before
         if net.stop_reason == "interrupted":
             warnings.warn(
-                f"Training was interrupted after {len(net.history) - n_before} complete "
-                f"epoch(s) of this call; the model keeps the weights it had at the "
-                "interruption and can be used or trained further (warm_start=True).",
+                f"Training was interrupted after {n_done} complete epoch(s) of this call; "
+                "the model keeps the weights of the last complete epoch and can be used or "
+                "trained further (warm_start=True or partial_fit).",
                 UserWarning, stacklevel=3,
             )
-        elif (not incremental and net.stop_reason is None
-                and len(net.history) - n_before == self.max_iter):
+        elif net.stop_reason == "diverged":
+            warnings.warn(
+                f"Training diverged: in epoch {n_done + 1} of this call the loss or the "
+                f"weights became NaN or inf, so training stopped and the weights of the last "
+                f"finite epoch are kept ({n_done} epoch(s) of this call). Remedies: a lower "
+                f"learning_rate_init (now {self.learning_rate_init}), gradient clipping "
+                "(e.g. clip_norm=1.0), batch_norm='before', standardized inputs "
+                "(StandardScaler), or a smaller alpha.",
+                ConvergenceWarning, stacklevel=3,
+            )
+        elif not incremental and net.stop_reason is None and n_done == self.max_iter:
             warnings.warn(
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
                 "the optimization hasn't converged yet.",
@@ -400,7 +410,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         else:
             self.validation_scores_ = None
             self.best_validation_score_ = None
-            self.best_loss_ = min(self.loss_curve_)
+            self.best_loss_ = min(self.loss_curve_, default=None)
 
     def _validation_split(self, rows, y_model, seed):
         """Split the training rows (``None``: all) into training and validation indices."""

@@ -15,7 +15,9 @@ path and train step, which cost more than the arithmetic on small MLPs:
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
 import warnings
 
 import numpy as np
@@ -277,35 +279,69 @@ class TrainingNet(NeuralNet):
             logger.info("Training step: eager (%s).", reason)
         return step
 
+    def _snapshot(self):
+        """Copies of the weights and optimizer state (restored by :meth:`_restore`)."""
+        module = {k: v.detach().clone() for k, v in self.module_.state_dict().items()}
+        return module, copy.deepcopy(self.optimizer_.state_dict())
+
+    def _restore(self, snapshot):
+        module, optimizer = snapshot
+        self.module_.load_state_dict(module)
+        self.optimizer_.load_state_dict(optimizer)
+
+    def _finite_state(self):
+        """Whether every weight and BatchNorm statistic is finite (one host read)."""
+        tensors = [t for t in self.module_.state_dict().values() if t.is_floating_point()]
+        return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
     def fit_loop(self, X, y=None, epochs=None, generator=None, **fit_params):
         """Run up to ``epochs`` epochs over ``X`` (a :class:`TensorData`).
 
-        Stops early when a callback sets ``stop_reason``.
+        Stops early when a callback sets ``stop_reason``. Two events roll the
+        network back to the end of the last finished epoch (weights and
+        optimizer state) and stop: a ``KeyboardInterrupt`` (``stop_reason``
+        ``"interrupted"``; the interrupt propagates to skorch, which ends
+        training), and a non-finite epoch loss, weight or BatchNorm statistic
+        (``"diverged"``); the rolled
+        back epoch leaves no record in the history.
         """
         epochs = self.max_epochs if epochs is None else epochs
         batches = Batches(X, self.batch_size, self.shuffle, generator, self.min_batch)
         self.stop_reason = None
         self.module_.train()
         step = self._make_step(X)
+        released = False
+
+        def roll_back(snapshot):
+            nonlocal released
+            if hasattr(step, "release"):
+                step.release()  # before restoring: it rewrites optimizer state
+            released = True
+            self._restore(snapshot)
+            if "train_loss" not in self.history[-1] or self.stop_reason == "diverged":
+                del self.history[-1]
+
         try:
             for _ in range(epochs):
+                good = self._snapshot()
                 try:
                     self.notify("on_epoch_begin", dataset_train=X, dataset_valid=None)
                     self._run_epoch(step, batches)
                 except KeyboardInterrupt:
-                    # skorch's partial_fit swallows the interrupt and still runs
-                    # on_train_end; drop the unfinished epoch's record first.
-                    if "train_loss" not in self.history[-1]:
-                        del self.history[-1]
                     self.stop_reason = "interrupted"
+                    roll_back(good)
                     raise
+                if not (math.isfinite(self.history[-1, "train_loss"]) and self._finite_state()):
+                    self.stop_reason = "diverged"
+                    roll_back(good)
+                    break
                 self.notify("on_epoch_end", dataset_train=X, dataset_valid=None)
                 if self.stop_reason is not None:
                     break
         finally:
             if isinstance(step, GraphStep) and step.fallback_reason is not None:
                 self.engine, self.engine_reason = "eager", step.fallback_reason
-            if hasattr(step, "release"):
+            if hasattr(step, "release") and not released:
                 step.release()
         return self
 

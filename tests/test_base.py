@@ -279,17 +279,48 @@ def _interrupt_after(monkeypatch, n_steps):
     _wrap_steps(monkeypatch, wrapper)
 
 
-def test_keyboard_interrupt_leaves_a_consistent_model(clf_data, monkeypatch):
+def test_keyboard_interrupt_keeps_the_last_finished_epoch(clf_data, monkeypatch):
     X, y = clf_data
+    kw = dict(hidden_layer_sizes=(8,), batch_size=50, random_state=0, tol=0.0)
+    two_epochs = DeepMLPClassifier(**kw, max_iter=2, n_iter_no_change=5).fit(X, y)
     _interrupt_after(monkeypatch, 9)  # 4 batches per epoch: stops inside epoch 3
-    clf = DeepMLPClassifier((8,), batch_size=50, max_iter=50, random_state=0)
+    clf = DeepMLPClassifier(**kw, max_iter=50)
     with pytest.warns(UserWarning, match="interrupted after 2 complete epoch"):
         clf.fit(X, y)
     assert clf.n_iter_ == 2 and len(clf.loss_curve_) == 2 and clf.t_ == 400
+    for p, q in zip(clf.net_.module_.parameters(), two_epochs.net_.module_.parameters(),
+                    strict=True):
+        assert torch.equal(p, q)  # exactly the weights at the end of epoch 2
     assert np.isfinite(clf.predict_proba(X)).all()
     monkeypatch.undo()
     clf.set_params(warm_start=True, max_iter=3).fit(X, y)
     assert clf.n_iter_ == 5
+
+
+def test_keyboard_interrupt_in_first_epoch_leaves_initial_weights(clf_data, monkeypatch):
+    X, y = clf_data
+    _interrupt_after(monkeypatch, 2)
+    clf = DeepMLPClassifier((8,), batch_size=50, max_iter=5, random_state=0)
+    with pytest.warns(UserWarning, match="after 0 complete epoch"):
+        clf.fit(X, y)
+    assert clf.n_iter_ == 0 and clf.loss_curve_ == [] and clf.best_loss_ is None
+    assert np.isfinite(clf.predict_proba(X)).all()
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(batch_norm="after", dropout=0.1),
+                                    dict(early_stopping=True)], ids=str)
+def test_divergence_stops_keeps_last_finite_weights_and_warns(clf_data, kwargs):
+    X, y = clf_data
+    clf = DeepMLPClassifier((64, 64), solver="sgd", learning_rate_init=1e4, max_iter=30,
+                            batch_size=50, random_state=0, **kwargs)
+    with pytest.warns(ConvergenceWarning, match="diverged.*learning_rate_init.*clip_norm"):
+        clf.fit(X * 1e3, y)
+    assert clf.n_iter_ < 30
+    assert all(np.isfinite(clf.loss_curve_))
+    assert all(torch.isfinite(p).all() for p in clf.net_.module_.parameters())
+    assert np.isfinite(clf.predict_proba(X)).all()
+    for state in clf.net_.optimizer_.state.values():
+        assert all(torch.isfinite(v).all() for v in state.values() if torch.is_tensor(v))
 
 
 def test_failed_continuation_restores_weights_and_history(clf_data, monkeypatch):
