@@ -51,7 +51,7 @@ def split_rows(rows, n_val, labels, seed):
     """Random (stratified when ``labels`` allow) split of ``rows`` into train/validation.
 
     Like ``train_test_split(rows, test_size=n_val, stratify=...)`` with the
-    class quotas chosen by largest remainder, but with ~25 bytes of temporary
+    class quotas chosen by largest remainder, but with ~10 bytes of temporary
     memory per row instead of ~64: the split must not cost more than the data.
 
     Parameters
@@ -71,10 +71,11 @@ def split_rows(rows, n_val, labels, seed):
     train_rows, val_rows : ndarray of int
     """
     rng = np.random.RandomState(seed % (2**32))
-    perm = rows[rng.permutation(len(rows))]
+    perm = rows.copy()
+    rng.shuffle(perm)
     n = len(rows)
     if labels is not None:
-        codes = labels[perm].astype(np.int32)
+        codes = np.take(labels.astype(np.int32, copy=False), perm)
         counts = np.bincount(codes)
         present = counts[counts > 0]
         if present.min() < 2 or n_val < len(present) or n - n_val < len(present):

@@ -95,12 +95,25 @@ class RowSubset:
 
     def __init__(self, X, rows):
         self.X, self.rows = X, rows
+        self._buffer = None
 
     def __len__(self):
         return len(self.rows)
 
     def __getitem__(self, key):
-        return self.X[self.rows[key]]
+        """``X[rows[key]]``, gathered into one reused buffer (valid until the next call).
+
+        Reusing the buffer keeps the allocator from growing the process by a
+        fresh chunk per call.
+        """
+        idx = self.rows[key]
+        n = len(idx)
+        if self._buffer is None or len(self._buffer) < n:
+            self._buffer = np.empty((n, self.X.shape[1]), dtype=self.X.dtype)
+        return np.take(self.X, idx, axis=0, out=self._buffer[:n])
+
+    def __getstate__(self):
+        return {"X": self.X, "rows": self.rows, "_buffer": None}
 
 
 class TensorData:
