@@ -66,6 +66,8 @@ class RegressionLoss:
         Maps raw network outputs (a numpy array) to predictions.
     requires_non_negative_y : bool
         Whether ``y`` must be ``>= 0`` (Poisson).
+    out_activation : str
+        Name of ``inverse_link`` (the fitted ``out_activation_``).
     summary : str
         One-line description for the documentation.
     """
@@ -73,6 +75,7 @@ class RegressionLoss:
     factory: Callable
     inverse_link: Callable = _identity
     requires_non_negative_y: bool = False
+    out_activation: str = "identity"
     summary: str = ""
 
 
@@ -91,9 +94,14 @@ REGRESSION_LOSSES: dict[str, RegressionLoss] = {
         lambda delta: poisson,
         inverse_link=np.exp,
         requires_non_negative_y=True,
+        out_activation="exp",
         summary="Poisson deviance with log link, for counts and rates (y >= 0)",
     ),
 }
+
+
+# out_activation_ name -> inverse link, from the table
+OUT_ACTIVATIONS = {row.out_activation: row.inverse_link for row in REGRESSION_LOSSES.values()}
 
 
 def classification_loss(target_type: str):

@@ -8,7 +8,7 @@ from sklearn.metrics import r2_score
 
 from ._base import BaseDeepMLP
 from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS
-from ._losses import REGRESSION_LOSSES
+from ._losses import OUT_ACTIVATIONS, REGRESSION_LOSSES
 from ._validation import Interval, Real, StrOptions, fit_context
 
 
@@ -38,6 +38,10 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
     Attributes
     ----------
 {SHARED_ATTRIBUTES}
+    out_activation_ : str
+        Link from the network's output to predictions: ``"identity"``, or
+        ``"exp"`` for ``loss="poisson"``. Fixed at fit time.
+
     See Also
     --------
     DeepMLPClassifier : The classification counterpart.
@@ -131,13 +135,15 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
             )
         self._y_ndim = y.ndim
         self.n_outputs_ = y2.shape[1]
+        self.out_activation_ = REGRESSION_LOSSES[self.loss].out_activation
         return y2, None, self.n_outputs_
 
     def _per_sample_loss(self):
         return REGRESSION_LOSSES[self.loss].factory(self.huber_delta)
 
     def _predict_from_raw(self, raw):
-        pred = REGRESSION_LOSSES[self.loss].inverse_link(raw.astype(np.float64))
+        # The fitted link, not self.loss: set_params after fit must not change predictions.
+        pred = OUT_ACTIVATIONS[self.out_activation_](raw.astype(np.float64))
         return pred.ravel() if self._y_ndim == 1 else pred
 
     def _score_raw(self, raw, y_model, sample_weight):

@@ -1,0 +1,221 @@
+"""Every bad input gets an error that names the problem, and never corrupts a fitted model.
+
+One table: each row is a call that must fail, the exception type, and a regular
+expression the message must match. Rows that fail in ``fit``/``partial_fit``
+are also run on an already-fitted estimator, whose predictions must not change.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.datasets import make_classification, make_regression
+from sklearn.exceptions import NotFittedError
+
+from sklearn_deepnet import DeepMLPClassifier, DeepMLPRegressor
+from sklearn_deepnet._validation import InvalidParameterError
+
+Xc, yc = make_classification(n_samples=60, n_features=5, n_informative=3, n_classes=3,
+                             random_state=0)
+Xr, yr = make_regression(n_samples=60, n_features=5, random_state=0)
+FAST = dict(hidden_layer_sizes=(8,), max_iter=2, random_state=0)
+
+
+def _with(X, row, col, value):
+    X = np.array(X, dtype=np.float64)
+    X[row, col] = value
+    return X
+
+
+def _obj_X():
+    X = Xc.astype(object)
+    X[:, 2] = "red"
+    return X
+
+
+# (id, estimator, method, extra params, args, exception, message regex)
+CASES = [
+    # ------------------------------------------------------------------ X at fit
+    ("nan-in-X", "clf", "fit", {}, (_with(Xc, 3, 1, np.nan), yc), ValueError,
+     "Input X contains NaN"),
+    ("inf-in-X", "clf", "fit", {}, (_with(Xc, 3, 1, np.inf), yc), ValueError,
+     "Input X contains infinity"),
+    ("neg-inf-in-X", "reg", "fit", {}, (_with(Xr, 0, 0, -np.inf), yr), ValueError,
+     "Input X contains infinity"),
+    ("float32-overflow-in-X", "clf", "fit", {}, (_with(Xc, 0, 0, 1e300), yc), ValueError,
+     "infinity or a value too large"),
+    ("empty-X", "clf", "fit", {}, (np.empty((0, 5)), []), ValueError,
+     r"0 sample\(s\)"),
+    ("no-features", "clf", "fit", {}, (np.empty((60, 0)), yc), ValueError,
+     r"0 feature\(s\)"),
+    ("one-sample", "clf", "fit", {}, (Xc[:1], yc[:1]), ValueError,
+     "needs samples of at least 2 classes.*only one class"),
+    ("3d-X", "clf", "fit", {}, (Xc.reshape(60, 5, 1), yc), ValueError,
+     "Found array with dim 3"),
+    ("1d-X", "clf", "fit", {}, (Xc[:, 0], yc), ValueError, "Expected 2D array, got 1D"),
+    ("ragged-X", "clf", "fit", {}, ([[1.0, 2.0], [3.0]] * 30, yc), ValueError,
+     "inhomogeneous shape"),
+    ("string-column", "clf", "fit", {}, (_obj_X(), yc), ValueError,
+     "could not convert string to float"),
+    ("complex-X", "clf", "fit", {}, (Xc + 1j, yc), ValueError, "Complex data not supported"),
+    ("sparse-X", "clf", "fit", {}, (sp.csr_matrix(Xc), yc), TypeError,
+     "Sparse data was passed.*dense data is required"),
+    ("X-y-length-mismatch", "clf", "fit", {}, (Xc, yc[:-1]), ValueError,
+     "inconsistent numbers of samples"),
+    # ------------------------------------------------------------------ y at fit
+    ("nan-in-y-classifier", "clf", "fit", {}, (Xc, np.r_[np.nan, yc[1:]]), ValueError,
+     "Input y contains NaN"),
+    ("nan-in-y-regressor", "reg", "fit", {}, (Xr, np.r_[np.nan, yr[1:]]), ValueError,
+     "Input y contains NaN"),
+    ("inf-in-y-regressor", "reg", "fit", {}, (Xr, np.r_[np.inf, yr[1:]]), ValueError,
+     "Input y contains infinity"),
+    ("one-class", "clf", "fit", {}, (Xc, np.zeros(60)), ValueError,
+     "needs samples of at least 2 classes.*only one class: 0"),
+    ("continuous-y-classifier", "clf", "fit", {}, (Xc, yr), ValueError,
+     "Unknown label type.*continuous"),
+    ("3d-y", "clf", "fit", {}, (Xc, np.zeros((60, 2, 2))), ValueError,
+     "Found array with dim 3"),
+    ("string-y-regressor", "reg", "fit", {}, (Xr, np.array(["a"] * 60)), ValueError,
+     "could not convert string to float"),
+    ("negative-y-poisson", "reg", "fit", {"loss": "poisson"}, (Xr, yr), ValueError,
+     "loss='poisson' requires non-negative y"),
+    ("y-none", "clf", "fit", {}, (Xc, None), ValueError, "requires y to be passed"),
+    # ------------------------------------------------------------- sample weights
+    ("sample-weight-length", "clf", "fit", {}, (Xc, yc, np.ones(59)), ValueError,
+     r"sample_weight.shape == \(59,\), expected \(60,\)"),
+    ("negative-sample-weight", "clf", "fit", {}, (Xc, yc, -np.ones(60)), ValueError,
+     "Negative values in data passed to .?sample_weight"),
+    ("nan-sample-weight", "clf", "fit", {}, (Xc, yc, np.r_[np.nan, np.ones(59)]), ValueError,
+     "Input sample_weight contains NaN"),
+    ("zero-sample-weights", "clf", "fit", {}, (Xc, yc, np.zeros(60)), ValueError,
+     "at least one non-zero|All sample weights are zero"),
+    ("2d-sample-weight", "clf", "fit", {}, (Xc, yc, np.ones((60, 2))), ValueError,
+     "Sample weights must be 1D"),
+    # ----------------------------------------------------------------- partial_fit
+    ("partial-fit-unknown-label", "clf", "partial_fit", {}, (Xc, np.r_[7, yc[1:]]),
+     ValueError, r"y contains labels not in classes_ \[0, 1, 2\]: \[7\]"),
+    ("partial-fit-other-n-features", "clf", "partial_fit", {}, (Xc[:, :4], yc), ValueError,
+     "X has 4 features, but .* is expecting 5 features"),
+    ("partial-fit-output-width", "reg", "partial_fit", {}, (Xr, np.c_[yr, yr]), ValueError,
+     r"y has shape \(60, 2\) but the network was fitted on targets with 1 output"),
+    # ----------------------------------------------------------- hyperparameters
+    ("hidden-layer-zero", "clf", "fit", {"hidden_layer_sizes": (8, 0)}, (Xc, yc),
+     InvalidParameterError, "'hidden_layer_sizes' parameter"),
+    ("activation-unknown", "clf", "fit", {"activation": "sigmoidal"}, (Xc, yc),
+     InvalidParameterError, "'activation' parameter.*relu"),
+    ("activation-alpha-wrong", "clf", "fit", {"activation": "relu", "activation_alpha": 0.3},
+     (Xc, yc), InvalidParameterError,
+     "'activation_alpha' parameter.*has no parameter"),
+    ("initializer-unknown", "clf", "fit", {"kernel_initializer": "xavier"}, (Xc, yc),
+     InvalidParameterError, "'kernel_initializer' parameter"),
+    ("batch-norm-position", "clf", "fit", {"batch_norm": "middle"}, (Xc, yc),
+     InvalidParameterError, "'batch_norm' parameter"),
+    ("dropout-one", "clf", "fit", {"dropout": 1.0}, (Xc, yc), InvalidParameterError,
+     "'dropout' parameter"),
+    ("max-norm-zero", "clf", "fit", {"max_norm": 0.0}, (Xc, yc), InvalidParameterError,
+     "'max_norm' parameter"),
+    ("alpha-negative", "clf", "fit", {"alpha": -1.0}, (Xc, yc), InvalidParameterError,
+     "'alpha' parameter"),
+    ("l1-ratio-above-one", "clf", "fit", {"l1_ratio": 1.5}, (Xc, yc), InvalidParameterError,
+     "'l1_ratio' parameter"),
+    ("weight-decay-with-sgd", "clf", "fit", {"solver": "sgd", "weight_decay": 0.1}, (Xc, yc),
+     InvalidParameterError, "weight_decay.*decoupled"),
+    ("clip-norm-zero", "clf", "fit", {"clip_norm": 0.0}, (Xc, yc), InvalidParameterError,
+     "'clip_norm' parameter"),
+    ("solver-unknown", "clf", "fit", {"solver": "lbfgs"}, (Xc, yc), InvalidParameterError,
+     "'solver' parameter.*adam"),
+    ("learning-rate-unknown", "clf", "fit", {"learning_rate": "adaptive"}, (Xc, yc),
+     InvalidParameterError, "'learning_rate' parameter"),
+    ("learning-rate-init-zero", "clf", "fit", {"learning_rate_init": 0.0}, (Xc, yc),
+     InvalidParameterError, "'learning_rate_init' parameter"),
+    ("momentum-above-one", "clf", "fit", {"momentum": 1.5}, (Xc, yc), InvalidParameterError,
+     "'momentum' parameter"),
+    ("batch-size-zero", "clf", "fit", {"batch_size": 0}, (Xc, yc), InvalidParameterError,
+     "'batch_size' parameter"),
+    ("max-iter-zero", "clf", "fit", {"max_iter": 0}, (Xc, yc), InvalidParameterError,
+     "'max_iter' parameter"),
+    ("validation-fraction-one", "clf", "fit", {"validation_fraction": 1.0}, (Xc, yc),
+     InvalidParameterError, "'validation_fraction' parameter"),
+    ("early-stopping-cannot-split", "clf", "fit",
+     {"early_stopping": True, "validation_fraction": 0.99}, (Xc, yc), ValueError,
+     "cannot split"),
+    ("device-unknown", "clf", "fit", {"device": "tpu"}, (Xc, yc), InvalidParameterError,
+     "'device' parameter.*Got 'tpu'"),
+    ("n-threads-zero", "clf", "fit", {"n_threads": 0}, (Xc, yc), InvalidParameterError,
+     "'n_threads' parameter"),
+    ("class-weight-unknown-class", "clf", "fit", {"class_weight": {9: 2.0}}, (Xc, yc),
+     ValueError, r"class_weight has labels not in classes_.*\[9\]"),
+    ("loss-unknown", "reg", "fit", {"loss": "hinge"}, (Xr, yr), InvalidParameterError,
+     "'loss' parameter"),
+    ("batch-norm-batch-of-one", "clf", "fit", {"batch_norm": "before", "batch_size": 1},
+     (Xc, yc), ValueError, "BatchNorm needs at least 2 samples"),
+]
+if not torch.cuda.is_available():
+    CASES.append(("cuda-unavailable", "clf", "fit", {"device": "cuda"}, (Xc, yc), ValueError,
+                  "CUDA is not available"))
+
+
+def _estimator(kind, params):
+    cls = DeepMLPClassifier if kind == "clf" else DeepMLPRegressor
+    return cls(**{**FAST, **params})
+
+
+def test_at_least_forty_distinct_cases():
+    assert len({c[0] for c in CASES}) == len(CASES) >= 40
+
+
+@pytest.mark.parametrize("name, kind, method, params, args, exc, match", CASES,
+                         ids=[c[0] for c in CASES])
+def test_bad_input_is_a_clear_error_and_keeps_the_fitted_model(
+    name, kind, method, params, args, exc, match
+):
+    X, y = (Xc, yc) if kind == "clf" else (Xr, yr)
+    fresh = _estimator(kind, params)
+    if method == "partial_fit":
+        if kind == "clf":
+            fresh.partial_fit(X, y, classes=np.unique(y))
+        else:
+            fresh.partial_fit(X, y)
+    with pytest.raises(exc, match=match):
+        getattr(fresh, method)(*args)
+
+    # The same failure on an already-fitted estimator leaves it untouched.
+    fitted = _estimator(kind, {})
+    if method == "partial_fit" and kind == "clf":
+        fitted.partial_fit(X, y, classes=np.unique(y))
+    else:
+        fitted.fit(X, y)
+    before = fitted.predict(X)
+    state = {k: v.clone() for k, v in fitted.net_.module_.state_dict().items()}
+    n_iter = fitted.n_iter_
+    fitted.set_params(**params)
+    with pytest.raises(exc, match=match):
+        getattr(fitted, method)(*args)
+    np.testing.assert_array_equal(fitted.predict(X), before)
+    assert fitted.n_iter_ == n_iter
+    for k, v in fitted.net_.module_.state_dict().items():
+        assert torch.equal(v, state[k]), k
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "predict_log_proba"])
+def test_predict_before_fit(method):
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        getattr(DeepMLPClassifier(), method)(Xc)
+    if method == "predict":
+        with pytest.raises(NotFittedError, match="not fitted yet"):
+            DeepMLPRegressor().predict(Xr)
+
+
+@pytest.mark.parametrize("bad, exc, match", [
+    (Xc[:, :4], ValueError, "X has 4 features, but DeepMLPClassifier is expecting 5"),
+    (_with(Xc, 0, 0, np.nan), ValueError, "Input X contains NaN"),
+    (_with(Xc, 0, 0, np.inf), ValueError, "Input X contains infinity"),
+    (sp.csr_matrix(Xc), TypeError, "Sparse data was passed"),
+    (Xc.reshape(60, 5, 1), ValueError, "Found array with dim 3"),
+    (np.empty((0, 5)), ValueError, r"0 sample\(s\)"),
+], ids=["n-features", "nan", "inf", "sparse", "3d", "empty"])
+def test_bad_input_at_predict(bad, exc, match):
+    clf = DeepMLPClassifier(**FAST).fit(Xc, yc)
+    for method in ("predict", "predict_proba"):
+        with pytest.raises(exc, match=match):
+            getattr(clf, method)(bad)
