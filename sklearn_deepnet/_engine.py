@@ -436,20 +436,28 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE):
     device = torch.device(device)
     was_training = module.training
     module.eval()
-    outputs = []
+    # The result is allocated first and filled chunk by chunk: holding on to
+    # per-chunk tensors would interleave small long-lived blocks with the
+    # large per-chunk temporaries and keep the C allocator from reusing them.
+    out = np.empty((len(X), module.output.linear.out_features) if isinstance(module, MLP)
+                   else (0, 0), dtype=np.float32)
     try:
         with torch.inference_mode():
             rowwise = device.type == "cpu" and isinstance(module, MLP)
             layers = _inference_layers(module) if rowwise else None
+            parts = []
             for start in range(0, len(X), batch_size):
                 chunk = X[start : start + batch_size]
                 if not isinstance(chunk, torch.Tensor):
                     chunk = to_tensor(chunk, device)
                 chunk = chunk.to(device=device, dtype=torch.float32)
-                out = module(chunk) if layers is None else _forward_rowwise(layers, chunk)
-                outputs.append(out.cpu())
+                res = module(chunk) if layers is None else _forward_rowwise(layers, chunk)
+                if isinstance(module, MLP):
+                    out[start : start + len(chunk)] = res.cpu().numpy()
+                else:
+                    parts.append(res.cpu())
     finally:
         module.train(was_training)
-    if not outputs:
-        return np.empty((0, module.output.linear.out_features), dtype=np.float32)
-    return torch.cat(outputs).numpy()
+    if not isinstance(module, MLP):
+        return torch.cat(parts).numpy()
+    return out
