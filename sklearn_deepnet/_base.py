@@ -27,6 +27,7 @@ from ._engine import (
 from ._init import INITIALIZERS, VarianceScaling
 from ._module import MLP
 from ._optim import SOLVERS, resolve_weight_decay
+from ._persist import net_from_state, net_to_state
 from ._schedules import SCHEDULES
 from ._validation import (
     Integral,
@@ -444,6 +445,34 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                 f"batch_size={size} (n_samples = {n_samples})."
             )
         return size
+
+    # ----------------------------------------------------------- persistence
+    def __getstate__(self):
+        """State without torch objects: the fitted net as numpy arrays (see ``_persist``)."""
+        state = dict(super().__getstate__())  # may be self.__dict__ itself: copy
+        net = state.pop("net_", None)
+        state.pop("history_", None)
+        if net is not None:
+            state["_net_state"] = net_to_state(net)
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        net_state = state.pop("_net_state", None)
+        super().__setstate__(state)
+        if net_state is not None:
+            arch = self._fitted_architecture
+            n_outputs = len(net_state["module"]["output.linear.bias"])
+            with torch.random.fork_rng(devices=[]):  # building the module draws weights
+                module = MLP(
+                    self.n_features_in_, arch["hidden_layer_sizes"], n_outputs,
+                    activation=arch["activation"], activation_alpha=arch["activation_alpha"],
+                    batch_norm=arch["batch_norm"], batch_norm_input=arch["batch_norm_input"],
+                    batch_norm_momentum=arch["batch_norm_momentum"],
+                    batch_norm_epsilon=arch["batch_norm_epsilon"], dropout=arch["dropout"],
+                )
+            self.net_ = net_from_state(net_state, module, self._per_sample_loss())
+            self.history_ = self.net_.history
 
     # --------------------------------------------------------------- predict
     def _predict_raw(self, X):

@@ -58,3 +58,57 @@ def test_round_trip_after_interrupted_direct_adam_keeps_separate_counters(clf_da
     steps = [s["step"] for s in loaded.net_.optimizer_.state.values()]
     assert len({id(t) for t in steps}) == len(steps)
     assert isinstance(steps[0], torch.Tensor)
+
+
+# ------------------------------------------------------------------ skops
+skops_io = pytest.importorskip("skops.io")
+
+
+@pytest.mark.parametrize("cls, config", [
+    (DeepMLPClassifier, dict()),
+    (DeepMLPClassifier, dict(batch_norm="before", dropout=0.1, early_stopping=True)),
+    (DeepMLPRegressor, dict(loss="poisson", activation="selu")),
+], ids=["clf", "clf-bn-es", "reg-poisson"])
+def test_skops_round_trip_with_documented_trusted_types(cls, config, clf_data):
+    import pandas as pd
+
+    from sklearn_deepnet import TRUSTED_TYPES
+
+    X, y = clf_data
+    X = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    if cls is DeepMLPClassifier:
+        y = np.array(["cat", "dog", "emu"])[y]
+    else:
+        y = np.abs(X["f0"].to_numpy()) + 1
+    est = cls((16,), max_iter=4, random_state=0, **config).fit(X, y)
+    data = skops_io.dumps(est)
+    assert set(skops_io.get_untrusted_types(data=data)) <= set(TRUSTED_TYPES)
+    loaded = skops_io.loads(data, trusted=TRUSTED_TYPES)
+    method = "predict_proba" if cls is DeepMLPClassifier else "predict"
+    np.testing.assert_array_equal(getattr(loaded, method)(X), getattr(est, method)(X))
+    assert list(loaded.feature_names_in_) == list(est.feature_names_in_)
+    loaded.partial_fit(X, y)  # and it trains on
+    with pytest.raises(skops_io.exceptions.UntrustedTypesFoundException):
+        skops_io.loads(data, trusted=[])
+
+
+# ------------------------------------------------- GPU-fitted model, CPU-only host
+def test_cuda_fitted_state_loads_on_a_cpu_only_machine(clf_data, monkeypatch):
+    # A model fitted on CUDA persists its net as numpy arrays plus the device
+    # name and the optimizer's CUDA settings (fused, capturable). Rewriting a
+    # CPU model's state that way is exactly what a CUDA-fitted pickle holds.
+    X, y = clf_data
+    clf = DeepMLPClassifier((16,), batch_norm="before", max_iter=3, random_state=0).fit(X, y)
+    state = clf.__getstate__()
+    state["_net_state"]["device"] = "cuda:0"
+    for group in state["_net_state"]["optimizer"]["param_groups"]:
+        group.update(fused=True, capturable=True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    loaded = DeepMLPClassifier.__new__(DeepMLPClassifier)
+    with pytest.warns(UserWarning, match="fitted on cuda:0, which is not available here"):
+        loaded.__setstate__(state)
+    assert loaded.net_.device.type == "cpu"
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    assert not any(g.get("capturable") for g in loaded.net_.optimizer_.param_groups)
+    loaded.set_params(device="cpu").partial_fit(X, y)
+    assert loaded.n_iter_ == 4

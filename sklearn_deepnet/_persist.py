@@ -1,0 +1,111 @@
+"""Persistence: a fitted estimator's state as plain Python values and numpy arrays.
+
+``BaseDeepMLP.__getstate__`` replaces the fitted skorch net by
+:func:`net_to_state` and ``__setstate__`` rebuilds it with
+:func:`net_from_state`. The persisted state therefore holds no torch objects:
+
+- pickles and joblib files of models fitted on a GPU load on CPU-only machines
+  (the network comes back on its training device when that exists, else on
+  the CPU, with a warning);
+- ``skops.io`` can store the estimators, and loads them trusting only the
+  types in :data:`TRUSTED_TYPES` (no arbitrary code execution).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from skorch.history import History
+
+__all__ = ["TRUSTED_TYPES", "net_from_state", "net_to_state"]
+
+#: Types to pass to ``skops.io.load(..., trusted=TRUSTED_TYPES)`` for models that
+#: use the named activations and initializers (a custom activation class or a
+#: ``VarianceScaling`` initializer adds its own type).
+TRUSTED_TYPES = [
+    "sklearn_deepnet._classifier.DeepMLPClassifier",
+    "sklearn_deepnet._regressor.DeepMLPRegressor",
+]
+
+_NET_ATTRS = ("solver", "solver_params", "alpha", "l1_ratio", "clip_norm", "clip_value",
+              "max_norm", "shuffle", "min_batch", "fast", "batch_size", "max_epochs",
+              "engine", "engine_reason")
+_IMPL_KEYS = ("fused", "foreach", "capturable")
+
+
+def _to_numpy(value):
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    if isinstance(value, dict):
+        return {k: _to_numpy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_numpy(v) for v in value)
+    return value
+
+
+def _to_tensor(value, device):
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy()).to(device)
+    if isinstance(value, dict):
+        return {k: _to_tensor(v, device) for k, v in value.items()}
+    return value
+
+
+def net_to_state(net):
+    """Everything needed to rebuild a fitted :class:`TrainingNet`, without torch types."""
+    return {
+        "attrs": {name: getattr(net, name) for name in _NET_ATTRS},
+        "device": str(net.device),
+        "module": {k: v.detach().cpu().numpy() for k, v in net.module_.state_dict().items()},
+        "optimizer": _to_numpy(net.optimizer_.state_dict()),
+        "history": [dict(row) for row in net.history],
+    }
+
+
+def _load_device(saved):
+    device = torch.device(saved)
+    if device.type == "cuda" and (
+        not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()
+    ):
+        warnings.warn(
+            f"This model was fitted on {saved}, which is not available here; it is "
+            "loaded on the CPU (predictions agree to float32 rounding).", UserWarning,
+            stacklevel=4,
+        )
+        return torch.device("cpu")
+    return device
+
+
+def net_from_state(state, module, criterion):
+    """Rebuild the :class:`TrainingNet` saved by :func:`net_to_state`.
+
+    Parameters
+    ----------
+    state : dict
+        Output of :func:`net_to_state`.
+    module : MLP
+        A network of the fitted architecture; its weights are replaced.
+    criterion : callable
+        The per-sample loss.
+    """
+    from ._engine import TrainingNet
+
+    device = _load_device(state["device"])
+    attrs = dict(state["attrs"])
+    engine, reason = attrs.pop("engine"), attrs.pop("engine_reason")
+    module.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state["module"].items()})
+    net = TrainingNet(module, criterion, callbacks=[], device=device, **attrs).initialize()
+    saved = dict(state["optimizer"])
+    fresh_groups = net.optimizer_.state_dict()["param_groups"]
+    saved["param_groups"] = [
+        {**group, **{k: fresh[k] for k in _IMPL_KEYS if k in fresh}}
+        for group, fresh in zip(saved["param_groups"], fresh_groups, strict=True)
+    ]
+    saved["state"] = {k: _to_tensor(v, "cpu") for k, v in saved["state"].items()}
+    net.optimizer_.load_state_dict(saved)
+    net.history = History()
+    net.history.extend(dict(row) for row in state["history"])
+    net.engine, net.engine_reason = engine, reason
+    return net
