@@ -234,6 +234,9 @@ def test_random_valid_configurations_fit(params, regression):
         assert np.isfinite(pred).all()
     else:
         assert set(pred) <= {0, 1, 2}
+        proba = est.predict_proba(X)
+        assert proba.shape == (24, 3) and np.isfinite(proba).all()
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
 
 
 @settings(max_examples=30, deadline=None)

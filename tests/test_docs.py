@@ -62,3 +62,13 @@ def test_readme_has_exactly_the_two_setup_commands():
     assert lines[0].endswith("python examples/quickstart.py")
     assert lines[1].endswith("&& python -m pytest")
     assert "README.md" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_test_named_in_the_guarantees_page_exists():
+    page = (ROOT / "docs" / "guarantees.md").read_text()
+    named = set(re.findall(r"::(test_\w+)", page))
+    defined = set()
+    for path in (ROOT / "tests").glob("test_*.py"):
+        defined |= set(re.findall(r"^def (test_\w+)", path.read_text(), re.M))
+    assert len(named) >= 20
+    assert named <= defined, sorted(named - defined)
