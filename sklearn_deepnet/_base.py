@@ -27,7 +27,7 @@ from ._engine import (
 from ._init import INITIALIZERS, VarianceScaling
 from ._module import MLP
 from ._optim import SOLVERS, resolve_weight_decay
-from ._persist import net_from_state, net_to_state
+from ._persist import load_optimizer_state, net_from_state, net_to_state
 from ._schedules import SCHEDULES
 from ._validation import (
     Integral,
@@ -225,7 +225,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                 len(net.history),
             )
         try:
-            return self._fit_unsafe(
+            pending = self._fit_unsafe(
                 X, y, sample_weight, incremental=incremental, classes=classes
             )
         except BaseException:
@@ -233,10 +233,16 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             self.__dict__.update(saved)
             if snapshot is not None:
                 module_state, optimizer_state, n_epochs = snapshot
+                net.module_.to(net.device)  # a device change may have moved it
                 net.module_.load_state_dict(module_state)
                 net.optimizer_.load_state_dict(optimizer_state)
                 del net.history[n_epochs:]
             raise
+        # Warnings only once the fit is complete: with warnings turned into
+        # errors they must not undo it (as with scikit-learn's MLP).
+        for message, category in pending:
+            warnings.warn(message, category, stacklevel=3)
+        return self
 
     def _fit_unsafe(self, X, y, sample_weight, *, incremental, classes):
         continuing = (incremental or self.warm_start) and hasattr(self, "net_")
@@ -295,31 +301,35 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         self._fitted_architecture = self._architecture()
         self._record_history(net)
         self.engine_, self.engine_reason_ = net.engine, net.engine_reason
+        pending = []
         n_done = len(net.history) - n_before
+        kept = ("of the best validation score" if self.early_stopping and not incremental
+                else "of the last complete epoch")
         if net.stop_reason == "interrupted":
-            warnings.warn(
+            pending.append((
                 f"Training was interrupted after {n_done} complete epoch(s) of this call; "
-                "the model keeps the weights of the last complete epoch and can be used or "
-                "trained further (warm_start=True or partial_fit).",
-                UserWarning, stacklevel=3,
-            )
+                f"the model keeps the weights {kept} and can be used or trained further "
+                "(warm_start=True or partial_fit).",
+                UserWarning,
+            ))
         elif net.stop_reason == "diverged":
-            warnings.warn(
+            pending.append((
                 f"Training diverged: in epoch {n_done + 1} of this call the loss or the "
-                f"weights became NaN or inf, so training stopped and the weights of the last "
-                f"finite epoch are kept ({n_done} epoch(s) of this call). Remedies: a lower "
+                f"weights became NaN or inf, so training stopped and the weights "
+                f"{kept.replace('complete', 'finite')} are kept ({n_done} epoch(s) of this "
+                "call). Remedies: a lower "
                 f"learning_rate_init (now {self.learning_rate_init}), gradient clipping "
                 "(e.g. clip_norm=1.0), batch_norm='before', standardized inputs "
                 "(StandardScaler), or a smaller alpha.",
-                ConvergenceWarning, stacklevel=3,
-            )
+                ConvergenceWarning,
+            ))
         elif not incremental and net.stop_reason is None and n_done == self.max_iter:
-            warnings.warn(
+            pending.append((
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
                 "the optimization hasn't converged yet.",
-                ConvergenceWarning, stacklevel=3,
-            )
-        return self
+                ConvergenceWarning,
+            ))
+        return pending
 
     def _check_same_architecture(self, incremental):
         changed = sorted(
@@ -395,7 +405,10 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             old = self.net_
             net.history = old.history
             if incremental and (self.solver, solver_params) == (old.solver, old.solver_params):
-                net.optimizer_ = old.optimizer_
+                if torch.device(old.device) == torch.device(device):
+                    net.optimizer_ = old.optimizer_
+                else:  # the module moved: its optimizer state must follow
+                    load_optimizer_state(net.optimizer_, old.optimizer_.state_dict())
         return net
 
     def _record_history(self, net):

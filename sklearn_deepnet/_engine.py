@@ -301,6 +301,11 @@ class TrainingNet(NeuralNet):
         module, optimizer = snapshot
         self.module_.load_state_dict(module)
         self.optimizer_.load_state_dict(optimizer)
+        # The snapshot may come from a time when step counters were shared
+        # (direct fused Adam); torch expects one counter per parameter.
+        for state in self.optimizer_.state.values():
+            if isinstance(state.get("step"), torch.Tensor):
+                state["step"] = state["step"].clone()
 
     def _finite_state(self):
         """Whether every weight and BatchNorm statistic is finite (one host read)."""
@@ -315,8 +320,7 @@ class TrainingNet(NeuralNet):
         optimizer state) and stop: a ``KeyboardInterrupt`` (``stop_reason``
         ``"interrupted"``; the interrupt propagates to skorch, which ends
         training), and a non-finite epoch loss, weight or BatchNorm statistic
-        (``"diverged"``); the rolled
-        back epoch leaves no record in the history.
+        (``"diverged"``); the rolled-back epoch leaves no record in the history.
         """
         epochs = self.max_epochs if epochs is None else epochs
         batches = Batches(X, self.batch_size, self.shuffle, generator, self.min_batch)
@@ -325,30 +329,34 @@ class TrainingNet(NeuralNet):
         step = self._make_step(X)
         released = False
 
-        def roll_back(snapshot):
+        def roll_back(snapshot, n_rows):
             nonlocal released
             if hasattr(step, "release"):
                 step.release()  # before restoring: it rewrites optimizer state
             released = True
             self._restore(snapshot)
-            if "train_loss" not in self.history[-1] or self.stop_reason == "diverged":
-                del self.history[-1]
+            del self.history[n_rows:]  # the rolled-back epoch leaves no record
 
         try:
             for _ in range(epochs):
-                good = self._snapshot()
+                good, n_rows = None, len(self.history)
                 try:
+                    good = self._snapshot()
                     self.notify("on_epoch_begin", dataset_train=X, dataset_valid=None)
                     self._run_epoch(step, batches)
+                    if not (math.isfinite(self.history[-1, "train_loss"])
+                            and self._finite_state()):
+                        self.stop_reason = "diverged"
+                        roll_back(good, n_rows)
+                        break
+                    self.notify("on_epoch_end", dataset_train=X, dataset_valid=None)
                 except KeyboardInterrupt:
+                    # Wherever it lands (training, validation scoring, the
+                    # snapshot), the epoch in progress is undone.
                     self.stop_reason = "interrupted"
-                    roll_back(good)
+                    if good is not None:
+                        roll_back(good, n_rows)
                     raise
-                if not (math.isfinite(self.history[-1, "train_loss"]) and self._finite_state()):
-                    self.stop_reason = "diverged"
-                    roll_back(good)
-                    break
-                self.notify("on_epoch_end", dataset_train=X, dataset_valid=None)
                 if self.stop_reason is not None:
                     break
         finally:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from skorch.history import History
 
-__all__ = ["TRUSTED_TYPES", "net_from_state", "net_to_state"]
+__all__ = ["TRUSTED_TYPES", "load_optimizer_state", "net_from_state", "net_to_state"]
 
 #: Types to pass to ``skops.io.load(..., trusted=TRUSTED_TYPES)`` for models that
 #: use the named activations and initializers (a custom activation class or a
@@ -51,6 +51,25 @@ def _to_tensor(value, device):
     if isinstance(value, dict):
         return {k: _to_tensor(v, device) for k, v in value.items()}
     return value
+
+
+def load_optimizer_state(optimizer, saved):
+    """Load a state dict saved on any device into ``optimizer``.
+
+    The hyperparameters and moments come from ``saved``; the implementation
+    switches (``fused``, ``foreach``, ``capturable``) stay those ``optimizer``
+    was built with for its own device, and torch moves the moments there.
+    """
+    saved = dict(saved)
+    fresh_groups = optimizer.state_dict()["param_groups"]
+    saved["param_groups"] = [
+        {**group, **{k: fresh[k] for k in _IMPL_KEYS if k in fresh}}
+        for group, fresh in zip(saved["param_groups"], fresh_groups, strict=True)
+    ]
+    optimizer.load_state_dict(saved)
+    for state in optimizer.state.values():  # one step counter per parameter
+        if isinstance(state.get("step"), torch.Tensor):
+            state["step"] = state["step"].clone()
 
 
 def net_to_state(net):
@@ -98,13 +117,8 @@ def net_from_state(state, module, criterion):
     module.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state["module"].items()})
     net = TrainingNet(module, criterion, callbacks=[], device=device, **attrs).initialize()
     saved = dict(state["optimizer"])
-    fresh_groups = net.optimizer_.state_dict()["param_groups"]
-    saved["param_groups"] = [
-        {**group, **{k: fresh[k] for k in _IMPL_KEYS if k in fresh}}
-        for group, fresh in zip(saved["param_groups"], fresh_groups, strict=True)
-    ]
     saved["state"] = {k: _to_tensor(v, "cpu") for k, v in saved["state"].items()}
-    net.optimizer_.load_state_dict(saved)
+    load_optimizer_state(net.optimizer_, saved)
     net.history = History()
     net.history.extend(dict(row) for row in state["history"])
     net.engine, net.engine_reason = engine, reason

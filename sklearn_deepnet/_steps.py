@@ -140,24 +140,27 @@ class EagerStep:
 
 # activation module type -> (forward, backward(grad, z, a)) for ManualStep
 def _manual_activation(act):
-    if isinstance(act, nn.ReLU):
+    # Exact types: a subclass may override forward (and hooks would be skipped).
+    if act._forward_hooks or act._forward_pre_hooks:
+        return None
+    if type(act) is nn.ReLU:
         return F.relu, lambda g, z, a: _aten.threshold_backward(g, a, 0.0)
-    if isinstance(act, nn.LeakyReLU):
+    if type(act) is nn.LeakyReLU:
         s = act.negative_slope
         return (lambda z: F.leaky_relu(z, s),
                 lambda g, z, a: _aten.leaky_relu_backward(g, z, s, False))
-    if isinstance(act, nn.ELU):
+    if type(act) is nn.ELU:
         al = act.alpha
         return (lambda z: F.elu(z, al),
                 lambda g, z, a: _aten.elu_backward(g, al, 1.0, 1.0, False, z))
-    if isinstance(act, nn.SELU):
+    if type(act) is nn.SELU:
         return (F.selu, lambda g, z, a: _aten.elu_backward(
             g, _SELU_ALPHA, _SELU_SCALE, 1.0, False, z))
-    if isinstance(act, nn.Tanh):
+    if type(act) is nn.Tanh:
         return torch.tanh, lambda g, z, a: _aten.tanh_backward(g, a)
-    if isinstance(act, nn.Sigmoid):
+    if type(act) is nn.Sigmoid:
         return torch.sigmoid, lambda g, z, a: _aten.sigmoid_backward(g, a)
-    if isinstance(act, nn.Identity):
+    if type(act) is nn.Identity:
         return (lambda z: z), (lambda g, z, a: g)
     return None
 

@@ -366,3 +366,53 @@ def test_split_rows_stratified_disjoint_and_proportional():
     subset = np.array([5, 600, 700, 900, 950, 10, 11, 12], dtype=np.int32)
     train, val = split_rows(subset, 4, labels, seed=0)
     assert sorted(np.r_[train, val].tolist()) == sorted(subset.tolist())
+
+
+def test_rollback_leaves_one_step_counter_per_parameter(clf_data, monkeypatch):
+    # Direct fused Adam shares counters during training; an interrupt in a
+    # later epoch must leave torch's usual one-counter-per-parameter state.
+    X, y = clf_data
+    _interrupt_after(monkeypatch, 25)  # 10 batches per epoch: inside epoch 3
+    clf = DeepMLPClassifier((8,), batch_size=20, max_iter=10, random_state=0)
+    with pytest.warns(UserWarning, match="interrupted after 2 complete"):
+        clf.fit(X, y)
+    monkeypatch.undo()
+    steps = [st["step"] for st in clf.net_.optimizer_.state.values()]
+    assert len({id(t) for t in steps}) == len(steps)
+    assert {float(t) for t in steps} == {20.0}
+    twin = pickle.loads(pickle.dumps(clf))
+    clf.partial_fit(X, y)
+    twin.partial_fit(X, y)
+    np.testing.assert_array_equal(clf.predict_proba(X), twin.predict_proba(X))
+
+
+def test_interrupt_during_validation_scoring_is_reported_and_consistent(clf_data,
+                                                                       monkeypatch):
+    import sklearn_deepnet._callbacks as callbacks
+
+    X, y = clf_data
+    original, calls = callbacks.predict_raw, {"n": 0}
+
+    def scoring(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(callbacks, "predict_raw", scoring)
+    clf = DeepMLPClassifier((8,), early_stopping=True, max_iter=10, random_state=0)
+    with pytest.warns(UserWarning, match="interrupted after 2 complete"):
+        clf.fit(X, y)
+    assert clf.n_iter_ == len(clf.loss_curve_) == len(clf.validation_scores_) == 2
+
+
+def test_warnings_as_errors_do_not_undo_the_fit(clf_data):
+    import warnings
+
+    X, y = clf_data
+    clf = DeepMLPClassifier((8,), max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        with pytest.raises(ConvergenceWarning, match="Maximum iterations"):
+            clf.fit(X, y)
+    assert clf.n_iter_ == 2 and np.isfinite(clf.predict_proba(X)).all()

@@ -297,3 +297,15 @@ def test_estimator_uses_cuda_graph_and_falls_back():
                             device="cuda", random_state=0).fit(X, y)
     assert ada.engine_ == "eager" and "capturable" in ada.engine_reason_
     assert all(p.grad is None for p in clf.net_.module_.parameters())  # graph pool freed
+
+
+def test_manual_step_refuses_activation_subclasses_and_hooks():
+    class Clamped(torch.nn.ReLU):
+        def forward(self, x):
+            return x.clamp(0, 0.1)
+
+    module = MLP(4, [5], 2, activation=Clamped)
+    assert "Clamped" in manual_blockers(module, multiclass_log_loss, "cpu")
+    hooked = MLP(4, [5], 2)
+    hooked.hidden[0].activation.register_forward_hook(lambda m, i, o: o * 2)
+    assert manual_blockers(hooked, multiclass_log_loss, "cpu") is not None
