@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import warnings
 from abc import ABCMeta, abstractmethod
 
@@ -46,6 +45,12 @@ _ARCHITECTURE_PARAMS = (
     "batch_norm_input", "batch_norm_momentum", "batch_norm_epsilon", "dropout",
 )
 _SOLVER_PARAMS = ("learning_rate_init", "momentum", "beta_1", "beta_2", "epsilon", "rho")
+
+
+def _mlp(n_features, n_outputs, arch):
+    """An :class:`MLP` of the architecture ``arch`` (see ``BaseDeepMLP._architecture``)."""
+    options = {k: v for k, v in arch.items() if k != "hidden_layer_sizes"}
+    return MLP(n_features, arch["hidden_layer_sizes"], n_outputs, **options)
 
 
 def split_rows(rows, n_val, labels, seed):
@@ -219,11 +224,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         net = getattr(self, "net_", None)
         snapshot = None
         if net is not None and (incremental or self.warm_start):
-            snapshot = (
-                copy.deepcopy(net.module_.state_dict()),
-                copy.deepcopy(net.optimizer_.state_dict()),
-                len(net.history),
-            )
+            snapshot = (net.snapshot_state(), len(net.history))
         try:
             pending = self._fit_unsafe(
                 X, y, sample_weight, incremental=incremental, classes=classes
@@ -232,10 +233,9 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             self.__dict__.clear()
             self.__dict__.update(saved)
             if snapshot is not None:
-                module_state, optimizer_state, n_epochs = snapshot
+                state, n_epochs = snapshot
                 net.module_.to(net.device)  # a device change may have moved it
-                net.module_.load_state_dict(module_state)
-                net.optimizer_.load_state_dict(optimizer_state)
+                net.restore_state(state)
                 del net.history[n_epochs:]
             raise
         # Warnings only once the fit is complete: with warnings turned into
@@ -280,7 +280,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             with torch.random.fork_rng(devices=cuda_devices):
                 torch.manual_seed(call_seed)
                 module = self.net_.module_ if continuing else self._build_module(
-                    X.shape[1], sizes, n_outputs
+                    X.shape[1], n_outputs
                 )
                 net = self._build_net(
                     module, device, batch_size, decay, validation, incremental, continuing
@@ -372,15 +372,11 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             raise ValueError("All sample weights are zero: there is nothing to fit.")
         return X, y_model, sample_weight, n_outputs, rows
 
-    def _build_module(self, n_features, sizes, n_outputs):
+    def _build_module(self, n_features, n_outputs):
         """A freshly initialized :class:`MLP` (call inside the seeded RNG fork)."""
-        return MLP(
-            n_features, sizes, n_outputs, activation=self.activation,
-            activation_alpha=self.activation_alpha, batch_norm=self.batch_norm,
-            batch_norm_input=self.batch_norm_input,
-            batch_norm_momentum=self.batch_norm_momentum,
-            batch_norm_epsilon=self.batch_norm_epsilon, dropout=self.dropout,
-        ).initialize_(self.kernel_initializer)
+        return _mlp(n_features, n_outputs, self._architecture()).initialize_(
+            self.kernel_initializer
+        )
 
     def _build_net(self, module, device, batch_size, decay, validation, incremental,
                    continuing):
@@ -474,16 +470,9 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         net_state = state.pop("_net_state", None)
         super().__setstate__(state)
         if net_state is not None:
-            arch = self._fitted_architecture
             n_outputs = len(net_state["module"]["output.linear.bias"])
             with torch.random.fork_rng(devices=[]):  # building the module draws weights
-                module = MLP(
-                    self.n_features_in_, arch["hidden_layer_sizes"], n_outputs,
-                    activation=arch["activation"], activation_alpha=arch["activation_alpha"],
-                    batch_norm=arch["batch_norm"], batch_norm_input=arch["batch_norm_input"],
-                    batch_norm_momentum=arch["batch_norm_momentum"],
-                    batch_norm_epsilon=arch["batch_norm_epsilon"], dropout=arch["dropout"],
-                )
+                module = _mlp(self.n_features_in_, n_outputs, self._fitted_architecture)
             self.net_ = net_from_state(net_state, module, self._per_sample_loss())
             self.history_ = self.net_.history
 

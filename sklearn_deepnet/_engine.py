@@ -26,7 +26,7 @@ from skorch import NeuralNet
 from skorch.callbacks import EpochTimer
 
 from ._module import MLP
-from ._optim import SOLVERS, build_optimizer
+from ._optim import SOLVERS, build_optimizer, separate_step_counters
 from ._steps import EagerStep, GraphStep, ManualStep, select_step
 
 __all__ = [
@@ -292,20 +292,19 @@ class TrainingNet(NeuralNet):
             logger.info("Training step: eager (%s).", reason)
         return step
 
-    def _snapshot(self):
-        """Copies of the weights and optimizer state (restored by :meth:`_restore`)."""
+    def snapshot_state(self):
+        """Copies of the weights and optimizer state (restored by :meth:`restore_state`)."""
         module = {k: v.detach().clone() for k, v in self.module_.state_dict().items()}
         return module, copy.deepcopy(self.optimizer_.state_dict())
 
-    def _restore(self, snapshot):
+    def restore_state(self, snapshot):
+        """Load weights and optimizer state saved by :meth:`snapshot_state`."""
         module, optimizer = snapshot
         self.module_.load_state_dict(module)
         self.optimizer_.load_state_dict(optimizer)
         # The snapshot may come from a time when step counters were shared
-        # (direct fused Adam); torch expects one counter per parameter.
-        for state in self.optimizer_.state.values():
-            if isinstance(state.get("step"), torch.Tensor):
-                state["step"] = state["step"].clone()
+        # (direct fused Adam).
+        separate_step_counters(self.optimizer_)
 
     def _finite_state(self):
         """Whether every weight and BatchNorm statistic is finite (one host read)."""
@@ -334,14 +333,14 @@ class TrainingNet(NeuralNet):
             if hasattr(step, "release"):
                 step.release()  # before restoring: it rewrites optimizer state
             released = True
-            self._restore(snapshot)
+            self.restore_state(snapshot)
             del self.history[n_rows:]  # the rolled-back epoch leaves no record
 
         try:
             for _ in range(epochs):
                 good, n_rows = None, len(self.history)
                 try:
-                    good = self._snapshot()
+                    good = self.snapshot_state()
                     self.notify("on_epoch_begin", dataset_train=X, dataset_valid=None)
                     self._run_epoch(step, batches)
                     if not (math.isfinite(self.history[-1, "train_loss"])
@@ -444,28 +443,25 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE):
     device = torch.device(device)
     was_training = module.training
     module.eval()
-    # The result is allocated first and filled chunk by chunk: holding on to
+    # The result is allocated once and filled chunk by chunk: holding on to
     # per-chunk tensors would interleave small long-lived blocks with the
     # large per-chunk temporaries and keep the C allocator from reusing them.
-    out = np.empty((len(X), module.output.linear.out_features) if isinstance(module, MLP)
-                   else (0, 0), dtype=np.float32)
+    out = None
     try:
         with torch.inference_mode():
             rowwise = device.type == "cpu" and isinstance(module, MLP)
             layers = _inference_layers(module) if rowwise else None
-            parts = []
             for start in range(0, len(X), batch_size):
                 chunk = X[start : start + batch_size]
                 if not isinstance(chunk, torch.Tensor):
                     chunk = to_tensor(chunk, device)
                 chunk = chunk.to(device=device, dtype=torch.float32)
                 res = module(chunk) if layers is None else _forward_rowwise(layers, chunk)
-                if isinstance(module, MLP):
-                    out[start : start + len(chunk)] = res.cpu().numpy()
-                else:
-                    parts.append(res.cpu())
+                if out is None:
+                    out = np.empty((len(X), res.shape[1]), dtype=np.float32)
+                out[start : start + len(chunk)] = res.cpu().numpy()
     finally:
         module.train(was_training)
-    if not isinstance(module, MLP):
-        return torch.cat(parts).numpy()
+    if out is None:
+        return np.empty((0, module.output.linear.out_features), dtype=np.float32)
     return out

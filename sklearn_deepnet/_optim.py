@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["SOLVERS", "Solver", "build_optimizer"]
+__all__ = ["SOLVERS", "Solver", "build_optimizer", "separate_step_counters"]
 
 
 @dataclass(frozen=True)
@@ -244,3 +244,14 @@ def build_optimizer(
     if capturable:
         impl["capturable"] = True
     return row.factory(groups, hp, impl)
+
+
+def separate_step_counters(optimizer):
+    """Give every parameter its own step-counter tensor, as ``torch.optim`` expects.
+
+    Counters can end up shared after loading a state saved while the direct
+    fused-Adam step aliased them, or after ``load_state_dict`` of a deep copy.
+    """
+    for state in optimizer.state.values():
+        if isinstance(state.get("step"), torch.Tensor):
+            state["step"] = state["step"].clone()

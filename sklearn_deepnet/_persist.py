@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from skorch.history import History
 
+from ._optim import separate_step_counters
+
 __all__ = ["TRUSTED_TYPES", "load_optimizer_state", "net_from_state", "net_to_state"]
 
 #: Types to pass to ``skops.io.load(..., trusted=TRUSTED_TYPES)`` for models that
@@ -67,9 +69,7 @@ def load_optimizer_state(optimizer, saved):
         for group, fresh in zip(saved["param_groups"], fresh_groups, strict=True)
     ]
     optimizer.load_state_dict(saved)
-    for state in optimizer.state.values():  # one step counter per parameter
-        if isinstance(state.get("step"), torch.Tensor):
-            state["step"] = state["step"].clone()
+    separate_step_counters(optimizer)
 
 
 def net_to_state(net):

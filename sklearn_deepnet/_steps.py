@@ -125,9 +125,13 @@ class EagerStep:
         """Clip, step, project: everything after the gradients exist."""
         if self.clip_norm is not None or self.clip_value is not None:
             clip_gradients(self.params, self.clip_norm, self.clip_value)
-        self.optimizer.step()
+        self.optimizer_step()
         if self.max_norm is not None:
             apply_max_norm(self.module.hidden_linears(), self.max_norm)
+
+    def optimizer_step(self):
+        """Apply the optimizer to the gradients in ``p.grad``."""
+        self.optimizer.step()
 
     def __call__(self, xb, yb, wb):
         """Train on one batch; return its loss (0-d tensor, detached)."""
@@ -275,18 +279,14 @@ class ManualStep(EagerStep):
         self.direct_adam = None
         self.allow_direct_adam = True
 
-    def update(self):
-        """Clip, step, project; Adam through :class:`_DirectFusedAdam` once possible."""
-        if self.clip_norm is not None or self.clip_value is not None:
-            clip_gradients(self.params, self.clip_norm, self.clip_value)
+    def optimizer_step(self):
+        """Optimizer step; Adam through :class:`_DirectFusedAdam` once possible."""
         if self.direct_adam is not None:
             self.direct_adam.step()
-        else:
-            self.optimizer.step()
-            if self.allow_direct_adam and _DirectFusedAdam.applies(self.optimizer):
-                self.direct_adam = _DirectFusedAdam(self.optimizer)
-        if self.max_norm is not None:
-            apply_max_norm(self.module.hidden_linears(), self.max_norm)
+            return
+        self.optimizer.step()
+        if self.allow_direct_adam and _DirectFusedAdam.applies(self.optimizer):
+            self.direct_adam = _DirectFusedAdam(self.optimizer)
 
     def release(self):
         """Leave the optimizer as ``torch.optim`` expects it (separate step counters)."""
@@ -382,10 +382,8 @@ class GraphStep:
         self.graph = None
         self.n_eager = 0
         self.fallback_reason = None
-        device = data.X.device
-        self.idx = torch.zeros(batch_size, dtype=torch.int32 if len(data.X) < 2**31
-                               else torch.int64, device=device)
-        self.total = torch.zeros((), device=device)
+        self.idx = None  # static batch indices, typed like the epoch order
+        self.total = torch.zeros((), device=data.X.device)
 
     def _captured_body(self):
         d = self.data
@@ -409,6 +407,8 @@ class GraphStep:
     def run(self, order, bounds, total):
         """Train over the batches ``order[start:stop]``; add ``loss * size`` to ``total``."""
         self.total.zero_()
+        if self.idx is None:
+            self.idx = order.new_zeros(self.batch_size)
         d = self.data
         for start, stop in zip(bounds[:-1], bounds[1:], strict=False):
             idx = order[start:stop]
