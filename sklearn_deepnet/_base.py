@@ -7,17 +7,17 @@ from abc import ABCMeta, abstractmethod
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, is_regressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch.callbacks import Callback
 
 from ._activations import ACTIVATIONS, check_activation_alpha
 from ._callbacks import ConvergenceMonitor
 from ._engine import (
     RowSubset,
     TensorData,
-    TrainingNet,
     choose_num_threads,
     index_dtype,
     predict_raw,
@@ -28,6 +28,8 @@ from ._module import MLP
 from ._optim import SOLVERS, resolve_weight_decay
 from ._persist import load_optimizer_state, net_from_state, net_to_state
 from ._schedules import SCHEDULES
+from ._steps import Regularization
+from ._trainer import TrainingNet
 from ._validation import (
     Integral,
     Interval,
@@ -45,6 +47,8 @@ _ARCHITECTURE_PARAMS = (
     "batch_norm_input", "batch_norm_momentum", "batch_norm_epsilon", "dropout",
 )
 _SOLVER_PARAMS = ("learning_rate_init", "momentum", "beta_1", "beta_2", "epsilon", "rho")
+# Callback names the estimator uses itself.
+_RESERVED_CALLBACK_NAMES = ("epoch_timer", "convergence")
 
 
 def _mlp(n_features, n_outputs, arch):
@@ -142,6 +146,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         "verbose": ["verbose"],
         "device": [str, torch.device],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "callbacks": [list, None],
     }
 
     # Private switch for benchmarks and debugging: False forces the eager step.
@@ -202,7 +207,27 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         decay, msg = resolve_weight_decay(self.solver, self.weight_decay)
         if msg:
             raise invalid_combination(self, "weight_decay", self.weight_decay, msg)
+        self._check_callbacks()
         return [int(s) for s in sizes], decay
+
+    def _check_callbacks(self):
+        for item in self.callbacks or []:
+            name, cb = item if isinstance(item, tuple) and len(item) == 2 else (None, item)
+            is_callback = isinstance(cb, Callback) or (
+                isinstance(cb, type) and issubclass(cb, Callback)
+            )
+            if not is_callback or not (name is None or isinstance(name, str)):
+                raise invalid_parameter(
+                    self, "callbacks",
+                    "a list of skorch callbacks (skorch.callbacks.Callback instances or "
+                    "classes) or of (name, callback) pairs", item,
+                )
+            if name in _RESERVED_CALLBACK_NAMES:
+                raise invalid_combination(
+                    self, "callbacks", item,
+                    f"the callback name {name!r} is used by the estimator itself; "
+                    "choose another name.",
+                )
 
     def _architecture(self):
         arch = {name: getattr(self, name) for name in _ARCHITECTURE_PARAMS}
@@ -224,7 +249,9 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         net = getattr(self, "net_", None)
         snapshot = None
         if net is not None and (incremental or self.warm_start):
-            snapshot = (net.snapshot_state(), len(net.history))
+            # The trainer is reused: its settings, weights, optimizer and
+            # history are all changed by this call.
+            snapshot = (dict(net.__dict__), net.snapshot_state(), len(net.history))
         try:
             pending = self._fit_unsafe(
                 X, y, sample_weight, incremental=incremental, classes=classes
@@ -233,7 +260,9 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             self.__dict__.clear()
             self.__dict__.update(saved)
             if snapshot is not None:
-                state, n_epochs = snapshot
+                settings, state, n_epochs = snapshot
+                net.__dict__.clear()
+                net.__dict__.update(settings)
                 net.module_.to(net.device)  # a device change may have moved it
                 net.restore_state(state)
                 del net.history[n_epochs:]
@@ -279,11 +308,9 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                 )
             with torch.random.fork_rng(devices=cuda_devices):
                 torch.manual_seed(call_seed)
-                module = self.net_.module_ if continuing else self._build_module(
-                    X.shape[1], n_outputs
-                )
-                net = self._build_net(
-                    module, device, batch_size, decay, validation, incremental, continuing
+                net = self._prepare_net(
+                    X.shape[1], n_outputs, device, batch_size, decay, validation, incremental,
+                    continuing,
                 )
                 data = TensorData(
                     to_tensor(X, device),
@@ -292,7 +319,8 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                     None if rows is None else to_tensor(rows, device, index_dtype(len(X))),
                     uniform_weights=bool(np.all(sample_weight == 1)),
                 )
-                net.partial_fit(data, None, generator=torch.Generator().manual_seed(call_seed))
+                net.partial_fit(X, y_model, data=data,
+                                generator=torch.Generator().manual_seed(call_seed))
         finally:
             torch.set_num_threads(n_threads)
 
@@ -323,6 +351,8 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                 "(StandardScaler), or a smaller alpha.",
                 ConvergenceWarning,
             ))
+        elif net.stop_reason is not None and net.stop_reason.startswith("callback "):
+            pass  # a user's callback stopped training on purpose
         elif not incremental and net.stop_reason is None and n_done == self.max_iter:
             pending.append((
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
@@ -350,10 +380,9 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         a zero weight in the loss, and keeps them out of BatchNorm statistics.
         ``X`` is never copied beyond the one float32 conversion.
         """
-        is_reg = getattr(self, "_estimator_type", None) == "regressor"
         X, y = validate_data(
             self, X, y, reset=not continuing, dtype=np.float32, multi_output=True,
-            y_numeric=is_reg,
+            y_numeric=is_regressor(self),
         )
         y_model, extra_weight, n_outputs = self._prepare_y(
             y, continuing=continuing, incremental=incremental, classes=classes
@@ -378,34 +407,56 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             self.kernel_initializer
         )
 
-    def _build_net(self, module, device, batch_size, decay, validation, incremental,
-                   continuing):
-        """The skorch net for this call, carrying history (and, for partial_fit,
-        the optimizer state) over from the fitted net when continuing."""
+    def _prepare_net(self, n_features, n_outputs, device, batch_size, decay, validation,
+                     incremental, continuing):
+        """The trainer for this call: a new one for a fresh fit, else the fitted one
+        with this call's settings (and, unless ``partial_fit`` continues with the
+        same solver settings, a fresh optimizer, as in scikit-learn)."""
         solver_params = {name: getattr(self, name) for name in _SOLVER_PARAMS}
         solver_params["weight_decay"] = decay
-        callbacks = [("convergence", ConvergenceMonitor(
+        monitor = ConvergenceMonitor(
             tol=self.tol, n_iter_no_change=self.n_iter_no_change, validation=validation,
-            scorer=self._score_raw, verbose=bool(self.verbose),
-        ))]
+            scorer=self._score_raw, validation_loss=self._validation_loss,
+            verbose=bool(self.verbose),
+        )
         uses_bn = self.batch_norm is not None or self.batch_norm_input
-        net = TrainingNet(
-            module, self._per_sample_loss(), solver=self.solver,
-            solver_params=solver_params, alpha=self.alpha, l1_ratio=self.l1_ratio,
-            clip_norm=self.clip_norm, clip_value=self.clip_value, max_norm=self.max_norm,
+        settings = dict(
+            solver=self.solver, solver_params=solver_params,
+            regularization=Regularization(
+                alpha=self.alpha, l1_ratio=self.l1_ratio, clip_norm=self.clip_norm,
+                clip_value=self.clip_value, max_norm=self.max_norm,
+            ),
             shuffle=self.shuffle, min_batch=2 if uses_bn else 1, batch_size=batch_size,
-            max_epochs=1 if incremental else self.max_iter, callbacks=callbacks,
+            max_epochs=1 if incremental else self.max_iter,
+            callbacks=[("convergence", monitor), *(self.callbacks or [])],
             device=device, fast=self._fast_engine,
-        ).initialize()
-        if continuing:
-            old = self.net_
-            net.history = old.history
-            if incremental and (self.solver, solver_params) == (old.solver, old.solver_params):
-                if torch.device(old.device) == torch.device(device):
-                    net.optimizer_ = old.optimizer_
-                else:  # the module moved: its optimizer state must follow
-                    load_optimizer_state(net.optimizer_, old.optimizer_.state_dict())
+        )
+        if not continuing:
+            module = self._build_module(n_features, n_outputs)
+            return TrainingNet(module, self._per_sample_loss(), **settings).initialize()
+        net = self.net_
+        same_solver = (self.solver, solver_params) == (net.solver, net.solver_params)
+        keep_optimizer = incremental and same_solver
+        moved = torch.device(net.device) != torch.device(device)
+        old_state = net.optimizer_.state_dict() if keep_optimizer and moved else None
+        for name, value in settings.items():
+            setattr(net, name, value)
+        net.criterion = self._per_sample_loss()
+        net.initialize_callbacks()
+        net.initialize_criterion()
+        if moved:
+            net.module_.to(device)
+        if not keep_optimizer or moved:
+            net.initialize_optimizer()
+        if old_state is not None:  # the module moved: its optimizer state must follow
+            load_optimizer_state(net.optimizer_, old_state)
         return net
+
+    def _validation_loss(self, raw, y_model, sample_weight):
+        """Weighted mean loss (no penalty) of raw outputs: the history's ``valid_loss``."""
+        with torch.no_grad():
+            losses = self._per_sample_loss()(torch.from_numpy(raw), torch.from_numpy(y_model))
+        return float(np.average(losses.numpy(), weights=sample_weight))
 
     def _record_history(self, net):
         history = net.history
@@ -475,6 +526,11 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                 module = _mlp(self.n_features_in_, n_outputs, self._fitted_architecture)
             self.net_ = net_from_state(net_state, module, self._per_sample_loss())
             self.history_ = self.net_.history
+
+    @property
+    def module_(self):
+        """The fitted torch module (``net_.module_``), in training mode between fits."""
+        return self.net_.module_
 
     # --------------------------------------------------------------- predict
     def _predict_raw(self, X):

@@ -1,4 +1,11 @@
-"""The convergence/early-stopping callback (scikit-learn's MLP stopping rule)."""
+"""The convergence/early-stopping callback (scikit-learn's MLP stopping rule).
+
+It is the first callback of every fit, so the records it adds to the history
+(``train_loss_best``; with early stopping ``valid_loss``, ``valid_loss_best``,
+``valid_score``, ``valid_score_best``) are there for the user's callbacks,
+under the names skorch's own callbacks (``EarlyStopping``, ``Checkpoint``,
+``LRScheduler``) monitor.
+"""
 
 from __future__ import annotations
 
@@ -33,44 +40,58 @@ class ConvergenceMonitor(Callback):
         stopping.
     scorer : callable or None
         ``scorer(raw_outputs, y_val, w_val)`` returns the validation score.
+    validation_loss : callable or None
+        ``validation_loss(raw_outputs, y_val, w_val)`` returns the weighted
+        mean loss without penalty (recorded as ``valid_loss``, the name
+        skorch's callbacks monitor).
     verbose : bool
         Print one line per epoch, like ``MLPClassifier(verbose=True)``.
     """
 
     def __init__(
-        self, *, tol, n_iter_no_change, validation=None, scorer=None, verbose=False
+        self, *, tol, n_iter_no_change, validation=None, scorer=None, validation_loss=None,
+        verbose=False,
     ):
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
         self.validation = validation
         self.scorer = scorer
+        self.validation_loss = validation_loss
         self.verbose = verbose
 
     def on_train_begin(self, net, **kwargs):
         """Reset the counters for a new call to fit."""
         self.no_improvement_count_ = 0
         self.best_loss_ = math.inf
+        self.best_valid_loss_ = math.inf
         self.best_score_ = -math.inf
         self.best_state_ = None
         self.stop_message_ = None
 
     def on_epoch_end(self, net, **kwargs):
         """Record the validation score, update the counters, ask to stop."""
-        loss = net.history[-1, "train_loss"]
+        history = net.history
+        loss = history[-1, "train_loss"]
+        history.record("train_loss_best", loss < self.best_loss_)
         if self.validation is not None:
             X_val, y_val, w_val = self.validation
-            score = float(self.scorer(predict_raw(net.module_, X_val, net.device), y_val, w_val))
-            net.history.record("valid_score", score)
+            raw = predict_raw(net.module_, X_val, net.device)
+            score = float(self.scorer(raw, y_val, w_val))
+            valid_loss = float(self.validation_loss(raw, y_val, w_val))
+            history.record("valid_loss", valid_loss)
+            history.record("valid_loss_best", valid_loss < self.best_valid_loss_)
+            self.best_valid_loss_ = min(self.best_valid_loss_, valid_loss)
+            history.record("valid_score", score)
             what = "Validation score"
             improved = score >= self.best_score_ + self.tol
+            history.record("valid_score_best", score > self.best_score_)
             if score > self.best_score_:
                 self.best_score_ = score
                 self.best_state_ = copy.deepcopy(net.module_.state_dict())
-                net.history.record("valid_score_best", True)
         else:
             what = "Training loss"
             improved = loss <= self.best_loss_ - self.tol
-            self.best_loss_ = min(self.best_loss_, loss)
+        self.best_loss_ = min(self.best_loss_, loss)
         self.no_improvement_count_ = 0 if improved else self.no_improvement_count_ + 1
         if self.verbose:
             line = f"Iteration {len(net.history)}, loss = {loss:.8f}"
@@ -97,3 +118,4 @@ class ConvergenceMonitor(Callback):
         self.best_state_ = None
         self.validation = None
         self.scorer = None
+        self.validation_loss = None

@@ -15,7 +15,7 @@ from sklearn.utils.validation import column_or_1d
 
 from ._base import BaseDeepMLP
 from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS
-from ._losses import classification_loss
+from ._losses import PerSampleLoss, classification_loss
 from ._validation import StrOptions, fit_context
 
 
@@ -85,10 +85,46 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         rho=0.9, batch_size="auto", max_iter=200, shuffle=True, tol=1e-4,
         n_iter_no_change=10, early_stopping=False, validation_fraction=0.1,
         warm_start=False, random_state=None, verbose=False, device="auto",
-        n_threads=None,
+        n_threads=None, callbacks=None,
         class_weight=None,
     ):
-        vars(self).update((k, v) for k, v in locals().items() if k != "self")
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.activation_alpha = activation_alpha
+        self.kernel_initializer = kernel_initializer
+        self.batch_norm = batch_norm
+        self.batch_norm_input = batch_norm_input
+        self.batch_norm_momentum = batch_norm_momentum
+        self.batch_norm_epsilon = batch_norm_epsilon
+        self.dropout = dropout
+        self.max_norm = max_norm
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.weight_decay = weight_decay
+        self.clip_norm = clip_norm
+        self.clip_value = clip_value
+        self.solver = solver
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.momentum = momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.rho = rho
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+        self.n_threads = n_threads
+        self.callbacks = callbacks
+        self.class_weight = class_weight
 
     @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -211,9 +247,9 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         return lookup[np.searchsorted(self.classes_, y)]
 
     def _per_sample_loss(self):
-        if self.out_activation_ == "softmax":
-            return classification_loss("multiclass")
-        return classification_loss("binary")
+        multiclass = self.out_activation_ == "softmax"
+        return PerSampleLoss(classification_loss("multiclass" if multiclass else "binary"),
+                             class_indices=multiclass)
 
     def _labels_from_raw(self, raw):
         if self._multilabel:

@@ -189,6 +189,22 @@ SHARED_PARAMETERS = f"""\
         small (per-operation overhead dominates and threads only add
         synchronization), all of torch's threads otherwise. The caller's
         ``torch.get_num_threads()`` is restored when fit returns.
+
+    callbacks : list or None, default=None
+        skorch callbacks run by every fit, on every training path: instances
+        or classes of ``skorch.callbacks.Callback``, or ``(name, callback)``
+        pairs; e.g. ``LRScheduler``, ``Checkpoint``, ``EarlyStopping``,
+        ``TensorBoard`` and the MLflow, W&B and Neptune loggers. They see
+        ``net_`` and its history, which holds ``train_loss``,
+        ``train_loss_best`` and, with ``early_stopping``, ``valid_loss``,
+        ``valid_loss_best`` and ``valid_score``. They may change the
+        optimizer's learning rate and momentum (read at every step) and stop
+        training by raising ``KeyboardInterrupt``, as skorch's
+        ``EarlyStopping`` does (no warning; a Ctrl-C is told apart). The
+        objects are used as given and hold the state of the last fit, as in
+        skorch; ``clone`` copies them. Per-batch events cost a host sync per
+        batch and, on CUDA, ``on_grad_computed`` trains without a CUDA graph.
+        See docs/callbacks.md.
 """
 
 SHARED_ATTRIBUTES = """\
@@ -225,7 +241,17 @@ SHARED_ATTRIBUTES = """\
         ``valid_score``.
 
     net_ : skorch.NeuralNet
-        The underlying skorch net; ``net_.module_`` is the torch module.
+        The trainer: a skorch net built by the first fit and reused by warm
+        starts and ``partial_fit``. Works in the network's terms: its
+        ``fit``/``partial_fit`` take float inputs and encoded targets (class
+        indices, or float arrays of shape ``(n, n_outputs)``), its
+        ``predict``/``predict_proba`` return raw outputs (logits);
+        ``history``, ``callbacks_``, ``save_params`` and ``load_params`` are
+        skorch's. Training it directly does not update the estimator's
+        summary attributes (``n_iter_``, ``loss_curve_``, ...).
+
+    module_ : torch.nn.Module
+        The fitted network (``net_.module_``).
 
     engine_ : str
         Training step used by the last fit: ``"cpu-manual"`` (hand-written

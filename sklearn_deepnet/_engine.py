@@ -177,8 +177,16 @@ class Batches:
     def __len__(self):
         return len(self.bounds) - 1
 
+    def spans(self):
+        """``(start, stop)`` positions of every batch in the epoch's order."""
+        return zip(self.bounds[:-1], self.bounds[1:], strict=False)
+
     def order(self, always=False):
-        """Row indices for this epoch, or ``None`` when plain slices will do."""
+        """Row indices for this epoch, or ``None`` when plain slices will do.
+
+        Draws a new permutation from ``generator`` when shuffling: call once
+        per epoch.
+        """
         d = self.data
         device = d.X.device
         dtype = index_dtype(len(d.X))
@@ -188,198 +196,6 @@ class Batches:
         if d.rows is not None:
             return d.rows
         return torch.arange(len(d), device=device, dtype=dtype) if always else None
-
-    def __iter__(self):
-        order = self.order()
-        for start, stop in zip(self.bounds[:-1], self.bounds[1:], strict=False):
-            yield self.data.batch(order, start, stop)
-
-
-class TrainingNet(NeuralNet):
-    """skorch ``NeuralNet`` specialised for the estimators (private).
-
-    Parameters
-    ----------
-    module : MLP
-        Already initialized network.
-    criterion : callable
-        Per-sample loss ``criterion(outputs, y)``.
-    solver : str
-        Key of the optimizer table.
-    solver_params : dict
-        Hyperparameters handed to the optimizer factory.
-    alpha, l1_ratio : float
-        Penalty strength and L1 share; the penalty is divided by the batch's
-        total sample weight, as in scikit-learn's MLP.
-    clip_norm, clip_value, max_norm : float or None
-        Gradient clipping and the max-norm constraint.
-    shuffle : bool
-        Shuffle the training data each epoch.
-    min_batch : int
-        Smallest allowed trailing batch (2 with BatchNorm).
-    fast : bool
-        Use the device's fast training step when the configuration allows.
-    **kwargs
-        Passed to ``skorch.NeuralNet`` (``batch_size``, ``max_epochs``,
-        ``callbacks``, ``device``).
-
-    Attributes
-    ----------
-    engine : str
-        The training step used by the last fit: ``"cpu-manual"``,
-        ``"cuda-graph"`` or ``"eager"``.
-    engine_reason : str or None
-        Why the device's fast path was not used.
-    """
-
-    def __init__(
-        self, module, criterion, *, solver, solver_params, alpha=0.0, l1_ratio=0.0,
-        clip_norm=None, clip_value=None, max_norm=None, shuffle=True, min_batch=1,
-        fast=True, **kwargs,
-    ):
-        super().__init__(
-            module, criterion, train_split=None, verbose=0, predict_nonlinearity=None,
-            **kwargs,
-        )
-        self.solver = solver
-        self.solver_params = solver_params
-        self.alpha = alpha
-        self.l1_ratio = l1_ratio
-        self.clip_norm = clip_norm
-        self.clip_value = clip_value
-        self.max_norm = max_norm
-        self.shuffle = shuffle
-        self.min_batch = min_batch
-        self.fast = fast
-        self.stop_reason = None
-        self.engine = None
-        self.engine_reason = None
-
-    def get_default_callbacks(self):
-        """Only the epoch timer: losses are recorded by the epoch loop."""
-        return [("epoch_timer", EpochTimer())]
-
-    def initialize_criterion(self):
-        """Keep the per-sample loss function as is (it is not a module)."""
-        self.criterion_ = self.criterion
-        return self
-
-    def initialize_optimizer(self, triggered_directly=None):
-        """Build the optimizer from the solver table (capturable on CUDA)."""
-        device_type = torch.device(self.device).type
-        self.optimizer_ = build_optimizer(
-            self.solver, self.module_.named_parameters(), self.solver_params,
-            device_type=device_type,
-            capturable=device_type == "cuda" and SOLVERS[self.solver].graph_safe,
-        )
-        return self
-
-    def _make_step(self, data):
-        name, reason = select_step(
-            self.module_, self.criterion_, self.device, SOLVERS[self.solver], self.fast
-        )
-        kwargs = dict(alpha=self.alpha, l1_ratio=self.l1_ratio, clip_norm=self.clip_norm,
-                      clip_value=self.clip_value, max_norm=self.max_norm)
-        if name == "cpu-manual":
-            step = ManualStep(self.module_, self.criterion_, self.optimizer_,
-                              uniform_weights=data.uniform_weights, **kwargs)
-        else:
-            step = EagerStep(self.module_, self.criterion_, self.optimizer_, **kwargs)
-        if name == "cuda-graph":
-            step = GraphStep(step, data, self.batch_size)
-        self.engine, self.engine_reason = name, reason
-        if reason is not None:
-            logger.info("Training step: eager (%s).", reason)
-        return step
-
-    def snapshot_state(self):
-        """Copies of the weights and optimizer state (restored by :meth:`restore_state`)."""
-        module = {k: v.detach().clone() for k, v in self.module_.state_dict().items()}
-        return module, copy.deepcopy(self.optimizer_.state_dict())
-
-    def restore_state(self, snapshot):
-        """Load weights and optimizer state saved by :meth:`snapshot_state`."""
-        module, optimizer = snapshot
-        self.module_.load_state_dict(module)
-        self.optimizer_.load_state_dict(optimizer)
-        # The snapshot may come from a time when step counters were shared
-        # (direct fused Adam).
-        separate_step_counters(self.optimizer_)
-
-    def _finite_state(self):
-        """Whether every weight and BatchNorm statistic is finite (one host read)."""
-        tensors = [t for t in self.module_.state_dict().values() if t.is_floating_point()]
-        return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
-
-    def fit_loop(self, X, y=None, epochs=None, generator=None, **fit_params):
-        """Run up to ``epochs`` epochs over ``X`` (a :class:`TensorData`).
-
-        Stops early when a callback sets ``stop_reason``. Two events roll the
-        network back to the end of the last finished epoch (weights and
-        optimizer state) and stop: a ``KeyboardInterrupt`` (``stop_reason``
-        ``"interrupted"``; the interrupt propagates to skorch, which ends
-        training), and a non-finite epoch loss, weight or BatchNorm statistic
-        (``"diverged"``); the rolled-back epoch leaves no record in the history.
-        """
-        epochs = self.max_epochs if epochs is None else epochs
-        batches = Batches(X, self.batch_size, self.shuffle, generator, self.min_batch)
-        self.stop_reason = None
-        self.module_.train()
-        step = self._make_step(X)
-        released = False
-
-        def roll_back(snapshot, n_rows):
-            nonlocal released
-            if hasattr(step, "release"):
-                step.release()  # before restoring: it rewrites optimizer state
-            released = True
-            self.restore_state(snapshot)
-            del self.history[n_rows:]  # the rolled-back epoch leaves no record
-
-        try:
-            for _ in range(epochs):
-                good, n_rows = None, len(self.history)
-                try:
-                    good = self.snapshot_state()
-                    self.notify("on_epoch_begin", dataset_train=X, dataset_valid=None)
-                    self._run_epoch(step, batches)
-                    if not (math.isfinite(self.history[-1, "train_loss"])
-                            and self._finite_state()):
-                        self.stop_reason = "diverged"
-                        roll_back(good, n_rows)
-                        break
-                    self.notify("on_epoch_end", dataset_train=X, dataset_valid=None)
-                except KeyboardInterrupt:
-                    # Wherever it lands (training, validation scoring, the
-                    # snapshot), the epoch in progress is undone.
-                    self.stop_reason = "interrupted"
-                    if good is not None:
-                        roll_back(good, n_rows)
-                    raise
-                if self.stop_reason is not None:
-                    break
-        finally:
-            if isinstance(step, GraphStep) and step.fallback_reason is not None:
-                self.engine, self.engine_reason = "eager", step.fallback_reason
-            if hasattr(step, "release") and not released:
-                step.release()
-        return self
-
-    def _run_epoch(self, step, batches):
-        """One pass; the loss is summed on the device and read once."""
-        data = batches.data
-        total = torch.zeros((), device=data.X.device)
-        if isinstance(step, GraphStep):
-            step.run(batches.order(always=True), batches.bounds, total)
-        else:
-            order = batches.order()
-            bounds = batches.bounds
-            for start, stop in zip(bounds[:-1], bounds[1:], strict=False):
-                total += step(*data.batch(order, start, stop)) * (stop - start)
-        n_seen = len(data)
-        self.history.record("train_loss", float(total) / n_seen)
-        self.history.record("train_batch_count", len(batches))
-        self.history.record("train_samples", n_seen)
 
 
 # Matrix products in predictions are padded to at least this many rows and

@@ -1,9 +1,10 @@
 """Per-sample losses computed from the network's raw outputs (logits).
 
-Every loss returns one value per sample; :class:`WeightedLoss` turns them into
-the sample-weighted mean ``sum(w * l) / sum(w)`` that scikit-learn's MLP uses.
+Every loss returns one value per sample; the training steps turn them into the
+sample-weighted mean ``sum(w * l) / sum(w)`` that scikit-learn's MLP uses.
 Losses are module-level functions (or ``functools.partial`` of them) so that
-fitted estimators pickle.
+fitted estimators pickle; :class:`PerSampleLoss` wraps one as the skorch net's
+criterion module.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["REGRESSION_LOSSES", "RegressionLoss", "WeightedLoss", "classification_loss"]
+__all__ = [
+    "REGRESSION_LOSSES", "PerSampleLoss", "RegressionLoss", "classification_loss",
+    "loss_function",
+]
 
 
 def multiclass_log_loss(logits, y):
@@ -109,19 +113,31 @@ def classification_loss(target_type: str):
     return multiclass_log_loss if target_type == "multiclass" else binary_log_loss
 
 
-class WeightedLoss(nn.Module):
-    """Sample-weighted mean of a per-sample loss.
+class PerSampleLoss(nn.Module):
+    """A per-sample loss function as a (parameter-free) torch module.
+
+    The skorch net's criterion: being a module, it is saved and loaded by
+    ``net_.save_params`` / ``Checkpoint`` like any skorch criterion.
 
     Parameters
     ----------
-    per_sample : callable
-        ``per_sample(out, y)`` returns a tensor of shape ``(n,)``.
+    fn : callable
+        ``fn(outputs, y)`` returns a tensor of shape ``(n,)``.
+    class_indices : bool, default=False
+        Whether ``y`` holds int64 class indices (multiclass log-loss) rather
+        than float targets of shape ``(n, n_outputs)``.
     """
 
-    def __init__(self, per_sample):
+    def __init__(self, fn, class_indices=False):
         super().__init__()
-        self.per_sample = per_sample
+        self.fn = fn
+        self.class_indices = class_indices
 
-    def forward(self, out, y, weight):
-        """Return ``sum(weight * loss) / sum(weight)``."""
-        return (self.per_sample(out, y) * weight).sum() / weight.sum()
+    def forward(self, out, y):
+        """Return the loss of every sample, shape ``(n,)``."""
+        return self.fn(out, y)
+
+
+def loss_function(loss):
+    """The plain per-sample function behind ``loss`` (a :class:`PerSampleLoss` or a function)."""
+    return loss.fn if isinstance(loss, PerSampleLoss) else loss

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -31,9 +32,8 @@ TRUSTED_TYPES = [
     "sklearn_deepnet._regressor.DeepMLPRegressor",
 ]
 
-_NET_ATTRS = ("solver", "solver_params", "alpha", "l1_ratio", "clip_norm", "clip_value",
-              "max_norm", "shuffle", "min_batch", "fast", "batch_size", "max_epochs",
-              "engine", "engine_reason")
+_NET_ATTRS = ("solver", "solver_params", "shuffle", "min_batch", "fast", "batch_size",
+              "max_epochs", "engine", "engine_reason")
 _IMPL_KEYS = ("fused", "foreach", "capturable")
 
 
@@ -76,6 +76,7 @@ def net_to_state(net):
     """Everything needed to rebuild a fitted :class:`TrainingNet`, without torch types."""
     return {
         "attrs": {name: getattr(net, name) for name in _NET_ATTRS},
+        "regularization": dataclasses.asdict(net.regularization),
         "device": str(net.device),
         "module": {k: v.detach().cpu().numpy() for k, v in net.module_.state_dict().items()},
         "optimizer": _to_numpy(net.optimizer_.state_dict()),
@@ -106,13 +107,14 @@ def net_from_state(state, module, criterion):
         Output of :func:`net_to_state`.
     module : MLP
         A network of the fitted architecture; its weights are replaced.
-    criterion : callable
+    criterion : PerSampleLoss
         The per-sample loss.
     """
-    from ._engine import TrainingNet
+    from ._steps import Regularization
+    from ._trainer import TrainingNet
 
     device = _load_device(state["device"])
-    attrs = dict(state["attrs"])
+    attrs = dict(state["attrs"], regularization=Regularization(**state["regularization"]))
     engine, reason = attrs.pop("engine"), attrs.pop("engine_reason")
     module.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state["module"].items()})
     net = TrainingNet(module, criterion, callbacks=[], device=device, **attrs).initialize()

@@ -8,7 +8,7 @@ from sklearn.metrics import r2_score
 
 from ._base import BaseDeepMLP
 from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS
-from ._losses import OUT_ACTIVATIONS, REGRESSION_LOSSES
+from ._losses import OUT_ACTIVATIONS, REGRESSION_LOSSES, PerSampleLoss
 from ._validation import Interval, Real, StrOptions, fit_context
 
 
@@ -74,10 +74,47 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
         rho=0.9, batch_size="auto", max_iter=200, shuffle=True, tol=1e-4,
         n_iter_no_change=10, early_stopping=False, validation_fraction=0.1,
         warm_start=False, random_state=None, verbose=False, device="auto",
-        n_threads=None,
+        n_threads=None, callbacks=None,
         loss="squared_error", huber_delta=1.0,
     ):
-        vars(self).update((k, v) for k, v in locals().items() if k != "self")
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.activation_alpha = activation_alpha
+        self.kernel_initializer = kernel_initializer
+        self.batch_norm = batch_norm
+        self.batch_norm_input = batch_norm_input
+        self.batch_norm_momentum = batch_norm_momentum
+        self.batch_norm_epsilon = batch_norm_epsilon
+        self.dropout = dropout
+        self.max_norm = max_norm
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.weight_decay = weight_decay
+        self.clip_norm = clip_norm
+        self.clip_value = clip_value
+        self.solver = solver
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.momentum = momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.rho = rho
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+        self.n_threads = n_threads
+        self.callbacks = callbacks
+        self.loss = loss
+        self.huber_delta = huber_delta
 
     @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -139,7 +176,7 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
         return y2, None, self.n_outputs_
 
     def _per_sample_loss(self):
-        return REGRESSION_LOSSES[self.loss].factory(self.huber_delta)
+        return PerSampleLoss(REGRESSION_LOSSES[self.loss].factory(self.huber_delta))
 
     def _predict_from_raw(self, raw):
         # The fitted link, not self.loss: set_params after fit must not change predictions.

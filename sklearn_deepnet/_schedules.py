@@ -1,14 +1,12 @@
 """Learning-rate schedules: the single table behind ``learning_rate``.
 
-A schedule is built once per fit from the optimizer and says whether it steps
-per batch or per epoch. Only ``"constant"`` exists so far; power, exponential,
-piecewise-constant, performance (plateau) and 1cycle schedules are planned and
-each will be one row here.
+Only ``"constant"`` exists so far. Until the others land, a schedule can be
+attached through the ``callbacks`` hyperparameter, e.g. skorch's
+``LRScheduler`` (the optimizer's rate is read at every step on every path).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["SCHEDULES", "Schedule"]
@@ -20,17 +18,10 @@ class Schedule:
 
     Parameters
     ----------
-    factory : callable or None
-        ``factory(optimizer, hp)`` returns a ``torch.optim.lr_scheduler``
-        object, or ``None`` for a constant rate.
-    per : {"batch", "epoch"}
-        When the scheduler's ``step()`` is called.
     summary : str
         One-line description for the documentation.
     """
 
-    factory: Callable | None = None
-    per: str = "epoch"
     summary: str = ""
 
 

@@ -1,12 +1,15 @@
-"""Training steps: one optimizer update from one mini-batch (pure torch).
+"""Training steps: one epoch of optimizer updates over mini-batches (pure torch).
 
-Three implementations of the same update, chosen per fit by :func:`select_step`:
+Three implementations of the same update, chosen per fit by :func:`select_step`,
+behind one interface: ``run_epoch(batches, events)`` trains one pass and
+returns the summed loss as a device tensor, ``release()`` leaves the optimizer
+as ``torch.optim`` expects it, ``fallback_reason`` says why a fast path gave
+up during the fit (``None`` if it did not).
 
 - :class:`EagerStep`: autograd forward/backward; handles every configuration
   and is the reference the others are tested against.
 - :class:`ManualStep` (CPU): the forward pass keeps its intermediate results
-  and the backward pass is written out with the same ATen kernels autograd
-  would call (``addmm``, ``threshold_backward``, ``elu_backward``, ...). On
+  and the backward pass is written out from the gradient tables below. On
   small layers the CPU cost of a step is per-operation overhead, and skipping
   autograd's graph bookkeeping is most of it. Plain ``Linear -> activation``
   stacks with the common losses qualify.
@@ -15,30 +18,64 @@ Three implementations of the same update, chosen per fit by :func:`select_step`:
   optimizer and max-norm, captured once in a CUDA graph and replayed. Batches
   of another size (the last one) run eagerly with the same optimizer.
 
-Every step returns the batch loss as a 0-d tensor on the device; nothing here
-reads a value back to the host.
+Every step reads the learning rate and the other optimizer settings from the
+optimizer's ``param_groups`` at every update, so a callback or schedule that
+changes them mid-fit takes effect on every path. Nothing here reads a value
+back to the host, except where a user's per-batch callback asks for it.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._losses import binary_log_loss, multiclass_log_loss, squared_error
+from ._losses import binary_log_loss, loss_function, multiclass_log_loss, squared_error
+from ._torch_compat import (
+    ACTIVATION_BACKWARD,
+    foreach_clamp_,
+    foreach_norm,
+    fused_adam_kernel,
+    has_hooks,
+)
 
 __all__ = [
-    "EagerStep", "GraphStep", "ManualStep", "apply_max_norm", "clip_gradients", "select_step",
-    "weight_penalty",
+    "EagerStep", "GraphStep", "ManualStep", "Regularization", "apply_max_norm",
+    "clip_gradients", "manual_blockers", "select_step", "weight_penalty",
 ]
 
 logger = logging.getLogger("sklearn_deepnet")
 
-_aten = torch.ops.aten
 _SELU_ALPHA = 1.6732632423543772
 _SELU_SCALE = 1.0507009873554805
+
+
+@dataclass(frozen=True)
+class Regularization:
+    """Everything a step applies besides the loss and the optimizer.
+
+    Parameters
+    ----------
+    alpha : float, default=0.0
+        Strength of the weight penalty (see :func:`weight_penalty`); it is
+        divided by the batch's total sample weight, as in scikit-learn's MLP.
+    l1_ratio : float, default=0.0
+        Share of L1 in the penalty.
+    clip_norm, clip_value : float or None, default=None
+        Gradient clipping (see :func:`clip_gradients`).
+    max_norm : float or None, default=None
+        Max-norm constraint on hidden units, applied after the update.
+    """
+
+    alpha: float = 0.0
+    l1_ratio: float = 0.0
+    clip_norm: float | None = None
+    clip_value: float | None = None
+    max_norm: float | None = None
 
 
 @torch.no_grad()
@@ -57,9 +94,7 @@ def clip_gradients(params, clip_norm=None, clip_value=None):
     CUDA graph.
     """
     if clip_value is not None:
-        grads = [p.grad for p in params if p.grad is not None]
-        torch._foreach_clamp_min_(grads, -clip_value)
-        torch._foreach_clamp_max_(grads, clip_value)
+        foreach_clamp_([p.grad for p in params if p.grad is not None], -clip_value, clip_value)
     if clip_norm is not None:
         torch.nn.utils.clip_grad_norm_(params, clip_norm, foreach=True)
 
@@ -71,10 +106,9 @@ def weight_penalty(weights, alpha, l1_ratio):
     """
     total = 0.0
     if l1_ratio < 1:
-        norms = torch._foreach_norm(weights)
-        total = total + 0.5 * (1 - l1_ratio) * torch.stack(norms).pow(2).sum()
+        total = total + 0.5 * (1 - l1_ratio) * torch.stack(foreach_norm(weights)).pow(2).sum()
     if l1_ratio > 0:
-        total = total + l1_ratio * torch.stack(torch._foreach_norm(weights, 1)).sum()
+        total = total + l1_ratio * torch.stack(foreach_norm(weights, 1)).sum()
     return alpha * total
 
 
@@ -88,52 +122,51 @@ class EagerStep:
     per_sample_loss : callable
         ``per_sample_loss(outputs, y)`` returns one loss per sample.
     optimizer : torch.optim.Optimizer
-    alpha, l1_ratio : float
-        Weight penalty; it is divided by the batch's total sample weight, as in
-        scikit-learn's MLP.
-    clip_norm, clip_value : float or None
-        Gradient clipping.
-    max_norm : float or None
-        Max-norm constraint on hidden units, applied after the update.
+    regularization : Regularization, default=Regularization()
+        Penalty, clipping and max-norm.
+
+    Attributes
+    ----------
+    fallback_reason : str or None
+        Why this step gave up a fast path during the fit (always ``None`` here).
     """
 
-    name = "eager"
+    fallback_reason = None
 
-    def __init__(self, module, per_sample_loss, optimizer, *, alpha=0.0, l1_ratio=0.0,
-                 clip_norm=None, clip_value=None, max_norm=None):
+    def __init__(self, module, per_sample_loss, optimizer, regularization=None):
         self.module = module
         self.per_sample_loss = per_sample_loss
         self.optimizer = optimizer
-        self.alpha = alpha
-        self.l1_ratio = l1_ratio
-        self.clip_norm = clip_norm
-        self.clip_value = clip_value
-        self.max_norm = max_norm
+        self.reg = regularization or Regularization()
         self.params = [p for p in module.parameters() if p.requires_grad]
         self.weights = [lin.weight for lin in module.linears()]
         self.set_to_none = True
+        self.events = None
 
     def loss(self, xb, yb, wb):
         """Penalized, sample-weighted mean loss of a batch (with autograd)."""
         out = self.module(xb)
         total = torch.dot(self.per_sample_loss(out, yb), wb)
-        if self.alpha > 0:
-            total = total + weight_penalty(self.weights, self.alpha, self.l1_ratio)
+        if self.reg.alpha > 0:
+            total = total + weight_penalty(self.weights, self.reg.alpha, self.reg.l1_ratio)
         return total / wb.sum()
 
     def update(self):
-        """Clip, step, project: everything after the gradients exist."""
-        if self.clip_norm is not None or self.clip_value is not None:
-            clip_gradients(self.params, self.clip_norm, self.clip_value)
+        """Callbacks on the gradients, clip, step, project: everything after backward."""
+        if self.events is not None and self.events.wants_gradients:
+            self.events.gradients_computed()
+        reg = self.reg
+        if reg.clip_norm is not None or reg.clip_value is not None:
+            clip_gradients(self.params, reg.clip_norm, reg.clip_value)
         self.optimizer_step()
-        if self.max_norm is not None:
-            apply_max_norm(self.module.hidden_linears(), self.max_norm)
+        if reg.max_norm is not None:
+            apply_max_norm(self.module.hidden_linears(), reg.max_norm)
 
     def optimizer_step(self):
         """Apply the optimizer to the gradients in ``p.grad``."""
         self.optimizer.step()
 
-    def __call__(self, xb, yb, wb):
+    def train_batch(self, xb, yb, wb):
         """Train on one batch; return its loss (0-d tensor, detached)."""
         self.optimizer.zero_grad(set_to_none=self.set_to_none)
         loss = self.loss(xb, yb, wb)
@@ -141,32 +174,94 @@ class EagerStep:
         self.update()
         return loss.detach()
 
+    def run_epoch(self, batches, events=None):
+        """Train on every batch of ``batches`` once.
 
-# activation module type -> (forward, backward(grad, z, a)) for ManualStep
+        Parameters
+        ----------
+        batches : Batches
+            The epoch's data and batch boundaries.
+        events : object or None
+            Receives ``batch_begin(xb, yb)``, ``batch_end(xb, yb, loss)`` and
+            (when its ``wants_gradients`` is true) ``gradients_computed()``.
+
+        Returns
+        -------
+        torch.Tensor
+            Sum over batches of ``batch loss * batch size`` (0-d, on the device).
+        """
+        data, order = batches.data, batches.order()
+        total = torch.zeros((), device=data.X.device)
+        self.events = events
+        try:
+            for start, stop in batches.spans():
+                xb, yb, wb = data.batch(order, start, stop)
+                if events is not None:
+                    events.batch_begin(xb, yb)
+                loss = self.train_batch(xb, yb, wb)
+                total += loss * (stop - start)
+                if events is not None:
+                    events.batch_end(xb, yb, loss)
+        finally:
+            self.events = None
+        return total
+
+    def release(self):
+        """Leave the optimizer as ``torch.optim`` expects it (nothing to do here)."""
+
+
+# ------------------------------------------------------ hand-written gradients
+# activation module type -> factory(activation) -> (forward(z), backward(g, z, a)).
+# Exact types only: a subclass may override forward.
+MANUAL_ACTIVATIONS = {
+    nn.ReLU: lambda act: (F.relu, ACTIVATION_BACKWARD["relu"]),
+    nn.LeakyReLU: lambda act: (
+        partial(F.leaky_relu, negative_slope=act.negative_slope),
+        partial(ACTIVATION_BACKWARD["leaky_relu"], slope=act.negative_slope),
+    ),
+    nn.ELU: lambda act: (
+        partial(F.elu, alpha=act.alpha), partial(ACTIVATION_BACKWARD["elu"], alpha=act.alpha)
+    ),
+    nn.SELU: lambda act: (
+        F.selu,
+        partial(ACTIVATION_BACKWARD["elu"], alpha=_SELU_ALPHA, scale=_SELU_SCALE),
+    ),
+    nn.Tanh: lambda act: (torch.tanh, ACTIVATION_BACKWARD["tanh"]),
+    nn.Sigmoid: lambda act: (torch.sigmoid, ACTIVATION_BACKWARD["sigmoid"]),
+    nn.Identity: lambda act: ((lambda z: z), (lambda g, z, a: g)),
+}
+
+
+def _multiclass_output_grad(z, yb):
+    logp = torch.log_softmax(z, dim=1)
+    idx = yb[:, None]
+    losses = -logp.gather(1, idx).squeeze(1)
+    g = logp.exp_()
+    g.scatter_add_(1, idx, torch.full_like(idx, -1, dtype=g.dtype))
+    return losses, g
+
+
+def _binary_output_grad(z, yb):
+    losses = F.binary_cross_entropy_with_logits(z, yb, reduction="none").sum(dim=1)
+    return losses, torch.sigmoid(z).sub_(yb)
+
+
+def _squared_error_output_grad(z, yb):
+    d = z - yb
+    return 0.5 * d.pow(2).mean(dim=1), d.div_(z.shape[1])
+
+
+# per-sample loss -> output_grad(z, y) giving (per-sample losses, d(sum loss)/dz)
+OUTPUT_GRADIENTS = {
+    multiclass_log_loss: _multiclass_output_grad,
+    binary_log_loss: _binary_output_grad,
+    squared_error: _squared_error_output_grad,
+}
+
+
 def _manual_activation(act):
-    # Exact types: a subclass may override forward (and hooks would be skipped).
-    if act._forward_hooks or act._forward_pre_hooks:
-        return None
-    if type(act) is nn.ReLU:
-        return F.relu, lambda g, z, a: _aten.threshold_backward(g, a, 0.0)
-    if type(act) is nn.LeakyReLU:
-        s = act.negative_slope
-        return (lambda z: F.leaky_relu(z, s),
-                lambda g, z, a: _aten.leaky_relu_backward(g, z, s, False))
-    if type(act) is nn.ELU:
-        al = act.alpha
-        return (lambda z: F.elu(z, al),
-                lambda g, z, a: _aten.elu_backward(g, al, 1.0, 1.0, False, z))
-    if type(act) is nn.SELU:
-        return (F.selu, lambda g, z, a: _aten.elu_backward(
-            g, _SELU_ALPHA, _SELU_SCALE, 1.0, False, z))
-    if type(act) is nn.Tanh:
-        return torch.tanh, lambda g, z, a: _aten.tanh_backward(g, a)
-    if type(act) is nn.Sigmoid:
-        return torch.sigmoid, lambda g, z, a: _aten.sigmoid_backward(g, a)
-    if type(act) is nn.Identity:
-        return (lambda z: z), (lambda g, z, a: g)
-    return None
+    factory = MANUAL_ACTIVATIONS.get(type(act))
+    return None if factory is None or has_hooks(act) else factory(act)
 
 
 def manual_blockers(module, per_sample_loss, device):
@@ -183,7 +278,7 @@ def manual_blockers(module, per_sample_loss, device):
             return f"activation {type(block.activation).__name__}"
         if block.linear.bias is None:
             return "linear layer without bias"
-    if per_sample_loss not in (multiclass_log_loss, binary_log_loss, squared_error):
+    if loss_function(per_sample_loss) not in OUTPUT_GRADIENTS:
         return "loss"
     return None
 
@@ -195,9 +290,10 @@ class _DirectFusedAdam:
     networks (grouping tensors, a per-tensor step-counter increment on CPU);
     the fused kernel itself takes ~20 us per parameter group. This calls the
     kernel on the optimizer's own state, with each group's step counters
-    aliased to one tensor that is incremented once. :meth:`release` restores
-    separate counters, so the optimizer stays a normal torch optimizer.
-    Used only for fused Adam/AdamW without AMSGrad or tensor learning rates,
+    aliased to one tensor that is incremented once. The learning rate, betas,
+    epsilon and weight decay are read from the param group at every step.
+    :meth:`release` restores separate counters, so the optimizer stays a
+    normal torch optimizer. Used only for fused Adam/AdamW without AMSGrad,
     once ``Optimizer.step`` has created the state.
     """
 
@@ -211,15 +307,10 @@ class _DirectFusedAdam:
             shared = states[0]["step"]
             for st in states:
                 st["step"] = shared
-            kernel = (torch._fused_adamw_
-                      if group.get("decoupled_weight_decay", decoupled_default)
-                      else torch._fused_adam_)
+            kernel = fused_adam_kernel(group.get("decoupled_weight_decay", decoupled_default))
             self.groups.append((
-                kernel, params, [st["exp_avg"] for st in states],
+                group, kernel, params, [st["exp_avg"] for st in states],
                 [st["exp_avg_sq"] for st in states], shared, [shared] * len(params),
-                dict(amsgrad=False, lr=group["lr"], beta1=group["betas"][0],
-                     beta2=group["betas"][1], weight_decay=group["weight_decay"],
-                     eps=group["eps"], maximize=False),
             ))
 
     @staticmethod
@@ -227,12 +318,12 @@ class _DirectFusedAdam:
         """Whether the direct call reproduces ``optimizer.step()`` exactly."""
         if not isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW):
             return False
-        if not hasattr(torch, "_fused_adam_"):
+        if fused_adam_kernel(False) is None or fused_adam_kernel(True) is None:
             return False
         for group in optimizer.param_groups:
             if not group.get("fused") or group.get("amsgrad") or group.get("maximize"):
                 return False
-            if isinstance(group["lr"], torch.Tensor) or group.get("differentiable"):
+            if group.get("differentiable"):
                 return False
             for p in group["params"]:
                 state = optimizer.state.get(p)
@@ -244,13 +335,16 @@ class _DirectFusedAdam:
 
     def step(self):
         """One Adam update of every parameter (gradients already in ``p.grad``)."""
-        for kernel, params, exp_avgs, exp_avg_sqs, shared, steps, kw in self.groups:
+        for group, kernel, params, exp_avgs, exp_avg_sqs, shared, steps in self.groups:
             shared.add_(1)
-            kernel(params, [p.grad for p in params], exp_avgs, exp_avg_sqs, [], steps, **kw)
+            beta1, beta2 = group["betas"]
+            kernel(params, [p.grad for p in params], exp_avgs, exp_avg_sqs, [], steps,
+                   amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
+                   weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
 
     def release(self):
         """Give every parameter its own step counter again."""
-        for _, params, _, _, shared, _, _ in self.groups:
+        for _, _, params, _, _, shared, _ in self.groups:
             for p in params:
                 self.optimizer.state[p]["step"] = shared.clone()
 
@@ -258,23 +352,24 @@ class _DirectFusedAdam:
 class ManualStep(EagerStep):
     """CPU step with an explicit backward pass (see the module docstring).
 
-    Same parameters as :class:`EagerStep`; only configurations for which
-    :func:`manual_blockers` returns ``None`` are supported. The gradients are
-    the ones autograd computes, up to float32 rounding; ``tests/test_steps.py``
-    compares weights after several steps against :class:`EagerStep`.
+    Same parameters as :class:`EagerStep`, plus ``uniform_weights`` (every
+    sample weight is 1: the weighting is skipped). Only configurations for
+    which :func:`manual_blockers` returns ``None`` are supported. The
+    gradients are the ones autograd computes, up to float32 rounding;
+    ``tests/test_steps.py`` compares weights after several steps against
+    :class:`EagerStep`.
     """
 
-    name = "cpu-manual"
-
-    def __init__(self, module, per_sample_loss, optimizer, *, uniform_weights=False, **kwargs):
-        super().__init__(module, per_sample_loss, optimizer, **kwargs)
+    def __init__(self, module, per_sample_loss, optimizer, regularization=None, *,
+                 uniform_weights=False):
+        super().__init__(module, per_sample_loss, optimizer, regularization)
         self.layers = [
             (block.linear, *_manual_activation(block.activation)) for block in module.hidden
         ]
         self.out_linear = module.output.linear
+        self.output_grad = OUTPUT_GRADIENTS[loss_function(per_sample_loss)]
         # Transposed views stay valid: the optimizer updates weights in place.
         self.weights_t = [lin.weight.t() for lin in module.linears()]
-        self._minus_one = {}
         self.uniform_weights = uniform_weights
         self.direct_adam = None
         self.allow_direct_adam = True
@@ -294,28 +389,7 @@ class ManualStep(EagerStep):
             self.direct_adam.release()
             self.direct_adam = None
 
-    def _output_grad(self, z, yb, c):
-        """Per-sample losses and d(sum c*loss)/dz for the output logits ``z``
-        (``c``: a float, or per-sample factors of shape ``(n, 1)``)."""
-        fn = self.per_sample_loss
-        if fn is multiclass_log_loss:
-            logp = torch.log_softmax(z, dim=1)
-            losses = -logp.gather(1, yb[:, None]).squeeze(1)
-            g = logp.exp_()
-            n = len(z)
-            if n not in self._minus_one:
-                self._minus_one[n] = torch.full((n, 1), -1.0, dtype=z.dtype)
-            g.scatter_add_(1, yb[:, None], self._minus_one[n])
-        elif fn is binary_log_loss:
-            losses = F.binary_cross_entropy_with_logits(z, yb, reduction="none").sum(dim=1)
-            g = torch.sigmoid(z).sub_(yb)
-        else:  # squared_error
-            d = z - yb
-            losses = 0.5 * d.pow(2).mean(dim=1)
-            g = d.div_(z.shape[1])
-        return losses, g.mul_(c)
-
-    def __call__(self, xb, yb, wb):
+    def train_batch(self, xb, yb, wb):
         """Train on one batch; return its loss (0-d tensor)."""
         with torch.no_grad():
             if self.uniform_weights:  # every weight is 1: skip the weighting
@@ -332,10 +406,12 @@ class ManualStep(EagerStep):
                 pre.append(z)
                 acts.append(a)
             z = torch.addmm(self.out_linear.bias, a, self.weights_t[-1])
-            losses, g = self._output_grad(z, yb, c)
+            losses, g = self.output_grad(z, yb)
+            g.mul_(c)
             total = losses.sum() if self.uniform_weights else torch.dot(losses, wb)
-            l2 = self.alpha * (1 - self.l1_ratio) / wsum
-            l1 = self.alpha * self.l1_ratio / wsum
+            reg = self.reg
+            l2 = reg.alpha * (1 - reg.l1_ratio) / wsum
+            l1 = reg.alpha * reg.l1_ratio / wsum
             linears = [layer[0] for layer in self.layers] + [self.out_linear]
             for i in range(len(linears) - 1, -1, -1):
                 lin = linears[i]
@@ -350,14 +426,29 @@ class ManualStep(EagerStep):
                 if i > 0:
                     backward = self.layers[i - 1][2]
                     g = backward(torch.mm(g, lin.weight), pre[i - 1], acts[i])
-            if self.alpha > 0:
-                total = total + weight_penalty(self.weights, self.alpha, self.l1_ratio)
+            if reg.alpha > 0:
+                total = total + weight_penalty(self.weights, reg.alpha, reg.l1_ratio)
             self.update()
         return total / wsum
 
 
+def _same(a, b):
+    return a is b or (not isinstance(a, torch.Tensor) and not isinstance(b, torch.Tensor)
+                      and a == b)
+
+
 class GraphStep:
     """CUDA-graph epoch runner around an :class:`EagerStep` (see module docstring).
+
+    The learning rate of every param group becomes a 0-d float32 device
+    tensor that the captured optimizer step reads (every graph-safe torch
+    optimizer has a tensor-rate kernel without host syncs), so a new rate (a
+    float or tensor put into ``group["lr"]`` by a callback or scheduler) is
+    copied into it before the next replay without re-capturing. Any other
+    optimizer setting (momentum, betas, ...) is a Python float baked into the
+    graph: when one changes, the step is captured again before the next
+    replay; after ``max_recaptures`` re-captures it trains eagerly for the rest
+    of the fit (``fallback_reason`` says so).
 
     Parameters
     ----------
@@ -370,21 +461,62 @@ class GraphStep:
     n_warmup : int, default=3
         Eager steps (on a side stream) before capturing, as the CUDA-graph
         recipe requires (lazy initialization, optimizer state).
+    max_recaptures : int, default=32
+        Re-captures allowed per fit before training continues eagerly.
     """
 
-    name = "cuda-graph"
-
-    def __init__(self, step, data, batch_size, n_warmup=3):
+    def __init__(self, step, data, batch_size, n_warmup=3, max_recaptures=32):
         self.step = step
         self.data = data
         self.batch_size = batch_size
         self.n_warmup = n_warmup
+        self.max_recaptures = max_recaptures
         self.graph = None
         self.n_eager = 0
+        self.n_recaptures = 0
         self.fallback_reason = None
         self.idx = None  # static batch indices, typed like the epoch order
         self.total = torch.zeros((), device=data.X.device)
+        self.lr_tensors = None  # one per param group, read by the captured step
+        self.captured_settings = None
 
+    # ------------------------------------------------------------ settings
+    def _settings(self):
+        return [{k: v for k, v in g.items() if k not in ("params", "lr", "initial_lr")}
+                for g in self.step.optimizer.param_groups]
+
+    def _sync_settings(self):
+        """Bring the captured graph up to date with ``param_groups`` (before a replay)."""
+        for group, t in zip(self.step.optimizer.param_groups, self.lr_tensors or (),
+                            strict=False):
+            lr = group["lr"]
+            if lr is not t:  # a callback put a new rate there
+                if isinstance(lr, torch.Tensor):
+                    t.copy_(lr)
+                else:
+                    t.fill_(lr)
+                group["lr"] = t
+        current = self._settings()
+        changed = any(
+            len(a) != len(b) or any(not _same(a[k], b.get(k)) for k in a)
+            for a, b in zip(current, self.captured_settings, strict=True)
+        )
+        if changed:
+            self.n_recaptures += 1
+            self.graph = None
+            if self.n_recaptures > self.max_recaptures:
+                self._give_up(
+                    f"optimizer settings changed {self.n_recaptures} times during the fit; "
+                    "each change re-captures the CUDA graph"
+                )
+
+    def _give_up(self, reason):
+        self.fallback_reason = reason
+        logger.warning("%s; training continues eagerly.", reason)
+        self.graph = None
+        self.step.set_to_none = True
+
+    # ------------------------------------------------------------- capture
     def _captured_body(self):
         d = self.data
         loss = self.step.loss(
@@ -396,54 +528,86 @@ class GraphStep:
         self.total.add_(loss.detach() * self.batch_size)
 
     def _capture(self):
+        groups = self.step.optimizer.param_groups
+        if self.lr_tensors is None:
+            device = self.data.X.device
+            self.lr_tensors = []
+            for group in groups:
+                lr = group["lr"]
+                t = (lr.detach().to(device, torch.float32, copy=True)
+                     if isinstance(lr, torch.Tensor)
+                     else torch.tensor(float(lr), dtype=torch.float32, device=device))
+                group["lr"] = t
+                self.lr_tensors.append(t)
         self.step.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             self._captured_body()
         self.graph = graph
+        self.captured_settings = self._settings()
         # Eager steps after the capture must write into the captured gradients.
         self.step.set_to_none = False
 
-    def run(self, order, bounds, total):
-        """Train over the batches ``order[start:stop]``; add ``loss * size`` to ``total``."""
+    def run_epoch(self, batches, events=None):
+        """Train over the epoch's batches; return the summed ``loss * size`` (0-d tensor)."""
+        d = self.data
+        order = batches.order(always=True)
+        total = torch.zeros((), device=d.X.device)
         self.total.zero_()
         if self.idx is None:
             self.idx = order.new_zeros(self.batch_size)
-        d = self.data
-        for start, stop in zip(bounds[:-1], bounds[1:], strict=False):
-            idx = order[start:stop]
-            full = stop - start == self.batch_size
-            if full and self.graph is None and self.fallback_reason is None \
-                    and self.n_eager >= self.n_warmup:
-                torch.cuda.synchronize()
-                try:
-                    self._capture()
-                except Exception as exc:  # noqa: BLE001 - any capture failure -> eager
-                    self.fallback_reason = f"CUDA graph capture failed: {exc!r}"
-                    logger.warning("%s; training continues eagerly.", self.fallback_reason)
-                    self.graph = None
-                    self.step.set_to_none = True
-            if full and self.graph is not None:
-                self.idx.copy_(idx)
-                self.graph.replay()
-            elif self.graph is None and self.fallback_reason is None:
-                self.n_eager += 1  # warm-up step on a side stream (CUDA-graph recipe)
-                side = torch.cuda.Stream()
-                side.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(side):
-                    total += self.step(d.X[idx], d.y[idx], d.w[idx]) * (stop - start)
-                torch.cuda.current_stream().wait_stream(side)
-            else:
-                total += self.step(d.X[idx], d.y[idx], d.w[idx]) * (stop - start)
-        total += self.total
+        self.step.events = events
+        try:
+            for start, stop in batches.spans():
+                idx = order[start:stop]
+                if events is not None:
+                    xb, yb = d.X[idx], d.y[idx]
+                    events.batch_begin(xb, yb)
+                if self.graph is not None:
+                    self._sync_settings()
+                full = stop - start == self.batch_size
+                if full and self.graph is None and self.fallback_reason is None \
+                        and self.n_eager >= self.n_warmup:
+                    torch.cuda.synchronize()
+                    try:
+                        self._capture()
+                    except Exception as exc:  # noqa: BLE001 - any capture failure -> eager
+                        self._give_up(f"CUDA graph capture failed: {exc!r}")
+                if full and self.graph is not None:
+                    self.idx.copy_(idx)
+                    if events is not None:
+                        before = self.total.clone()
+                    self.graph.replay()
+                    loss = None if events is None else (self.total - before) / self.batch_size
+                elif self.graph is None and self.fallback_reason is None:
+                    self.n_eager += 1  # warm-up step on a side stream (CUDA-graph recipe)
+                    side = torch.cuda.Stream()
+                    side.wait_stream(torch.cuda.current_stream())
+                    with torch.cuda.stream(side):
+                        loss = self.step.train_batch(d.X[idx], d.y[idx], d.w[idx])
+                        total += loss * (stop - start)
+                    torch.cuda.current_stream().wait_stream(side)
+                else:
+                    loss = self.step.train_batch(d.X[idx], d.y[idx], d.w[idx])
+                    total += loss * (stop - start)
+                if events is not None:
+                    events.batch_end(xb, yb, loss)
+        finally:
+            self.step.events = None
+        return total + self.total
 
     def release(self):
-        """Free the graph and the gradients living in its memory pool."""
+        """Free the graph and its gradients; learning rates back to floats."""
         self.graph = None
         self.step.optimizer.zero_grad(set_to_none=True)
+        for group, t in zip(self.step.optimizer.param_groups, self.lr_tensors or (),
+                            strict=False):
+            if group["lr"] is t:
+                group["lr"] = float(t)
+        self.lr_tensors = None
 
 
-def select_step(module, per_sample_loss, device, solver_row, fast=True):
+def select_step(module, per_sample_loss, device, solver_row, fast=True, needs_gradients=False):
     """Pick the training step for a fit.
 
     Parameters
@@ -455,6 +619,9 @@ def select_step(module, per_sample_loss, device, solver_row, fast=True):
         Row of the optimizer table (whether its step is graph-safe).
     fast : bool, default=True
         ``False`` forces :class:`EagerStep`.
+    needs_gradients : bool, default=False
+        A callback inspects the gradients between backward and the optimizer
+        step (``on_grad_computed``): a CUDA graph cannot call back into Python.
 
     Returns
     -------
@@ -473,5 +640,7 @@ def select_step(module, per_sample_loss, device, solver_row, fast=True):
     if device.type == "cuda":
         if not solver_row.graph_safe:
             return "eager", "the optimizer keeps host-side state (not capturable)"
+        if needs_gradients:
+            return "eager", "a callback implements on_grad_computed (not capturable)"
         return "cuda-graph", None
     return "eager", f"no fast path for device type {device.type!r}"

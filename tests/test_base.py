@@ -1,4 +1,7 @@
+import os
 import pickle
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -254,29 +257,34 @@ def test_random_invalid_values_raise(param, value):
 
 
 def _wrap_steps(monkeypatch, wrapper):
-    """Replace each fit's training step ``step`` by ``wrapper(step)``."""
-    from sklearn_deepnet._engine import TrainingNet
+    """Replace each fit's per-batch update ``train_batch`` by ``wrapper(train_batch)``."""
+    from sklearn_deepnet._trainer import TrainingNet
 
     original = TrainingNet._make_step
 
-    def make_step(self, data):
-        step = original(self, data)
-        wrapped = wrapper(step)
-        wrapped.release = getattr(step, "release", lambda: None)
-        return wrapped
+    def make_step(self, data, needs_gradients):
+        step = original(self, data, needs_gradients)
+        step.train_batch = wrapper(step.train_batch)
+        return step
 
     monkeypatch.setattr(TrainingNet, "_make_step", make_step)
+
+
+def _ctrl_c():
+    """What pressing Ctrl-C does: SIGINT to this process (KeyboardInterrupt follows)."""
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(1)  # the handler runs before this returns
 
 
 def _interrupt_after(monkeypatch, n_steps):
     calls = {"n": 0}
 
-    def wrapper(step):
+    def wrapper(train_batch):
         def counted(*batch):
             calls["n"] += 1
             if calls["n"] > n_steps:
-                raise KeyboardInterrupt
-            return step(*batch)
+                _ctrl_c()
+            return train_batch(*batch)
         return counted
 
     _wrap_steps(monkeypatch, wrapper)
@@ -332,9 +340,9 @@ def test_failed_continuation_restores_weights_and_history(clf_data, monkeypatch)
     clf.partial_fit(X, y, classes=[0, 1, 2])
     weights = [p.detach().clone() for p in clf.net_.module_.parameters()]
     before = clf.predict_proba(X)
-    def wrapper(step):
+    def wrapper(train_batch):
         def failing(*batch):
-            step(*batch)  # weights move, then the step fails
+            train_batch(*batch)  # weights move, then the step fails
             raise RuntimeError("device lost")
         return failing
 
@@ -396,7 +404,7 @@ def test_interrupt_during_validation_scoring_is_reported_and_consistent(clf_data
     def scoring(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
-            raise KeyboardInterrupt
+            _ctrl_c()
         return original(*args, **kwargs)
 
     monkeypatch.setattr(callbacks, "predict_raw", scoring)

@@ -5,71 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from sklearn_deepnet import DeepMLPClassifier, DeepMLPRegressor
+from sklearn_deepnet import DeepMLPClassifier
 from sklearn_deepnet._callbacks import ConvergenceMonitor
-from sklearn_deepnet._steps import apply_max_norm, clip_gradients
-
-
-def test_max_norm_bounds_every_hidden_row(clf_data):
-    X, y = clf_data
-    r = 0.5
-    clf = DeepMLPClassifier((32, 32), max_norm=r, learning_rate_init=0.05, max_iter=10,
-                            random_state=0).fit(X * 10, y)
-    for lin in clf.net_.module_.hidden_linears():
-        norms = lin.weight.norm(dim=1)
-        assert (norms <= r * (1 + 1e-5)).all()
-        assert norms.max().item() == pytest.approx(r, rel=1e-4)  # the constraint is active
-    free = DeepMLPClassifier((32, 32), learning_rate_init=0.05, max_iter=10,
-                             random_state=0).fit(X * 10, y)
-    assert free.net_.module_.hidden_linears()[0].weight.norm(dim=1).max() > r
-
-
-def test_apply_max_norm_leaves_small_rows_alone():
-    lin = torch.nn.Linear(3, 2)
-    with torch.no_grad():
-        lin.weight.copy_(torch.tensor([[3.0, 4.0, 0.0], [0.1, 0.0, 0.0]]))
-    apply_max_norm([lin], 1.0)
-    assert torch.allclose(lin.weight, torch.tensor([[0.6, 0.8, 0.0], [0.1, 0.0, 0.0]]))
-
-
-def _params_with_grads(values):
-    params = []
-    for v in values:
-        p = torch.nn.Parameter(torch.zeros(len(v)))
-        p.grad = torch.tensor(v, dtype=torch.float32)
-        params.append(p)
-    return params
-
-
-def test_gradient_clipping_by_norm_and_value():
-    named = _params_with_grads([[3.0, -4.0], [12.0]])
-    clip_gradients(named, clip_norm=1.0)
-    total = math.sqrt(sum(p.grad.pow(2).sum().item() for p in named))
-    assert total == pytest.approx(1.0, rel=1e-5)
-    named = _params_with_grads([[3.0, -4.0, 0.5]])
-    clip_gradients(named, clip_value=1.0)
-    assert named[0].grad.tolist() == [1.0, -1.0, 0.5]
-
-
-@pytest.mark.parametrize("kind", ["clip_value", "clip_norm"])
-def test_clipping_bounds_updates_end_to_end(kind, reg_data):
-    # Plain SGD with lr=1: each step moves the weights by exactly the clipped gradient.
-    X, y = reg_data
-    bound = 1e-3
-    reg = DeepMLPRegressor((16,), solver="sgd", learning_rate_init=1.0, batch_size=50,
-                           random_state=0, **{kind: bound})
-    reg.partial_fit(X * 100, y * 100)  # huge gradients without clipping
-    before = [p.detach().clone() for p in reg.net_.module_.parameters()]
-    reg.partial_fit(X * 100, y * 100)
-    after = list(reg.net_.module_.parameters())
-    n_steps = 4
-    deltas = [(a - b).flatten() for a, b in zip(after, before, strict=False)]
-    if kind == "clip_value":
-        assert max(d.abs().max().item() for d in deltas) <= n_steps * bound * (1 + 1e-4)
-    else:
-        total = torch.cat(deltas).norm().item()
-        assert total <= n_steps * bound * (1 + 1e-4)
-    assert np.isfinite(reg.predict(X)).all()
 
 
 class _FakeHistory(list):
@@ -113,15 +50,25 @@ def test_monitor_stops_like_sklearn_on_training_loss():
 def test_monitor_early_stopping_restores_best_weights():
     scores = [0.5, 0.7, 0.9, 0.8, 0.85, 0.8, 0.7, 0.6]
     X_val = torch.zeros(4, 1)
-    monitor = ConvergenceMonitor(tol=0.0, n_iter_no_change=3,
-                                 validation=(X_val, np.zeros(4), np.ones(4)))
+    valid_losses = [0.9, 0.5, 0.6, 0.4, 0.45, 0.5, 0.7, 0.8]
+    next_loss = iter(valid_losses)
+    monitor = ConvergenceMonitor(
+        tol=0.0, n_iter_no_change=3, validation=(X_val, np.zeros(4), np.ones(4)),
+        validation_loss=lambda raw, y, w: next(next_loss),
+    )
     stopped_at, weight, history = _run_monitor(
         monitor, losses=[1.0] * len(scores), scores=scores
     )
     assert stopped_at == 6
     assert weight == 2.0  # weights of the epoch that scored 0.9
     assert [h["valid_score"] for h in history] == scores[:7]
+    assert [h["valid_score_best"] for h in history] == [True, True, True] + [False] * 4
+    # skorch's names: the loss on the validation rows and whether it is the lowest so far
+    assert [h["valid_loss"] for h in history] == valid_losses[:7]
+    assert [h["valid_loss_best"] for h in history] == [True, True, False, True] + [False] * 3
+    assert [h["train_loss_best"] for h in history] == [True] + [False] * 6
     assert monitor.validation is None and monitor.scorer is None
+    assert monitor.validation_loss is None
 
 
 def test_early_stopping_end_to_end(clf_data):

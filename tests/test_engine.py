@@ -12,11 +12,17 @@ def _data(n):
     return TensorData(X, torch.arange(n), torch.ones(n))
 
 
+def _epoch(batches):
+    """The ``(X, y, w)`` batches of one epoch, as the training steps gather them."""
+    order = batches.order()
+    return [batches.data.batch(order, start, stop) for start, stop in batches.spans()]
+
+
 @pytest.mark.parametrize("n, batch", [(10, 3), (10, 5), (7, 10), (1, 1)])
 def test_every_sample_once_per_epoch(n, batch):
     it = Batches(_data(n), batch, shuffle=True, generator=torch.Generator().manual_seed(0))
     for _ in range(2):
-        seen = torch.cat([xb[:, 0] for xb, _, _ in it])
+        seen = torch.cat([xb[:, 0] for xb, _, _ in _epoch(it)])
         assert sorted(seen.tolist()) == list(range(n))
     assert len(it) == -(-n // batch)
 
@@ -25,24 +31,26 @@ def test_shuffle_is_seeded_and_batches_stay_aligned():
     data = _data(50)
     def order(seed):
         it = Batches(data, 8, True, torch.Generator().manual_seed(seed))
-        return [xb[:, 0].tolist() for xb, _, _ in it]
+        return [xb[:, 0].tolist() for xb, _, _ in _epoch(it)]
 
     a, b = order(1), order(1)
     assert a == b and a[0] != list(range(8))
-    for xb, yb, _wb in Batches(data, 8, True, torch.Generator().manual_seed(2)):
+    for xb, yb, _wb in _epoch(Batches(data, 8, True, torch.Generator().manual_seed(2))):
         assert torch.equal(xb[:, 0].long(), yb)
 
 
 def test_trailing_singleton_merged_for_batch_norm():
-    sizes = [len(xb) for xb, _, _ in Batches(_data(11), 5, False, min_batch=2)]
+    sizes = [len(xb) for xb, _, _ in _epoch(Batches(_data(11), 5, False, min_batch=2))]
     assert sizes == [5, 6]
-    assert [len(xb) for xb, _, _ in Batches(_data(11), 5, False)] == [5, 5, 1]
+    assert [len(xb) for xb, _, _ in _epoch(Batches(_data(11), 5, False))] == [5, 5, 1]
 
 
 def test_batch_norm_fit_with_trailing_singleton(clf_data):
     X, y = clf_data
-    DeepMLPClassifier((8,), batch_norm="after", batch_size=199, max_iter=2,
-                      random_state=0).fit(X, y)
+    clf = DeepMLPClassifier((8,), batch_norm="after", batch_size=199, max_iter=2,
+                            random_state=0).fit(X, y)
+    assert clf.history_[-1]["train_batch_count"] == 1  # 199 + 1: one batch of 200
+    assert clf.history_[-1]["train_samples"] == 200
 
 
 def test_rows_select_training_samples_without_copying_X():
@@ -50,14 +58,14 @@ def test_rows_select_training_samples_without_copying_X():
     data.rows = torch.tensor([1, 3, 4, 8])
     for shuffle in (False, True):
         it = Batches(data, 3, shuffle, torch.Generator().manual_seed(0))
-        seen = torch.cat([xb[:, 0] for xb, _, _ in it])
+        seen = torch.cat([xb[:, 0] for xb, _, _ in _epoch(it)])
         assert sorted(seen.tolist()) == [1, 3, 4, 8]
     assert len(data) == 4
 
 
 def test_unshuffled_batches_are_views():
     data = _data(10)
-    xb, _, _ = next(iter(Batches(data, 4, False)))
+    xb, _, _ = _epoch(Batches(data, 4, False))[0]
     assert xb.data_ptr() == data.X.data_ptr()
 
 
@@ -71,14 +79,15 @@ def test_choose_num_threads():
 def test_n_threads_used_during_fit_and_restored(clf_data, monkeypatch):
     X, y = clf_data
     seen = []
-    import sklearn_deepnet._engine as engine
-    original = engine.TrainingNet.fit_loop
+    from sklearn_deepnet._trainer import TrainingNet
+
+    original = TrainingNet.fit_loop
 
     def fit_loop(self, *args, **kwargs):
         seen.append(torch.get_num_threads())
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(engine.TrainingNet, "fit_loop", fit_loop)
+    monkeypatch.setattr(TrainingNet, "fit_loop", fit_loop)
     before = torch.get_num_threads()
     DeepMLPClassifier((8,), max_iter=1, n_threads=3, device="cpu").fit(X, y)
     DeepMLPClassifier((8,), max_iter=1, device="cpu").fit(X, y)

@@ -4,8 +4,9 @@ import torch
 
 from sklearn_deepnet._losses import (
     REGRESSION_LOSSES,
-    WeightedLoss,
+    PerSampleLoss,
     binary_log_loss,
+    loss_function,
     multiclass_log_loss,
 )
 
@@ -42,10 +43,11 @@ def test_classification_losses():
     assert bce.item() == pytest.approx(np.log(2) + np.log1p(np.exp(2.0)), rel=1e-6)
 
 
-def test_weighted_loss():
-    loss = WeightedLoss(REGRESSION_LOSSES["squared_error"].factory(1.0))
-    per_sample = 0.5 * ((OUT - Y) ** 2).mean(dim=1)
-    ones = loss(OUT, Y, torch.ones(3))
-    torch.testing.assert_close(ones, per_sample.mean())
-    w = torch.tensor([1.0, 0.0, 3.0])
-    torch.testing.assert_close(loss(OUT, Y, w), (per_sample * w).sum() / 4.0)
+def test_per_sample_loss_module_wraps_the_function():
+    fn = REGRESSION_LOSSES["huber"].factory(2.0)
+    module = PerSampleLoss(fn)
+    torch.testing.assert_close(module(OUT, Y), fn(OUT, Y))
+    assert loss_function(module) is fn and loss_function(fn) is fn
+    assert module.state_dict() == {}  # nothing to save, but skorch can save it
+    assert not module.class_indices
+    assert PerSampleLoss(multiclass_log_loss, class_indices=True).class_indices

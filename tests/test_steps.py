@@ -2,11 +2,13 @@
 
 import copy
 import itertools
+import math
 
 import numpy as np
 import pytest
 import torch
 
+from sklearn_deepnet import DeepMLPClassifier, DeepMLPRegressor
 from sklearn_deepnet._losses import (
     REGRESSION_LOSSES,
     binary_log_loss,
@@ -18,6 +20,7 @@ from sklearn_deepnet._optim import SOLVERS, build_optimizer
 from sklearn_deepnet._steps import (
     EagerStep,
     ManualStep,
+    Regularization,
     apply_max_norm,
     clip_gradients,
     manual_blockers,
@@ -46,11 +49,12 @@ def _problem(loss, n=48, d=7, k=3, seed=0):
     return X, y, w
 
 
-def _run(step_cls, module, loss, solver, batches, **kwargs):
+def _run(step_cls, module, loss, solver, batches, uniform_weights=None, **kwargs):
     module = copy.deepcopy(module)
     opt = build_optimizer(solver, module.named_parameters(), HP)
-    step = step_cls(module, loss, opt, **kwargs)
-    losses = [float(step(*b)) for b in batches]
+    extra = {} if uniform_weights is None else dict(uniform_weights=uniform_weights)
+    step = step_cls(module, loss, opt, Regularization(**kwargs), **extra)
+    losses = [float(step.train_batch(*b)) for b in batches]
     return module, losses
 
 
@@ -137,9 +141,9 @@ def test_direct_fused_adam_is_bit_identical_and_released(solver, weight_decay):
     for allow in (True, False):
         m = copy.deepcopy(module)
         opt = build_optimizer(solver, m.named_parameters(), hp)
-        step = ManualStep(m, multiclass_log_loss, opt, alpha=0.01)
+        step = ManualStep(m, multiclass_log_loss, opt, Regularization(alpha=0.01))
         step.allow_direct_adam = allow
-        losses = [float(step(*b)) for b in batches]
+        losses = [float(step.train_batch(*b)) for b in batches]
         assert (step.direct_adam is not None) == allow
         step.release()
         steps = [st["step"] for st in opt.state.values()]
@@ -202,26 +206,80 @@ def test_weight_penalty_formula():
     assert float(weight_penalty(ws, 2.0, 0.25)) == pytest.approx(2 * (0.25 * l1 + 0.75 * l2))
 
 
-def test_clip_gradients_value_then_norm():
+def test_clip_gradients_by_value_then_by_norm():
     p = torch.nn.Parameter(torch.zeros(4))
     p.grad = torch.tensor([3.0, -4.0, 0.5, 0.0])
     clip_gradients([p], clip_value=1.0)
     assert p.grad.tolist() == [1.0, -1.0, 0.5, 0.0]
-    clip_gradients([p], clip_norm=0.5)
-    assert float(p.grad.norm()) == pytest.approx(0.5, rel=1e-5)
+    # Both: value first ([1, -1, 0.5, 0], norm 1.5), then the norm to 0.5.
+    p.grad = torch.tensor([3.0, -4.0, 0.5, 0.0])
+    clip_gradients([p], clip_norm=0.5, clip_value=1.0)
+    np.testing.assert_allclose(p.grad.numpy(), [1 / 3, -1 / 3, 1 / 6, 0.0], rtol=1e-5)
 
 
-def test_apply_max_norm_rows():
+def _params_with_grads(values):
+    params = []
+    for v in values:
+        p = torch.nn.Parameter(torch.zeros(len(v)))
+        p.grad = torch.tensor(v, dtype=torch.float32)
+        params.append(p)
+    return params
+
+
+def test_gradient_clipping_by_global_norm_across_parameters():
+    params = _params_with_grads([[3.0, -4.0], [12.0]])
+    clip_gradients(params, clip_norm=1.0)
+    total = math.sqrt(sum(p.grad.pow(2).sum().item() for p in params))
+    assert total == pytest.approx(1.0, rel=1e-5)
+    np.testing.assert_allclose(params[1].grad.numpy(), [12 / 13], rtol=1e-5)  # direction kept
+
+
+def test_apply_max_norm_rescales_long_rows_and_leaves_short_ones():
     lin = torch.nn.Linear(3, 2)
     with torch.no_grad():
         lin.weight.copy_(torch.tensor([[3.0, 4.0, 0.0], [0.1, 0.0, 0.0]]))
     apply_max_norm([lin], 1.0)
-    np.testing.assert_allclose(lin.weight.norm(dim=1).detach(), [1.0, 0.1], rtol=1e-6)
+    assert torch.allclose(lin.weight, torch.tensor([[0.6, 0.8, 0.0], [0.1, 0.0, 0.0]]))
+
+
+def test_max_norm_bounds_every_hidden_row(clf_data):
+    X, y = clf_data
+    r = 0.5
+    clf = DeepMLPClassifier((32, 32), max_norm=r, learning_rate_init=0.05, max_iter=10,
+                            random_state=0).fit(X * 10, y)
+    for lin in clf.module_.hidden_linears():
+        norms = lin.weight.norm(dim=1)
+        assert (norms <= r * (1 + 1e-5)).all()
+        assert norms.max().item() == pytest.approx(r, rel=1e-4)  # the constraint is active
+    free = DeepMLPClassifier((32, 32), learning_rate_init=0.05, max_iter=10,
+                             random_state=0).fit(X * 10, y)
+    assert free.module_.hidden_linears()[0].weight.norm(dim=1).max() > r
+
+
+@pytest.mark.parametrize("kind", ["clip_value", "clip_norm"])
+def test_clipping_bounds_updates_end_to_end(kind, reg_data):
+    # Plain SGD with lr=1: each step moves the weights by exactly the clipped gradient.
+    X, y = reg_data
+    bound = 1e-3
+    reg = DeepMLPRegressor((16,), solver="sgd", learning_rate_init=1.0, batch_size=50,
+                           random_state=0, **{kind: bound})
+    reg.partial_fit(X * 100, y * 100)  # huge gradients without clipping
+    before = [p.detach().clone() for p in reg.module_.parameters()]
+    reg.partial_fit(X * 100, y * 100)
+    after = list(reg.module_.parameters())
+    n_steps = 4
+    deltas = [(a - b).flatten() for a, b in zip(after, before, strict=False)]
+    if kind == "clip_value":
+        assert max(d.abs().max().item() for d in deltas) <= n_steps * bound * (1 + 1e-4)
+    else:
+        total = torch.cat(deltas).norm().item()
+        assert total <= n_steps * bound * (1 + 1e-4)
+    assert np.isfinite(reg.predict(X)).all()
 
 
 # ----------------------------------------------------------------- CUDA graphs
 def _graph_vs_eager(module_kwargs, solver, step_kwargs, n=203, batch=32, epochs=2, loss=None):
-    from sklearn_deepnet._engine import TensorData
+    from sklearn_deepnet._engine import Batches, TensorData
     from sklearn_deepnet._steps import GraphStep
 
     loss = loss or multiclass_log_loss
@@ -229,27 +287,24 @@ def _graph_vs_eager(module_kwargs, solver, step_kwargs, n=203, batch=32, epochs=
     torch.manual_seed(0)
     module = MLP(7, [16, 16, 16], 3, **module_kwargs).initialize_().cuda()
     bounds = list(range(0, n, batch)) + [n]  # last batch is partial: runs eagerly
-    order = torch.arange(n, device="cuda")
 
     ref = copy.deepcopy(module)
     opt = build_optimizer(solver, ref.named_parameters(), HP)
-    eager = EagerStep(ref, loss, opt, **step_kwargs)
+    eager = EagerStep(ref, loss, opt, Regularization(**step_kwargs))
     ref_losses = []
     for _ in range(epochs):
         total = torch.zeros((), device="cuda")
         for a, b in zip(bounds[:-1], bounds[1:], strict=False):
-            total += eager(X[a:b], y[a:b], w[a:b]) * (b - a)
+            total += eager.train_batch(X[a:b], y[a:b], w[a:b]) * (b - a)
         ref_losses.append(float(total) / n)
 
     fast = copy.deepcopy(module)
     opt = build_optimizer(solver, fast.named_parameters(), HP, device_type="cuda",
                           capturable=True)
-    graph = GraphStep(EagerStep(fast, loss, opt, **step_kwargs), TensorData(X, y, w), batch)
-    losses = []
-    for _ in range(epochs):
-        total = torch.zeros((), device="cuda")
-        graph.run(order, bounds, total)
-        losses.append(float(total) / n)
+    data = TensorData(X, y, w)
+    graph = GraphStep(EagerStep(fast, loss, opt, Regularization(**step_kwargs)), data, batch)
+    batches = Batches(data, batch, shuffle=False)
+    losses = [float(graph.run_epoch(batches)) / n for _ in range(epochs)]
     assert graph.graph is not None and graph.fallback_reason is None
     graph.release()
     return ref, fast, ref_losses, losses
@@ -296,7 +351,7 @@ def test_estimator_uses_cuda_graph_and_falls_back():
     ada = DeepMLPClassifier((32, 32), solver="adagrad", batch_size=64, max_iter=5,
                             device="cuda", random_state=0).fit(X, y)
     assert ada.engine_ == "eager" and "capturable" in ada.engine_reason_
-    assert all(p.grad is None for p in clf.net_.module_.parameters())  # graph pool freed
+    assert all(p.grad is None for p in clf.module_.parameters())  # graph pool freed
 
 
 def test_manual_step_refuses_activation_subclasses_and_hooks():
@@ -308,4 +363,4 @@ def test_manual_step_refuses_activation_subclasses_and_hooks():
     assert "Clamped" in manual_blockers(module, multiclass_log_loss, "cpu")
     hooked = MLP(4, [5], 2)
     hooked.hidden[0].activation.register_forward_hook(lambda m, i, o: o * 2)
-    assert manual_blockers(hooked, multiclass_log_loss, "cpu") is not None
+    assert manual_blockers(hooked, multiclass_log_loss, "cpu") == "activation ReLU"

@@ -1,0 +1,376 @@
+"""The trainer: a skorch ``NeuralNet`` that runs the fast training steps.
+
+One :class:`TrainingNet` per fitted estimator (``est.net_``), built by the
+first ``fit`` and reused by warm starts and ``partial_fit``. It keeps what
+skorch is good at: callbacks and their events, the ``History``,
+``save_params``/``load_params``, device handling. It replaces skorch's data
+path and train step, which cost more than the arithmetic on small MLPs: the
+data are tensors converted once (see :mod:`._engine`), and each epoch is one
+call to a step's ``run_epoch`` (see :mod:`._steps`).
+
+Callback events, in order, and what they receive besides the net:
+
+- ``on_train_begin(X, y)`` once per fit call;
+- ``on_epoch_begin(dataset_train)`` (a :class:`~._engine.TensorData`);
+- ``on_batch_begin(batch, training=True)`` and
+  ``on_batch_end(batch, training=True, loss)``, with ``batch = (X_batch,
+  y_batch)`` tensors and ``loss`` a 0-d tensor; only fired when some callback
+  implements them (they cost a host sync per batch);
+- ``on_grad_computed(named_parameters, batch, training=True)`` between the
+  backward pass and the optimizer step (on CUDA this trains without a graph);
+- ``on_epoch_end(dataset_train)``, after ``train_loss`` (and, with early
+  stopping, ``valid_loss`` / ``valid_score``) are in ``net.history``;
+- ``on_train_end(X, y)``, however training ended.
+
+A callback may read and change ``net.module_`` (in place), the optimizer's
+``param_groups`` (learning rate, momentum, ...: read at every step on every
+path) and ``net.history``. Raising ``KeyboardInterrupt`` from a callback
+stops training the way skorch's ``EarlyStopping`` does: at ``on_epoch_end``
+the epoch is kept, elsewhere the unfinished epoch is rolled back. A real
+Ctrl-C (SIGINT) is told apart from that and rolls back the epoch in progress.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import signal
+import threading
+
+import numpy as np
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import Callback, EpochTimer
+
+from ._engine import Batches, TensorData, predict_raw, to_tensor
+from ._optim import SOLVERS, build_optimizer, separate_step_counters
+from ._steps import EagerStep, GraphStep, ManualStep, Regularization, select_step
+
+__all__ = ["TrainingNet"]
+
+logger = logging.getLogger("sklearn_deepnet")
+
+_BATCH_EVENTS = ("on_batch_begin", "on_batch_end", "on_grad_computed")
+
+
+class _CallbackStop(Exception):
+    """A callback raised ``KeyboardInterrupt`` (skorch's way to stop training)."""
+
+    def __init__(self, name, event):
+        super().__init__(name, event)
+        self.name, self.event = name, event
+
+
+class _SigintWatch:
+    """Tells a user's Ctrl-C from a ``KeyboardInterrupt`` raised by code.
+
+    While active (main thread only: signals are delivered there), the
+    current SIGINT handler is wrapped so that it first sets ``seen``.
+    """
+
+    def __init__(self):
+        self.seen = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if callable(previous):
+                def handler(signum, frame):
+                    self.seen = True
+                    return previous(signum, frame)
+
+                signal.signal(signal.SIGINT, handler)
+                self._previous = previous
+        return self
+
+    def __exit__(self, *exc_info):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+def _implements(cb, event):
+    return getattr(type(cb), event, None) is not getattr(Callback, event, None)
+
+
+class _BatchEvents:
+    """Per-batch callback events for the steps (see the module docstring)."""
+
+    def __init__(self, net):
+        self.net = net
+        self.batch = None
+        self.wants_gradients = any(
+            _implements(cb, "on_grad_computed") for _, cb in net.callbacks_
+        )
+
+    def batch_begin(self, xb, yb):
+        self.batch = (xb, yb)
+        self.net.notify("on_batch_begin", batch=self.batch, training=True)
+
+    def gradients_computed(self):
+        self.net.notify("on_grad_computed", named_parameters=list(
+            self.net.module_.named_parameters()), batch=self.batch, training=True)
+
+    def batch_end(self, xb, yb, loss):
+        history = self.net.history
+        history.record_batch("train_loss", float(loss))
+        history.record_batch("train_batch_size", len(xb))
+        self.net.notify("on_batch_end", batch=self.batch, training=True, loss=loss)
+        self.batch = None
+
+
+class TrainingNet(NeuralNet):
+    """skorch ``NeuralNet`` running this package's training steps.
+
+    Works in the network's own terms: inputs are float arrays, targets are
+    what the criterion consumes (int64 class indices for a multiclass
+    criterion, float arrays of shape ``(n, n_outputs)`` otherwise) and
+    :meth:`predict` / :meth:`predict_proba` return the raw outputs (logits).
+    ``fit``, ``partial_fit``, ``history``, ``save_params`` and ``load_params``
+    are skorch's.
+
+    Parameters
+    ----------
+    module : MLP
+        Already initialized network.
+    criterion : PerSampleLoss
+        Per-sample loss ``criterion(outputs, y)``.
+    solver : str
+        Key of the optimizer table.
+    solver_params : dict
+        Hyperparameters handed to the optimizer factory.
+    regularization : Regularization, default=Regularization()
+        Penalty, clipping and max-norm.
+    shuffle : bool, default=True
+        Shuffle the training data each epoch.
+    min_batch : int, default=1
+        Smallest allowed trailing batch (2 with BatchNorm).
+    fast : bool, default=True
+        Use the device's fast training step when the configuration allows.
+    **kwargs
+        Passed to ``skorch.NeuralNet`` (``batch_size``, ``max_epochs``,
+        ``callbacks``, ``device``).
+
+    Attributes
+    ----------
+    engine : str
+        The training step used by the last fit: ``"cpu-manual"``,
+        ``"cuda-graph"`` or ``"eager"``.
+    engine_reason : str or None
+        Why the device's fast path was not used.
+    stop_reason : str or None
+        Why the last fit call stopped before ``max_epochs``: a convergence
+        message, ``"interrupted"``, ``"diverged"`` or ``"callback NAME"``.
+    """
+
+    def __init__(
+        self, module, criterion, *, solver, solver_params, regularization=None,
+        shuffle=True, min_batch=1, fast=True, **kwargs,
+    ):
+        super().__init__(
+            module, criterion, train_split=None, verbose=0, predict_nonlinearity=None,
+            **kwargs,
+        )
+        self.solver = solver
+        self.solver_params = solver_params
+        self.regularization = regularization or Regularization()
+        self.shuffle = shuffle
+        self.min_batch = min_batch
+        self.fast = fast
+        self.stop_reason = None
+        self.engine = None
+        self.engine_reason = None
+        self._sigint = None
+
+    def get_default_callbacks(self):
+        """Only the epoch timer: losses are recorded by the epoch loop."""
+        return [("epoch_timer", EpochTimer())]
+
+    def initialize_optimizer(self, triggered_directly=None):
+        """Build the optimizer from the solver table (capturable on CUDA)."""
+        device_type = torch.device(self.device).type
+        self.optimizer_ = build_optimizer(
+            self.solver, self.module_.named_parameters(), self.solver_params,
+            device_type=device_type,
+            capturable=device_type == "cuda" and SOLVERS[self.solver].graph_safe,
+        )
+        return self
+
+    # -------------------------------------------------------------- events
+    def notify(self, method_name, **cb_kwargs):
+        """Call ``method_name`` on the net, then on every callback in order.
+
+        A ``KeyboardInterrupt`` raised by a callback during a fit, without a
+        SIGINT having arrived, is that callback asking to stop.
+        """
+        getattr(self, method_name)(self, **cb_kwargs)
+        for name, cb in self.callbacks_:
+            try:
+                getattr(cb, method_name)(self, **cb_kwargs)
+            except KeyboardInterrupt:
+                if self._sigint is None or self._sigint.seen:
+                    raise
+                raise _CallbackStop(name, method_name) from None
+
+    def _wants_batch_events(self):
+        return any(_implements(cb, e) for _, cb in self.callbacks_ for e in _BATCH_EVENTS)
+
+    # --------------------------------------------------------------- state
+    def snapshot_state(self):
+        """Copies of the weights and optimizer state (restored by :meth:`restore_state`)."""
+        module = {k: v.detach().clone() for k, v in self.module_.state_dict().items()}
+        optimizer = copy.deepcopy(self.optimizer_.state_dict())
+        for group in optimizer["param_groups"]:  # a CUDA graph's tensor rate -> float
+            if isinstance(group.get("lr"), torch.Tensor):
+                group["lr"] = float(group["lr"])
+        return module, optimizer
+
+    def restore_state(self, snapshot):
+        """Load weights and optimizer state saved by :meth:`snapshot_state`."""
+        module, optimizer = snapshot
+        self.module_.load_state_dict(module)
+        self.optimizer_.load_state_dict(optimizer)
+        # The snapshot may come from a time when step counters were shared
+        # (direct fused Adam).
+        separate_step_counters(self.optimizer_)
+
+    def _finite_state(self):
+        """Whether every weight and BatchNorm statistic is finite (one host read)."""
+        tensors = [t for t in self.module_.state_dict().values() if t.is_floating_point()]
+        return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+    # ------------------------------------------------------------ training
+    def tensor_data(self, X, y, sample_weight=None):
+        """Training data for :meth:`fit_loop` from arrays in the network's terms."""
+        X = np.asarray(X, dtype=np.float32)
+        if self.criterion_.class_indices:
+            y = np.asarray(y, dtype=np.int64).reshape(-1)
+        else:
+            y = np.asarray(y, dtype=np.float32).reshape(len(X), -1)
+        w = np.ones(len(X), np.float32) if sample_weight is None else sample_weight
+        uniform = sample_weight is None
+        return TensorData(to_tensor(X, self.device), to_tensor(y, self.device),
+                          to_tensor(w, self.device, torch.float32), uniform_weights=uniform)
+
+    def _make_step(self, data, needs_gradients):
+        name, reason = select_step(self.module_, self.criterion_, self.device,
+                                   SOLVERS[self.solver], self.fast, needs_gradients)
+        args = (self.module_, self.criterion_, self.optimizer_, self.regularization)
+        if name == "cpu-manual":
+            step = ManualStep(*args, uniform_weights=data.uniform_weights)
+        else:
+            step = EagerStep(*args)
+        if name == "cuda-graph":
+            step = GraphStep(step, data, self.batch_size)
+        self.engine, self.engine_reason = name, reason
+        if reason is not None:
+            logger.info("Training step: eager (%s).", reason)
+        return step
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        """Train for ``max_epochs`` epochs continuing from the current state.
+
+        Like skorch's: ``on_train_begin``, the epochs, ``on_train_end``; a
+        Ctrl-C ends training (``stop_reason == "interrupted"``) without an
+        exception. ``X`` and ``y`` are arrays in the network's terms, or
+        ``data=`` a :class:`TensorData` is passed through ``fit_params``.
+        """
+        if not self.initialized_:
+            self.initialize()
+        fit_params.pop("_routing_method", None)  # skorch's fit passes it
+        self.stop_reason = None
+        with _SigintWatch() as watch:
+            self._sigint = watch
+            try:
+                self.notify("on_train_begin", X=X, y=y)
+                self.fit_loop(X, y, **fit_params)
+            except _CallbackStop as stop:  # raised in on_train_begin
+                self.stop_reason = f"callback {stop.name}"
+            except KeyboardInterrupt:
+                self.stop_reason = "interrupted"
+            finally:
+                self._sigint = None
+        self.notify("on_train_end", X=X, y=y)
+        return self
+
+    def fit_loop(self, X, y=None, epochs=None, data=None, generator=None, **fit_params):
+        """Run up to ``epochs`` epochs (see the module docstring for the events).
+
+        Stops early when a callback sets ``stop_reason`` or raises
+        ``KeyboardInterrupt``. Two events roll the network back to the end of
+        the last finished epoch (weights and optimizer state) and stop: a
+        Ctrl-C (``stop_reason`` ``"interrupted"``; the interrupt propagates to
+        :meth:`partial_fit`), and a non-finite epoch loss, weight or BatchNorm
+        statistic (``"diverged"``); the rolled-back epoch leaves no record in
+        the history.
+        """
+        if data is None:
+            data = self.tensor_data(X, y)
+        if generator is None:  # like skorch's shuffling: from torch's global RNG
+            generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+        epochs = self.max_epochs if epochs is None else epochs
+        batches = Batches(data, self.batch_size, self.shuffle, generator, self.min_batch)
+        self.module_.train()
+        events = _BatchEvents(self) if self._wants_batch_events() else None
+        step = self._make_step(data, events is not None and events.wants_gradients)
+        released = False
+
+        def roll_back(snapshot, n_rows):
+            nonlocal released
+            step.release()  # before restoring: it rewrites optimizer state
+            released = True
+            self.restore_state(snapshot)
+            del self.history[n_rows:]  # the rolled-back epoch leaves no record
+
+        try:
+            for _ in range(epochs):
+                good, n_rows = None, len(self.history)
+                try:
+                    good = self.snapshot_state()
+                    self.notify("on_epoch_begin", dataset_train=data, dataset_valid=None)
+                    total = step.run_epoch(batches, events)
+                    self.history.record("train_loss", float(total) / len(data))
+                    self.history.record("train_batch_count", len(batches))
+                    self.history.record("train_samples", len(data))
+                    if not (math.isfinite(self.history[-1, "train_loss"])
+                            and self._finite_state()):
+                        self.stop_reason = "diverged"
+                        roll_back(good, n_rows)
+                        break
+                    self.notify("on_epoch_end", dataset_train=data, dataset_valid=None)
+                except _CallbackStop as stop:
+                    self.stop_reason = f"callback {stop.name}"
+                    if stop.event != "on_epoch_end":  # the epoch is unfinished
+                        roll_back(good, n_rows)
+                    break
+                except KeyboardInterrupt:
+                    # Wherever it lands (training, validation scoring, the
+                    # snapshot), the epoch in progress is undone.
+                    self.stop_reason = "interrupted"
+                    if good is not None:
+                        roll_back(good, n_rows)
+                    raise
+                if self.stop_reason is not None:
+                    break
+        finally:
+            if step.fallback_reason is not None:
+                self.engine, self.engine_reason = "eager", step.fallback_reason
+            if not released:
+                step.release()
+        return self
+
+    # ---------------------------------------------------------- prediction
+    def predict_proba(self, X):
+        """Raw network outputs (logits for classifiers) in evaluation mode.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_outputs), float32
+        """
+        return predict_raw(self.module_, np.asarray(X, dtype=np.float32), self.device)
