@@ -1,40 +1,30 @@
-"""Training engine: tensor-resident data, seeded batching, the epoch loop.
+"""Data path and inference: tensor-resident data, seeded batching, batch-invariant predict.
 
-The public estimators build a :class:`TrainingNet` in ``fit``. It keeps skorch's
-machinery (callbacks, history, pickling across devices) and replaces its data
-path and train step, which cost more than the arithmetic on small MLPs:
+Used by the trainer (:mod:`._trainer`) instead of skorch's ``Dataset`` +
+``DataLoader``, which cost more than the arithmetic on small MLPs:
 
 - the data are converted once to contiguous tensors and, on CUDA, moved to the
-  device once; batches are slices (or gathers) of a seeded permutation, never a
-  per-row ``Dataset.__getitem__`` + collate;
-- one training step per batch from :mod:`._steps` (hand-written backward on
-  CPU, a CUDA graph on GPUs, autograd otherwise) with fused or multi-tensor
-  optimizer kernels;
-- the epoch loss is accumulated on the device and read once per epoch.
+  device once (:class:`TensorData`); batches are slices (or gathers) of a
+  seeded permutation (:class:`Batches`), never a per-row
+  ``Dataset.__getitem__`` + collate;
+- :func:`predict_raw` runs inference in bounded memory with results that do
+  not depend on the batch a row arrives in;
+- :func:`choose_num_threads` picks the CPU thread count by problem size.
 """
 
 from __future__ import annotations
 
-import copy
-import logging
-import math
 import warnings
 
 import numpy as np
 import torch
-from skorch import NeuralNet
-from skorch.callbacks import EpochTimer
 
 from ._module import MLP
-from ._optim import SOLVERS, build_optimizer, separate_step_counters
-from ._steps import EagerStep, GraphStep, ManualStep, select_step
 
 __all__ = [
-    "Batches", "RowSubset", "TensorData", "TrainingNet", "choose_num_threads", "index_dtype",
-    "predict_raw", "to_tensor",
+    "Batches", "RowSubset", "TensorData", "choose_num_threads", "index_dtype", "predict_raw",
+    "to_tensor",
 ]
-
-logger = logging.getLogger("sklearn_deepnet")
 
 PREDICT_BATCH_SIZE = 8192
 

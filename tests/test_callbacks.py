@@ -1,8 +1,6 @@
-import math
 from types import SimpleNamespace
 
 import numpy as np
-import pytest
 import torch
 
 from sklearn_deepnet import DeepMLPClassifier
