@@ -232,12 +232,20 @@ MANUAL_ACTIVATIONS = {
 }
 
 
+_MINUS_ONES = {}  # (rows, dtype) -> column of -1: no allocation per step
+
+
 def _multiclass_output_grad(z, yb):
     logp = torch.log_softmax(z, dim=1)
     idx = yb[:, None]
     losses = -logp.gather(1, idx).squeeze(1)
     g = logp.exp_()
-    g.scatter_add_(1, idx, torch.full_like(idx, -1, dtype=g.dtype))
+    key = (len(z), z.dtype)
+    if key not in _MINUS_ONES:
+        if len(_MINUS_ONES) > 64:  # a few batch sizes per fit: keep it small
+            _MINUS_ONES.clear()
+        _MINUS_ONES[key] = torch.full((len(z), 1), -1.0, dtype=z.dtype)
+    g.scatter_add_(1, idx, _MINUS_ONES[key])
     return losses, g
 
 
