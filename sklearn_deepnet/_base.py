@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from abc import ABCMeta, abstractmethod
 
@@ -55,6 +56,19 @@ def _mlp(n_features, n_outputs, arch):
     """An :class:`MLP` of the architecture ``arch`` (see ``BaseDeepMLP._architecture``)."""
     options = {k: v for k, v in arch.items() if k != "hidden_layer_sizes"}
     return MLP(n_features, arch["hidden_layer_sizes"], n_outputs, **options)
+
+
+def _without_fit_state(item):
+    """A shallow copy of a callback (or ``(name, callback)`` pair) without the
+    attributes a fit set (skorch's convention: names ending in ``_``)."""
+    if isinstance(item, tuple):
+        return item[0], _without_fit_state(item[1])
+    if isinstance(item, type):
+        return item
+    cb = copy.copy(item)
+    for name in [k for k in vars(cb) if k.endswith("_") and not k.startswith("__")]:
+        delattr(cb, name)
+    return cb
 
 
 def split_rows(rows, n_val, labels, seed):
@@ -514,6 +528,10 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         state.pop("history_", None)
         if net is not None:
             state["_net_state"] = net_to_state(net)
+        if state.get("callbacks"):
+            # The callbacks as passed, without what the last fit left in them
+            # (e.g. an LRScheduler's torch scheduler, which holds the optimizer).
+            state["callbacks"] = [_without_fit_state(item) for item in state["callbacks"]]
         return state
 
     def __setstate__(self, state):

@@ -202,9 +202,9 @@ SHARED_PARAMETERS = f"""\
         training by raising ``KeyboardInterrupt``, as skorch's
         ``EarlyStopping`` does (no warning; a Ctrl-C is told apart). The
         objects are used as given and hold the state of the last fit, as in
-        skorch; ``clone`` copies them. Per-batch events cost a host sync per
-        batch and, on CUDA, ``on_grad_computed`` trains without a CUDA graph.
-        See docs/callbacks.md.
+        skorch; ``clone`` copies them. Per-batch events run only when a
+        callback implements them; on CUDA, ``on_grad_computed`` trains
+        without a CUDA graph. See docs/callbacks.md.
 """
 
 SHARED_ATTRIBUTES = """\

@@ -14,8 +14,10 @@ Callback events, in order, and what they receive besides the net:
 - ``on_epoch_begin(dataset_train)`` (a :class:`~._engine.TensorData`);
 - ``on_batch_begin(batch, training=True)`` and
   ``on_batch_end(batch, training=True, loss)``, with ``batch = (X_batch,
-  y_batch)`` tensors and ``loss`` a 0-d tensor; only fired when some callback
-  implements them (they cost a host sync per batch);
+  y_batch)`` tensors and ``loss`` a 0-d tensor; only fired when some
+  callback implements them, and then the batch's ``train_loss`` enters the
+  history's batch records at the end of the epoch (read once); the batch
+  records always hold ``train_batch_size``;
 - ``on_grad_computed(named_parameters, batch, training=True)`` between the
   backward pass and the optimizer step (on CUDA this trains without a graph);
 - ``on_epoch_end(dataset_train)``, after ``train_loss`` (and, with early
@@ -96,11 +98,17 @@ def _implements(cb, event):
 
 
 class _BatchEvents:
-    """Per-batch callback events for the steps (see the module docstring)."""
+    """Per-batch callback events for the steps (see the module docstring).
+
+    Each batch's ``train_loss`` goes into the history at the end of the
+    epoch, read from the device once: a callback gets it as the tensor
+    ``loss`` in ``on_batch_end`` without forcing a host sync per batch.
+    """
 
     def __init__(self, net):
         self.net = net
         self.batch = None
+        self.losses = []
         self.wants_gradients = any(
             _implements(cb, "on_grad_computed") for _, cb in net.callbacks_
         )
@@ -114,11 +122,18 @@ class _BatchEvents:
             self.net.module_.named_parameters()), batch=self.batch, training=True)
 
     def batch_end(self, xb, yb, loss):
-        history = self.net.history
-        history.record_batch("train_loss", float(loss))
-        history.record_batch("train_batch_size", len(xb))
+        self.net.history.record_batch("train_batch_size", len(xb))
+        self.losses.append(loss.detach())
         self.net.notify("on_batch_end", batch=self.batch, training=True, loss=loss)
         self.batch = None
+
+    def end_epoch(self):
+        """Write the epoch's batch losses into the history (one host read)."""
+        if self.losses:
+            values = torch.stack(self.losses).tolist()
+            for record, value in zip(self.net.history[-1]["batches"], values, strict=True):
+                record["train_loss"] = value
+        self.losses = []
 
 
 class TrainingNet(NeuralNet):
@@ -331,6 +346,12 @@ class TrainingNet(NeuralNet):
                     good = self.snapshot_state()
                     self.notify("on_epoch_begin", dataset_train=data, dataset_valid=None)
                     total = step.run_epoch(batches, events)
+                    if events is not None:
+                        events.end_epoch()
+                    else:  # skorch's callbacks expect a record per batch
+                        self.history[-1]["batches"].extend(
+                            {"train_batch_size": stop - start} for start, stop in batches.spans()
+                        )
                     self.history.record("train_loss", float(total) / len(data))
                     self.history.record("train_batch_count", len(batches))
                     self.history.record("train_samples", len(data))

@@ -1,0 +1,357 @@
+"""The trainer (``net_``): callbacks on every path, stops vs. Ctrl-C, reuse, skorch methods."""
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from skorch.callbacks import (
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    GradientNormClipping,
+    LRScheduler,
+    TensorBoard,
+)
+
+from sklearn_deepnet import DeepMLPClassifier, DeepMLPRegressor
+from sklearn_deepnet._validation import InvalidParameterError
+
+# One configuration per CPU training path (cuda-graph: see the gpu tests below).
+PATHS = {
+    "cpu-manual-adam": dict(solver="adam"),  # hand-written step + direct fused Adam
+    "cpu-manual-sgd": dict(solver="momentum"),
+    "eager": dict(solver="adam", dropout=0.1),  # dropout: autograd step
+}
+
+
+def _clf(**kwargs):
+    return DeepMLPClassifier(**{"hidden_layer_sizes": (16,), "batch_size": 50,
+                                "random_state": 0, "device": "cpu", **kwargs})
+
+
+class SetLearningRate(Callback):
+    """Sets the rate of every param group at the start of epoch ``epoch`` (1-based)."""
+
+    def __init__(self, epoch=2, lr=0.0):
+        self.epoch = epoch
+        self.lr = lr
+
+    def on_epoch_begin(self, net, **kwargs):
+        if len(net.history) == self.epoch:
+            for group in net.optimizer_.param_groups:
+                group["lr"] = self.lr
+
+
+class RecordWeights(Callback):
+    def on_epoch_end(self, net, **kwargs):
+        self.weights_ = getattr(self, "weights_", [])
+        self.weights_.append([p.detach().clone() for p in net.module_.parameters()])
+
+
+class FakeWriter:
+    """Stands in for torch.utils.tensorboard.SummaryWriter."""
+
+    def __init__(self):
+        self.scalars, self.closed = [], False
+
+    def add_scalar(self, tag, scalar_value, global_step=None):
+        self.scalars.append((tag, scalar_value, global_step))
+
+    def close(self):
+        self.closed = True
+
+
+# -------------------------------------------------------------- parameter
+@pytest.mark.parametrize("bad", [[object()], ["not a callback"], [("name", 3)],
+                                 [(1, EarlyStopping())]], ids=str)
+def test_callbacks_must_be_skorch_callbacks(bad, clf_data):
+    X, y = clf_data
+    with pytest.raises(InvalidParameterError, match="'callbacks' parameter.*skorch callbacks"):
+        _clf(callbacks=bad).fit(X, y)
+
+
+def test_reserved_callback_names_are_refused(clf_data):
+    X, y = clf_data
+    with pytest.raises(InvalidParameterError, match="'convergence' is used by the estimator"):
+        _clf(callbacks=[("convergence", EarlyStopping())]).fit(X, y)
+
+
+def test_callbacks_survive_clone_and_grid_search(clf_data):
+    X, y = clf_data
+    writer = FakeWriter()
+    est = _clf(max_iter=3, callbacks=[LRScheduler("StepLR", step_size=1, gamma=0.5),
+                                      ("tb", TensorBoard(writer))])
+    twin = clone(est)
+    assert twin.callbacks[0] is not est.callbacks[0]
+    assert twin.callbacks[0].get_params() == est.callbacks[0].get_params()
+    search = GridSearchCV(est, {"learning_rate_init": [1e-3, 1e-2]}, cv=2).fit(X, y)
+    lrs = search.best_estimator_.history_[:, "event_lr"]
+    init = search.best_params_["learning_rate_init"]
+    np.testing.assert_allclose(lrs, [init, init / 2, init / 4])
+    assert writer.scalars == []  # clones log to copies of the writer, not to this one
+
+
+# ------------------------------------------------------- learning rate
+@pytest.mark.parametrize("path", PATHS)
+def test_learning_rate_changed_mid_fit_takes_effect_on_every_path(path, clf_data):
+    X, y = clf_data
+    rec = RecordWeights()
+    clf = _clf(max_iter=4, tol=0, callbacks=[SetLearningRate(epoch=3, lr=0.0), rec],
+               **PATHS[path]).fit(X, y)
+    assert clf.engine_ == path.split("-adam")[0].split("-sgd")[0]
+    w = rec.weights_
+    assert not any(torch.equal(a, b) for a, b in zip(w[0], w[1], strict=True))
+    for later in w[2:]:  # rate 0 from epoch 3 on: nothing moves
+        assert all(torch.equal(a, b) for a, b in zip(w[1], later, strict=True))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_lr_scheduler_per_epoch_and_per_batch(path, clf_data):
+    X, y = clf_data
+    per_epoch = LRScheduler("StepLR", step_size=1, gamma=0.1)
+    clf = _clf(max_iter=3, learning_rate_init=0.01, tol=0, callbacks=[per_epoch],
+               **PATHS[path]).fit(X, y)
+    np.testing.assert_allclose(clf.history_[:, "event_lr"], [1e-2, 1e-3, 1e-4], rtol=1e-6)
+    assert clf.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(1e-5)
+    constant = _clf(max_iter=3, learning_rate_init=0.01, tol=0, **PATHS[path]).fit(X, y)
+    assert constant.loss_curve_[:1] == clf.loss_curve_[:1]  # same first epoch
+    assert constant.loss_curve_[2] != clf.loss_curve_[2]
+
+    per_batch = LRScheduler("ExponentialLR", gamma=0.9, step_every="batch")
+    clf = _clf(max_iter=2, learning_rate_init=0.01, callbacks=[per_batch],
+               **PATHS[path]).fit(X, y)
+    lrs = [b["event_lr"] for epoch in clf.history_ for b in epoch["batches"]]
+    np.testing.assert_allclose(lrs, 0.01 * 0.9 ** np.arange(8), rtol=1e-6)
+    batch_losses = [b["train_loss"] for b in clf.history_[0]["batches"]]
+    assert len(batch_losses) == 4 and np.isfinite(batch_losses).all()
+    # the epoch loss is the size-weighted mean of its batch losses
+    assert np.mean(batch_losses) == pytest.approx(clf.loss_curve_[0], rel=1e-5)
+
+
+def test_momentum_and_betas_are_read_at_every_step(clf_data):
+    # Changing Adam's beta_1 mid-fit must act on the direct fused-Adam path
+    # exactly as on torch's own Optimizer.step (the eager-step estimator).
+    X, y = clf_data
+
+    class SetBetas(Callback):
+        def on_epoch_begin(self, net, **kwargs):
+            if len(net.history) == 1:
+                for group in net.optimizer_.param_groups:
+                    group["betas"] = (0.0, 0.5)
+
+    fits = {}
+    for fast in (True, False):
+        est = _clf(max_iter=3, tol=0, callbacks=[SetBetas()])
+        est._fast_engine = fast
+        fits[fast] = est.fit(X, y)
+    assert fits[True].engine_ == "cpu-manual" and fits[False].engine_ == "eager"
+    np.testing.assert_allclose(fits[True].loss_curve_, fits[False].loss_curve_, rtol=1e-4)
+    plain = _clf(max_iter=3, tol=0).fit(X, y)
+    assert abs(plain.loss_curve_[2] - fits[True].loss_curve_[2]) > 1e-3
+
+
+# ------------------------------------------------------------- stopping
+def test_skorch_early_stopping_stops_without_a_warning(clf_data, recwarn):
+    X, y = clf_data
+    stop = EarlyStopping(monitor="valid_loss", patience=2, threshold=10.0)
+    clf = _clf(max_iter=50, early_stopping=True, n_iter_no_change=40, callbacks=[stop])
+    clf.fit(X, y)
+    assert clf.n_iter_ == 3  # 1 + patience epochs without a 10.0 improvement
+    assert clf.net_.stop_reason == "callback EarlyStopping"
+    assert len(clf.validation_scores_) == clf.n_iter_
+    assert not [w for w in recwarn if "interrupt" in str(w.message)]
+
+
+@pytest.mark.parametrize("event", ["on_batch_end", "on_epoch_begin"])
+def test_callback_stop_inside_an_epoch_rolls_it_back(event, clf_data, recwarn):
+    X, y = clf_data
+    reference = _clf(max_iter=2, tol=0).fit(X, y)
+    recwarn.clear()  # its ConvergenceWarning
+
+    class StopInEpoch3(Callback):
+        pass
+
+    def stop(self, net, **kwargs):
+        if len(net.history) == 3:
+            raise KeyboardInterrupt
+
+    setattr(StopInEpoch3, event, stop)
+    clf = _clf(max_iter=10, tol=0, callbacks=[StopInEpoch3()]).fit(X, y)
+    assert clf.n_iter_ == 2 and clf.net_.stop_reason == "callback StopInEpoch3"
+    np.testing.assert_array_equal(clf.predict_proba(X), reference.predict_proba(X))
+    assert not recwarn.list
+
+
+def test_ctrl_c_inside_a_callback_is_a_user_interrupt(clf_data):
+    X, y = clf_data
+
+    class PressCtrlC(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            if len(net.history) == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)  # interrupted by the signal
+
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.warns(UserWarning, match="interrupted after 2 complete epoch"):
+        clf = _clf(max_iter=10, tol=0, callbacks=[PressCtrlC()]).fit(X, y)
+    assert clf.n_iter_ == 2 and clf.net_.stop_reason == "interrupted"
+    assert signal.getsignal(signal.SIGINT) is handler  # the caller's handler is back
+
+
+# --------------------------------------------------- ecosystem callbacks
+def test_checkpoint_saves_and_net_loads_params(clf_data, tmp_path):
+    X, y = clf_data
+    cp = Checkpoint(monitor="valid_loss_best", dirname=str(tmp_path))
+    clf = _clf(max_iter=6, early_stopping=True, callbacks=[cp]).fit(X, y)
+    assert {"params.pt", "optimizer.pt", "criterion.pt", "history.json"} <= {
+        p.name for p in tmp_path.iterdir()}
+    best = int(np.argmin(clf.history_[:, "valid_loss"]))
+    assert clf.history_[best, "event_cp"] is True
+    saved = torch.load(tmp_path / "params.pt")
+    other = _clf(max_iter=1).fit(X, y)
+    other.net_.load_params(f_params=str(tmp_path / "params.pt"))
+    for k, v in other.module_.state_dict().items():
+        assert torch.equal(v, saved[k])
+
+
+def test_tensorboard_logs_every_epoch_with_a_fake_writer(clf_data):
+    X, y = clf_data
+    writer = FakeWriter()
+    _clf(max_iter=3, early_stopping=True, callbacks=[TensorBoard(writer)]).fit(X, y)
+    tags = {tag for tag, _, _ in writer.scalars}
+    assert {"Loss/train_loss", "Loss/valid_loss", "Loss/valid_score"} <= tags
+    steps = [step for tag, _, step in writer.scalars if tag == "Loss/train_loss"]
+    assert steps == [1, 2, 3] and writer.closed
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_on_grad_computed_sees_gradients_and_can_clip(path, reg_data):
+    X, y = reg_data
+    seen = []
+
+    class Spy(Callback):
+        def on_grad_computed(self, net, named_parameters, **kwargs):
+            seen.append(sum(p.grad.norm() ** 2 for _, p in named_parameters) ** 0.5)
+
+    kw = dict(PATHS[path], solver="sgd", learning_rate_init=1.0)
+    est = DeepMLPRegressor((16,), batch_size=50, random_state=0, **kw,
+                           callbacks=[Spy(), GradientNormClipping(1e-3)])
+    before = None
+    for _ in range(2):
+        est.partial_fit(X * 100, y * 100)
+        if before is None:
+            before = [p.detach().clone() for p in est.module_.parameters()]
+    moved = torch.cat([(a - b).flatten()
+                       for a, b in zip(est.module_.parameters(), before, strict=True)])
+    assert len(seen) == 8 and all(float(n) > 1e-3 for n in seen)
+    assert moved.norm().item() <= 4 * 1e-3 * (1 + 1e-4)  # clipped by the skorch callback
+
+
+# ------------------------------------------------------- the trainer object
+def test_one_trainer_reused_by_warm_start_and_partial_fit(clf_data):
+    X, y = clf_data
+    clf = _clf(max_iter=2, tol=0).fit(X, y)
+    net, optimizer, history = clf.net_, clf.net_.optimizer_, clf.history_
+    clf.partial_fit(X, y)
+    assert clf.net_ is net and net.optimizer_ is optimizer  # same solver: state kept
+    assert clf.history_ is history and clf.n_iter_ == 3
+    clf.set_params(warm_start=True, max_iter=2).fit(X, y)
+    assert clf.net_ is net and net.optimizer_ is not optimizer  # fresh, like sklearn
+    assert clf.n_iter_ == 5 and net.max_epochs == 2
+    clf.set_params(warm_start=False).fit(X, y)
+    assert clf.net_ is not net and clf.n_iter_ == 2
+
+
+def test_net_methods_work_in_the_networks_terms(clf_data, tmp_path):
+    X, y = clf_data
+    clf = _clf(max_iter=2).fit(X, y)
+    net = clf.net_
+    X32 = X.astype(np.float32)
+    raw = net.predict_proba(X32)
+    np.testing.assert_array_equal(raw, net.predict(X32))
+    np.testing.assert_array_equal(raw.argmax(1), clf.predict(X))
+    codes = np.searchsorted(clf.classes_, y)
+    n = len(net.history)
+    net.partial_fit(X32, codes)
+    assert len(net.history) == n + 2  # max_epochs of the last fit
+    net.fit(X, codes)  # skorch's fit: fresh optimizer and history, the same module
+    assert len(net.history) == 2 and net.module_ is clf.module_
+    assert np.any(net.predict_proba(X32) != raw)
+    net.save_params(f_params=str(tmp_path / "w.pt"), f_history=str(tmp_path / "h.json"))
+    twin = _clf(max_iter=1).fit(X, y)
+    twin.net_.load_params(f_params=str(tmp_path / "w.pt"))
+    np.testing.assert_array_equal(twin.predict_proba(X), clf.predict_proba(X))
+
+
+def test_regressor_net_takes_1d_targets(reg_data):
+    X, y = reg_data
+    reg = DeepMLPRegressor((8,), max_iter=1, random_state=0).fit(X, y)
+    reg.net_.partial_fit(X, y)
+    assert reg.net_.history[-1, "train_samples"] == len(X)
+    assert reg.net_.predict(X).shape == (len(X), 1)
+
+
+def test_pickled_estimator_keeps_callbacks_without_their_fit_state(clf_data):
+    import pickle
+
+    X, y = clf_data
+    clf = _clf(max_iter=2, callbacks=[("sched", LRScheduler("StepLR", step_size=1))]).fit(X, y)
+    assert hasattr(clf.callbacks[0][1], "lr_scheduler_")  # used as given, like skorch
+    loaded = pickle.loads(pickle.dumps(clf))
+    name, cb = loaded.callbacks[0]
+    assert name == "sched" and not hasattr(cb, "lr_scheduler_")
+    assert cb.get_params() == clf.callbacks[0][1].get_params()
+    assert hasattr(clf.callbacks[0][1], "lr_scheduler_")  # the original is untouched
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    loaded.partial_fit(X, y)
+    assert loaded.n_iter_ == 3
+
+
+# -------------------------------------------------------------- CUDA graph
+@pytest.mark.gpu
+def test_learning_rate_changed_mid_fit_takes_effect_in_the_cuda_graph(clf_data):
+    X, y = clf_data
+    rec = RecordWeights()
+    clf = _clf(device="cuda", batch_size=32, max_iter=4, tol=0,
+               callbacks=[SetLearningRate(epoch=3, lr=0.0), rec]).fit(X, y)
+    assert clf.engine_ == "cuda-graph", clf.engine_reason_
+    w = rec.weights_
+    assert not any(torch.equal(a, b) for a, b in zip(w[0], w[1], strict=True))
+    for later in w[2:]:
+        assert all(torch.equal(a, b) for a, b in zip(w[1], later, strict=True))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("solver", ["adam", "momentum", "nadam"])
+def test_schedules_and_momentum_changes_match_eager_in_the_cuda_graph(solver, clf_data):
+    X, y = clf_data
+
+    class SetMomentum(Callback):
+        def on_epoch_begin(self, net, **kwargs):
+            if len(net.history) == 2:
+                for group in net.optimizer_.param_groups:
+                    if "betas" in group:
+                        group["betas"] = (0.5, group["betas"][1])
+                    else:
+                        group["momentum"] = 0.5
+
+    fits = {}
+    for fast in (True, False):
+        est = _clf(device="cuda", batch_size=32, max_iter=3, tol=0, solver=solver,
+                   learning_rate_init=0.01, callbacks=[
+                       LRScheduler("ExponentialLR", gamma=0.95, step_every="batch"),
+                       SetMomentum()])
+        est._fast_engine = fast
+        fits[fast] = est.fit(X, y)
+    assert fits[True].engine_ == "cuda-graph", fits[True].engine_reason_
+    np.testing.assert_allclose(fits[True].loss_curve_, fits[False].loss_curve_, rtol=1e-4)
+    np.testing.assert_allclose(fits[True].predict_proba(X), fits[False].predict_proba(X),
+                               rtol=1e-3, atol=1e-5)
+    lr = fits[True].net_.optimizer_.param_groups[0]["lr"]
+    assert isinstance(lr, float)  # the graph's tensor rate is handed back as a float
+    assert lr == pytest.approx(0.01 * 0.95 ** 21, rel=1e-5)  # 7 batches x 3 epochs
