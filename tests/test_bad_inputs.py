@@ -147,6 +147,8 @@ CASES = [
      ValueError, r"class_weight has labels not in classes_.*\[9\]"),
     ("loss-unknown", "reg", "fit", {"loss": "hinge"}, (Xr, yr), InvalidParameterError,
      "'loss' parameter"),
+    ("callbacks-not-callbacks", "clf", "fit", {"callbacks": [print]}, (Xc, yc),
+     InvalidParameterError, "'callbacks' parameter.*skorch callbacks.*Got <built-in"),
     ("batch-norm-batch-of-one", "clf", "fit", {"batch_norm": "before", "batch_size": 1},
      (Xc, yc), ValueError, "BatchNorm needs at least 2 samples"),
 ]
@@ -160,8 +162,17 @@ def _estimator(kind, params):
     return cls(**{**FAST, **params})
 
 
-def test_at_least_forty_distinct_cases():
-    assert len({c[0] for c in CASES}) == len(CASES) >= 40
+def test_every_constrained_hyperparameter_has_a_bad_value_row():
+    assert len({c[0] for c in CASES}) == len(CASES)  # ids are unique
+    covered = {k for c in CASES for k in c[3]}
+    # Booleans and seeds: any value of the allowed type is valid (sklearn's
+    # constraint checks cover the wrong types); the rest need a row here.
+    free = {"batch_norm_input", "shuffle", "early_stopping", "warm_start", "random_state",
+            "verbose", "batch_norm_momentum", "batch_norm_epsilon", "clip_value",
+            "beta_1", "beta_2", "epsilon", "rho", "tol", "n_iter_no_change", "huber_delta"}
+    for cls in (DeepMLPClassifier, DeepMLPRegressor):
+        missing = set(cls._parameter_constraints) - covered - free
+        assert not missing, sorted(missing)
 
 
 @pytest.mark.parametrize("name, kind, method, params, args, exc, match", CASES,

@@ -36,7 +36,7 @@ def test_grid_search_over_the_toolbox():
         "clf__solver": ["adam", "nesterov"],
     }
     search = GridSearchCV(pipe, grid, cv=2, error_score="raise").fit(X, y)
-    assert len(search.cv_results_["params"]) == 32
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
     assert search.best_estimator_.predict(X).shape == (90,)
     chosen = search.best_estimator_.named_steps["clf"]
     assert chosen.get_params()["activation"] == search.best_params_["clf__activation"]
@@ -103,9 +103,11 @@ def test_pandas_and_dtypes(clf_data):
     np.testing.assert_allclose(clf.predict_proba(df), ref)
     with pytest.raises(ValueError, match="feature names should match"):
         clf.predict(df.rename(columns={"f0": "other"}))
-    for Xc in (X.astype(np.float32), np.round(X * 10).astype(np.int64),
-               np.round(X).astype(np.int32), X.tolist()):
-        DeepMLPClassifier(**FAST).fit(Xc, y).predict(Xc)
+    for Xc in (np.round(X * 10).astype(np.int64), np.round(X).astype(np.int32), X.tolist()):
+        # any numeric input trains exactly like its float32 conversion
+        X32 = np.asarray(Xc, dtype=np.float32)
+        np.testing.assert_array_equal(DeepMLPClassifier(**FAST).fit(Xc, y).predict_proba(Xc),
+                                      DeepMLPClassifier(**FAST).fit(X32, y).predict_proba(X32))
 
 
 def test_class_weight_shifts_decisions():

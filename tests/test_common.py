@@ -5,6 +5,8 @@ dropout, max-norm, a non-default activation and a non-default optimizer.
 """
 
 import pytest
+from sklearn.base import clone
+from sklearn.utils import estimator_checks
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_deepnet import DeepMLPClassifier, DeepMLPRegressor
@@ -46,5 +48,9 @@ def test_sklearn_compatible(estimator, check):
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=repr)
-def test_at_most_two_expected_failures(estimator):
-    assert len(_expected_failures(estimator)) <= 2
+def test_expected_failures_still_fail(estimator):
+    # A waiver whose check passes again would hide a regression: each must fail.
+    for name in _expected_failures(estimator):
+        check = getattr(estimator_checks, name)
+        with pytest.raises(AssertionError):
+            check(type(estimator).__name__, clone(estimator))
