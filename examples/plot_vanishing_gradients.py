@@ -51,7 +51,7 @@ CONFIGS = {
 
 def layer_gradient_norms(clf, X, y):
     """Gradient norm of each hidden layer's weights on one batch, at the current weights."""
-    module = clf.net_.module_
+    module = clf.module_
     module.train()
     module.zero_grad()
     logits = module(torch.as_tensor(X, dtype=torch.float32))
