@@ -34,6 +34,14 @@ def test_plot_vanishing_gradients(tmp_path):
     assert out.count("grad norm") == 5
 
 
+def test_plot_callbacks(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = _run("plot_callbacks.py", "--epochs", "4", "--output", "cb.png", cwd=tmp_path)
+    assert (tmp_path / "cb.png").stat().st_size > 10_000
+    assert out.count("best checkpoint") == 4
+    assert "stopped by: max_iter" in out
+
+
 def test_every_example_has_a_smoke_test():
-    tested = {"quickstart.py", "plot_vanishing_gradients.py"}
+    tested = {"quickstart.py", "plot_vanishing_gradients.py", "plot_callbacks.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
