@@ -303,8 +303,11 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         raw = self._predict_raw(X).astype(np.float64)
         if self.out_activation_ == "softmax":
             return softmax(raw, axis=1)
-        p = expit(raw)
-        return p if self._multilabel else np.hstack([1.0 - p, p])
+        if self._multilabel:
+            return expit(raw)
+        # Both columns from the logit: 1 - expit(z) would round to exactly 0
+        # for z above ~37 while predict_log_proba still says about -z.
+        return np.hstack([expit(-raw), expit(raw)])
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`, computed stably from logits.

@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.datasets import load_digits, make_classification, make_multilabel_classification
 from sklearn.metrics import recall_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
@@ -157,3 +158,15 @@ def test_continuous_target_rejected(clf_data):
     X, _ = clf_data
     with pytest.raises(ValueError, match="Unknown label type"):
         DeepMLPClassifier().fit(X, np.linspace(0, 1, len(X)))
+
+
+@pytest.mark.parametrize("shift", [-60.0, 60.0])
+def test_binary_probabilities_agree_with_log_probabilities_at_extreme_logits(shift):
+    X, y = make_classification(n_samples=100, n_features=4, random_state=0)
+    clf = DeepMLPClassifier((8,), max_iter=2, random_state=0).fit(X, y)
+    with torch.no_grad():
+        clf.module_.output.linear.bias += shift  # logits around +-60
+    proba, log_proba = clf.predict_proba(X), clf.predict_log_proba(X)
+    assert (proba > 0).all()  # 1 - expit(60) would be exactly 0
+    np.testing.assert_allclose(np.log(proba), log_proba, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
