@@ -200,6 +200,13 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                 self, "hidden_layer_sizes", "a sequence of positive ints",
                 self.hidden_layer_sizes,
             )
+        if isinstance(self.activation, torch.nn.Module):
+            raise invalid_parameter(
+                self, "activation",
+                "a name or a zero-argument callable returning a torch.nn.Module, such as "
+                f"the class {type(self.activation).__name__} itself (one instance is made "
+                "per layer), not an instance", self.activation,
+            )
         if isinstance(self.activation, str):
             msg = check_activation_alpha(self.activation, self.activation_alpha)
             if msg:

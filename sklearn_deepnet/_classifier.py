@@ -243,6 +243,12 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
             raise ValueError(
                 f"class_weight has labels not in classes_ {self.classes_.tolist()}: {unknown}."
             )
+        bad = {k: v for k, v in cw.items() if not (np.isfinite(v) and v >= 0)}
+        if bad:
+            raise ValueError(
+                f"class_weight values must be finite and non-negative (a weight of 0 "
+                f"drops the class); got {bad}."
+            )
         lookup = np.array([cw.get(c, 1.0) for c in self.classes_.tolist()], dtype=np.float64)
         return lookup[np.searchsorted(self.classes_, y)]
 
