@@ -21,9 +21,9 @@ from ._engine import (
     TensorData,
     choose_num_threads,
     index_dtype,
-    predict_raw,
     to_tensor,
 )
+from ._inference import predict_raw
 from ._init import INITIALIZERS, VarianceScaling
 from ._module import MLP
 from ._optim import SOLVERS, resolve_weight_decay

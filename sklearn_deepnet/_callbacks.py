@@ -14,7 +14,7 @@ import math
 
 from skorch.callbacks import Callback
 
-from ._engine import predict_raw
+from ._inference import predict_raw
 
 __all__ = ["ConvergenceMonitor"]
 

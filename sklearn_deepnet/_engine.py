@@ -7,8 +7,6 @@ Used by the trainer (:mod:`._trainer`) instead of skorch's ``Dataset`` +
   device once (:class:`TensorData`); batches are slices (or gathers) of a
   seeded permutation (:class:`Batches`), never a per-row
   ``Dataset.__getitem__`` + collate;
-- :func:`predict_raw` runs inference in bounded memory with results that do
-  not depend on the batch a row arrives in;
 - :func:`choose_num_threads` picks the CPU thread count by problem size.
 """
 
@@ -19,15 +17,9 @@ import warnings
 import numpy as np
 import torch
 
-from ._module import MLP
-
 __all__ = [
-    "Batches", "RowSubset", "TensorData", "choose_num_threads", "index_dtype", "predict_raw",
-    "to_tensor",
+    "Batches", "RowSubset", "TensorData", "choose_num_threads", "index_dtype", "to_tensor",
 ]
-
-PREDICT_BATCH_SIZE = 8192
-
 
 def to_tensor(array, device, dtype=None):
     """Convert a numpy array to a tensor on ``device`` without an extra copy on CPU."""
@@ -74,7 +66,7 @@ def index_dtype(n):
 class RowSubset:
     """Rows ``X[rows]`` of an array, gathered slice by slice (never all at once).
 
-    Stands in for ``X[rows]`` where only :func:`predict_raw` reads it (the
+    Stands in for ``X[rows]`` where only :func:`~._inference.predict_raw` reads it (the
     early-stopping validation set), so no copy of those rows is kept.
 
     Parameters
@@ -89,6 +81,11 @@ class RowSubset:
 
     def __len__(self):
         return len(self.rows)
+
+    @property
+    def shape(self):
+        """``(len(rows), n_features)``, like the array it stands for."""
+        return (len(self.rows), self.X.shape[1])
 
     def __getitem__(self, key):
         """``X[rows[key]]``, gathered into one reused buffer (valid until the next call).
@@ -186,88 +183,3 @@ class Batches:
         if d.rows is not None:
             return d.rows
         return torch.arange(len(d), device=device, dtype=dtype) if always else None
-
-
-# Matrix products in predictions are padded to at least this many rows and
-# columns: BLAS libraries switch to other kernels (gemv, small-M paths) below a
-# few rows or for a single output column, and those round differently, which
-# would make a sample's prediction depend on the batch it arrives in.
-_MIN_ROWS, _MIN_COLS = 64, 16
-
-
-def _inference_layers(module):
-    """The network's layers in order: ``Linear`` layers as padded ``(W.T, b, n_out)``
-    triples, every other layer as the module itself (all are row-wise in eval mode)."""
-    layers = []
-    for layer in [module.input_norm, *(c for b in module.hidden for c in b), *module.output]:
-        if isinstance(layer, torch.nn.Linear):
-            w, n_out = layer.weight.detach(), layer.out_features
-            b = layer.bias.detach() if layer.bias is not None else w.new_zeros(n_out)
-            if n_out < _MIN_COLS:
-                w = torch.cat([w, w.new_zeros(_MIN_COLS - n_out, w.shape[1])])
-                b = torch.cat([b, b.new_zeros(_MIN_COLS - n_out)])
-            layers.append((w.t().contiguous(), b, n_out))
-        elif not isinstance(layer, torch.nn.Identity):
-            layers.append(layer)
-    return layers
-
-
-def _forward_rowwise(layers, x):
-    n = len(x)
-    for layer in layers:
-        if isinstance(layer, tuple):
-            wt, b, n_out = layer
-            if len(x) < _MIN_ROWS:
-                x = torch.cat([x, x.new_zeros(_MIN_ROWS - len(x), x.shape[1])])
-            x = torch.addmm(b, x, wt)[:n, :n_out]
-        else:
-            x = layer(x)
-    return x
-
-
-def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE):
-    """Raw network outputs for ``X`` in evaluation mode, as a float32 numpy array.
-
-    No autograd, at most ``batch_size`` rows in flight. On CPU every matrix
-    product is padded to a minimum shape (see ``_MIN_ROWS``) so that a
-    sample's prediction is bit-identical whatever batch it arrives in
-    (``tests/test_engine.py`` checks this across chunkings and thread counts).
-
-    Parameters
-    ----------
-    module : MLP or torch.nn.Module
-        Any other module is simply called (without the padding).
-    X : ndarray of shape (n_samples, n_features), float32, torch.Tensor or RowSubset
-    device : torch.device or str
-    batch_size : int
-        Rows per forward pass; bounds the memory used.
-
-    Returns
-    -------
-    ndarray of shape (n_samples, n_outputs), float32
-    """
-    device = torch.device(device)
-    was_training = module.training
-    module.eval()
-    # The result is allocated once and filled chunk by chunk: holding on to
-    # per-chunk tensors would interleave small long-lived blocks with the
-    # large per-chunk temporaries and keep the C allocator from reusing them.
-    out = None
-    try:
-        with torch.inference_mode():
-            rowwise = device.type == "cpu" and isinstance(module, MLP)
-            layers = _inference_layers(module) if rowwise else None
-            for start in range(0, len(X), batch_size):
-                chunk = X[start : start + batch_size]
-                if not isinstance(chunk, torch.Tensor):
-                    chunk = to_tensor(chunk, device)
-                chunk = chunk.to(device=device, dtype=torch.float32)
-                res = module(chunk) if layers is None else _forward_rowwise(layers, chunk)
-                if out is None:
-                    out = np.empty((len(X), res.shape[1]), dtype=np.float32)
-                out[start : start + len(chunk)] = res.cpu().numpy()
-    finally:
-        module.train(was_training)
-    if out is None:
-        return np.empty((0, module.output.linear.out_features), dtype=np.float32)
-    return out

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._inference import mark_weights_changed
 from ._losses import binary_log_loss, loss_function, multiclass_log_loss, squared_error
 from ._torch_compat import (
     ACTIVATION_BACKWARD,
@@ -161,6 +162,7 @@ class EagerStep:
         self.optimizer_step()
         if reg.max_norm is not None:
             apply_max_norm(self.module.hidden_linears(), reg.max_norm)
+        mark_weights_changed(self.module)
 
     def optimizer_step(self):
         """Apply the optimizer to the gradients in ``p.grad``."""
@@ -582,6 +584,7 @@ class GraphStep:
                     except Exception as exc:  # noqa: BLE001 - any capture failure -> eager
                         self._give_up(f"CUDA graph capture failed: {exc!r}")
                 if full and self.graph is not None:
+                    mark_weights_changed(self.step.module)
                     self.idx.copy_(idx)
                     if events is not None:
                         before = self.total.clone()

@@ -45,7 +45,8 @@ import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EpochTimer
 
-from ._engine import Batches, TensorData, predict_raw, to_tensor
+from ._engine import Batches, TensorData, to_tensor
+from ._inference import mark_weights_changed, predict_raw
 from ._optim import SOLVERS, build_optimizer, separate_step_counters
 from ._steps import EagerStep, GraphStep, ManualStep, Regularization, select_step
 
@@ -246,6 +247,7 @@ class TrainingNet(NeuralNet):
         """Load weights and optimizer state saved by :meth:`snapshot_state`."""
         module, optimizer = snapshot
         self.module_.load_state_dict(module)
+        mark_weights_changed(self.module_)
         self.optimizer_.load_state_dict(optimizer)
         # The snapshot may come from a time when step counters were shared
         # (direct fused Adam).

@@ -3,8 +3,7 @@ import pytest
 import torch
 
 from sklearn_deepnet import DeepMLPClassifier
-from sklearn_deepnet._engine import Batches, TensorData, choose_num_threads, predict_raw
-from sklearn_deepnet._module import MLP
+from sklearn_deepnet._engine import Batches, RowSubset, TensorData, choose_num_threads
 
 
 def _data(n):
@@ -108,33 +107,6 @@ def test_l2_shrinks_and_l1_sparsifies(clf_data):
     assert near_zero["l1"] > 0.5 and near_zero["l1"] > near_zero["none"] + 0.3
 
 
-@pytest.mark.parametrize("n_outputs", [1, 3, 40])
-@pytest.mark.parametrize("n_threads", [1, 2])
-def test_predict_raw_is_batch_invariant(n_outputs, n_threads):
-    # Bit-identical rows whatever the batch: BLAS kernels for few rows or one
-    # output column round differently, so predict_raw pads matrix products.
-    torch.manual_seed(0)
-    net = MLP(20, [64, 33], n_outputs, batch_norm="before").initialize_()
-    X = np.random.default_rng(0).normal(size=(1000, 20)).astype(np.float32)
-    before = torch.get_num_threads()
-    torch.set_num_threads(n_threads)
-    try:
-        full = predict_raw(net, X, "cpu")
-        for size in (1, 3, 7, 13, 64, 100, 999):
-            pieces = np.vstack([predict_raw(net, X[i : i + size], "cpu")
-                                for i in range(0, 1000, size)])
-            np.testing.assert_array_equal(pieces, full)
-        np.testing.assert_array_equal(predict_raw(net, X, "cpu", batch_size=13), full)
-        perm = np.random.default_rng(1).permutation(1000)[:517]
-        np.testing.assert_array_equal(predict_raw(net, X[perm], "cpu"), full[perm])
-    finally:
-        torch.set_num_threads(before)
-    assert net.training  # mode restored
-    with torch.no_grad():
-        np.testing.assert_allclose(net.eval()(torch.from_numpy(X)).numpy(), full,
-                                   rtol=1e-5, atol=1e-5)
-
-
 def test_epoch_records(clf_data):
     X, y = clf_data
     clf = DeepMLPClassifier((8,), batch_size=64, max_iter=3, random_state=0).fit(X, y)
@@ -171,3 +143,13 @@ def test_validation_fraction_holds_out_samples(fraction, n_val, clf_data):
     clf = DeepMLPClassifier((8,), early_stopping=True, validation_fraction=fraction,
                             max_iter=2, random_state=0).fit(X, y)
     assert clf.history_[-1]["train_samples"] == 200 - n_val
+
+
+def test_row_subset_gathers_rows_into_a_reused_buffer():
+    X = np.arange(20, dtype=np.float32).reshape(10, 2)
+    sub = RowSubset(X, np.array([7, 2, 5]))
+    assert len(sub) == 3 and sub.shape == (3, 2)
+    np.testing.assert_array_equal(sub[0:2], X[[7, 2]])
+    first = sub[0:3]
+    np.testing.assert_array_equal(sub[1:3], X[[2, 5]])
+    assert np.shares_memory(first, sub[0:1])  # one buffer, reused

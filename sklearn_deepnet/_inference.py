@@ -1,0 +1,276 @@
+"""Inference: raw network outputs in bounded memory, bit-identical whatever the batch.
+
+:func:`predict_raw` serves ``predict``/``predict_proba``, early-stopping
+scoring and ``net_.predict``. On CPU it runs the network as a list of plain
+operations compiled once per set of weights (cached until a weight or
+BatchNorm statistic changes), which gives two properties the module's own
+``forward`` does not:
+
+- **Batch invariance.** A row's outputs do not depend on the rows it is
+  predicted with (subsets, order, chunk sizes, thread counts). BLAS switches
+  to differently-rounding kernels for few rows or one output column, so every
+  matrix product gets at least ``_MIN_ROWS`` rows and ``_MIN_COLS`` columns.
+  Element-wise activations (ELU, SELU, GELU, Swish, Mish, sigmoid, tanh, ...)
+  round differently in ATen's vectorized loop and in its scalar tail, and a
+  multi-threaded loop puts the tail at data-dependent places; so hidden widths
+  are padded with zero units to a multiple of ``_WIDTH_MULTIPLE`` and each
+  activation runs on row blocks of at most ``_BLOCK`` elements (one thread,
+  no tail). Padded units are exactly zero and have zero outgoing weights.
+- **Low latency.** No train/eval mode switching and no weight preparation per
+  call, and one CPU thread when the matrix products are small (like
+  training, see :func:`~._engine.choose_num_threads`).
+
+The cached plan is rebuilt when a weight or statistic is replaced or modified
+in place (torch's version counters), or when :func:`mark_weights_changed` was
+called: torch's *fused* optimizer kernels update weights without bumping the
+version counters, so every training step of this package calls it.
+
+A network containing a layer type not known here (a user-supplied activation
+module) is run through its modules in evaluation mode with the matrix
+products padded, as before; batch invariance then depends on that module.
+"""
+
+from __future__ import annotations
+
+import weakref
+from functools import partial
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._engine import choose_num_threads, to_tensor
+from ._module import MLP
+from ._torch_compat import module_tensors, tensor_versions
+
+__all__ = ["PREDICT_BATCH_SIZE", "mark_weights_changed", "predict_raw"]
+
+PREDICT_BATCH_SIZE = 8192
+
+# Matrix products in predictions are padded to at least this many rows and
+# columns (see the module docstring).
+_MIN_ROWS, _MIN_COLS = 64, 16
+# Hidden widths are padded to a multiple of this (a multiple of every SIMD
+# block ATen uses for float32), and element-wise layers run on blocks of at
+# most this many elements: ATen's grain size, below which a loop is not split
+# across threads.
+_WIDTH_MULTIPLE = 64
+_BLOCK = 32768
+
+# Layer types whose eval-mode output for an element depends on that element
+# (and its column's constants) only; dropout is the identity in eval mode.
+_ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish, nn.Tanh,
+                nn.Sigmoid, nn.Softplus)
+_DROPOUT = (nn.Dropout, nn.AlphaDropout)
+# Activations computed exactly (comparisons and one multiplication): the same
+# in the vectorized loop and its scalar tail, so their layers need no padding.
+_EXACT = (nn.ReLU, nn.LeakyReLU, nn.RReLU, nn.PReLU, nn.Identity)
+
+_cache = weakref.WeakKeyDictionary()  # module -> (key, plan)
+_generations = weakref.WeakKeyDictionary()  # module -> number of marked weight changes
+
+
+def mark_weights_changed(module):
+    """Tell the prediction cache that ``module``'s weights changed.
+
+    Needed after updates torch does not count (fused optimizer kernels);
+    ordinary in-place operations and ``load_state_dict`` are seen anyway.
+    """
+    _generations[module] = _generations.get(module, 0) + 1
+
+
+def _pad_to(n, multiple):
+    return -(-n // multiple) * multiple
+
+
+def _pad(t, size, value=0.0):
+    """``t`` (1-D) padded with ``value`` to length ``size``."""
+    if len(t) == size:
+        return t
+    return torch.cat([t, t.new_full((size - len(t),), value)])
+
+
+class _Linear:
+    """``x @ W.T + b`` with ``W`` padded to ``n_in`` inputs and ``n_out_padded`` outputs."""
+
+    def __init__(self, linear, n_in, n_out_padded):
+        w = linear.weight.detach()
+        b = linear.bias.detach() if linear.bias is not None else w.new_zeros(len(w))
+        wt = w.new_zeros(n_in, n_out_padded)
+        wt[: w.shape[1], : w.shape[0]] = w.t()
+        self.wt, self.b = wt, _pad(b, n_out_padded)
+        self.n_out = n_out_padded
+
+    def __call__(self, x):
+        n = len(x)
+        if n < _MIN_ROWS:
+            x = torch.cat([x, x.new_zeros(_MIN_ROWS - n, x.shape[1])])
+        return torch.addmm(self.b, x, self.wt)[:n]
+
+
+def _blocked(fn):
+    """Apply the element-wise ``fn`` to row blocks of at most ``_BLOCK`` elements."""
+
+    def apply(x):
+        rows = max(1, _BLOCK // x.shape[1])
+        if len(x) <= rows:
+            return fn(x)
+        out = torch.empty_like(x)
+        for start in range(0, len(x), rows):
+            out[start : start + rows] = fn(x[start : start + rows])
+        return out
+
+    return apply
+
+
+def _batch_norm(bn, width):
+    """Eval-mode BatchNorm on ``width`` columns (padded columns stay 0)."""
+    mean = _pad(bn.running_mean.detach(), width, 0.0)
+    var = _pad(bn.running_var.detach(), width, 1.0)
+    weight = None if bn.weight is None else _pad(bn.weight.detach(), width, 1.0)
+    bias = None if bn.bias is None else _pad(bn.bias.detach(), width, 0.0)
+    return partial(F.batch_norm, running_mean=mean, running_var=var, weight=weight, bias=bias,
+                   training=False, momentum=0.0, eps=bn.eps)
+
+
+def _elementwise(layer, width):
+    """A mode-free eval-mode function for an element-wise layer, or ``None``."""
+    if type(layer) is nn.RReLU:
+        return partial(F.rrelu, lower=layer.lower, upper=layer.upper, training=False)
+    if type(layer) is nn.PReLU:
+        weight = layer.weight.detach()
+        if len(weight) > 1:
+            weight = _pad(weight, width, 1.0)
+        return partial(F.prelu, weight=weight)
+    if type(layer) in (*_ELEMENTWISE, nn.Identity):
+        return layer
+    return None
+
+
+def _plan(module):
+    """The network as a list of plain operations, or ``None`` for unknown layers."""
+    ops = []
+    n_in = module.linears()[0].in_features
+    if isinstance(module.input_norm, nn.BatchNorm1d):
+        ops.append(_batch_norm(module.input_norm, n_in))
+    for block in module.hidden:
+        exact = type(block.activation) in _EXACT
+        width = _pad_to(block.linear.out_features, 1 if exact else _WIDTH_MULTIPLE)
+        for name, layer in block.named_children():
+            if name == "linear":
+                ops.append(_Linear(layer, n_in, width))
+            elif type(layer) is nn.BatchNorm1d:
+                ops.append(_batch_norm(layer, width))
+            elif type(layer) in _DROPOUT:
+                continue
+            else:
+                fn = _elementwise(layer, width)
+                if fn is None:
+                    return None
+                ops.append(fn if exact else _blocked(fn))
+        n_in = width
+    n_out = module.output.linear.out_features
+    ops.append(_Linear(module.output.linear, n_in, max(n_out, _MIN_COLS)))
+    return ops, n_out
+
+
+def _cached_plan(module):
+    versions = tensor_versions(module_tensors(module))
+    key = None if versions is None else (_generations.get(module, 0), versions)
+    hit = _cache.get(module)
+    if key is not None and hit is not None and hit[0] == key:
+        return hit[1]
+    with torch.inference_mode(False), torch.no_grad():
+        plan = _plan(module)
+    if key is not None:
+        _cache[module] = (key, plan)
+    return plan
+
+
+def _run_plan(plan, x):
+    ops, n_out = plan
+    for op in ops:
+        x = op(x)
+    return x[:, :n_out]
+
+
+def _run_padded_modules(module, x):
+    """Unknown layers: the module's own layers in eval mode, matrix products padded."""
+    n = len(x)
+    for layer in [module.input_norm, *(c for b in module.hidden for c in b), *module.output]:
+        if isinstance(layer, nn.Linear):
+            x = _Linear(layer, x.shape[1], max(layer.out_features, _MIN_COLS))(x)
+            x = x[:n, : layer.out_features]
+        else:
+            x = layer(x)
+    return x
+
+
+def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None):
+    """Raw network outputs for ``X`` in evaluation mode, as a float32 numpy array.
+
+    No autograd, at most ``batch_size`` rows in flight, results written into
+    one preallocated array. On CPU, a row's outputs are bit-identical whatever
+    batch it arrives in (see the module docstring; ``tests/test_inference.py``
+    checks it for every activation across chunkings, subsets and thread
+    counts).
+
+    Parameters
+    ----------
+    module : MLP or torch.nn.Module
+        Any other module is simply called in evaluation mode.
+    X : ndarray of shape (n_samples, n_features), float32, torch.Tensor or RowSubset
+    device : torch.device or str
+    batch_size : int
+        Rows per forward pass; bounds the memory used.
+    n_threads : int or None, default=None
+        CPU threads; ``None`` picks by problem size. The caller's
+        ``torch.get_num_threads()`` is restored.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_outputs), float32
+    """
+    device = torch.device(device)
+    cpu_mlp = device.type == "cpu" and isinstance(module, MLP)
+    plan = _cached_plan(module) if cpu_mlp else None
+    toggle = plan is None
+    was_training = module.training
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        widths = [lin.out_features for lin in module.linears()] if cpu_mlp else []
+        wanted = n_threads or choose_num_threads(
+            min(len(X), batch_size), X.shape[1], widths, threads)
+        if wanted != threads:
+            torch.set_num_threads(wanted)
+    # The result is allocated once and filled chunk by chunk: holding on to
+    # per-chunk tensors would interleave small long-lived blocks with the
+    # large per-chunk temporaries and keep the C allocator from reusing them.
+    out = None
+    try:
+        if toggle:
+            module.eval()
+        with torch.inference_mode():
+            for start in range(0, len(X), batch_size):
+                chunk = X[start : start + batch_size]
+                if not isinstance(chunk, torch.Tensor):
+                    chunk = to_tensor(chunk, device)
+                chunk = chunk.to(device=device, dtype=torch.float32)
+                if plan is not None:
+                    res = _run_plan(plan, chunk)
+                elif cpu_mlp:
+                    res = _run_padded_modules(module, chunk)
+                else:
+                    res = module(chunk)
+                if out is None:
+                    out = np.empty((len(X), res.shape[1]), dtype=np.float32)
+                out[start : start + len(chunk)] = res.cpu().numpy()
+    finally:
+        if toggle:
+            module.train(was_training)
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+    if out is None:
+        return np.empty((0, module.output.linear.out_features), dtype=np.float32)
+    return out

@@ -1,0 +1,169 @@
+"""Inference: batch-invariant, bounded, fast predictions (``_inference.predict_raw``)."""
+
+import numpy as np
+import pytest
+import torch
+
+from sklearn_deepnet import DeepMLPClassifier
+from sklearn_deepnet._activations import ACTIVATIONS
+from sklearn_deepnet._inference import predict_raw
+from sklearn_deepnet._module import MLP
+
+
+def _net(activation="relu", widths=(64, 33), n_outputs=3, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    net = MLP(20, list(widths), n_outputs, activation=activation, **kwargs).initialize_()
+    # Non-trivial BatchNorm statistics and affine parameters.
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    return net
+
+
+def _assert_batch_invariant(net, n_threads, n=1000):
+    X = np.random.default_rng(0).normal(size=(n, 20)).astype(np.float32)
+    before = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        full = predict_raw(net, X, "cpu", n_threads=n_threads)
+        for size in (1, 3, 7, 13, 64, 100, 999):
+            pieces = np.vstack([predict_raw(net, X[i : i + size], "cpu", n_threads=n_threads)
+                                for i in range(0, n, size)])
+            np.testing.assert_array_equal(pieces, full, err_msg=f"chunks of {size}")
+        np.testing.assert_array_equal(
+            predict_raw(net, X, "cpu", batch_size=13, n_threads=n_threads), full)
+        perm = np.random.default_rng(1).permutation(n)[:517]
+        np.testing.assert_array_equal(predict_raw(net, X[perm], "cpu", n_threads=n_threads),
+                                      full[perm])
+    finally:
+        torch.set_num_threads(before)
+    return X, full
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_predictions_are_batch_invariant_for_every_activation(activation, n_threads):
+    # Transcendental activations round differently in ATen's vectorized loop
+    # and its scalar tail; predict_raw must not let the batch decide which.
+    net = _net(activation, widths=(100, 37, 256))
+    X, full = _assert_batch_invariant(net, n_threads)
+    assert net.training  # mode untouched
+    with torch.no_grad():
+        np.testing.assert_allclose(net.eval()(torch.from_numpy(X)).numpy(), full,
+                                   rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(batch_norm="before"), dict(batch_norm="after", dropout=0.3),
+    dict(batch_norm_input=True, activation="selu", dropout=0.2),
+    dict(activation="prelu", batch_norm="after"), dict(activation="rrelu"),
+], ids=str)
+@pytest.mark.parametrize("n_outputs", [1, 3, 40])
+def test_predictions_are_batch_invariant_with_batch_norm_and_dropout(kwargs, n_outputs):
+    net = _net(n_outputs=n_outputs, **kwargs)
+    X, full = _assert_batch_invariant(net, n_threads=2)
+    with torch.no_grad():
+        np.testing.assert_allclose(net.eval()(torch.from_numpy(X)).numpy(), full,
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_linear_model_and_one_row():
+    net = _net(widths=())
+    X = np.random.default_rng(0).normal(size=(5, 20)).astype(np.float32)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(X)).numpy()
+    np.testing.assert_allclose(predict_raw(net, X[:1], "cpu"), expected[:1], rtol=1e-5)
+    assert predict_raw(net, X[:0], "cpu").shape == (0, 3)
+
+
+def test_cached_plan_follows_weight_changes():
+    net = _net("elu")
+    X = np.random.default_rng(0).normal(size=(10, 20)).astype(np.float32)
+    first = predict_raw(net, X, "cpu")
+    with torch.no_grad():
+        net.hidden[0].linear.weight.mul_(2.0)  # in place: same tensor, new version
+    second = predict_raw(net, X, "cpu")
+    with torch.no_grad():
+        np.testing.assert_allclose(second, net.eval()(torch.from_numpy(X)).numpy(),
+                                   rtol=1e-5, atol=1e-5)
+    assert not np.allclose(first, second)
+    net.load_state_dict(_net("elu", seed=1).state_dict())
+    with torch.no_grad():
+        np.testing.assert_allclose(predict_raw(net, X, "cpu"),
+                                   net.eval()(torch.from_numpy(X)).numpy(), rtol=1e-5,
+                                   atol=1e-5)
+
+
+def test_user_supplied_activation_runs_in_eval_mode():
+    class Noisy(torch.nn.Module):  # differs between train and eval mode
+        def forward(self, x):
+            return x + 1.0 if self.training else x
+
+    net = _net(Noisy)
+    X = np.random.default_rng(0).normal(size=(10, 20)).astype(np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(predict_raw(net, X, "cpu"),
+                                   net.eval()(torch.from_numpy(X)).numpy(), rtol=1e-5,
+                                   atol=1e-5)
+    assert not net.training  # it was in eval mode: left so
+    net.train()
+    predict_raw(net, X, "cpu")
+    assert net.training  # and in training mode: left so
+
+
+def test_small_predictions_use_one_thread_and_restore_the_callers(monkeypatch):
+    seen = []
+    original = torch.addmm
+
+    def addmm(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    net = _net(widths=(512, 512))
+    X = np.random.default_rng(0).normal(size=(2000, 20)).astype(np.float32)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(torch, "addmm", addmm)
+        predict_raw(net, X[:1], "cpu")
+        assert set(seen) == {1}  # 64 padded rows x 512 x 512: small
+        seen.clear()
+        predict_raw(net, X, "cpu")
+        assert set(seen) == {2}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_estimator_predictions_are_batch_invariant_with_selu(clf_data):
+    X, y = clf_data
+    clf = DeepMLPClassifier((32, 32), activation="selu", max_iter=3, random_state=0).fit(X, y)
+    full = clf.predict_proba(X)
+    one_by_one = np.vstack([clf.predict_proba(X[i : i + 1]) for i in range(len(X))])
+    np.testing.assert_array_equal(one_by_one, full)
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd", "rmsprop"])
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_predictions_follow_every_training_step(solver, dropout, clf_data):
+    # torch's fused optimizers do not bump tensor versions: the cached plan
+    # must still see their updates (partial_fit, and scoring between epochs).
+    X, y = clf_data
+    clf = DeepMLPClassifier((16,), solver=solver, dropout=dropout, batch_size=50,
+                            random_state=0, early_stopping=True, max_iter=3).fit(X, y)
+    X32 = X.astype(np.float32)
+    for _ in range(2):
+        before = clf.predict_proba(X)
+        clf.partial_fit(X, y)
+        with torch.no_grad():
+            expected = torch.softmax(clf.module_.eval()(torch.from_numpy(X32)), 1).numpy()
+        clf.module_.train()
+        np.testing.assert_allclose(clf.predict_proba(X), expected, rtol=1e-4, atol=1e-6)
+        assert not np.allclose(clf.predict_proba(X), before)
+    # Validation between epochs used each epoch's weights too.
+    valid_losses = [h["valid_loss"] for h in clf.history_ if "valid_loss" in h]
+    assert len(valid_losses) == 3 and len(set(valid_losses)) == 3
