@@ -65,7 +65,8 @@ class ConvergenceMonitor(Callback):
         self.best_loss_ = math.inf
         self.best_valid_loss_ = math.inf
         self.best_score_ = -math.inf
-        self.best_state_ = None
+        self.best_state_ = None  # (epoch, weights) of the best validation score
+        self.previous_best_state_ = None  # the best before it
         self.stop_message_ = None
 
     def on_epoch_end(self, net, **kwargs):
@@ -87,7 +88,8 @@ class ConvergenceMonitor(Callback):
             history.record("valid_score_best", score > self.best_score_)
             if score > self.best_score_:
                 self.best_score_ = score
-                self.best_state_ = copy.deepcopy(net.module_.state_dict())
+                self.previous_best_state_ = self.best_state_
+                self.best_state_ = (len(history), copy.deepcopy(net.module_.state_dict()))
         else:
             what = "Training loss"
             improved = loss <= self.best_loss_ - self.tol
@@ -113,9 +115,14 @@ class ConvergenceMonitor(Callback):
         Runs however training ended (convergence, ``max_iter`` or an interrupt),
         and leaves nothing that would bloat a pickle of the fitted net.
         """
-        if self.best_state_ is not None:
-            net.module_.load_state_dict(self.best_state_)
-        self.best_state_ = None
+        best = self.best_state_
+        if best is not None and best[0] > len(net.history):
+            # That epoch was rolled back (a Ctrl-C after it was scored): the
+            # best among the epochs that remain is the one before.
+            best = self.previous_best_state_
+        if best is not None:
+            net.module_.load_state_dict(best[1])
+        self.best_state_ = self.previous_best_state_ = None
         self.validation = None
         self.scorer = None
         self.validation_loss = None

@@ -25,8 +25,9 @@ from ._optim import separate_step_counters
 __all__ = ["TRUSTED_TYPES", "load_optimizer_state", "net_from_state", "net_to_state"]
 
 #: Types to pass to ``skops.io.load(..., trusted=TRUSTED_TYPES)`` for models that
-#: use the named activations and initializers (a custom activation class or a
-#: ``VarianceScaling`` initializer adds its own type).
+#: use the named activations and initializers and no callbacks (a custom
+#: activation class, a ``VarianceScaling`` initializer and every callback add
+#: their own types: check ``skops.io.get_untrusted_types``).
 TRUSTED_TYPES = [
     "sklearn_deepnet._classifier.DeepMLPClassifier",
     "sklearn_deepnet._regressor.DeepMLPRegressor",

@@ -343,6 +343,18 @@ class _DirectFusedAdam:
                     return False
         return True
 
+    def current(self):
+        """Whether the optimizer still holds the groups and state this was built on.
+
+        ``optimizer.load_state_dict`` (a callback loading a checkpoint)
+        replaces both; the caller then goes back to ``optimizer.step()``.
+        """
+        groups = self.optimizer.param_groups
+        return len(groups) == len(self.groups) and all(
+            group is entry[0] and self.optimizer.state[entry[2][0]].get("exp_avg") is entry[3][0]
+            for group, entry in zip(groups, self.groups, strict=False)
+        )
+
     def step(self):
         """One Adam update of every parameter (gradients already in ``p.grad``)."""
         for group, kernel, params, exp_avgs, exp_avg_sqs, shared, steps in self.groups:
@@ -387,8 +399,10 @@ class ManualStep(EagerStep):
     def optimizer_step(self):
         """Optimizer step; Adam through :class:`_DirectFusedAdam` once possible."""
         if self.direct_adam is not None:
-            self.direct_adam.step()
-            return
+            if self.direct_adam.current():
+                self.direct_adam.step()
+                return
+            self.direct_adam = None  # state reloaded: its counters are its own
         self.optimizer.step()
         if self.allow_direct_adam and _DirectFusedAdam.applies(self.optimizer):
             self.direct_adam = _DirectFusedAdam(self.optimizer)
@@ -497,15 +511,7 @@ class GraphStep:
 
     def _sync_settings(self):
         """Bring the captured graph up to date with ``param_groups`` (before a replay)."""
-        for group, t in zip(self.step.optimizer.param_groups, self.lr_tensors or (),
-                            strict=False):
-            lr = group["lr"]
-            if lr is not t:  # a callback put a new rate there
-                if isinstance(lr, torch.Tensor):
-                    t.copy_(lr)
-                else:
-                    t.fill_(lr)
-                group["lr"] = t
+        self._sync_lr()
         current = self._settings()
         changed = any(
             len(a) != len(b) or any(not _same(a[k], b.get(k)) for k in a)
@@ -537,18 +543,29 @@ class GraphStep:
         self.step.update()
         self.total.add_(loss.detach() * self.batch_size)
 
-    def _capture(self):
-        groups = self.step.optimizer.param_groups
+    def _install_lr_tensors(self):
+        """Make every group's ``lr`` this step's device tensor, holding its current rate."""
         if self.lr_tensors is None:
             device = self.data.X.device
-            self.lr_tensors = []
-            for group in groups:
-                lr = group["lr"]
-                t = (lr.detach().to(device, torch.float32, copy=True)
-                     if isinstance(lr, torch.Tensor)
-                     else torch.tensor(float(lr), dtype=torch.float32, device=device))
+            self.lr_tensors = [torch.zeros((), dtype=torch.float32, device=device)
+                               for _ in self.step.optimizer.param_groups]
+        self._sync_lr()  # copies each group's rate in and installs the tensor
+
+    def _sync_lr(self):
+        for group, t in zip(self.step.optimizer.param_groups, self.lr_tensors or (),
+                            strict=False):
+            lr = group["lr"]
+            if lr is not t:  # a callback put a new rate there
+                if isinstance(lr, torch.Tensor):
+                    t.copy_(lr)
+                else:
+                    t.fill_(lr)
                 group["lr"] = t
-                self.lr_tensors.append(t)
+
+    def _capture(self):
+        # Before every capture, also a re-capture: a float rate set since the
+        # last replay must not be baked into the new graph.
+        self._install_lr_tensors()
         self.step.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):

@@ -22,7 +22,8 @@ Callback events, in order, and what they receive besides the net:
   backward pass and the optimizer step (on CUDA this trains without a graph);
 - ``on_epoch_end(dataset_train)``, after ``train_loss`` (and, with early
   stopping, ``valid_loss`` / ``valid_score``) are in ``net.history``;
-- ``on_train_end(X, y)``, however training ended.
+- ``on_train_end(X, y)``, however training stopped (not when an exception
+  escapes the fit, as in skorch).
 
 A callback may read and change ``net.module_`` (in place), the optimizer's
 ``param_groups`` (learning rate, momentum, ...: read at every step on every
@@ -70,10 +71,15 @@ class _SigintWatch:
 
     While active (main thread only: signals are delivered there), the
     current SIGINT handler is wrapped so that it first sets ``seen``.
+    ``nested`` is true inside another fit's watch (a callback fitting another
+    model): a Ctrl-C there must reach the outer fit too.
     """
+
+    _active = 0  # watches open in this process (all on the main thread)
 
     def __init__(self):
         self.seen = False
+        self.nested = False
         self._previous = None
 
     def __enter__(self):
@@ -86,12 +92,28 @@ class _SigintWatch:
 
                 signal.signal(signal.SIGINT, handler)
                 self._previous = previous
+                self.nested = _SigintWatch._active > 0
+                _SigintWatch._active += 1
         return self
 
     def __exit__(self, *exc_info):
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
+            _SigintWatch._active -= 1
+
+
+def _floats_in_history_row(row):
+    """Replace 0-d tensors in a history row (and its batch records) by floats.
+
+    E.g. skorch's ``LRScheduler`` records the learning rate, which is a
+    device tensor while a CUDA graph trains: the history must stay plain
+    values (JSON, pickles that load without the device).
+    """
+    for record in [row, *row.get("batches", ())]:
+        for key, value in record.items():
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                record[key] = value.item()
 
 
 def _implements(cb, event):
@@ -144,8 +166,10 @@ class TrainingNet(NeuralNet):
     what the criterion consumes (int64 class indices for a multiclass
     criterion, float arrays of shape ``(n, n_outputs)`` otherwise) and
     :meth:`predict` / :meth:`predict_proba` return the raw outputs (logits).
-    ``fit``, ``partial_fit``, ``history``, ``save_params`` and ``load_params``
-    are skorch's.
+    ``fit``, ``history``, ``save_params`` and ``load_params`` are skorch's
+    (the last two keep the optimizer a plain torch optimizer: separate step
+    counters, float learning rates); :meth:`partial_fit` follows skorch's
+    with the interrupt handling described above.
 
     Parameters
     ----------
@@ -253,6 +277,32 @@ class TrainingNet(NeuralNet):
         # (direct fused Adam).
         separate_step_counters(self.optimizer_)
 
+    def save_params(self, *args, **kwargs):
+        """skorch's ``save_params``, writing float learning rates (see ``load_params``)."""
+        groups = self.optimizer_.param_groups if self.initialized_ else []
+        rates = [g["lr"] for g in groups]
+        try:
+            for group, lr in zip(groups, rates, strict=True):
+                if isinstance(lr, torch.Tensor):  # a CUDA graph's rate: save a float
+                    group["lr"] = lr.item()
+            return super().save_params(*args, **kwargs)
+        finally:
+            for group, lr in zip(groups, rates, strict=True):
+                group["lr"] = lr
+
+    def load_params(self, *args, **kwargs):
+        """skorch's ``load_params``; the optimizer gets one step counter per parameter.
+
+        A checkpoint written during training may hold the step counters the
+        direct fused-Adam step shares within a group; loaded as is, every
+        counter would advance once per parameter.
+        """
+        super().load_params(*args, **kwargs)
+        if self.initialized_:
+            separate_step_counters(self.optimizer_)
+            mark_weights_changed(self.module_)
+        return self
+
     def _finite_state(self):
         """Whether every weight and BatchNorm statistic is finite (one host read)."""
         tensors = [t for t in self.module_.state_dict().values() if t.is_floating_point()]
@@ -289,10 +339,13 @@ class TrainingNet(NeuralNet):
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """Train for ``max_epochs`` epochs continuing from the current state.
 
-        Like skorch's: ``on_train_begin``, the epochs, ``on_train_end``; a
+        As skorch's: ``on_train_begin``, the epochs, ``on_train_end``; a
         Ctrl-C ends training (``stop_reason == "interrupted"``) without an
-        exception. ``X`` and ``y`` are arrays in the network's terms, or
-        ``data=`` a :class:`TensorData` is passed through ``fit_params``.
+        exception (unless this fit runs inside another fit, which must stop
+        too). Unlike skorch's, a callback's ``KeyboardInterrupt`` is a stop,
+        and both are told apart (see the module docstring). ``X`` and ``y``
+        are arrays in the network's terms, or ``data=`` a :class:`TensorData`
+        is passed through ``fit_params``.
         """
         if not self.initialized_:
             self.initialize()
@@ -301,27 +354,38 @@ class TrainingNet(NeuralNet):
         with _SigintWatch() as watch:
             self._sigint = watch
             try:
-                self.notify("on_train_begin", X=X, y=y)
-                self.fit_loop(X, y, **fit_params)
-            except _CallbackStop as stop:  # raised in on_train_begin
-                self.stop_reason = f"callback {stop.name}"
-            except KeyboardInterrupt:
-                self.stop_reason = "interrupted"
+                try:
+                    self.notify("on_train_begin", X=X, y=y)
+                    self.fit_loop(X, y, **fit_params)
+                except _CallbackStop as stop:  # raised in on_train_begin
+                    self.stop_reason = f"callback {stop.name}"
+                except KeyboardInterrupt:
+                    self.stop_reason = "interrupted"
+                    if watch.nested:  # the fit around this one must stop too
+                        raise
+                try:
+                    self.notify("on_train_end", X=X, y=y)
+                except _CallbackStop:
+                    pass  # training has ended anyway
+                except KeyboardInterrupt:
+                    self.stop_reason = "interrupted"  # the epochs are complete
+                    if watch.nested:
+                        raise
             finally:
                 self._sigint = None
-        self.notify("on_train_end", X=X, y=y)
         return self
 
     def fit_loop(self, X, y=None, epochs=None, data=None, generator=None, **fit_params):
         """Run up to ``epochs`` epochs (see the module docstring for the events).
 
         Stops early when a callback sets ``stop_reason`` or raises
-        ``KeyboardInterrupt``. Two events roll the network back to the end of
-        the last finished epoch (weights and optimizer state) and stop: a
+        ``KeyboardInterrupt``. Three events roll the network back to the end
+        of the last finished epoch (weights and optimizer state) and stop: a
         Ctrl-C (``stop_reason`` ``"interrupted"``; the interrupt propagates to
-        :meth:`partial_fit`), and a non-finite epoch loss, weight or BatchNorm
-        statistic (``"diverged"``); the rolled-back epoch leaves no record in
-        the history.
+        :meth:`partial_fit`), a non-finite epoch loss, weight or BatchNorm
+        statistic (``"diverged"``), and a callback's stop anywhere but in
+        ``on_epoch_end`` (``"callback NAME"``); the rolled-back epoch leaves
+        no record in the history.
         """
         if data is None:
             data = self.tensor_data(X, y)
@@ -363,6 +427,7 @@ class TrainingNet(NeuralNet):
                         roll_back(good, n_rows)
                         break
                     self.notify("on_epoch_end", dataset_train=data, dataset_valid=None)
+                    _floats_in_history_row(self.history[-1])
                 except _CallbackStop as stop:
                     self.stop_reason = f"callback {stop.name}"
                     if stop.event != "on_epoch_end":  # the epoch is unfinished

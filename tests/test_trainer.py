@@ -355,3 +355,121 @@ def test_schedules_and_momentum_changes_match_eager_in_the_cuda_graph(solver, cl
     lr = fits[True].net_.optimizer_.param_groups[0]["lr"]
     assert isinstance(lr, float)  # the graph's tensor rate is handed back as a float
     assert lr == pytest.approx(0.01 * 0.95 ** 21, rel=1e-5)  # 7 batches x 3 epochs
+
+
+# ------------------------------------------- review findings (regressions)
+def test_checkpoint_taken_mid_fit_loads_with_separate_step_counters(clf_data, tmp_path):
+    # The direct fused-Adam step shares step counters while training; a
+    # checkpoint written then must not make them advance once per parameter.
+    X, y = clf_data
+    cp = Checkpoint(monitor="train_loss_best", dirname=str(tmp_path))
+    clf = _clf(max_iter=3, tol=0, callbacks=[cp]).fit(X, y)  # 4 steps per epoch
+    clf.net_.load_params(checkpoint=cp)
+    steps = [st["step"] for st in clf.net_.optimizer_.state.values()]
+    assert len({id(t) for t in steps}) == len(steps)
+    clf.partial_fit(X, y)
+    assert {float(st["step"]) for st in clf.net_.optimizer_.state.values()} == {16.0}
+
+
+def test_rate_change_after_a_callback_reloads_the_optimizer(clf_data, tmp_path):
+    X, y = clf_data
+    saved = _clf(max_iter=1).fit(X, y)
+    saved.net_.save_params(f_optimizer=str(tmp_path / "opt.pt"))
+
+    class ReloadThenFreeze(Callback):
+        def on_epoch_begin(self, net, **kwargs):
+            if len(net.history) == 2:
+                net.load_params(f_optimizer=str(tmp_path / "opt.pt"))
+            if len(net.history) == 3:
+                for group in net.optimizer_.param_groups:
+                    group["lr"] = 0.0
+
+    rec = RecordWeights()
+    clf = _clf(max_iter=4, tol=0, callbacks=[ReloadThenFreeze(), rec]).fit(X, y)
+    assert clf.engine_ == "cpu-manual"
+    w = rec.weights_
+    assert not any(torch.equal(a, b) for a, b in zip(w[0], w[1], strict=True))
+    for later in w[2:]:
+        assert all(torch.equal(a, b) for a, b in zip(w[1], later, strict=True))
+
+
+def test_ctrl_c_after_scoring_does_not_keep_the_rolled_back_epochs_weights(clf_data):
+    X, y = clf_data
+
+    class CtrlCAtEpoch4(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            if len(net.history) == 4:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)
+
+    kw = dict(max_iter=20, tol=0, early_stopping=True, n_iter_no_change=50,
+              learning_rate_init=0.01)
+    with pytest.warns(UserWarning, match="interrupted after 3 complete epoch"):
+        clf = _clf(**kw, callbacks=[CtrlCAtEpoch4()]).fit(X, y)
+    reference = _clf(**{**kw, "max_iter": 3}).fit(X, y)  # best of the same 3 epochs
+    assert clf.validation_scores_ == reference.validation_scores_
+    np.testing.assert_array_equal(clf.predict_proba(X), reference.predict_proba(X))
+
+
+def test_ctrl_c_in_a_nested_fit_stops_the_outer_fit(clf_data):
+    X, y = clf_data
+
+    class FitsAnotherModel(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            if len(net.history) == 2:
+                class PressCtrlC(Callback):
+                    def on_epoch_end(self, net, **kwargs):
+                        os.kill(os.getpid(), signal.SIGINT)
+                        time.sleep(1)
+
+                _clf(max_iter=5, callbacks=[PressCtrlC()]).fit(X, y)
+
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.warns(UserWarning, match="interrupted after 1 complete epoch"):
+        outer = _clf(max_iter=10, tol=0, callbacks=[FitsAnotherModel()]).fit(X, y)
+    assert outer.n_iter_ == 1 and outer.net_.stop_reason == "interrupted"
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
+@pytest.mark.parametrize("how", ["callback", "ctrl-c"])
+def test_interrupt_in_on_train_end_keeps_the_fit(how, clf_data):
+    X, y = clf_data
+
+    class AtTrainEnd(Callback):
+        def on_train_end(self, net, **kwargs):
+            if how == "ctrl-c":
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)
+            raise KeyboardInterrupt
+
+    reference = _clf(max_iter=3, tol=0).fit(X, y)
+    if how == "ctrl-c":
+        with pytest.warns(UserWarning, match="interrupted after 3 complete epoch"):
+            clf = _clf(max_iter=3, tol=0, callbacks=[AtTrainEnd()]).fit(X, y)
+    else:
+        clf = _clf(max_iter=3, tol=0, callbacks=[AtTrainEnd()]).fit(X, y)
+    assert clf.n_iter_ == 3
+    np.testing.assert_array_equal(clf.predict_proba(X), reference.predict_proba(X))
+
+
+def test_tensors_recorded_by_callbacks_become_floats(clf_data, tmp_path):
+    import json
+    import pickle
+
+    X, y = clf_data
+
+    class RecordsTensors(Callback):
+        def on_batch_end(self, net, loss, **kwargs):
+            net.history.record_batch("loss_tensor", loss)
+
+        def on_epoch_end(self, net, **kwargs):
+            net.history.record("lr_tensor", torch.tensor(0.5))
+
+    clf = _clf(max_iter=2, callbacks=[RecordsTensors()]).fit(X, y)
+    assert clf.history_[-1]["lr_tensor"] == 0.5
+    assert all(isinstance(b["loss_tensor"], float) for b in clf.history_[-1]["batches"])
+    clf.net_.save_params(f_history=str(tmp_path / "h.json"))
+    assert json.loads((tmp_path / "h.json").read_text())[-1]["lr_tensor"] == 0.5
+    rows = pickle.loads(pickle.dumps(list(clf.history_)))
+    assert not any(isinstance(v, torch.Tensor) for row in rows
+                   for record in [row, *row["batches"]] for v in record.values())
