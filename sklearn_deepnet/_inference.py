@@ -13,9 +13,10 @@ BatchNorm statistic changes), which gives two properties the module's own
   Element-wise activations (ELU, SELU, GELU, Swish, Mish, sigmoid, tanh, ...)
   round differently in ATen's vectorized loop and in its scalar tail, and a
   multi-threaded loop puts the tail at data-dependent places; so hidden widths
-  are padded with zero units to a multiple of ``_WIDTH_MULTIPLE`` and each
-  activation runs on row blocks of at most ``_BLOCK`` elements (one thread,
-  no tail). Padded units are exactly zero and have zero outgoing weights.
+  are padded with zero units to a multiple of ``_WIDTH_MULTIPLE`` (no tail)
+  and such activations run on one thread (one chunk; the matrix products keep
+  their threads). Padded units are exactly zero and have zero outgoing
+  weights.
 - **Low latency.** No train/eval mode switching and no weight preparation per
   call, and one CPU thread when the matrix products are small (like
   training, see :func:`~._engine.choose_num_threads`).
@@ -52,11 +53,10 @@ PREDICT_BATCH_SIZE = 8192
 # columns (see the module docstring).
 _MIN_ROWS, _MIN_COLS = 64, 16
 # Hidden widths are padded to a multiple of this (a multiple of every SIMD
-# block ATen uses for float32), and element-wise layers run on blocks of at
-# most this many elements: ATen's grain size, below which a loop is not split
-# across threads.
+# block ATen uses for float32). Element-wise loops of up to _GRAIN elements
+# (ATen's grain size) run on one thread anyway.
 _WIDTH_MULTIPLE = 64
-_BLOCK = 32768
+_GRAIN = 32768
 
 # Layer types whose eval-mode output for an element depends on that element
 # (and its column's constants) only; dropout is the identity in eval mode.
@@ -109,17 +109,18 @@ class _Linear:
         return torch.addmm(self.b, x, self.wt)[:n]
 
 
-def _blocked(fn):
-    """Apply the element-wise ``fn`` to row blocks of at most ``_BLOCK`` elements."""
+def _one_chunk(fn):
+    """Apply the element-wise ``fn`` on one thread: one loop, split nowhere."""
 
     def apply(x):
-        rows = max(1, _BLOCK // x.shape[1])
-        if len(x) <= rows:
+        threads = torch.get_num_threads()
+        if threads == 1 or x.numel() <= _GRAIN:
             return fn(x)
-        out = torch.empty_like(x)
-        for start in range(0, len(x), rows):
-            out[start : start + rows] = fn(x[start : start + rows])
-        return out
+        torch.set_num_threads(1)
+        try:
+            return fn(x)
+        finally:
+            torch.set_num_threads(threads)
 
     return apply
 
@@ -168,7 +169,7 @@ def _plan(module):
                 fn = _elementwise(layer, width)
                 if fn is None:
                     return None
-                ops.append(fn if exact else _blocked(fn))
+                ops.append(fn if exact else _one_chunk(fn))
         n_in = width
     n_out = module.output.linear.out_features
     ops.append(_Linear(module.output.linear, n_in, max(n_out, _MIN_COLS)))
