@@ -9,7 +9,9 @@ BatchNorm statistic changes), which gives two properties the module's own
 - **Batch invariance.** A row's outputs do not depend on the rows it is
   predicted with (subsets, order, chunk sizes, thread counts). BLAS switches
   to differently-rounding kernels for few rows or one output column, so every
-  matrix product gets at least ``_MIN_ROWS`` rows and ``_MIN_COLS`` columns.
+  matrix product gets at least ``_MIN_ROWS`` rows and ``_MIN_COLS`` columns,
+  and hidden widths are padded to a multiple of 16 (see
+  ``_EXACT_WIDTH_MULTIPLE``).
   Element-wise activations (ELU, SELU, GELU, Swish, Mish, sigmoid, tanh, ...)
   round differently in ATen's vectorized loop and in its scalar tail, and a
   multi-threaded loop puts the tail at data-dependent places; so hidden widths
@@ -57,6 +59,11 @@ _MIN_ROWS, _MIN_COLS = 64, 16
 # (ATen's grain size) run on one thread anyway.
 _WIDTH_MULTIPLE = 64
 _GRAIN = 32768
+# Layers with exact activations are padded less: only so that the matrix
+# products' shapes keep BLAS on kernels whose rounding does not depend on the
+# number of rows for any thread count (measured: widths like 37 or 100 broke
+# that at 3 threads, multiples of 16 did not).
+_EXACT_WIDTH_MULTIPLE = 16
 
 # Layer types whose eval-mode output for an element depends on that element
 # (and its column's constants) only; dropout is the identity in eval mode.
@@ -64,7 +71,7 @@ _ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mis
                 nn.Sigmoid, nn.Softplus)
 _DROPOUT = (nn.Dropout, nn.AlphaDropout)
 # Activations computed exactly (comparisons and one multiplication): the same
-# in the vectorized loop and its scalar tail, so their layers need no padding.
+# in the vectorized loop and its scalar tail, on any number of threads.
 _EXACT = (nn.ReLU, nn.LeakyReLU, nn.RReLU, nn.PReLU, nn.Identity)
 
 _cache = weakref.WeakKeyDictionary()  # module -> (key, plan)
@@ -157,7 +164,8 @@ def _plan(module):
         ops.append(_batch_norm(module.input_norm, n_in))
     for block in module.hidden:
         exact = type(block.activation) in _EXACT
-        width = _pad_to(block.linear.out_features, 1 if exact else _WIDTH_MULTIPLE)
+        multiple = _EXACT_WIDTH_MULTIPLE if exact else _WIDTH_MULTIPLE
+        width = _pad_to(block.linear.out_features, multiple)
         for name, layer in block.named_children():
             if name == "linear":
                 ops.append(_Linear(layer, n_in, width))

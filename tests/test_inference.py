@@ -45,7 +45,7 @@ def _assert_batch_invariant(net, n_threads, n=1000):
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
-@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
 def test_predictions_are_batch_invariant_for_every_activation(activation, n_threads):
     # Transcendental activations round differently in ATen's vectorized loop
     # and its scalar tail; predict_raw must not let the batch decide which.
@@ -167,3 +167,21 @@ def test_predictions_follow_every_training_step(solver, dropout, clf_data):
     # Validation between epochs used each epoch's weights too.
     valid_losses = [h["valid_loss"] for h in clf.history_ if "valid_loss" in h]
     assert len(valid_losses) == 3 and len(set(valid_losses)) == 3
+
+
+@pytest.mark.parametrize("activation", ["relu", "elu", "gelu"])
+@pytest.mark.parametrize("threads", [2, 3, 4, 5])
+def test_one_row_alone_equals_the_same_row_in_a_large_batch(activation, threads):
+    # With n_threads=None a large batch runs on all threads and one row on
+    # one: the row's outputs must still be identical.
+    net = _net(activation, widths=(100, 37, 256))
+    X = np.random.default_rng(0).normal(size=(20000, 20)).astype(np.float32)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        full = predict_raw(net, X, "cpu")
+        rows = [0, 1, 8191, 8192, 19999]
+        alone = np.vstack([predict_raw(net, X[i : i + 1], "cpu") for i in rows])
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(alone, full[rows])
