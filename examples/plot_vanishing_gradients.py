@@ -68,7 +68,8 @@ def main(epochs, output):
     fig, (ax_grad, ax_loss) = plt.subplots(1, 2, figsize=(12, 4.5))
     for name, params in CONFIGS.items():
         clf = DeepMLPClassifier(
-            hidden_layer_sizes=(WIDTH,) * DEPTH, solver="sgd", learning_rate_init=0.01,
+            hidden_layer_sizes=(WIDTH,) * DEPTH, solver="sgd", momentum=0.0,
+            learning_rate_init=0.01,
             alpha=0.0, max_iter=epochs, n_iter_no_change=epochs, random_state=0, **params,
         )
         # One epoch with a learning rate of ~0 builds and initializes the network

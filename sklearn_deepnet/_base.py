@@ -34,6 +34,7 @@ from ._trainer import TrainingNet
 from ._validation import (
     Integral,
     Interval,
+    Options,
     Real,
     StrOptions,
     check_sample_weight,
@@ -47,7 +48,8 @@ _ARCHITECTURE_PARAMS = (
     "hidden_layer_sizes", "activation", "activation_alpha", "batch_norm",
     "batch_norm_input", "batch_norm_momentum", "batch_norm_epsilon", "dropout",
 )
-_SOLVER_PARAMS = ("learning_rate_init", "momentum", "beta_1", "beta_2", "epsilon", "rho")
+_SOLVER_PARAMS = ("learning_rate_init", "momentum", "nesterovs_momentum", "beta_1", "beta_2",
+                  "epsilon", "rho")
 # Callback names the estimator uses itself.
 _RESERVED_CALLBACK_NAMES = ("epoch_timer", "convergence")
 
@@ -144,6 +146,9 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         "learning_rate": [StrOptions(set(SCHEDULES))],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "momentum": [Interval(Real, 0, 1, closed="left")],
+        "nesterovs_momentum": ["boolean"],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
         "beta_1": [Interval(Real, 0, 1, closed="left")],
         "beta_2": [Interval(Real, 0, 1, closed="left")],
         "epsilon": [Interval(Real, 0, None, closed="neither")],
@@ -152,7 +157,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "shuffle": ["boolean"],
         "tol": [Interval(Real, 0, None, closed="left")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "warm_start": ["boolean"],
@@ -296,6 +301,8 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
 
     def _fit_unsafe(self, X, y, sample_weight, *, incremental, classes):
         continuing = (incremental or self.warm_start) and hasattr(self, "net_")
+        if incremental and self.early_stopping:  # as scikit-learn's MLP
+            raise ValueError("partial_fit does not support early_stopping=True")
         sizes, decay = self._check_params()
         device = resolve_device(self, self.device)
         if continuing:
@@ -501,10 +508,16 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             rows = np.arange(len(y_model), dtype=np.int32 if len(y_model) < 2**31 else np.int64)
         n = len(rows)
         n_val = int(np.ceil(self.validation_fraction * n))
-        if n_val < 1 or n - n_val < 1:
+        if n - n_val < 1:
             raise ValueError(
                 f"early_stopping with validation_fraction={self.validation_fraction} "
                 f"cannot split {n} samples into a training and a validation set."
+            )
+        if n_val < 2:  # scikit-learn's rule and message: one sample cannot be scored
+            raise ValueError(
+                "The validation set is too small. Increase 'validation_fraction' or the "
+                f"size of your dataset (early_stopping would hold out {n_val} of {n} "
+                "samples)."
             )
         labels = self._stratify(y_model)
         return split_rows(rows, n_val, labels, seed)

@@ -81,11 +81,11 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         batch_norm_input=False, batch_norm_momentum=0.1, batch_norm_epsilon=1e-5,
         dropout=0.0, max_norm=None, alpha=1e-4, l1_ratio=0.0, weight_decay=None,
         clip_norm=None, clip_value=None, solver="adam", learning_rate="constant",
-        learning_rate_init=1e-3, momentum=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-        rho=0.9, batch_size="auto", max_iter=200, shuffle=True, tol=1e-4,
-        n_iter_no_change=10, early_stopping=False, validation_fraction=0.1,
-        warm_start=False, random_state=None, verbose=False, device="auto",
-        n_threads=None, callbacks=None,
+        learning_rate_init=1e-3, power_t=0.5, momentum=0.9, nesterovs_momentum=True,
+        beta_1=0.9, beta_2=0.999, epsilon=1e-8, rho=0.9, batch_size="auto", max_iter=200,
+        shuffle=True, tol=1e-4, n_iter_no_change=10, early_stopping=False,
+        validation_fraction=0.1, warm_start=False, random_state=None, verbose=False,
+        device="auto", n_threads=None, max_fun=15000, callbacks=None,
         class_weight=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -106,7 +106,9 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         self.solver = solver
         self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
         self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
@@ -123,6 +125,7 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         self.verbose = verbose
         self.device = device
         self.n_threads = n_threads
+        self.max_fun = max_fun
         self.callbacks = callbacks
         self.class_weight = class_weight
 

@@ -120,8 +120,19 @@ SHARED_PARAMETERS = f"""\
     learning_rate_init : float, default=1e-3
         Initial learning rate.
 
+    power_t : float, default=0.5
+        Exponent of the "invscaling" schedule, as in ``MLPClassifier``; only
+        read by that schedule (the schedules beyond "constant" are not
+        available yet, so it has no effect for now).
+
     momentum : float, default=0.9
-        Momentum for "momentum" and "nesterov".
+        Momentum for "sgd" (as in ``MLPClassifier``), "momentum" and
+        "nesterov". With ``solver="sgd"``, ``momentum=0`` is plain SGD.
+
+    nesterovs_momentum : bool, default=True
+        Whether ``solver="sgd"`` uses Nesterov's momentum, as in
+        ``MLPClassifier`` ("momentum" and "nesterov" name the choice
+        explicitly and ignore this).
 
     beta_1 : float, default=0.9
         Decay of the first-moment estimate (Adam family).
@@ -150,9 +161,10 @@ SHARED_PARAMETERS = f"""\
         Minimum improvement of the training loss (or of the validation score
         with ``early_stopping``) that resets the patience counter.
 
-    n_iter_no_change : int, default=10
+    n_iter_no_change : int or np.inf, default=10
         Stop once the loss (or validation score) has not improved by ``tol``
-        for more than this many consecutive epochs.
+        for more than this many consecutive epochs; ``np.inf`` never stops
+        early (``max_iter`` epochs).
 
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training data (stratified for
@@ -189,6 +201,10 @@ SHARED_PARAMETERS = f"""\
         small (per-operation overhead dominates and threads only add
         synchronization), all of torch's threads otherwise. The caller's
         ``torch.get_num_threads()`` is restored when fit returns.
+
+    max_fun : int, default=15000
+        ``MLPClassifier``'s limit on loss evaluations of its "lbfgs" solver;
+        accepted so that its code runs, unused until "lbfgs" is available.
 
     callbacks : list or None, default=None
         skorch callbacks run by every fit, on every training path: instances

@@ -74,9 +74,15 @@ def _make(cls, groups, impl, **kwargs):
 
 SOLVERS: dict[str, Solver] = {
     "sgd": Solver(
-        lambda p, hp, impl: _make(torch.optim.SGD, p, impl, lr=hp["learning_rate_init"]),
+        # scikit-learn's "sgd": momentum 0.9 with Nesterov's by default.
+        lambda p, hp, impl: _make(
+            torch.optim.SGD, p, impl, lr=hp["learning_rate_init"], momentum=hp["momentum"],
+            nesterov=bool(hp["nesterovs_momentum"] and hp["momentum"] > 0),
+        ),
+        uses=("momentum", "nesterovs_momentum"),
         fused_devices=("cpu", "cuda"),
-        summary="plain stochastic gradient descent",
+        summary="stochastic gradient descent as in MLPClassifier: with momentum (Nesterov's "
+                "when nesterovs_momentum=True); momentum=0 is plain SGD",
     ),
     "momentum": Solver(
         lambda p, hp, impl: _make(
@@ -221,8 +227,9 @@ def build_optimizer(
     named_params : iterable of (str, torch.nn.Parameter)
         Learnable parameters of the module.
     hp : dict
-        Hyperparameters (``learning_rate_init``, ``momentum``, ``beta_1``,
-        ``beta_2``, ``epsilon``, ``rho``, ``weight_decay``).
+        Hyperparameters (``learning_rate_init``, ``momentum``,
+        ``nesterovs_momentum``, ``beta_1``, ``beta_2``, ``epsilon``, ``rho``,
+        ``weight_decay``).
     device_type : str, default="cpu"
         Type of the device holding the parameters.
     capturable : bool, default=False

@@ -13,6 +13,7 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import (
     Interval,
     InvalidParameterError,
+    Options,
     StrOptions,
 )
 from sklearn.utils.validation import _check_sample_weight
@@ -21,6 +22,7 @@ __all__ = [
     "Integral",
     "Interval",
     "InvalidParameterError",
+    "Options",
     "Real",
     "StrOptions",
     "check_sample_weight",

@@ -130,6 +130,16 @@ CASES = [
      InvalidParameterError, "'learning_rate_init' parameter"),
     ("momentum-above-one", "clf", "fit", {"momentum": 1.5}, (Xc, yc), InvalidParameterError,
      "'momentum' parameter"),
+    ("power-t-negative", "clf", "fit", {"power_t": -0.5}, (Xc, yc), InvalidParameterError,
+     "'power_t' parameter"),
+    ("max-fun-zero", "clf", "fit", {"max_fun": 0}, (Xc, yc), InvalidParameterError,
+     "'max_fun' parameter"),
+    ("n-iter-no-change-zero", "clf", "fit", {"n_iter_no_change": 0}, (Xc, yc),
+     InvalidParameterError, "'n_iter_no_change' parameter"),
+    ("validation-set-of-one", "clf", "fit", {"early_stopping": True}, (Xc[:10], yc[:10]),
+     ValueError, "The validation set is too small"),
+    ("partial-fit-early-stopping", "clf", "partial_fit", {"early_stopping": True},
+     (Xc, yc), ValueError, "partial_fit does not support early_stopping=True"),
     ("batch-size-zero", "clf", "fit", {"batch_size": 0}, (Xc, yc), InvalidParameterError,
      "'batch_size' parameter"),
     ("max-iter-zero", "clf", "fit", {"max_iter": 0}, (Xc, yc), InvalidParameterError,
@@ -174,6 +184,7 @@ def test_every_constrained_hyperparameter_has_a_bad_value_row():
     # Booleans and seeds: any value of the allowed type is valid (sklearn's
     # constraint checks cover the wrong types); the rest need a row here.
     free = {"batch_norm_input", "shuffle", "early_stopping", "warm_start", "random_state",
+            "nesterovs_momentum",
             "verbose", "batch_norm_momentum", "batch_norm_epsilon", "clip_value",
             "beta_1", "beta_2", "epsilon", "rho", "tol", "n_iter_no_change", "huber_delta"}
     for cls in (DeepMLPClassifier, DeepMLPRegressor):
@@ -188,11 +199,13 @@ def test_bad_input_is_a_clear_error_and_keeps_the_fitted_model(
 ):
     X, y = (Xc, yc) if kind == "clf" else (Xr, yr)
     fresh = _estimator(kind, params)
-    if method == "partial_fit":
+    if method == "partial_fit":  # a first, valid call; then the parameters of the row
+        fresh = _estimator(kind, {})
         if kind == "clf":
             fresh.partial_fit(X, y, classes=np.unique(y))
         else:
             fresh.partial_fit(X, y)
+        fresh.set_params(**params)
     with pytest.raises(exc, match=match):
         getattr(fresh, method)(*args)
 

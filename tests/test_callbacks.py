@@ -1,6 +1,7 @@
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 
 from sklearn_deepnet import DeepMLPClassifier
@@ -86,6 +87,8 @@ def test_partial_fit_after_early_stopping_keeps_the_record(clf_data):
     X, y = clf_data
     clf = DeepMLPClassifier((16,), early_stopping=True, max_iter=5, random_state=0).fit(X, y)
     scores = list(clf.validation_scores_)
-    clf.partial_fit(X, y)
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
+        clf.partial_fit(X, y)  # as scikit-learn's MLP
+    clf.set_params(early_stopping=False).partial_fit(X, y)
     assert clf.validation_scores_ == scores and clf.best_validation_score_ == max(scores)
     assert clf.best_loss_ is None and len(clf.loss_curve_) == clf.n_iter_ == 6

@@ -156,6 +156,7 @@ def test_predictions_follow_every_training_step(solver, dropout, clf_data):
     clf = DeepMLPClassifier((16,), solver=solver, dropout=dropout, batch_size=50,
                             random_state=0, early_stopping=True, max_iter=3).fit(X, y)
     X32 = X.astype(np.float32)
+    clf.set_params(early_stopping=False)  # partial_fit does not early-stop
     for _ in range(2):
         before = clf.predict_proba(X)
         clf.partial_fit(X, y)

@@ -6,7 +6,7 @@ from sklearn_deepnet._optim import SOLVERS
 from sklearn_deepnet._validation import InvalidParameterError
 
 EXPECTED = {
-    "sgd": (torch.optim.SGD, {"momentum": 0, "nesterov": False}),
+    "sgd": (torch.optim.SGD, {"momentum": 0.8, "nesterov": True}),  # MLPClassifier's meaning
     "momentum": (torch.optim.SGD, {"momentum": 0.8, "nesterov": False}),
     "nesterov": (torch.optim.SGD, {"momentum": 0.8, "nesterov": True}),
     "adagrad": (torch.optim.Adagrad, {"eps": 1e-6}),
@@ -89,3 +89,22 @@ def test_adam_with_weight_decay_is_adamw(clf_data):
                             random_state=0).fit(X, y)
     assert type(clf.net_.optimizer_) is torch.optim.AdamW
     assert clf.net_.optimizer_.param_groups[0]["weight_decay"] == 0.1
+
+
+def test_sgd_means_what_it_means_in_mlp_classifier(clf_data):
+    # MLPClassifier's "sgd" is Nesterov momentum 0.9 by default; momentum and
+    # nesterovs_momentum change it, momentum=0 is plain SGD.
+    X, y = clf_data
+    kw = dict(hidden_layer_sizes=(16,), solver="sgd", learning_rate_init=0.01, batch_size=50,
+              max_iter=5, tol=0, random_state=0)
+    curves = {}
+    for name, extra in {"default": {}, "momentum=0.99": dict(momentum=0.99),
+                        "classical": dict(nesterovs_momentum=False),
+                        "plain": dict(momentum=0.0)}.items():
+        clf = DeepMLPClassifier(**kw, **extra).fit(X, y)
+        curves[name] = clf.loss_curve_
+        group = clf.net_.optimizer_.param_groups[0]
+        assert group["momentum"] == extra.get("momentum", 0.9)
+        assert group["nesterov"] == (name in ("default", "momentum=0.99"))
+    assert len({tuple(c) for c in curves.values()}) == 4  # every setting changes training
+    assert curves["default"][-1] < curves["plain"][-1]  # momentum speeds this up

@@ -28,8 +28,8 @@ from sklearn_deepnet._steps import (
     weight_penalty,
 )
 
-HP = dict(learning_rate_init=1e-2, momentum=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-          rho=0.9, weight_decay=0.0)
+HP = dict(learning_rate_init=1e-2, momentum=0.9, nesterovs_momentum=True, beta_1=0.9,
+          beta_2=0.999, epsilon=1e-8, rho=0.9, weight_decay=0.0)
 # float32 rounding differs between the hand-written and the autograd backward;
 # after N_STEPS updates weights agree to this relative tolerance.
 N_STEPS = 8
@@ -261,8 +261,8 @@ def test_clipping_bounds_updates_end_to_end(kind, reg_data):
     # Plain SGD with lr=1: each step moves the weights by exactly the clipped gradient.
     X, y = reg_data
     bound = 1e-3
-    reg = DeepMLPRegressor((16,), solver="sgd", learning_rate_init=1.0, batch_size=50,
-                           random_state=0, **{kind: bound})
+    reg = DeepMLPRegressor((16,), solver="sgd", momentum=0.0, learning_rate_init=1.0,
+                           batch_size=50, random_state=0, **{kind: bound})
     reg.partial_fit(X * 100, y * 100)  # huge gradients without clipping
     before = [p.detach().clone() for p in reg.module_.parameters()]
     reg.partial_fit(X * 100, y * 100)

@@ -10,8 +10,8 @@ from sklearn_deepnet._module import MLP
 from sklearn_deepnet._optim import build_optimizer
 from sklearn_deepnet._steps import ManualStep, Regularization
 
-HP = dict(learning_rate_init=1e-2, momentum=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-          rho=0.9, weight_decay=0.0)
+HP = dict(learning_rate_init=1e-2, momentum=0.9, nesterovs_momentum=True, beta_1=0.9,
+          beta_2=0.999, epsilon=1e-8, rho=0.9, weight_decay=0.0)
 
 
 @pytest.fixture

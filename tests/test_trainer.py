@@ -238,7 +238,7 @@ def test_on_grad_computed_sees_gradients_and_can_clip(path, reg_data):
         def on_grad_computed(self, net, named_parameters, **kwargs):
             seen.append(sum(p.grad.norm() ** 2 for _, p in named_parameters) ** 0.5)
 
-    kw = dict(PATHS[path], solver="sgd", learning_rate_init=1.0)
+    kw = dict(PATHS[path], solver="sgd", momentum=0.0, learning_rate_init=1.0)
     est = DeepMLPRegressor((16,), batch_size=50, random_state=0, **kw,
                            callbacks=[Spy(), GradientNormClipping(1e-3)])
     before = None
