@@ -355,10 +355,10 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         self._n_fit_calls += 1
         self.net_ = net
         self._fitted_architecture = self._architecture()
-        self._record_history(net)
+        n_done = len(net.history) - n_before
+        self._record_history(net, n_done)
         self.engine_, self.engine_reason_ = net.engine, net.engine_reason
         pending = []
-        n_done = len(net.history) - n_before
         kept = ("of the best validation score" if self.early_stopping and not incremental
                 else "of the last complete epoch")
         if net.stop_reason == "interrupted":
@@ -486,10 +486,12 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             losses = self._per_sample_loss()(torch.from_numpy(raw), torch.from_numpy(y_model))
         return float(np.average(losses.numpy(), weights=sample_weight))
 
-    def _record_history(self, net):
+    def _record_history(self, net, n_done):
         history = net.history
         self.history_ = history
-        self.n_iter_ = len(history)
+        self.n_iter_ = n_done  # epochs of this call, as scikit-learn counts
+        self.n_layers_ = len(net.module_.hidden) + 2
+        self.loss_ = float(history[-1, "train_loss"]) if history else None
         self.t_ = int(sum(h["train_samples"] for h in history))
         self.loss_curve_ = [float(h["train_loss"]) for h in history]
         scores = [float(h["valid_score"]) for h in history if "valid_score" in h]
@@ -564,6 +566,24 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                 module = _mlp(self.n_features_in_, n_outputs, self._fitted_architecture)
             self.net_ = net_from_state(net_state, module, self._per_sample_loss())
             self.history_ = self.net_.history
+
+    @property
+    def coefs_(self):
+        """Weight matrices of the linear layers, ``coefs_[i]`` of shape ``(n_in, n_out)``.
+
+        scikit-learn's layout (the transpose of torch's ``Linear.weight``), as
+        float32 copies: changing them does not change the model.
+        """
+        return [lin.weight.detach().cpu().numpy().T.copy() for lin in self.module_.linears()]
+
+    @property
+    def intercepts_(self):
+        """Bias vectors of the linear layers (zeros where BatchNorm replaces the bias)."""
+        return [
+            lin.bias.detach().cpu().numpy().copy() if lin.bias is not None
+            else np.zeros(lin.out_features, dtype=np.float32)
+            for lin in self.module_.linears()
+        ]
 
     @property
     def module_(self):

@@ -234,10 +234,25 @@ SHARED_ATTRIBUTES = """\
         Number of network outputs.
 
     n_iter_ : int
-        Number of epochs run, over all calls when warm starting.
+        Number of epochs run by the last call to ``fit`` or ``partial_fit``
+        (as in ``MLPClassifier``; ``loss_curve_`` covers all calls).
 
     t_ : int
         Number of training samples seen, over all calls.
+
+    loss_ : float
+        Training loss (with penalty) of the last epoch.
+
+    n_layers_ : int
+        Number of layers: input, hidden layers and output.
+
+    coefs_ : list of ndarray
+        ``coefs_[i]`` is the weight matrix of linear layer ``i``, shape
+        ``(n_in, n_out)`` as in ``MLPClassifier`` (float32 copies).
+
+    intercepts_ : list of ndarray
+        Bias vector of each linear layer (zeros where BatchNorm before the
+        activation replaces the bias).
 
     loss_curve_ : list of float
         Training loss (with penalty) of every epoch.

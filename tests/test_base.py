@@ -112,7 +112,7 @@ def test_partial_fit_calls_draw_fresh_randomness(clf_data):
     twin = clone(clf).partial_fit(X, y, classes=[0, 1, 2])
     assert twin.loss_curve_ == clf.loss_curve_  # reproducible
     clf.partial_fit(X, y)
-    assert clf.n_iter_ == 2 and abs(clf.loss_curve_[1] - clf.loss_curve_[0]) > 1e-2
+    assert len(clf.loss_curve_) == 2 and abs(clf.loss_curve_[1] - clf.loss_curve_[0]) > 1e-2
     still = DeepMLPClassifier(**{**kw, "dropout": 0.0, "shuffle": False})
     still.partial_fit(X, y, classes=[0, 1, 2]).partial_fit(X, y)
     assert still.loss_curve_[1] == pytest.approx(still.loss_curve_[0], rel=1e-6)
@@ -128,7 +128,8 @@ def test_warm_start_continues(clf_data):
     loss_after_first = clf.loss_curve_[-1]
     with pytest.warns(ConvergenceWarning):
         clf.fit(X, y)
-    assert clf.n_iter_ == 10 and len(clf.loss_curve_) == 10
+    # n_iter_ counts this call's epochs (as MLPClassifier), the curve all of them.
+    assert clf.n_iter_ == 5 and len(clf.loss_curve_) == 10
     assert clf.loss_curve_[5] < clf.loss_curve_[0]
     assert clf.loss_curve_[-1] < loss_after_first
     assert not torch.equal(weights, clf.net_.module_.hidden[0].linear.weight)
@@ -311,7 +312,7 @@ def test_keyboard_interrupt_keeps_the_last_finished_epoch(clf_data, monkeypatch)
     assert np.isfinite(clf.predict_proba(X)).all()
     monkeypatch.undo()
     clf.set_params(warm_start=True, max_iter=3).fit(X, y)
-    assert clf.n_iter_ == 5
+    assert clf.n_iter_ == 3 and len(clf.loss_curve_) == 5
 
 
 def test_keyboard_interrupt_in_first_epoch_leaves_initial_weights(clf_data, monkeypatch):
@@ -357,7 +358,7 @@ def test_failed_continuation_restores_weights_and_history(clf_data, monkeypatch)
         clf.partial_fit(X, y)
     for p, w in zip(clf.net_.module_.parameters(), weights, strict=True):
         assert torch.equal(p, w)
-    assert len(clf.history_) == clf.n_iter_ == 1
+    assert len(clf.history_) == clf.n_iter_ == 1  # the failed call left no trace
     np.testing.assert_array_equal(clf.predict_proba(X), before)
 
 
@@ -430,3 +431,25 @@ def test_warnings_as_errors_do_not_undo_the_fit(clf_data):
         with pytest.raises(ConvergenceWarning, match="Maximum iterations"):
             clf.fit(X, y)
     assert clf.n_iter_ == 2 and np.isfinite(clf.predict_proba(X)).all()
+
+
+def test_sklearn_fitted_attributes_coefs_intercepts_loss_layers(clf_data):
+    from scipy.special import softmax
+
+    X, y = clf_data
+    clf = DeepMLPClassifier((16, 7), max_iter=3, random_state=0).fit(X, y)
+    sk_shapes = [(8, 16), (16, 7), (7, 3)]  # MLPClassifier's (n_in, n_out) layout
+    assert [c.shape for c in clf.coefs_] == sk_shapes
+    assert [b.shape for b in clf.intercepts_] == [(16,), (7,), (3,)]
+    assert clf.n_layers_ == 4 and clf.n_outputs_ == 3
+    assert clf.loss_ == clf.loss_curve_[-1]
+    # The numbers are the network's: a numpy forward pass gives predict_proba.
+    a = X
+    for W, b in zip(clf.coefs_[:-1], clf.intercepts_[:-1], strict=True):
+        a = np.maximum(a @ W + b, 0)
+    proba = softmax(a @ clf.coefs_[-1] + clf.intercepts_[-1], axis=1)
+    np.testing.assert_allclose(proba, clf.predict_proba(X), rtol=1e-4, atol=1e-6)
+    clf.coefs_[0][:] = 0  # copies: the model is unchanged
+    np.testing.assert_allclose(clf.predict_proba(X), proba, rtol=1e-4, atol=1e-6)
+    bn = DeepMLPClassifier((16,), batch_norm="before", max_iter=1, random_state=0).fit(X, y)
+    assert not bn.intercepts_[0].any()  # BatchNorm's shift replaces that bias

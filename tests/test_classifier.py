@@ -141,7 +141,8 @@ def test_partial_fit_classes(clf_data):
     clf.partial_fit(X[y < 2], y[y < 2], classes=[0, 1, 2])
     assert clf.n_outputs_ == 3
     clf.partial_fit(X, y)
-    assert clf.n_iter_ == 2 and clf.t_ == int((y < 2).sum()) + 200
+    assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 2
+    assert clf.t_ == int((y < 2).sum()) + 200
     with pytest.raises(ValueError, match=r"labels not in classes_ \[0, 1, 2\]: \[5\]"):
         clf.partial_fit(X[:3], [0, 1, 5])
     with pytest.raises(ValueError, match="not the same as classes_"):
