@@ -77,3 +77,13 @@ def test_every_test_named_in_the_guarantees_page_exists():
     assert cited
     for path, name in cited:  # each test exists in the file it is cited with
         assert re.search(rf"^def {name}\(", (ROOT / path).read_text(), re.M), (path, name)
+
+
+@pytest.mark.parametrize("cls", [DeepMLPClassifier, DeepMLPRegressor])
+def test_every_parameter_is_in_the_api_reference(cls):
+    api = (ROOT / "docs" / "api.md").read_text()
+    signature = api.split(f"{cls.__name__}(hidden_layer_sizes=", 1)[1].split("```", 1)[0]
+    for name, default in cls().get_params().items():
+        assert f"| `{name}` |" in api, name
+        if name != "hidden_layer_sizes":
+            assert re.search(rf"\b{name}=", signature), name
