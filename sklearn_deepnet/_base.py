@@ -7,6 +7,7 @@ import warnings
 from abc import ABCMeta, abstractmethod
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, is_regressor
 from sklearn.exceptions import ConvergenceWarning
@@ -323,7 +324,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             validation = (
                 RowSubset(X, val_rows), y_model[val_rows], sample_weight[val_rows]
             )
-        n_train = len(X) if rows is None else len(rows)
+        n_train = X.shape[0] if rows is None else len(rows)
         batch_size = self._effective_batch_size(n_train)
 
         cuda_devices = [device.index or 0] if device.type == "cuda" else []
@@ -341,10 +342,10 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                     continuing,
                 )
                 data = TensorData(
-                    to_tensor(X, device),
+                    X if sp.issparse(X) else to_tensor(X, device),
                     to_tensor(y_model, device),
                     to_tensor(sample_weight, device, torch.float32),
-                    None if rows is None else to_tensor(rows, device, index_dtype(len(X))),
+                    None if rows is None else to_tensor(rows, device, index_dtype(X.shape[0])),
                     uniform_weights=bool(np.all(sample_weight == 1)),
                 )
                 net.partial_fit(X, y_model, data=data,
@@ -410,7 +411,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         """
         X, y = validate_data(
             self, X, y, reset=not continuing, dtype=np.float32, multi_output=True,
-            y_numeric=is_regressor(self),
+            y_numeric=is_regressor(self), accept_sparse="csr",
         )
         y_model, extra_weight, n_outputs = self._prepare_y(
             y, continuing=continuing, incremental=incremental, classes=classes
@@ -567,6 +568,11 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             self.net_ = net_from_state(net_state, module, self._per_sample_loss())
             self.history_ = self.net_.history
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # densified batch by batch
+        return tags
+
     @property
     def coefs_(self):
         """Weight matrices of the linear layers, ``coefs_[i]`` of shape ``(n_in, n_out)``.
@@ -594,5 +600,5 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
     def _predict_raw(self, X):
         """Validated raw network outputs for ``X`` (float32 numpy)."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float32)
+        X = validate_data(self, X, reset=False, dtype=np.float32, accept_sparse="csr")
         return predict_raw(self.net_.module_, X, self.net_.device)

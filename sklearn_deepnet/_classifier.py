@@ -135,8 +135,9 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data; any numeric dtype, a DataFrame or nested lists.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data; any numeric dtype, a DataFrame, nested lists, or a
+            scipy.sparse matrix (densified one batch at a time).
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
             Class labels of any type, or a binary indicator matrix for
             multilabel classification.

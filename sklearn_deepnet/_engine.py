@@ -15,6 +15,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 __all__ = [
@@ -87,6 +88,11 @@ class RowSubset:
         """``(len(rows), n_features)``, like the array it stands for."""
         return (len(self.rows), self.X.shape[1])
 
+    @property
+    def sparse(self):
+        """Whether the rows come from a sparse matrix (densified when read)."""
+        return sp.issparse(self.X)
+
     def __getitem__(self, key):
         """``X[rows[key]]``, gathered into one reused buffer (valid until the next call).
 
@@ -94,6 +100,8 @@ class RowSubset:
         fresh chunk per call.
         """
         idx = self.rows[key]
+        if sp.issparse(self.X):
+            return self.X[idx].toarray()
         n = len(idx)
         if self._buffer is None or len(self._buffer) < n:
             self._buffer = np.empty((n, self.X.shape[1]), dtype=self.X.dtype)
@@ -108,8 +116,11 @@ class TensorData:
 
     Parameters
     ----------
-    X : torch.Tensor of shape (n_rows, n_features)
-        All rows the user passed (shared with the caller's array on CPU).
+    X : torch.Tensor or scipy.sparse CSR matrix of shape (n_rows, n_features)
+        All rows the user passed (shared with the caller's array on CPU). A
+        sparse matrix stays sparse on the host; each batch is densified
+        (and moved to the device) when it is trained on, so memory stays
+        bounded by one dense batch.
     y : torch.Tensor
         Targets (``int64`` class indices or ``float32`` values), one per row.
     w : torch.Tensor of shape (n_rows,)
@@ -119,21 +130,38 @@ class TensorData:
         all. Selecting rows by index avoids a second copy of ``X``.
     uniform_weights : bool, default=False
         Every weight is 1 (lets the CPU step skip the weighting).
+
+    Attributes
+    ----------
+    device : torch.device
+        Where batches are delivered (that of ``y``).
+    sparse : bool
+        Whether ``X`` is a sparse matrix.
+    n_rows : int
+        Rows of ``X`` (all of them, not only ``rows``).
     """
 
     def __init__(self, X, y, w, rows=None, uniform_weights=False):
         self.X, self.y, self.w, self.rows = X, y, w, rows
         self.uniform_weights = uniform_weights
+        self.device = y.device
+        self.sparse = sp.issparse(X)
+        self.n_rows = X.shape[0]
 
     def __len__(self):
-        return len(self.X) if self.rows is None else len(self.rows)
+        return self.n_rows if self.rows is None else len(self.rows)
 
     def batch(self, order, start, stop):
         """``(X, y, w)`` of the batch ``order[start:stop]`` (slices when ``order`` is None)."""
         if order is None:
-            return self.X[start:stop], self.y[start:stop], self.w[start:stop]
+            xb = self._dense(slice(start, stop)) if self.sparse else self.X[start:stop]
+            return xb, self.y[start:stop], self.w[start:stop]
         idx = order[start:stop]
-        return self.X.index_select(0, idx), self.y.index_select(0, idx), self.w[idx]
+        xb = self._dense(idx.cpu().numpy()) if self.sparse else self.X.index_select(0, idx)
+        return xb, self.y.index_select(0, idx), self.w[idx]
+
+    def _dense(self, rows):
+        return torch.from_numpy(self.X[rows].toarray()).to(self.device)
 
 
 class Batches:
@@ -175,8 +203,8 @@ class Batches:
         per epoch.
         """
         d = self.data
-        device = d.X.device
-        dtype = index_dtype(len(d.X))
+        device = d.device
+        dtype = index_dtype(d.n_rows)
         if self.shuffle:
             perm = torch.randperm(len(d), generator=self.generator, dtype=dtype).to(device)
             return perm if d.rows is None else d.rows[perm]

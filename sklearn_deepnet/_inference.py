@@ -39,6 +39,7 @@ import weakref
 from functools import partial
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -64,6 +65,8 @@ _GRAIN = 32768
 # number of rows for any thread count (measured: widths like 37 or 100 broke
 # that at 3 threads, multiples of 16 did not).
 _EXACT_WIDTH_MULTIPLE = 16
+# Elements of one densified chunk of a sparse X (16 MB of float32).
+_SPARSE_CHUNK_ELEMENTS = 2**22
 
 # Layer types whose eval-mode output for an element depends on that element
 # (and its column's constants) only; dropout is the identity in eval mode.
@@ -229,7 +232,8 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
     ----------
     module : MLP or torch.nn.Module
         Any other module is simply called in evaluation mode.
-    X : ndarray of shape (n_samples, n_features), float32, torch.Tensor or RowSubset
+    X : ndarray, scipy.sparse matrix, torch.Tensor or RowSubset
+        Of shape (n_samples, n_features), float32.
     device : torch.device or str
     batch_size : int
         Rows per forward pass; bounds the memory used.
@@ -242,6 +246,9 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
     ndarray of shape (n_samples, n_outputs), float32
     """
     device = torch.device(device)
+    if sp.issparse(X) or getattr(X, "sparse", False):  # a dense chunk of a wide
+        # sparse X must stay small too
+        batch_size = max(1, min(batch_size, _SPARSE_CHUNK_ELEMENTS // max(1, X.shape[1])))
     cpu_mlp = device.type == "cpu" and isinstance(module, MLP)
     plan = _cached_plan(module) if cpu_mlp else None
     toggle = plan is None
@@ -250,7 +257,7 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
     if device.type == "cpu":
         widths = [lin.out_features for lin in module.linears()] if cpu_mlp else []
         wanted = n_threads or choose_num_threads(
-            min(len(X), batch_size), X.shape[1], widths, threads)
+            min(X.shape[0], batch_size), X.shape[1], widths, threads)
         if wanted != threads:
             torch.set_num_threads(wanted)
     # The result is allocated once and filled chunk by chunk: holding on to
@@ -261,8 +268,10 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
         if toggle:
             module.eval()
         with torch.inference_mode():
-            for start in range(0, len(X), batch_size):
+            for start in range(0, X.shape[0], batch_size):
                 chunk = X[start : start + batch_size]
+                if sp.issparse(chunk):  # densified chunk by chunk: bounded memory
+                    chunk = chunk.toarray()
                 if not isinstance(chunk, torch.Tensor):
                     chunk = to_tensor(chunk, device)
                 chunk = chunk.to(device=device, dtype=torch.float32)
@@ -273,7 +282,7 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
                 else:
                     res = module(chunk)
                 if out is None:
-                    out = np.empty((len(X), res.shape[1]), dtype=np.float32)
+                    out = np.empty((X.shape[0], res.shape[1]), dtype=np.float32)
                 out[start : start + len(chunk)] = res.cpu().numpy()
     finally:
         if toggle:

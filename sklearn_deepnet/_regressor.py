@@ -125,8 +125,9 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data; any numeric dtype, a DataFrame or nested lists.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data; any numeric dtype, a DataFrame, nested lists, or a
+            scipy.sparse matrix (densified one batch at a time).
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
             Target values.
         sample_weight : array-like of shape (n_samples,), default=None

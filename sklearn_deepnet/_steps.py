@@ -193,7 +193,7 @@ class EagerStep:
             Sum over batches of ``batch loss * batch size`` (0-d, on the device).
         """
         data, order = batches.data, batches.order()
-        total = torch.zeros((), device=data.X.device)
+        total = torch.zeros((), device=data.device)
         self.events = events
         try:
             for start, stop in batches.spans():
@@ -635,7 +635,8 @@ class GraphStep:
         self.lr_tensors = None
 
 
-def select_step(module, per_sample_loss, device, solver_row, fast=True, needs_gradients=False):
+def select_step(module, per_sample_loss, device, solver_row, fast=True, needs_gradients=False,
+                sparse=False):
     """Pick the training step for a fit.
 
     Parameters
@@ -650,6 +651,9 @@ def select_step(module, per_sample_loss, device, solver_row, fast=True, needs_gr
     needs_gradients : bool, default=False
         A callback inspects the gradients between backward and the optimizer
         step (``on_grad_computed``): a CUDA graph cannot call back into Python.
+    sparse : bool, default=False
+        The data are a sparse matrix, densified batch by batch on the host: a
+        CUDA graph needs them resident on the device.
 
     Returns
     -------
@@ -670,5 +674,7 @@ def select_step(module, per_sample_loss, device, solver_row, fast=True, needs_gr
             return "eager", "the optimizer keeps host-side state (not capturable)"
         if needs_gradients:
             return "eager", "a callback implements on_grad_computed (not capturable)"
+        if sparse:
+            return "eager", "sparse input is densified batch by batch on the host"
         return "cuda-graph", None
     return "eager", f"no fast path for device type {device.type!r}"

@@ -42,6 +42,7 @@ import signal
 import threading
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EpochTimer
@@ -311,19 +312,22 @@ class TrainingNet(NeuralNet):
     # ------------------------------------------------------------ training
     def tensor_data(self, X, y, sample_weight=None):
         """Training data for :meth:`fit_loop` from arrays in the network's terms."""
-        X = np.asarray(X, dtype=np.float32)
+        X = (sp.csr_matrix(X, dtype=np.float32) if sp.issparse(X)
+             else np.asarray(X, dtype=np.float32))
         if self.criterion_.class_indices:
             y = np.asarray(y, dtype=np.int64).reshape(-1)
         else:
-            y = np.asarray(y, dtype=np.float32).reshape(len(X), -1)
-        w = np.ones(len(X), np.float32) if sample_weight is None else sample_weight
+            y = np.asarray(y, dtype=np.float32).reshape(X.shape[0], -1)
+        w = np.ones(X.shape[0], np.float32) if sample_weight is None else sample_weight
         uniform = sample_weight is None
-        return TensorData(to_tensor(X, self.device), to_tensor(y, self.device),
+        return TensorData(X if sp.issparse(X) else to_tensor(X, self.device),
+                          to_tensor(y, self.device),
                           to_tensor(w, self.device, torch.float32), uniform_weights=uniform)
 
     def _make_step(self, data, needs_gradients):
         name, reason = select_step(self.module_, self.criterion_, self.device,
-                                   SOLVERS[self.solver], self.fast, needs_gradients)
+                                   SOLVERS[self.solver], self.fast, needs_gradients,
+                                   sparse=data.sparse)
         args = (self.module_, self.criterion_, self.optimizer_, self.regularization)
         if name == "cpu-manual":
             step = ManualStep(*args, uniform_weights=data.uniform_weights)
@@ -461,4 +465,5 @@ class TrainingNet(NeuralNet):
         -------
         ndarray of shape (n_samples, n_outputs), float32
         """
-        return predict_raw(self.module_, np.asarray(X, dtype=np.float32), self.device)
+        X = X if sp.issparse(X) else np.asarray(X, dtype=np.float32)
+        return predict_raw(self.module_, X, self.device)

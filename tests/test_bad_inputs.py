@@ -58,8 +58,10 @@ CASES = [
     ("string-column", "clf", "fit", {}, (_obj_X(), yc), ValueError,
      "could not convert string to float"),
     ("complex-X", "clf", "fit", {}, (Xc + 1j, yc), ValueError, "Complex data not supported"),
-    ("sparse-X", "clf", "fit", {}, (sp.csr_matrix(Xc), yc), TypeError,
-     "Sparse data was passed.*dense data is required"),
+    ("sparse-X-with-nan", "clf", "fit", {}, (sp.csr_matrix(_with(Xc, 0, 0, np.nan)), yc),
+     ValueError, "Input X contains NaN"),
+    ("sparse-X-wrong-width", "clf", "partial_fit", {}, (sp.csr_matrix(Xc[:, :4]), yc),
+     ValueError, "X has 4 features, but .* is expecting 5 features"),
     ("X-y-length-mismatch", "clf", "fit", {}, (Xc, yc[:-1]), ValueError,
      "inconsistent numbers of samples"),
     # ------------------------------------------------------------------ y at fit
@@ -240,10 +242,10 @@ def test_predict_before_fit(method):
     (Xc[:, :4], ValueError, "X has 4 features, but DeepMLPClassifier is expecting 5"),
     (_with(Xc, 0, 0, np.nan), ValueError, "Input X contains NaN"),
     (_with(Xc, 0, 0, np.inf), ValueError, "Input X contains infinity"),
-    (sp.csr_matrix(Xc), TypeError, "Sparse data was passed"),
+    (sp.csr_matrix(_with(Xc, 0, 0, np.inf)), ValueError, "Input X contains infinity"),
     (Xc.reshape(60, 5, 1), ValueError, "Found array with dim 3"),
     (np.empty((0, 5)), ValueError, r"0 sample\(s\)"),
-], ids=["n-features", "nan", "inf", "sparse", "3d", "empty"])
+], ids=["n-features", "nan", "inf", "sparse-inf", "3d", "empty"])
 def test_bad_input_at_predict(bad, exc, match):
     clf = DeepMLPClassifier(**FAST).fit(Xc, yc)
     for method in ("predict", "predict_proba"):

@@ -39,7 +39,8 @@ _SAMPLE_WEIGHT_REASON = (
 
 
 def _expected_failures(estimator):
-    return {"check_sample_weight_equivalence_on_dense_data": _SAMPLE_WEIGHT_REASON}
+    return {"check_sample_weight_equivalence_on_dense_data": _SAMPLE_WEIGHT_REASON,
+            "check_sample_weight_equivalence_on_sparse_data": _SAMPLE_WEIGHT_REASON}
 
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failures)
