@@ -48,9 +48,10 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback, EpochTimer
 
 from ._engine import Batches, TensorData, to_tensor
+from ._graph_step import GraphStep
 from ._inference import mark_weights_changed, predict_raw
 from ._optim import SOLVERS, build_optimizer, separate_step_counters
-from ._steps import EagerStep, GraphStep, ManualStep, Regularization, select_step
+from ._steps import EagerStep, ManualStep, Regularization, select_step
 
 __all__ = ["TrainingNet"]
 

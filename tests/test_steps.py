@@ -280,7 +280,7 @@ def test_clipping_bounds_updates_end_to_end(kind, reg_data):
 # ----------------------------------------------------------------- CUDA graphs
 def _graph_vs_eager(module_kwargs, solver, step_kwargs, n=203, batch=32, epochs=2, loss=None):
     from sklearn_deepnet._engine import Batches, TensorData
-    from sklearn_deepnet._steps import GraphStep
+    from sklearn_deepnet._graph_step import GraphStep
 
     loss = loss or multiclass_log_loss
     X, y, w = (t.cuda() for t in _problem(loss, n=n))
