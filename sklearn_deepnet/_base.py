@@ -195,6 +195,15 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         """Labels to stratify the validation split on, or ``None``."""
         return None
 
+    def _check_solver(self):
+        """``partial_fit`` exists for mini-batch solvers only (``available_if``), as in sklearn."""
+        if not SOLVERS[self.solver].stochastic:
+            raise AttributeError(
+                f"partial_fit is only available for stochastic optimizers. {self.solver} is "
+                "not stochastic."
+            )
+        return True
+
     # ------------------------------------------------------------ validation
     def _check_params(self):
         """Cross-parameter checks that constraints cannot express."""
@@ -234,6 +243,16 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         decay, msg = resolve_weight_decay(self.solver, self.weight_decay)
         if msg:
             raise invalid_combination(self, "weight_decay", self.weight_decay, msg)
+        if not SOLVERS[self.solver].stochastic:
+            for name, off in (("dropout", 0.0), ("max_norm", None), ("clip_norm", None),
+                              ("clip_value", None)):
+                if getattr(self, name) != off:
+                    raise invalid_combination(
+                        self, name, getattr(self, name),
+                        f"solver={self.solver!r} minimizes one deterministic full-batch "
+                        f"objective; {name} needs a mini-batch solver (set {name}="
+                        f"{off!r} or choose another solver).",
+                    )
         self._check_callbacks()
         return [int(s) for s in sizes], decay
 
@@ -325,7 +344,8 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                 RowSubset(X, val_rows), y_model[val_rows], sample_weight[val_rows]
             )
         n_train = X.shape[0] if rows is None else len(rows)
-        batch_size = self._effective_batch_size(n_train)
+        stochastic = SOLVERS[self.solver].stochastic
+        batch_size = self._effective_batch_size(n_train) if stochastic else n_train
 
         cuda_devices = [device.index or 0] if device.type == "cuda" else []
         n_before = len(self.net_.history) if continuing else 0
@@ -382,6 +402,18 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             ))
         elif net.stop_reason is not None and net.stop_reason.startswith("callback "):
             pass  # a user's callback stopped training on purpose
+        elif not SOLVERS[self.solver].stochastic:
+            last = net.history[-1] if n_done else {}
+            if n_done and not last.get("lbfgs_converged", True):
+                limit = ("max_iter" if last["lbfgs_iterations"] >= self.max_iter
+                         else "max_fun")
+                pending.append((
+                    f"lbfgs failed to converge after {last['lbfgs_iterations']} iteration(s) "
+                    f"and {last['lbfgs_evaluations']} loss evaluation(s): it reached "
+                    f"{limit}={getattr(self, limit)}. Increase {limit} or scale the data "
+                    "(e.g. StandardScaler).",
+                    ConvergenceWarning,
+                ))
         elif not incremental and net.stop_reason is None and n_done == self.max_iter:
             pending.append((
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
@@ -443,6 +475,9 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         same solver settings, a fresh optimizer, as in scikit-learn)."""
         solver_params = {name: getattr(self, name) for name in _SOLVER_PARAMS}
         solver_params["weight_decay"] = decay
+        stochastic = SOLVERS[self.solver].stochastic
+        if not stochastic:  # its limits are the optimizer's settings
+            solver_params.update(max_iter=self.max_iter, max_fun=self.max_fun, tol=self.tol)
         monitor = ConvergenceMonitor(
             tol=self.tol, n_iter_no_change=self.n_iter_no_change, validation=validation,
             scorer=self._score_raw, validation_loss=self._validation_loss,
@@ -456,7 +491,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                 clip_value=self.clip_value, max_norm=self.max_norm,
             ),
             shuffle=self.shuffle, min_batch=2 if uses_bn else 1, batch_size=batch_size,
-            max_epochs=1 if incremental else self.max_iter,
+            max_epochs=1 if incremental or not stochastic else self.max_iter,
             callbacks=[("convergence", monitor), *(self.callbacks or [])],
             device=device, fast=self._fast_engine,
         )
@@ -491,6 +526,8 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         history = net.history
         self.history_ = history
         self.n_iter_ = n_done  # epochs of this call, as scikit-learn counts
+        if n_done and "lbfgs_iterations" in history[-1]:  # one L-BFGS run per call
+            self.n_iter_ = int(history[-1]["lbfgs_iterations"])
         self.n_layers_ = len(net.module_.hidden) + 2
         self.loss_ = float(history[-1, "train_loss"]) if history else None
         self.t_ = int(sum(h["train_samples"] for h in history))

@@ -6,6 +6,7 @@ import numpy as np
 from scipy.special import expit, log_expit, log_softmax, softmax
 from sklearn.base import ClassifierMixin
 from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import (
     check_classification_targets,
     type_of_target,
@@ -151,6 +152,7 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         """
         return self._fit(X, y, sample_weight)
 
+    @available_if(BaseDeepMLP._check_solver)
     @fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Run one epoch over ``X`` and ``y``, continuing from the current state.

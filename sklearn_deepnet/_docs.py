@@ -27,7 +27,7 @@ def _alpha_lines():
 def _solver_lines():
     return "\n".join(
         f"        - ``{name}``: {s.summary}; reads "
-        f"{', '.join(('learning_rate_init',) + s.uses)}."
+        f"{', '.join((('learning_rate_init',) if s.stochastic else ()) + s.uses)}."
         for name, s in SOLVERS.items()
     )
 
@@ -203,8 +203,8 @@ SHARED_PARAMETERS = f"""\
         ``torch.get_num_threads()`` is restored when fit returns.
 
     max_fun : int, default=15000
-        ``MLPClassifier``'s limit on loss evaluations of its "lbfgs" solver;
-        accepted so that its code runs, unused until "lbfgs" is available.
+        Maximum number of loss evaluations of ``solver="lbfgs"`` (as in
+        ``MLPClassifier``); other solvers ignore it.
 
     callbacks : list or None, default=None
         skorch callbacks run by every fit, on every training path: instances
@@ -287,7 +287,7 @@ SHARED_ATTRIBUTES = """\
     engine_ : str
         Training step used by the last fit: ``"cpu-manual"`` (hand-written
         backward pass, CPU), ``"cuda-graph"`` (whole step replayed from a CUDA
-        graph) or ``"eager"`` (autograd; every configuration).
+        graph), ``"eager"`` (autograd; every configuration) or ``"lbfgs"``.
 
     engine_reason_ : str or None
         Why the device's fast step was not used, or ``None``.

@@ -39,6 +39,9 @@ class Solver:
         parameter); elsewhere the multi-tensor ``foreach`` kernels are used.
     summary : str
         One-line description for the documentation.
+    stochastic : bool
+        Whether it trains on mini-batches (``partial_fit``, ``batch_size``,
+        ``learning_rate_init`` apply) rather than on all rows at once.
     """
 
     factory: Callable
@@ -47,6 +50,7 @@ class Solver:
     graph_safe: bool = True
     fused_devices: tuple = ()
     summary: str = ""
+    stochastic: bool = True
 
 
 def _betas(hp):
@@ -172,6 +176,20 @@ SOLVERS: dict[str, Solver] = {
         decoupled_weight_decay=True,
         fused_devices=("cpu", "cuda"),
         summary="AdamW: Adam with decoupled weight decay (default 0.01)",
+    ),
+    "lbfgs": Solver(
+        # One group: torch's LBFGS has no per-group options (no weight decay anyway).
+        lambda p, hp, impl: torch.optim.LBFGS(
+            [q for group in p for q in group["params"]], lr=1.0, max_iter=hp["max_iter"],
+            max_eval=hp["max_fun"], tolerance_grad=hp["tol"], tolerance_change=1e-9,
+            history_size=10, line_search_fn="strong_wolfe",
+        ),
+        uses=("max_iter", "max_fun", "tol"),
+        graph_safe=False,
+        stochastic=False,
+        summary="full-batch L-BFGS as in MLPClassifier: max_iter iterations, max_fun loss "
+                "evaluations, stops when every gradient component is at most tol; for "
+                "small data",
     ),
 }
 

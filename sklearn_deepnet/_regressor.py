@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
+from sklearn.utils.metaestimators import available_if
 
 from ._base import BaseDeepMLP
 from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS
@@ -140,6 +141,7 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
         """
         return self._fit(X, y, sample_weight)
 
+    @available_if(BaseDeepMLP._check_solver)
     @fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None):
         """Run one epoch over ``X`` and ``y``, continuing from the current state.

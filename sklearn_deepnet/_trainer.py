@@ -50,6 +50,7 @@ from skorch.callbacks import Callback, EpochTimer
 from ._engine import Batches, TensorData, to_tensor
 from ._graph_step import GraphStep
 from ._inference import mark_weights_changed, predict_raw
+from ._lbfgs import LbfgsStep
 from ._optim import SOLVERS, build_optimizer, separate_step_counters
 from ._steps import EagerStep, ManualStep, Regularization, select_step
 
@@ -330,6 +331,9 @@ class TrainingNet(NeuralNet):
                                    SOLVERS[self.solver], self.fast, needs_gradients,
                                    sparse=data.sparse)
         args = (self.module_, self.criterion_, self.optimizer_, self.regularization)
+        if not SOLVERS[self.solver].stochastic:
+            self.engine, self.engine_reason = "lbfgs", None
+            return LbfgsStep(*args)
         if name == "cpu-manual":
             step = ManualStep(*args, uniform_weights=data.uniform_weights)
         else:
@@ -426,6 +430,10 @@ class TrainingNet(NeuralNet):
                     self.history.record("train_loss", float(total) / len(data))
                     self.history.record("train_batch_count", len(batches))
                     self.history.record("train_samples", len(data))
+                    if isinstance(step, LbfgsStep):
+                        self.history.record("lbfgs_iterations", step.n_iter)
+                        self.history.record("lbfgs_evaluations", step.n_evals)
+                        self.history.record("lbfgs_converged", step.converged)
                     if not (math.isfinite(self.history[-1, "train_loss"])
                             and self._finite_state()):
                         self.stop_reason = "diverged"

@@ -124,7 +124,7 @@ CASES = [
      InvalidParameterError, "weight_decay.*decoupled"),
     ("clip-norm-zero", "clf", "fit", {"clip_norm": 0.0}, (Xc, yc), InvalidParameterError,
      "'clip_norm' parameter"),
-    ("solver-unknown", "clf", "fit", {"solver": "lbfgs"}, (Xc, yc), InvalidParameterError,
+    ("solver-unknown", "clf", "fit", {"solver": "newton"}, (Xc, yc), InvalidParameterError,
      "'solver' parameter.*adam"),
     ("learning-rate-unknown", "clf", "fit", {"learning_rate": "adaptive"}, (Xc, yc),
      InvalidParameterError, "'learning_rate' parameter"),

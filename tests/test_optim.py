@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -15,6 +16,10 @@ EXPECTED = {
     "adamax": (torch.optim.Adamax, {"betas": (0.8, 0.99), "eps": 1e-6}),
     "nadam": (torch.optim.NAdam, {"betas": (0.8, 0.99), "eps": 1e-6}),
     "adamw": (torch.optim.AdamW, {"betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.01}),
+    # lbfgs: full batch, scikit-learn's limits; learning_rate_init is not used (lr=1 with a
+    # line search).
+    "lbfgs": (torch.optim.LBFGS, {"lr": 1.0, "max_iter": 3, "max_eval": 15000,
+                                  "tolerance_grad": 1e-4, "line_search_fn": "strong_wolfe"}),
 }
 
 
@@ -33,7 +38,7 @@ def test_solver_builds_that_optimizer(solver, clf_data):
     opt = clf.net_.optimizer_
     assert type(opt) is cls
     group = opt.param_groups[0]
-    assert group["lr"] == 0.02
+    assert group["lr"] == expected.get("lr", 0.02)
     for key, value in expected.items():
         assert group[key] == value, key
     assert all(g["weight_decay"] == 0 for g in opt.param_groups[1:])  # no decay on biases
@@ -70,7 +75,7 @@ def test_weight_decay_rejected_without_decoupled_form(solver, clf_data):
 def test_unknown_solver(clf_data):
     X, y = clf_data
     with pytest.raises(InvalidParameterError, match="'solver' parameter.*adam"):
-        DeepMLPClassifier(solver="lbfgs").fit(X, y)
+        DeepMLPClassifier(solver="newton").fit(X, y)
 
 
 def test_partial_fit_keeps_optimizer_state(clf_data):
@@ -108,3 +113,84 @@ def test_sgd_means_what_it_means_in_mlp_classifier(clf_data):
         assert group["nesterov"] == (name in ("default", "momentum=0.99"))
     assert len({tuple(c) for c in curves.values()}) == 4  # every setting changes training
     assert curves["default"][-1] < curves["plain"][-1]  # momentum speeds this up
+
+
+# ------------------------------------------------------------------ lbfgs
+def _digits3():
+    from sklearn.datasets import load_digits
+    from sklearn.preprocessing import MinMaxScaler
+
+    X, y = load_digits(n_class=3, return_X_y=True)
+    return MinMaxScaler().fit_transform(X[:200]), y[:200]
+
+
+@pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu"])
+def test_lbfgs_fits_small_data_like_mlp_classifier(activation):
+    from sklearn.neural_network import MLPClassifier
+
+    X, y = _digits3()
+    kw = dict(solver="lbfgs", hidden_layer_sizes=50, max_iter=150, random_state=1,
+              activation=activation)
+    ours = DeepMLPClassifier(**kw).fit(X, y)
+    theirs = MLPClassifier(**kw).fit(X, y)
+    assert ours.score(X, y) >= theirs.score(X, y) - 0.01 and ours.score(X, y) > 0.95
+    assert ours.engine_ == "lbfgs" and 0 < ours.n_iter_ <= 150
+    assert len(ours.loss_curve_) == 1 and ours.loss_ == ours.loss_curve_[0]
+
+
+def test_lbfgs_limits_warm_start_and_partial_fit():
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = _digits3()
+    with pytest.warns(ConvergenceWarning, match="reached max_fun=10"):
+        clf = DeepMLPClassifier((50,), solver="lbfgs", max_fun=10, random_state=1).fit(X, y)
+    assert clf.n_iter_ <= 10
+    with pytest.warns(ConvergenceWarning, match="reached max_iter=3"):
+        clf = DeepMLPClassifier((50,), solver="lbfgs", max_iter=3, random_state=1,
+                                warm_start=True).fit(X, y)
+    assert clf.n_iter_ == 3
+    first = clf.loss_
+    with pytest.warns(ConvergenceWarning):
+        clf.fit(X, y)  # continues from the weights with a new L-BFGS run
+    assert clf.loss_ < first and len(clf.loss_curve_) == 2
+    assert not clf.net_.optimizer_.state  # no curvature pairs kept between runs
+    assert not hasattr(clf, "partial_fit")  # as in scikit-learn
+    with pytest.raises(AttributeError, match="has no attribute 'partial_fit'") as info:
+        clf.partial_fit(X, y)
+    assert "only available for stochastic optimizers" in str(info.value.__cause__)
+    assert hasattr(clf.set_params(solver="adam"), "partial_fit")
+
+
+@pytest.mark.parametrize("param, value", [("dropout", 0.2), ("max_norm", 1.0),
+                                          ("clip_norm", 1.0), ("clip_value", 0.5)])
+def test_lbfgs_refuses_stochastic_settings(param, value):
+    X, y = _digits3()
+    with pytest.raises(InvalidParameterError, match=rf"'{param}'.*deterministic full-batch"):
+        DeepMLPClassifier((8,), solver="lbfgs", **{param: value}).fit(X, y)
+
+
+def test_lbfgs_regression_sample_weight_and_chunks(reg_data, monkeypatch):
+    from sklearn_deepnet import DeepMLPRegressor, _lbfgs
+
+    X, y = reg_data
+    w = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
+    full = DeepMLPRegressor((16,), solver="lbfgs", max_iter=50, random_state=0).fit(
+        X, y, sample_weight=w)
+    assert full.score(X, y) > 0.9
+    # The objective is evaluated in chunks: the chunk size changes only rounding
+    # (the first iterations agree; later ones drift apart as L-BFGS does).
+    short = dict(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=2, random_state=0)
+    whole = DeepMLPRegressor(**short).fit(X, y, sample_weight=w)
+    monkeypatch.setattr(_lbfgs, "LBFGS_CHUNK_ROWS", 7)
+    chunked = DeepMLPRegressor(**short).fit(X, y, sample_weight=w)
+    np.testing.assert_allclose(chunked.predict(X), whole.predict(X), rtol=1e-4, atol=1e-4)
+    assert chunked.loss_ == pytest.approx(whole.loss_, rel=1e-5)
+    # Zero weights are the same as leaving the rows out.
+    w0 = w.copy()
+    w0[::3] = 0
+    a = DeepMLPRegressor((16,), solver="lbfgs", max_iter=20, random_state=0).fit(
+        X, y, sample_weight=w0)
+    keep = w0 > 0
+    b = DeepMLPRegressor((16,), solver="lbfgs", max_iter=20, random_state=0).fit(
+        X[keep], y[keep], sample_weight=w0[keep])
+    np.testing.assert_allclose(a.predict(X), b.predict(X), rtol=1e-4, atol=1e-5)
