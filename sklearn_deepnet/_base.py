@@ -61,6 +61,14 @@ def _mlp(n_features, n_outputs, arch):
     return MLP(n_features, arch["hidden_layer_sizes"], n_outputs, **options)
 
 
+def _output_dtype(X):
+    """"float32" for float32 input, "float64" otherwise, as scikit-learn's MLP reports."""
+    dtypes = getattr(X, "dtypes", None)  # a DataFrame
+    if dtypes is not None:
+        return "float32" if all(d == np.float32 for d in dtypes) else "float64"
+    return "float32" if getattr(X, "dtype", None) == np.float32 else "float64"
+
+
 def _without_fit_state(item):
     """A shallow copy of a callback (or ``(name, callback)`` pair) without the
     attributes a fit set (skorch's convention: names ending in ``_``)."""
@@ -368,8 +376,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                     None if rows is None else to_tensor(rows, device, index_dtype(X.shape[0])),
                     uniform_weights=bool(np.all(sample_weight == 1)),
                 )
-                net.partial_fit(X, y_model, data=data,
-                                generator=torch.Generator().manual_seed(call_seed))
+                net.partial_fit(X, y_model, data=data, seed=self._seed)
         finally:
             torch.set_num_threads(n_threads)
 
@@ -378,6 +385,9 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         self._fitted_architecture = self._architecture()
         n_done = len(net.history) - n_before
         self._record_history(net, n_done)
+        # scikit-learn's counter (its tests read it): epochs in a row without
+        # an improvement of at least tol when this call ended.
+        self._no_improvement_count = dict(net.callbacks_)["convergence"].no_improvement_count_
         self.engine_, self.engine_reason_ = net.engine, net.engine_reason
         pending = []
         kept = ("of the best validation score" if self.early_stopping and not incremental
@@ -441,6 +451,8 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         a zero weight in the loss, and keeps them out of BatchNorm statistics.
         ``X`` is never copied beyond the one float32 conversion.
         """
+        if not continuing:  # the dtype coefs_ and regression outputs are reported in
+            self._output_dtype = _output_dtype(X)
         X, y = validate_data(
             self, X, y, reset=not continuing, dtype=np.float32, multi_output=True,
             y_numeric=is_regressor(self), accept_sparse="csr",
@@ -615,16 +627,18 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         """Weight matrices of the linear layers, ``coefs_[i]`` of shape ``(n_in, n_out)``.
 
         scikit-learn's layout (the transpose of torch's ``Linear.weight``), as
-        float32 copies: changing them does not change the model.
+        copies (changing them does not change the model) in float32 when the
+        training ``X`` was float32, else float64, as scikit-learn reports them.
         """
-        return [lin.weight.detach().cpu().numpy().T.copy() for lin in self.module_.linears()]
+        return [lin.weight.detach().cpu().numpy().T.astype(self._output_dtype)
+                for lin in self.module_.linears()]
 
     @property
     def intercepts_(self):
         """Bias vectors of the linear layers (zeros where BatchNorm replaces the bias)."""
         return [
-            lin.bias.detach().cpu().numpy().copy() if lin.bias is not None
-            else np.zeros(lin.out_features, dtype=np.float32)
+            lin.bias.detach().cpu().numpy().astype(self._output_dtype) if lin.bias is not None
+            else np.zeros(lin.out_features, dtype=self._output_dtype)
             for lin in self.module_.linears()
         ]
 

@@ -196,6 +196,13 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
             if incremental and classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
             self.classes_ = unique_labels(y if classes is None else np.asarray(classes))
+        elif not incremental and not np.array_equal(unique_labels(y), self.classes_):
+            # scikit-learn's rule and message for a warm start
+            raise ValueError(
+                "warm_start can only be used where `y` has the same classes as in the "
+                f"previous call to fit. Previously got {self.classes_}, `y` has "
+                f"{unique_labels(y)}"
+            )
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
             raise ValueError(
                 f"classes={np.unique(classes)!r} is not the same as classes_="

@@ -187,6 +187,7 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
     def _predict_from_raw(self, raw):
         # The fitted link, not self.loss: set_params after fit must not change predictions.
         pred = OUT_ACTIVATIONS[self.out_activation_](raw.astype(np.float64))
+        pred = pred.astype(self._output_dtype, copy=False)  # float32 for float32 training X
         return pred.ravel() if self._y_ndim == 1 else pred
 
     def _score_raw(self, raw, y_model, sample_weight):

@@ -119,6 +119,18 @@ def _floats_in_history_row(row):
                 record[key] = value.item()
 
 
+def _seed_epoch(seed, epoch, generator):
+    """Seed epoch number ``epoch``'s row order and CPU randomness (dropout) from ``seed``.
+
+    Seeding by epoch number, not by call, makes ``N`` calls to ``partial_fit``
+    train exactly like one ``fit`` of ``N`` epochs. The caller has forked
+    torch's global RNG (only the CPU generator is reseeded here).
+    """
+    state = np.random.SeedSequence([seed, epoch]).generate_state(2)
+    generator.manual_seed(int(state[0]))
+    torch.default_generator.manual_seed(int(state[1]))
+
+
 def _implements(cb, event):
     return getattr(type(cb), event, None) is not getattr(Callback, event, None)
 
@@ -384,10 +396,12 @@ class TrainingNet(NeuralNet):
                 self._sigint = None
         return self
 
-    def fit_loop(self, X, y=None, epochs=None, data=None, generator=None, **fit_params):
+    def fit_loop(self, X, y=None, epochs=None, data=None, seed=None, **fit_params):
         """Run up to ``epochs`` epochs (see the module docstring for the events).
 
-        Stops early when a callback sets ``stop_reason`` or raises
+        With ``seed``, epoch ``k`` of the history (counting earlier calls) is
+        seeded from ``(seed, k)``; without, the row order comes from torch's
+        global RNG. Stops early when a callback sets ``stop_reason`` or raises
         ``KeyboardInterrupt``. Three events roll the network back to the end
         of the last finished epoch (weights and optimizer state) and stop: a
         Ctrl-C (``stop_reason`` ``"interrupted"``; the interrupt propagates to
@@ -398,8 +412,9 @@ class TrainingNet(NeuralNet):
         """
         if data is None:
             data = self.tensor_data(X, y)
-        if generator is None:  # like skorch's shuffling: from torch's global RNG
-            generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+        generator = torch.Generator()
+        if seed is None:  # like skorch's shuffling: from torch's global RNG
+            generator.manual_seed(int(torch.randint(2**62, ())))
         epochs = self.max_epochs if epochs is None else epochs
         batches = Batches(data, self.batch_size, self.shuffle, generator, self.min_batch)
         self.module_.train()
@@ -417,6 +432,8 @@ class TrainingNet(NeuralNet):
         try:
             for _ in range(epochs):
                 good, n_rows = None, len(self.history)
+                if seed is not None:
+                    _seed_epoch(seed, n_rows, generator)
                 try:
                     good = self.snapshot_state()
                     self.notify("on_epoch_begin", dataset_train=data, dataset_valid=None)

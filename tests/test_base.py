@@ -453,3 +453,17 @@ def test_sklearn_fitted_attributes_coefs_intercepts_loss_layers(clf_data):
     np.testing.assert_allclose(clf.predict_proba(X), proba, rtol=1e-4, atol=1e-6)
     bn = DeepMLPClassifier((16,), batch_norm="before", max_iter=1, random_state=0).fit(X, y)
     assert not bn.intercepts_[0].any()  # BatchNorm's shift replaces that bias
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(dropout=0.3, batch_norm="after")], ids=str)
+def test_n_partial_fits_train_exactly_like_a_fit_of_n_epochs(kwargs, clf_data):
+    # Each epoch's row order and dropout masks are seeded by the epoch's number,
+    # so streaming the data through partial_fit is the same training as fit.
+    X, y = clf_data
+    kw = dict(hidden_layer_sizes=(16,), batch_size=32, random_state=0, tol=0, **kwargs)
+    fitted = DeepMLPClassifier(max_iter=4, **kw).fit(X, y)
+    streamed = DeepMLPClassifier(**kw)
+    for _ in range(4):
+        streamed.partial_fit(X, y, classes=[0, 1, 2])
+    assert streamed.loss_curve_ == fitted.loss_curve_
+    np.testing.assert_array_equal(streamed.predict_proba(X), fitted.predict_proba(X))
