@@ -317,16 +317,21 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         -------
         proba : ndarray of shape (n_samples, n_classes)
             Probability of each class in ``classes_`` order; for multilabel
-            targets the independent probability of each label.
+            targets the independent probability of each label. Never exactly
+            0: a probability below the smallest normal float64 (a logit gap
+            beyond ~708) is reported as that number, so that its logarithm
+            stays finite like :meth:`predict_log_proba`.
         """
         raw = self._predict_raw(X).astype(np.float64)
         if self.out_activation_ == "softmax":
-            return softmax(raw, axis=1)
-        if self._multilabel:
-            return expit(raw)
-        # Both columns from the logit: 1 - expit(z) would round to exactly 0
-        # for z above ~37 while predict_log_proba still says about -z.
-        return np.hstack([expit(-raw), expit(raw)])
+            proba = softmax(raw, axis=1)
+        elif self._multilabel:
+            proba = expit(raw)
+        else:
+            # Both columns from the logit: 1 - expit(z) would round to exactly 0
+            # for z above ~37 while predict_log_proba still says about -z.
+            proba = np.hstack([expit(-raw), expit(raw)])
+        return np.maximum(proba, np.finfo(np.float64).tiny, out=proba)
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`, computed stably from logits.

@@ -171,3 +171,15 @@ def test_binary_probabilities_agree_with_log_probabilities_at_extreme_logits(shi
     assert (proba > 0).all()  # 1 - expit(60) would be exactly 0
     np.testing.assert_allclose(np.log(proba), log_proba, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+def test_probabilities_never_round_to_zero():
+    X, y = make_classification(n_samples=60, n_features=4, n_classes=3, n_informative=3, n_redundant=0,
+                               random_state=0)
+    clf = DeepMLPClassifier((8,), max_iter=2, random_state=0).fit(X, y)
+    with torch.no_grad():
+        clf.module_.output.linear.bias.copy_(torch.tensor([0.0, -900.0, 900.0]))
+    proba = clf.predict_proba(X)
+    assert (proba > 0).all() and np.isfinite(np.log(proba)).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert np.isfinite(clf.predict_log_proba(X)).all()

@@ -1,7 +1,10 @@
 """scikit-learn's own estimator checks on both estimators.
 
-Run on the default configuration and on one that switches on BatchNorm,
-dropout, max-norm, a non-default activation and a non-default optimizer.
+Run on the default configuration (exactly ``DeepMLPClassifier()`` and
+``DeepMLPRegressor()``) and on realistic ones: small quick nets; the chapter's
+toolbox (ELU, BatchNorm, dropout, max-norm, Nadam); SELU with alpha dropout;
+BatchNorm after the activation with dropout 0.3 and momentum; max-norm with
+RMSProp; L-BFGS; and an elastic-net penalty for wide sparse inputs.
 """
 
 import pytest
@@ -24,11 +27,24 @@ _TOOLBOX = dict(
     learning_rate_init=1e-2,
 )
 
+_REALISTIC = [
+    _QUICK,
+    _TOOLBOX,
+    dict(hidden_layer_sizes=(32, 32), activation="selu", dropout=0.1, max_iter=100,
+         learning_rate_init=1e-2),
+    dict(hidden_layer_sizes=(32, 32), batch_norm="after", dropout=0.3, solver="momentum",
+         learning_rate_init=1e-2, max_iter=100),
+    dict(hidden_layer_sizes=(32, 32), max_norm=2.0, solver="rmsprop", learning_rate_init=1e-3,
+         max_iter=100),
+    dict(hidden_layer_sizes=(32,), solver="lbfgs", max_iter=100),
+    dict(hidden_layer_sizes=(32,), alpha=1e-3, l1_ratio=0.5, solver="adamw",
+         learning_rate_init=1e-2, max_iter=100),
+]
+
 ESTIMATORS = [
-    DeepMLPClassifier(**_QUICK),
-    DeepMLPRegressor(**_QUICK),
-    DeepMLPClassifier(**_TOOLBOX),
-    DeepMLPRegressor(**_TOOLBOX),
+    DeepMLPClassifier(),
+    DeepMLPRegressor(),
+    *(cls(**params) for params in _REALISTIC for cls in (DeepMLPClassifier, DeepMLPRegressor)),
 ]
 
 _SAMPLE_WEIGHT_REASON = (
