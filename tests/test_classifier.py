@@ -174,8 +174,8 @@ def test_binary_probabilities_agree_with_log_probabilities_at_extreme_logits(shi
 
 
 def test_probabilities_never_round_to_zero():
-    X, y = make_classification(n_samples=60, n_features=4, n_classes=3, n_informative=3, n_redundant=0,
-                               random_state=0)
+    X, y = make_classification(n_samples=60, n_features=4, n_classes=3, n_informative=3,
+                               n_redundant=0, random_state=0)
     clf = DeepMLPClassifier((8,), max_iter=2, random_state=0).fit(X, y)
     with torch.no_grad():
         clf.module_.output.linear.bias.copy_(torch.tensor([0.0, -900.0, 900.0]))
