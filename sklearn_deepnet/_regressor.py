@@ -6,6 +6,7 @@ import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import column_or_1d
 
 from ._base import BaseDeepMLP
 from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS
@@ -23,7 +24,9 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
     A drop-in for :class:`sklearn.neural_network.MLPRegressor` with the
     deep-network toolbox of *Hands-On Machine Learning*, chapter 11 (see
     :class:`DeepMLPClassifier`). The output layer is linear, one unit per
-    target; a 1-D ``y`` gives 1-D predictions, a 2-D ``y`` 2-D predictions.
+    target; a 1-D ``y`` gives 1-D predictions, a 2-D ``y`` 2-D predictions
+    (a single column ``(n, 1)`` counts as 1-D, with a ``DataConversionWarning``,
+    as in ``MLPRegressor``).
 
     Parameters
     ----------
@@ -165,6 +168,8 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
     # ---------------------------------------------------------------- hooks
     def _prepare_y(self, y, *, continuing, incremental, classes):
         y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:  # as MLPRegressor: a column is a 1-D target
+            y = column_or_1d(y, warn=True)
         y2 = y.reshape(len(y), -1).astype(np.float32)
         if continuing and (y.ndim, y2.shape[1]) != (self._y_ndim, self.n_outputs_):
             raise ValueError(

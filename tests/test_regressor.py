@@ -38,11 +38,6 @@ def test_one_d_target_does_not_broadcast(reg_data):
     assert reg.loss_curve_[-1] == pytest.approx(residual, rel=0.5, abs=0.01)
 
 
-def test_column_target_keeps_its_shape(reg_data):
-    X, y = reg_data
-    assert DeepMLPRegressor(**FAST).fit(X, y[:, None]).predict(X).shape == (200, 1)
-
-
 def test_multi_output():
     X, Y = make_regression(n_samples=200, n_features=6, n_targets=3, noise=0.1,
                            random_state=0)
@@ -90,3 +85,15 @@ def test_partial_fit_shape_checks(reg_data):
     reg = DeepMLPRegressor((8,), random_state=0).partial_fit(X, y)
     with pytest.raises(ValueError, match="fitted on targets with 1 output"):
         reg.partial_fit(X, np.c_[y, y])
+
+
+def test_column_target_is_a_1d_target_as_in_mlp_regressor(reg_data):
+    from sklearn.exceptions import DataConversionWarning
+
+    X, y = reg_data
+    with pytest.warns(DataConversionWarning, match="column-vector y was passed"):
+        reg = DeepMLPRegressor((8,), max_iter=2, random_state=0).fit(X, y[:, None])
+    assert reg.predict(X).shape == (len(X),) and reg.n_outputs_ == 1
+    flat = DeepMLPRegressor((8,), max_iter=2, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(reg.predict(X), flat.predict(X))
+    reg.partial_fit(X, y)  # and a 1-D y continues it
