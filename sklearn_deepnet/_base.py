@@ -31,7 +31,7 @@ from ._optim import SOLVERS, resolve_weight_decay
 from ._persist import load_optimizer_state, net_from_state, net_to_state
 from ._schedules import SCHEDULES
 from ._steps import Regularization
-from ._trainer import TrainingNet
+from ._trainer import BATCH_EVENTS, TrainingNet, implements_event
 from ._validation import (
     Integral,
     Interval,
@@ -51,6 +51,8 @@ _ARCHITECTURE_PARAMS = (
 )
 _SOLVER_PARAMS = ("learning_rate_init", "momentum", "nesterovs_momentum", "beta_1", "beta_2",
                   "epsilon", "rho")
+# Parameters added after the first pickles were written, with their defaults.
+_ADDED_PARAMS = {"power_t": 0.5, "nesterovs_momentum": True, "max_fun": 15000, "callbacks": None}
 # Callback names the estimator uses itself.
 _RESERVED_CALLBACK_NAMES = ("epoch_timer", "convergence")
 
@@ -261,6 +263,16 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                         f"objective; {name} needs a mini-batch solver (set {name}="
                         f"{off!r} or choose another solver).",
                     )
+            batchwise = [cb for cb in self.callbacks or []
+                         if any(implements_event(cb[1] if isinstance(cb, tuple) else cb, event)
+                                for event in BATCH_EVENTS)]
+            if batchwise:
+                raise invalid_combination(
+                    self, "callbacks", batchwise,
+                    f"solver={self.solver!r} has no mini-batches, so callbacks with "
+                    "per-batch or gradient events would never run; use a mini-batch "
+                    "solver or callbacks that act per epoch.",
+                )
         self._check_callbacks()
         return [int(s) for s in sizes], decay
 
@@ -346,7 +358,8 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         seq = np.random.SeedSequence([self._seed, self._n_fit_calls])
         call_seed = int(seq.generate_state(1)[0])
         validation = None
-        if self.early_stopping and not incremental:
+        if self.early_stopping and not incremental and SOLVERS[self.solver].stochastic:
+            # (scikit-learn's early stopping applies to mini-batch solvers only)
             rows, val_rows = self._validation_split(rows, y_model, call_seed)
             validation = (
                 RowSubset(X, val_rows), y_model[val_rows], sample_weight[val_rows]
@@ -609,6 +622,13 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
     def __setstate__(self, state):
         state = dict(state)
         net_state = state.pop("_net_state", None)
+        # Pickles of version 0.1.0 before these parameters existed: their
+        # defaults (the float64 output dtype is what those versions returned).
+        for name, default in _ADDED_PARAMS.items():
+            state.setdefault(name, default)
+        if net_state is not None:
+            state.setdefault("_output_dtype", "float64")
+            net_state["attrs"]["solver_params"].setdefault("nesterovs_momentum", True)
         super().__setstate__(state)
         if net_state is not None:
             n_outputs = len(net_state["module"]["output.linear.bias"])

@@ -10,8 +10,6 @@ import logging
 
 import torch
 
-from ._inference import mark_weights_changed
-
 __all__ = ["GraphStep"]
 
 logger = logging.getLogger("sklearn_deepnet")
@@ -162,7 +160,6 @@ class GraphStep:
                     except Exception as exc:  # noqa: BLE001 - any capture failure -> eager
                         self._give_up(f"CUDA graph capture failed: {exc!r}")
                 if full and self.graph is not None:
-                    mark_weights_changed(self.step.module)
                     self.idx.copy_(idx)
                     if events is not None:
                         before = self.total.clone()

@@ -2,8 +2,9 @@
 
 :func:`predict_raw` serves ``predict``/``predict_proba``, early-stopping
 scoring and ``net_.predict``. On CPU it runs the network as a list of plain
-operations compiled once per set of weights (cached until a weight or
-BatchNorm statistic changes), which gives two properties the module's own
+operations prepared from the current weights at every call (never cached:
+weights can change in ways torch does not count, e.g. fused optimizer kernels
+or edits through ``.data``), which gives two properties the module's own
 ``forward`` does not:
 
 - **Batch invariance.** A row's outputs do not depend on the rows it is
@@ -19,23 +20,18 @@ BatchNorm statistic changes), which gives two properties the module's own
   and such activations run on one thread (one chunk; the matrix products keep
   their threads). Padded units are exactly zero and have zero outgoing
   weights.
-- **Low latency.** No train/eval mode switching and no weight preparation per
-  call, and one CPU thread when the matrix products are small (like
-  training, see :func:`~._engine.choose_num_threads`).
-
-The cached plan is rebuilt when a weight or statistic is replaced or modified
-in place (torch's version counters), or when :func:`mark_weights_changed` was
-called: torch's *fused* optimizer kernels update weights without bumping the
-version counters, so every training step of this package calls it.
+- **Low latency.** No train/eval mode switching, and one CPU thread when the
+  matrix products are small (like training, see
+  :func:`~._engine.choose_num_threads`).
 
 A network containing a layer type not known here (a user-supplied activation
 module) is run through its modules in evaluation mode with the matrix
-products padded, as before; batch invariance then depends on that module.
+products padded; one with forward hooks is simply called in evaluation mode
+(so its hooks run); batch invariance then depends on those modules.
 """
 
 from __future__ import annotations
 
-import weakref
 from functools import partial
 
 import numpy as np
@@ -46,9 +42,9 @@ from torch import nn
 
 from ._engine import choose_num_threads, to_tensor
 from ._module import MLP
-from ._torch_compat import module_tensors, tensor_versions
+from ._torch_compat import has_hooks
 
-__all__ = ["PREDICT_BATCH_SIZE", "mark_weights_changed", "predict_raw"]
+__all__ = ["PREDICT_BATCH_SIZE", "predict_raw"]
 
 PREDICT_BATCH_SIZE = 8192
 
@@ -76,19 +72,6 @@ _DROPOUT = (nn.Dropout, nn.AlphaDropout)
 # Activations computed exactly (comparisons and one multiplication): the same
 # in the vectorized loop and its scalar tail, on any number of threads.
 _EXACT = (nn.ReLU, nn.LeakyReLU, nn.RReLU, nn.PReLU, nn.Identity)
-
-_cache = weakref.WeakKeyDictionary()  # module -> (key, plan)
-_generations = weakref.WeakKeyDictionary()  # module -> number of marked weight changes
-
-
-def mark_weights_changed(module):
-    """Tell the prediction cache that ``module``'s weights changed.
-
-    Needed after updates torch does not count (fused optimizer kernels);
-    ordinary in-place operations and ``load_state_dict`` are seen anyway.
-    """
-    _generations[module] = _generations.get(module, 0) + 1
-
 
 def _pad_to(n, multiple):
     return -(-n // multiple) * multiple
@@ -187,19 +170,6 @@ def _plan(module):
     return ops, n_out
 
 
-def _cached_plan(module):
-    versions = tensor_versions(module_tensors(module))
-    key = None if versions is None else (_generations.get(module, 0), versions)
-    hit = _cache.get(module)
-    if key is not None and hit is not None and hit[0] == key:
-        return hit[1]
-    with torch.inference_mode(False), torch.no_grad():
-        plan = _plan(module)
-    if key is not None:
-        _cache[module] = (key, plan)
-    return plan
-
-
 def _run_plan(plan, x):
     ops, n_out = plan
     for op in ops:
@@ -250,7 +220,13 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
         # sparse X must stay small too
         batch_size = max(1, min(batch_size, _SPARSE_CHUNK_ELEMENTS // max(1, X.shape[1])))
     cpu_mlp = device.type == "cpu" and isinstance(module, MLP)
-    plan = _cached_plan(module) if cpu_mlp else None
+    hooked = cpu_mlp and any(has_hooks(m) for m in module.modules())
+    cpu_mlp = cpu_mlp and not hooked
+    if cpu_mlp:
+        with torch.inference_mode(False), torch.no_grad():
+            plan = _plan(module)
+    else:
+        plan = None
     toggle = plan is None
     was_training = module.training
     threads = torch.get_num_threads()

@@ -7,16 +7,17 @@ at most ``tol`` (scikit-learn passes the same three numbers to SciPy's
 L-BFGS-B as ``maxiter``, ``maxfun`` and ``gtol``). The objective is the
 full-data weighted mean loss plus the penalty ``alpha * ... / sum(w)``, the
 same as a mini-batch step's with the batch being all rows; it is evaluated
-in chunks so that memory stays bounded, and it must be deterministic: dropout,
-gradient clipping and max-norm are refused for this solver (see
-``BaseDeepMLP._check_params``).
+in chunks so that memory stays bounded (in one piece with BatchNorm, whose
+statistics must be those of all rows), and it must be deterministic:
+dropout, gradient clipping, max-norm and per-batch callbacks are refused for
+this solver (see ``BaseDeepMLP._check_params``); ``early_stopping`` is
+ignored, as in scikit-learn.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ._inference import mark_weights_changed
 from ._steps import EagerStep, weight_penalty
 
 __all__ = ["LBFGS_CHUNK_ROWS", "LbfgsStep"]
@@ -47,8 +48,11 @@ class LbfgsStep(EagerStep):
     def run_epoch(self, batches, events=None):
         """Run L-BFGS to convergence or its limits; return ``loss * n_rows``."""
         data = batches.data
-        spans = [(s, min(s + LBFGS_CHUNK_ROWS, len(data)))
-                 for s in range(0, len(data), LBFGS_CHUNK_ROWS)]
+        # BatchNorm must see all rows at once, or the objective would depend
+        # on the chunking (and a 1-row chunk could not be normalized).
+        uses_bn = any(isinstance(m, torch.nn.BatchNorm1d) for m in self.module.modules())
+        chunk = len(data) if uses_bn else LBFGS_CHUNK_ROWS
+        spans = [(s, min(s + chunk, len(data))) for s in range(0, len(data), chunk)]
         order = batches.order() if data.rows is not None else None
         total_weight = float(sum(float(data.batch(order, s, e)[2].sum()) for s, e in spans))
         reg = self.reg
@@ -75,7 +79,6 @@ class LbfgsStep(EagerStep):
         state = self.optimizer.state[self.optimizer.param_groups[0]["params"][0]]
         iter_before, evals_before = state.get("n_iter", 0), state.get("func_evals", 0)
         self.optimizer.step(closure)
-        mark_weights_changed(self.module)
         self.n_iter = state["n_iter"] - iter_before
         self.n_evals = state["func_evals"] - evals_before
         group = self.optimizer.param_groups[0]

@@ -36,6 +36,7 @@ TRUSTED_TYPES = [
 _NET_ATTRS = ("solver", "solver_params", "shuffle", "min_batch", "fast", "batch_size",
               "max_epochs", "engine", "engine_reason")
 _IMPL_KEYS = ("fused", "foreach", "capturable")
+_REGULARIZATION_FIELDS = ("alpha", "l1_ratio", "clip_norm", "clip_value", "max_norm")
 
 
 def _to_numpy(value):
@@ -115,7 +116,10 @@ def net_from_state(state, module, criterion):
     from ._trainer import TrainingNet
 
     device = _load_device(state["device"])
-    attrs = dict(state["attrs"], regularization=Regularization(**state["regularization"]))
+    attrs = dict(state["attrs"])
+    # States written before the Regularization record kept its fields loose.
+    loose = {k: attrs.pop(k) for k in _REGULARIZATION_FIELDS if k in attrs}
+    attrs["regularization"] = Regularization(**state.get("regularization", loose))
     engine, reason = attrs.pop("engine"), attrs.pop("engine_reason")
     module.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state["module"].items()})
     net = TrainingNet(module, criterion, callbacks=[], device=device, **attrs).initialize()

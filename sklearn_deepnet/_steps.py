@@ -36,7 +36,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._inference import mark_weights_changed
 from ._losses import binary_log_loss, loss_function, multiclass_log_loss, squared_error
 from ._torch_compat import (
     ACTIVATION_BACKWARD,
@@ -163,7 +162,6 @@ class EagerStep:
         self.optimizer_step()
         if reg.max_norm is not None:
             apply_max_norm(self.module.hidden_linears(), reg.max_norm)
-        mark_weights_changed(self.module)
 
     def optimizer_step(self):
         """Apply the optimizer to the gradients in ``p.grad``."""

@@ -22,8 +22,6 @@ __all__ = [
     "foreach_norm",
     "fused_adam_kernel",
     "has_hooks",
-    "module_tensors",
-    "tensor_versions",
 ]
 
 _aten = getattr(torch.ops, "aten", None)
@@ -68,38 +66,6 @@ def fused_adam_kernel(decoupled):
     ``None`` tells the caller to use ``optimizer.step()``.
     """
     return _fused_adamw_ if decoupled else _fused_adam_
-
-
-def module_tensors(module):
-    """Every parameter and buffer of ``module`` and its submodules.
-
-    Like ``[*module.parameters(), *module.buffers()]`` (with the same
-    tensors, possibly in another order) but ~6x faster, which matters for
-    one-row predictions.
-    """
-    try:
-        out, stack = [], [module]
-        while stack:
-            mod = stack.pop()
-            out.extend(t for t in mod._parameters.values() if t is not None)
-            out.extend(t for t in mod._buffers.values() if t is not None)
-            stack.extend(m for m in mod._modules.values() if m is not None)
-        return out
-    except AttributeError:
-        return [*module.parameters(), *module.buffers()]
-
-
-def tensor_versions(tensors):
-    """Identity and in-place-modification counter of each tensor, or ``None``.
-
-    Equal results mean no tensor was replaced or modified in place in between
-    (torch bumps a tensor's version on every in-place operation). ``None``
-    when this torch does not expose the counters: callers must not cache.
-    """
-    try:
-        return tuple((id(t), t._version, t.data_ptr()) for t in tensors)
-    except AttributeError:
-        return None
 
 
 def has_hooks(module):

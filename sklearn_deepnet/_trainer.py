@@ -49,16 +49,16 @@ from skorch.callbacks import Callback, EpochTimer
 
 from ._engine import Batches, TensorData, to_tensor
 from ._graph_step import GraphStep
-from ._inference import mark_weights_changed, predict_raw
+from ._inference import predict_raw
 from ._lbfgs import LbfgsStep
 from ._optim import SOLVERS, build_optimizer, separate_step_counters
 from ._steps import EagerStep, ManualStep, Regularization, select_step
 
-__all__ = ["TrainingNet"]
+__all__ = ["BATCH_EVENTS", "TrainingNet", "implements_event"]
 
 logger = logging.getLogger("sklearn_deepnet")
 
-_BATCH_EVENTS = ("on_batch_begin", "on_batch_end", "on_grad_computed")
+BATCH_EVENTS = ("on_batch_begin", "on_batch_end", "on_grad_computed")
 
 
 class _CallbackStop(Exception):
@@ -131,8 +131,10 @@ def _seed_epoch(seed, epoch, generator):
     torch.default_generator.manual_seed(int(state[1]))
 
 
-def _implements(cb, event):
-    return getattr(type(cb), event, None) is not getattr(Callback, event, None)
+def implements_event(cb, event):
+    """Whether callback ``cb`` (an instance or a class) overrides ``event``."""
+    cls = cb if isinstance(cb, type) else type(cb)
+    return getattr(cls, event, None) is not getattr(Callback, event, None)
 
 
 class _BatchEvents:
@@ -148,7 +150,7 @@ class _BatchEvents:
         self.batch = None
         self.losses = []
         self.wants_gradients = any(
-            _implements(cb, "on_grad_computed") for _, cb in net.callbacks_
+            implements_event(cb, "on_grad_computed") for _, cb in net.callbacks_
         )
 
     def batch_begin(self, xb, yb):
@@ -270,7 +272,7 @@ class TrainingNet(NeuralNet):
                 raise _CallbackStop(name, method_name) from None
 
     def _wants_batch_events(self):
-        return any(_implements(cb, e) for _, cb in self.callbacks_ for e in _BATCH_EVENTS)
+        return any(implements_event(cb, e) for _, cb in self.callbacks_ for e in BATCH_EVENTS)
 
     # --------------------------------------------------------------- state
     def snapshot_state(self):
@@ -286,7 +288,6 @@ class TrainingNet(NeuralNet):
         """Load weights and optimizer state saved by :meth:`snapshot_state`."""
         module, optimizer = snapshot
         self.module_.load_state_dict(module)
-        mark_weights_changed(self.module_)
         self.optimizer_.load_state_dict(optimizer)
         # The snapshot may come from a time when step counters were shared
         # (direct fused Adam).
@@ -315,7 +316,6 @@ class TrainingNet(NeuralNet):
         super().load_params(*args, **kwargs)
         if self.initialized_:
             separate_step_counters(self.optimizer_)
-            mark_weights_changed(self.module_)
         return self
 
     def _finite_state(self):

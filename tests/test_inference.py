@@ -80,7 +80,7 @@ def test_linear_model_and_one_row():
     assert predict_raw(net, X[:0], "cpu").shape == (0, 3)
 
 
-def test_cached_plan_follows_weight_changes():
+def test_predictions_follow_weight_changes():
     net = _net("elu")
     X = np.random.default_rng(0).normal(size=(10, 20)).astype(np.float32)
     first = predict_raw(net, X, "cpu")
@@ -150,8 +150,8 @@ def test_estimator_predictions_are_batch_invariant_with_selu(clf_data):
 @pytest.mark.parametrize("solver", ["adam", "sgd", "rmsprop"])
 @pytest.mark.parametrize("dropout", [0.0, 0.2])
 def test_predictions_follow_every_training_step(solver, dropout, clf_data):
-    # torch's fused optimizers do not bump tensor versions: the cached plan
-    # must still see their updates (partial_fit, and scoring between epochs).
+    # torch's fused optimizers do not bump tensor versions: predictions must
+    # still see their updates (partial_fit, and scoring between epochs).
     X, y = clf_data
     clf = DeepMLPClassifier((16,), solver=solver, dropout=dropout, batch_size=50,
                             random_state=0, early_stopping=True, max_iter=3).fit(X, y)
@@ -186,3 +186,29 @@ def test_one_row_alone_equals_the_same_row_in_a_large_batch(activation, threads)
     finally:
         torch.set_num_threads(before)
     np.testing.assert_array_equal(alone, full[rows])
+
+
+def test_predictions_follow_every_kind_of_manual_change(clf_data):
+    X, y = clf_data
+    clf = DeepMLPClassifier((16,), max_iter=2, random_state=0).fit(X, y)
+    X32 = torch.from_numpy(X.astype(np.float32))
+
+    def truth():
+        with torch.no_grad():
+            out = torch.softmax(clf.module_.eval()(X32), 1).numpy()
+        clf.module_.train()
+        return out
+
+    clf.predict_proba(X)
+    clf.module_.output.linear.weight.data.mul_(0.5)  # .data: no version bump
+    np.testing.assert_allclose(clf.predict_proba(X), truth(), rtol=1e-5, atol=1e-6)
+    clf.module_.hidden[0].activation = torch.nn.Tanh()  # a parameter-free swap
+    np.testing.assert_allclose(clf.predict_proba(X), truth(), rtol=1e-5, atol=1e-6)
+    opt = torch.optim.Adam(clf.module_.parameters(), lr=0.1, fused=True)  # no version bump
+    loss = clf.module_(X32).pow(2).mean()
+    loss.backward()
+    opt.step()
+    np.testing.assert_allclose(clf.predict_proba(X), truth(), rtol=1e-5, atol=1e-6)
+    handle = clf.module_.output.register_forward_hook(lambda m, i, o: o * 0)  # hooks run
+    np.testing.assert_allclose(clf.predict_proba(X), np.full((len(X), 3), 1 / 3), rtol=1e-6)
+    handle.remove()

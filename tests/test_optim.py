@@ -194,3 +194,26 @@ def test_lbfgs_regression_sample_weight_and_chunks(reg_data, monkeypatch):
     b = DeepMLPRegressor((16,), solver="lbfgs", max_iter=20, random_state=0).fit(
         X[keep], y[keep], sample_weight=w0[keep])
     np.testing.assert_allclose(a.predict(X), b.predict(X), rtol=1e-4, atol=1e-5)
+
+
+def test_lbfgs_ignores_early_stopping_and_refuses_batch_callbacks_as_sklearn():
+    from skorch.callbacks import GradientNormClipping, LRScheduler
+
+    X, y = _digits3()
+    clf = DeepMLPClassifier((16,), solver="lbfgs", early_stopping=True, max_iter=20,
+                            random_state=0).fit(X[:12], y[:12])  # too small to split
+    assert clf.validation_scores_ is None and clf.history_[-1]["train_samples"] == 12
+    for cb in (GradientNormClipping(1.0), LRScheduler("StepLR", step_size=1,
+                                                      step_every="batch")):
+        with pytest.raises(InvalidParameterError, match="no mini-batches"):
+            DeepMLPClassifier((8,), solver="lbfgs", callbacks=[cb]).fit(X, y)
+
+
+def test_lbfgs_with_batch_norm_sees_all_rows_at_once(monkeypatch):
+    from sklearn_deepnet import _lbfgs
+
+    X, y = _digits3()
+    monkeypatch.setattr(_lbfgs, "LBFGS_CHUNK_ROWS", 199)  # would leave a 1-row chunk
+    clf = DeepMLPClassifier((16,), solver="lbfgs", batch_norm="before", max_iter=20,
+                            random_state=0).fit(X, y)
+    assert clf.score(X, y) > 0.9

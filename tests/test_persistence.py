@@ -113,3 +113,20 @@ def test_cuda_fitted_state_loads_on_a_cpu_only_machine(clf_data, monkeypatch):
     assert not any(g.get("capturable") for g in loaded.net_.optimizer_.param_groups)
     loaded.set_params(device="cpu").partial_fit(X, y)
     assert loaded.n_iter_ == 1 and len(loaded.loss_curve_) == 4
+
+
+def test_pickles_of_the_previous_release_load_predict_and_train():
+    # Written by commit d990660 (0.1.0 before the trainer and drop-in rounds):
+    # loose regularization fields, no power_t/nesterovs_momentum/max_fun/callbacks.
+    from pathlib import Path
+
+    with open(Path(__file__).parent / "data" / "pickles_0.1.0_d990660.pkl", "rb") as f:
+        blob = pickle.load(f)  # noqa: S301 - our own test fixture
+    clf, reg = blob["clf"], blob["reg"]
+    np.testing.assert_array_equal(clf.predict_proba(blob["X"]), blob["proba"])
+    np.testing.assert_allclose(reg.predict(blob["Xr"]), blob["pred"], rtol=1e-6)
+    assert clf.get_params()["nesterovs_momentum"] is True and clf.callbacks is None
+    assert clf.net_.regularization.alpha == 0.01 and reg.net_.regularization.clip_norm == 1.0
+    clf.partial_fit(blob["X"], clf.predict(blob["X"]))
+    reg.partial_fit(blob["Xr"], reg.predict(blob["Xr"]))
+    assert clf.coefs_[0].dtype == np.float64

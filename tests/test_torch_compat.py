@@ -120,15 +120,3 @@ def test_training_with_every_fallback_matches_the_fast_calls(clf_data):
     for p, q in zip(fast.module_.parameters(), slow.module_.parameters(), strict=True):
         np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=1e-4,
                                    atol=1e-6)
-
-
-def test_module_tensors_and_versions():
-    module = MLP(4, [5, 6], 2, batch_norm="after")
-    fast = _torch_compat.module_tensors(module)
-    expected = [*module.parameters(), *module.buffers()]
-    assert sorted(map(id, fast)) == sorted(map(id, expected))
-    before = _torch_compat.tensor_versions(fast)
-    assert _torch_compat.tensor_versions(fast) == before
-    with torch.no_grad():
-        module.hidden[1].linear.bias.add_(1.0)
-    assert _torch_compat.tensor_versions(fast) != before
