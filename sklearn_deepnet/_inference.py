@@ -90,8 +90,11 @@ class _Linear:
     def __init__(self, linear, n_in, n_out_padded):
         w = linear.weight.detach()
         b = linear.bias.detach() if linear.bias is not None else w.new_zeros(len(w))
-        wt = w.new_zeros(n_in, n_out_padded)
-        wt[: w.shape[1], : w.shape[0]] = w.t()
+        if w.shape == (n_out_padded, n_in):  # no padding: the transposed view, no copy
+            wt = w.t()
+        else:
+            wt = w.new_zeros(n_in, n_out_padded)
+            wt[: w.shape[1], : w.shape[0]] = w.t()
         self.wt, self.b = wt, _pad(b, n_out_padded)
         self.n_out = n_out_padded
 
