@@ -52,9 +52,11 @@ _ARCHITECTURE_PARAMS = (
 _SOLVER_PARAMS = ("learning_rate_init", "momentum", "nesterovs_momentum", "beta_1", "beta_2",
                   "epsilon", "rho")
 # Parameters added after the first pickles were written, with their defaults.
-_ADDED_PARAMS = {"power_t": 0.5, "nesterovs_momentum": True, "max_fun": 15000, "callbacks": None}
+_ADDED_PARAMS = {"power_t": 0.5, "nesterovs_momentum": True, "max_fun": 15000, "callbacks": None,
+                 "decay_steps": 10_000, "lr_milestones": None, "lr_values": None,
+                 "lr_factor": 0.5, "lr_patience": 5}
 # Callback names the estimator uses itself.
-_RESERVED_CALLBACK_NAMES = ("epoch_timer", "convergence")
+_RESERVED_CALLBACK_NAMES = ("epoch_timer", "convergence", "schedule")
 
 
 def _mlp(n_features, n_outputs, arch):
@@ -159,6 +161,11 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         "momentum": [Interval(Real, 0, 1, closed="left")],
         "nesterovs_momentum": ["boolean"],
         "power_t": [Interval(Real, 0, None, closed="left")],
+        "decay_steps": [Interval(Integral, 1, None, closed="left")],
+        "lr_milestones": ["array-like", None],
+        "lr_values": ["array-like", None],
+        "lr_factor": [Interval(Real, 0, 1, closed="neither")],
+        "lr_patience": [Interval(Integral, 1, None, closed="left")],
         "max_fun": [Interval(Integral, 1, None, closed="left")],
         "beta_1": [Interval(Real, 0, 1, closed="left")],
         "beta_2": [Interval(Real, 0, 1, closed="left")],
@@ -274,7 +281,38 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                     "solver or callbacks that act per epoch.",
                 )
         self._check_callbacks()
+        self._check_schedule()
         return [int(s) for s in sizes], decay
+
+    def _check_schedule(self):
+        if self.learning_rate != "constant" and not SOLVERS[self.solver].stochastic:
+            raise invalid_combination(
+                self, "learning_rate", self.learning_rate,
+                f"solver={self.solver!r} has no learning rate to schedule (its line search "
+                "sets the steps); use learning_rate='constant' or a mini-batch solver.",
+            )
+        if self.learning_rate != "piecewise":
+            return
+        milestones, values = self.lr_milestones, self.lr_values
+        if milestones is None or values is None:
+            raise invalid_combination(
+                self, "learning_rate", "piecewise",
+                "learning_rate='piecewise' needs lr_milestones (epochs) and lr_values "
+                "(one more rate than milestones).",
+            )
+        milestones, values = list(milestones), list(values)
+        ok = (all(isinstance(m, Integral) and m >= 1 for m in milestones)
+              and all(a < b for a, b in zip(milestones, milestones[1:], strict=False)))
+        if not ok:
+            raise invalid_parameter(
+                self, "lr_milestones", "increasing positive epoch numbers", self.lr_milestones)
+        if len(values) != len(milestones) + 1 or not all(
+                isinstance(v, Real) and v > 0 for v in values):
+            raise invalid_combination(
+                self, "lr_values", self.lr_values,
+                f"lr_values needs {len(milestones) + 1} positive rates (one more than the "
+                f"{len(milestones)} lr_milestones).",
+            )
 
     def _check_callbacks(self):
         for item in self.callbacks or []:
@@ -506,8 +544,10 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         monitor = ConvergenceMonitor(
             tol=self.tol, n_iter_no_change=self.n_iter_no_change, validation=validation,
             scorer=self._score_raw, validation_loss=self._validation_loss,
-            verbose=bool(self.verbose),
+            verbose=bool(self.verbose), adaptive=self.learning_rate == "adaptive",
         )
+        factory = SCHEDULES[self.learning_rate].factory
+        schedule = [] if factory is None else [("schedule", factory(self))]
         uses_bn = self.batch_norm is not None or self.batch_norm_input
         settings = dict(
             solver=self.solver, solver_params=solver_params,
@@ -517,7 +557,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             ),
             shuffle=self.shuffle, min_batch=2 if uses_bn else 1, batch_size=batch_size,
             max_epochs=1 if incremental or not stochastic else self.max_iter,
-            callbacks=[("convergence", monitor), *(self.callbacks or [])],
+            callbacks=[("convergence", monitor), *schedule, *(self.callbacks or [])],
             device=device, fast=self._fast_engine,
         )
         if not continuing:

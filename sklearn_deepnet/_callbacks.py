@@ -46,11 +46,15 @@ class ConvergenceMonitor(Callback):
         skorch's callbacks monitor).
     verbose : bool
         Print one line per epoch, like ``MLPClassifier(verbose=True)``.
+    adaptive : bool, default=False
+        scikit-learn's ``learning_rate="adaptive"``: where the rule would stop
+        training, divide the learning rate by 5 and go on, until it is at most
+        1e-6.
     """
 
     def __init__(
         self, *, tol, n_iter_no_change, validation=None, scorer=None, validation_loss=None,
-        verbose=False,
+        verbose=False, adaptive=False,
     ):
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
@@ -58,6 +62,7 @@ class ConvergenceMonitor(Callback):
         self.scorer = scorer
         self.validation_loss = validation_loss
         self.verbose = verbose
+        self.adaptive = adaptive
 
     def on_train_begin(self, net, **kwargs):
         """Reset the counters for a new call to fit."""
@@ -100,6 +105,15 @@ class ConvergenceMonitor(Callback):
             if self.validation is not None:
                 line += f", validation score = {net.history[-1, 'valid_score']:.6f}"
             print(line)
+        if self.no_improvement_count_ > self.n_iter_no_change and self.adaptive:
+            groups = net.optimizer_.param_groups
+            if float(groups[0]["lr"]) > 1e-6:  # as MLPClassifier: slow down, go on
+                for group in groups:
+                    group["lr"] = float(group["lr"]) / 5.0
+                self.no_improvement_count_ = 0
+                if self.verbose:
+                    print(f"Setting learning rate to {float(groups[0]['lr']):f}")
+                return
         if self.no_improvement_count_ > self.n_iter_no_change:
             self.stop_message_ = (
                 f"{what} did not improve more than tol={self.tol} for "

@@ -82,7 +82,8 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         batch_norm_input=False, batch_norm_momentum=0.1, batch_norm_epsilon=1e-5,
         dropout=0.0, max_norm=None, alpha=1e-4, l1_ratio=0.0, weight_decay=None,
         clip_norm=None, clip_value=None, solver="adam", learning_rate="constant",
-        learning_rate_init=1e-3, power_t=0.5, momentum=0.9, nesterovs_momentum=True,
+        learning_rate_init=1e-3, power_t=0.5, decay_steps=10_000, lr_milestones=None,
+        lr_values=None, lr_factor=0.5, lr_patience=5, momentum=0.9, nesterovs_momentum=True,
         beta_1=0.9, beta_2=0.999, epsilon=1e-8, rho=0.9, batch_size="auto", max_iter=200,
         shuffle=True, tol=1e-4, n_iter_no_change=10, early_stopping=False,
         validation_fraction=0.1, warm_start=False, random_state=None, verbose=False,
@@ -108,6 +109,11 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
         self.power_t = power_t
+        self.decay_steps = decay_steps
+        self.lr_milestones = lr_milestones
+        self.lr_values = lr_values
+        self.lr_factor = lr_factor
+        self.lr_patience = lr_patience
         self.momentum = momentum
         self.nesterovs_momentum = nesterovs_momentum
         self.beta_1 = beta_1

@@ -24,6 +24,10 @@ def _alpha_lines():
     )
 
 
+def _schedule_lines():
+    return "\n".join(f"        - ``{name}``: {s.summary}." for name, s in SCHEDULES.items())
+
+
 def _solver_lines():
     return "\n".join(
         f"        - ``{name}``: {s.summary}; reads "
@@ -115,15 +119,37 @@ SHARED_PARAMETERS = f"""\
 {_solver_lines()}
 
     learning_rate : str, default="constant"
-        Learning-rate schedule, one of {_names(SCHEDULES)}.
+        Learning-rate schedule (for every mini-batch solver; scikit-learn
+        applies its two only to "sgd"), one of:
+
+{_schedule_lines()}
+
+        The rate at the start of each epoch is recorded in ``history_`` as
+        ``"lr"``.
 
     learning_rate_init : float, default=1e-3
         Initial learning rate.
 
     power_t : float, default=0.5
-        Exponent of the "invscaling" schedule, as in ``MLPClassifier``; only
-        read by that schedule (the schedules beyond "constant" are not
-        available yet, so it has no effect for now).
+        Exponent of the "invscaling" (as in ``MLPClassifier``) and "power"
+        schedules.
+
+    decay_steps : int, default=10000
+        Optimizer steps over which "power" halves the rate (with
+        ``power_t=1``) and "exponential" divides it by 10.
+
+    lr_milestones : array-like of int or None, default=None
+        Epochs at which "piecewise" moves to the next of ``lr_values``.
+
+    lr_values : array-like of float or None, default=None
+        The rates of "piecewise": one more than ``lr_milestones``.
+
+    lr_factor : float, default=0.5
+        What "plateau" multiplies the rate by.
+
+    lr_patience : int, default=5
+        Epochs without a lower validation loss (training loss without
+        ``early_stopping``) before "plateau" lowers the rate.
 
     momentum : float, default=0.9
         Momentum for "sgd" (as in ``MLPClassifier``), "momentum" and

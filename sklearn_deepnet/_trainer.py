@@ -131,6 +131,10 @@ def _seed_epoch(seed, epoch, generator):
     torch.default_generator.manual_seed(int(state[1]))
 
 
+def _plain(value):
+    return value.item() if isinstance(value, torch.Tensor) else float(value)
+
+
 def implements_event(cb, event):
     """Whether callback ``cb`` (an instance or a class) overrides ``event``."""
     cls = cb if isinstance(cb, type) else type(cb)
@@ -437,6 +441,7 @@ class TrainingNet(NeuralNet):
                 try:
                     good = self.snapshot_state()
                     self.notify("on_epoch_begin", dataset_train=data, dataset_valid=None)
+                    self.history.record("lr", _plain(self.optimizer_.param_groups[0]["lr"]))
                     total = step.run_epoch(batches, events)
                     if events is not None:
                         events.end_epoch()

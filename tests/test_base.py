@@ -34,7 +34,7 @@ FAST = dict(hidden_layer_sizes=(16,), max_iter=5, random_state=0)
      ("l1_ratio", 2.0, r"range \[0.0, 1.0\]"),
      ("clip_norm", -1.0, r"range \(0.0, inf\)"),
      ("solver", "newton", "str among"),
-     ("learning_rate", "adaptive", "str among"),
+     ("learning_rate", "cosine", "str among"),
      ("learning_rate_init", 0.0, r"range \(0.0, inf\)"),
      ("batch_size", 0, "range"),
      ("max_iter", 0, "range"),
