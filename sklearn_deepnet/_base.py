@@ -24,7 +24,7 @@ from ._engine import (
     index_dtype,
     to_tensor,
 )
-from ._inference import predict_raw
+from ._inference import predict_raw, predict_raw_mc
 from ._init import INITIALIZERS, VarianceScaling
 from ._module import MLP
 from ._optim import SOLVERS, resolve_weight_decay
@@ -53,6 +53,7 @@ _SOLVER_PARAMS = ("learning_rate_init", "momentum", "nesterovs_momentum", "beta_
                   "epsilon", "rho")
 # Parameters added after the first pickles were written, with their defaults.
 _ADDED_PARAMS = {"power_t": 0.5, "nesterovs_momentum": True, "max_fun": 15000, "callbacks": None,
+                 "mc_dropout": 0,
                  "decay_steps": 10_000, "lr_milestones": None, "lr_values": None,
                  "lr_factor": 0.5, "lr_patience": 5}
 # Callback names the estimator uses itself.
@@ -184,6 +185,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         "device": [str, torch.device],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "callbacks": [list, None],
+        "mc_dropout": [Interval(Integral, 0, None, closed="left")],
     }
 
     # Private switch for benchmarks and debugging: False forces the eager step.
@@ -713,3 +715,21 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float32, accept_sparse="csr")
         return predict_raw(self.net_.module_, X, self.net_.device)
+
+    def _predict_raw_passes(self, X):
+        """Raw outputs of every prediction pass, shape ``(n_passes, n, n_outputs)``:
+        ``mc_dropout`` stochastic passes, or the one deterministic pass."""
+        if not (isinstance(self.mc_dropout, Integral) and self.mc_dropout >= 0):
+            raise invalid_parameter(self, "mc_dropout", "an int >= 0", self.mc_dropout)
+        if not self.mc_dropout:
+            return self._predict_raw(X)[None]
+        check_is_fitted(self)
+        if not any(isinstance(m, torch.nn.Dropout | torch.nn.AlphaDropout)
+                   for m in self.net_.module_.modules()):
+            raise ValueError(
+                f"mc_dropout={self.mc_dropout} needs a network with dropout, but this one "
+                f"was fitted with dropout={self._fitted_architecture['dropout']}."
+            )
+        X = validate_data(self, X, reset=False, dtype=np.float32, accept_sparse="csr")
+        return predict_raw_mc(self.net_.module_, X, self.net_.device, self.mc_dropout,
+                              seed=self._seed)

@@ -87,7 +87,7 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         beta_1=0.9, beta_2=0.999, epsilon=1e-8, rho=0.9, batch_size="auto", max_iter=200,
         shuffle=True, tol=1e-4, n_iter_no_change=10, early_stopping=False,
         validation_fraction=0.1, warm_start=False, random_state=None, verbose=False,
-        device="auto", n_threads=None, max_fun=15000, callbacks=None,
+        device="auto", n_threads=None, max_fun=15000, callbacks=None, mc_dropout=0,
         class_weight=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -134,6 +134,7 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         self.n_threads = n_threads
         self.max_fun = max_fun
         self.callbacks = callbacks
+        self.mc_dropout = mc_dropout
         self.class_weight = class_weight
 
     @fit_context(prefer_skip_nested_validation=True)
@@ -308,6 +309,11 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         y : ndarray of shape (n_samples,) or (n_samples, n_labels)
             Predicted labels.
         """
+        if self.mc_dropout:  # the class of highest mean probability
+            proba = self.predict_proba(X)
+            if self._multilabel:
+                return (proba > 0.5).astype(np.int64)
+            return self.classes_[proba.argmax(axis=1)]
         labels = self._labels_from_raw(self._predict_raw(X))
         return labels if self._multilabel else self.classes_[labels]
 
@@ -326,18 +332,21 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
             targets the independent probability of each label. Never exactly
             0: a probability below the smallest normal float64 (a logit gap
             beyond ~708) is reported as that number, so that its logarithm
-            stays finite like :meth:`predict_log_proba`.
+            stays finite like :meth:`predict_log_proba`. With ``mc_dropout``,
+            the mean over that many passes with dropout active.
         """
-        raw = self._predict_raw(X).astype(np.float64)
-        if self.out_activation_ == "softmax":
-            proba = softmax(raw, axis=1)
-        elif self._multilabel:
-            proba = expit(raw)
-        else:
-            # Both columns from the logit: 1 - expit(z) would round to exactly 0
-            # for z above ~37 while predict_log_proba still says about -z.
-            proba = np.hstack([expit(-raw), expit(raw)])
+        passes = self._predict_raw_passes(X).astype(np.float64)
+        proba = np.mean([self._proba_from_raw(raw) for raw in passes], axis=0)
         return np.maximum(proba, np.finfo(np.float64).tiny, out=proba)
+
+    def _proba_from_raw(self, raw):
+        if self.out_activation_ == "softmax":
+            return softmax(raw, axis=1)
+        if self._multilabel:
+            return expit(raw)
+        # Both columns from the logit: 1 - expit(z) would round to exactly 0
+        # for z above ~37 while predict_log_proba still says about -z.
+        return np.hstack([expit(-raw), expit(raw)])
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`, computed stably from logits.
@@ -350,8 +359,11 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         Returns
         -------
         log_proba : ndarray of shape (n_samples, n_classes)
-            Log-probabilities in ``classes_`` order.
+            Log-probabilities in ``classes_`` order (with ``mc_dropout``, the
+            log of the mean probability).
         """
+        if self.mc_dropout:
+            return np.log(self.predict_proba(X))
         raw = self._predict_raw(X).astype(np.float64)
         if self.out_activation_ == "softmax":
             return log_softmax(raw, axis=1)

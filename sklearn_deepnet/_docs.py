@@ -228,6 +228,16 @@ SHARED_PARAMETERS = f"""\
         synchronization), all of torch's threads otherwise. The caller's
         ``torch.get_num_threads()`` is restored when fit returns.
 
+    mc_dropout : int, default=0
+        Monte Carlo dropout: with ``mc_dropout=N`` (``N >= 1``) predictions
+        average ``N`` passes with dropout active (BatchNorm in evaluation
+        mode), which usually improves calibration and, for the regressor,
+        gives an uncertainty (``predict(X, return_std=True)``). Needs a
+        network fitted with ``dropout > 0``; reproducible under
+        ``random_state`` (the same ``X`` gives the same result), but a row's
+        prediction depends on the rows predicted with it. ``0``: one
+        deterministic pass.
+
     max_fun : int, default=15000
         Maximum number of loss evaluations of ``solver="lbfgs"`` (as in
         ``MLPClassifier``); other solvers ignore it.

@@ -44,7 +44,7 @@ from ._engine import choose_num_threads, to_tensor
 from ._module import MLP
 from ._torch_compat import has_hooks
 
-__all__ = ["PREDICT_BATCH_SIZE", "predict_raw"]
+__all__ = ["PREDICT_BATCH_SIZE", "predict_raw", "predict_raw_mc"]
 
 PREDICT_BATCH_SIZE = 8192
 
@@ -270,4 +270,50 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
             torch.set_num_threads(threads)
     if out is None:
         return np.empty((0, module.output.linear.out_features), dtype=np.float32)
+    return out
+
+
+def predict_raw_mc(module, X, device, n_passes, seed, batch_size=PREDICT_BATCH_SIZE):
+    """Raw outputs of ``n_passes`` stochastic passes with dropout active (MC dropout).
+
+    Dropout (and alpha dropout) layers sample masks as in training; BatchNorm
+    uses its running statistics, as in evaluation. The masks come from a CPU
+    generator seeded with ``seed`` (and the device's, forked), so the same
+    ``X`` gives the same result, and the caller's random state is untouched.
+    A row's result depends on the rows it is predicted with (masks are drawn
+    per batch), unlike :func:`predict_raw`.
+
+    Parameters
+    ----------
+    module : MLP
+    X : ndarray or scipy.sparse matrix of shape (n_samples, n_features), float32
+    device : torch.device or str
+    n_passes : int
+    seed : int
+    batch_size : int, default=PREDICT_BATCH_SIZE
+
+    Returns
+    -------
+    ndarray of shape (n_passes, n_samples, n_outputs), float32
+    """
+    device = torch.device(device)
+    was_training = module.training
+    dropouts = [m for m in module.modules() if isinstance(m, nn.Dropout | nn.AlphaDropout)]
+    out = np.empty((n_passes, X.shape[0], module.output.linear.out_features), np.float32)
+    try:
+        module.eval()
+        for m in dropouts:
+            m.train()
+        cuda = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda), torch.inference_mode():
+            torch.manual_seed(seed)
+            for start in range(0, X.shape[0], batch_size):
+                chunk = X[start : start + batch_size]
+                if sp.issparse(chunk):
+                    chunk = chunk.toarray()
+                chunk = to_tensor(chunk, device, torch.float32)
+                for k in range(n_passes):
+                    out[k, start : start + len(chunk)] = module(chunk).cpu().numpy()
+    finally:
+        module.train(was_training)
     return out

@@ -79,7 +79,7 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
         beta_1=0.9, beta_2=0.999, epsilon=1e-8, rho=0.9, batch_size="auto", max_iter=200,
         shuffle=True, tol=1e-4, n_iter_no_change=10, early_stopping=False,
         validation_fraction=0.1, warm_start=False, random_state=None, verbose=False,
-        device="auto", n_threads=None, max_fun=15000, callbacks=None,
+        device="auto", n_threads=None, max_fun=15000, callbacks=None, mc_dropout=0,
         loss="squared_error", huber_delta=1.0,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -126,6 +126,7 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
         self.n_threads = n_threads
         self.max_fun = max_fun
         self.callbacks = callbacks
+        self.mc_dropout = mc_dropout
         self.loss = loss
         self.huber_delta = huber_delta
 
@@ -205,20 +206,36 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
         pred = REGRESSION_LOSSES[self.loss].inverse_link(raw.astype(np.float64))
         return r2_score(y_model, pred, sample_weight=sample_weight)
 
-    def predict(self, X):
+    def predict(self, X, return_std=False):
         """Predict target values.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
             Input data.
+        return_std : bool, default=False
+            Also return the standard deviation of the ``mc_dropout`` passes'
+            predictions (Monte Carlo dropout's uncertainty); needs
+            ``mc_dropout >= 2`` and a network fitted with ``dropout > 0``.
 
         Returns
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_targets)
-            Predictions, with the dimensionality of the ``y`` seen in fit.
+            Predictions, with the dimensionality of the ``y`` seen in fit;
+            with ``mc_dropout``, the mean over the passes.
+        y_std : ndarray of the same shape
+            Only with ``return_std=True``.
         """
-        return self._predict_from_raw(self._predict_raw(X))
+        if return_std and self.mc_dropout < 2:
+            raise ValueError(
+                f"return_std=True needs mc_dropout >= 2 (stochastic passes with dropout "
+                f"active); got mc_dropout={self.mc_dropout}."
+            )
+        passes = np.stack([self._predict_from_raw(raw) for raw in self._predict_raw_passes(X)])
+        mean = passes.mean(axis=0).astype(self._output_dtype, copy=False)
+        if return_std:
+            return mean, passes.std(axis=0).astype(self._output_dtype, copy=False)
+        return mean
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

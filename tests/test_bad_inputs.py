@@ -136,6 +136,8 @@ CASES = [
      "'power_t' parameter"),
     ("decay-steps-zero", "clf", "fit", {"decay_steps": 0}, (Xc, yc), InvalidParameterError,
      "'decay_steps' parameter"),
+    ("mc-dropout-negative", "clf", "fit", {"mc_dropout": -2}, (Xc, yc), InvalidParameterError,
+     "'mc_dropout' parameter"),
     ("lr-factor-one", "clf", "fit", {"lr_factor": 1.0}, (Xc, yc), InvalidParameterError,
      "'lr_factor' parameter"),
     ("lr-patience-zero", "clf", "fit", {"lr_patience": 0}, (Xc, yc), InvalidParameterError,
@@ -232,9 +234,11 @@ def test_bad_input_is_a_clear_error_and_keeps_the_fitted_model(
     before = fitted.predict(X)
     state = {k: v.clone() for k, v in fitted.net_.module_.state_dict().items()}
     n_iter = fitted.n_iter_
+    previous = {k: fitted.get_params()[k] for k in params}
     fitted.set_params(**params)
     with pytest.raises(exc, match=match):
         getattr(fitted, method)(*args)
+    fitted.set_params(**previous)  # (prediction-time parameters too, e.g. mc_dropout)
     np.testing.assert_array_equal(fitted.predict(X), before)
     assert fitted.n_iter_ == n_iter
     for k, v in fitted.net_.module_.state_dict().items():
