@@ -15,7 +15,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch.callbacks import Callback
 
-from ._activations import ACTIVATIONS, check_activation_alpha
+from ._activations import ACTIVATIONS, check_activation_alpha, is_self_normalizing
 from ._callbacks import ConvergenceMonitor
 from ._engine import (
     RowSubset,
@@ -64,6 +64,19 @@ def _mlp(n_features, n_outputs, arch):
     """An :class:`MLP` of the architecture ``arch`` (see ``BaseDeepMLP._architecture``)."""
     options = {k: v for k, v in arch.items() if k != "hidden_layer_sizes"}
     return MLP(n_features, arch["hidden_layer_sizes"], n_outputs, **options)
+
+
+def _column_moments(X, chunk=65536):
+    """Per-column mean and standard deviation, in float64, without a copy of ``X``."""
+    total = np.zeros(X.shape[1])
+    squares = np.zeros(X.shape[1])
+    for start in range(0, X.shape[0], chunk):
+        part = X[start : start + chunk].astype(np.float64)
+        total += part.sum(axis=0)
+        squares += np.square(part).sum(axis=0)
+    n = max(X.shape[0], 1)
+    mean = total / n
+    return mean, np.sqrt(np.maximum(squares / n - mean**2, 0.0))
 
 
 def _output_dtype(X):
@@ -442,7 +455,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         # an improvement of at least tol when this call ended.
         self._no_improvement_count = dict(net.callbacks_)["convergence"].no_improvement_count_
         self.engine_, self.engine_reason_ = net.engine, net.engine_reason
-        pending = []
+        pending = [(msg, UserWarning) for msg in self._self_normalization_warnings(X)]
         kept = ("of the best validation score" if self.early_stopping and not incremental
                 else "of the last complete epoch")
         if net.stop_reason == "interrupted":
@@ -484,6 +497,36 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                 ConvergenceWarning,
             ))
         return pending
+
+    def _self_normalization_warnings(self, X):
+        """Why a SELU net will not self-normalize (chapter 11's conditions), if it won't."""
+        if not (isinstance(self.activation, str) and is_self_normalizing(self.activation)):
+            return []
+        why = []
+        if self.batch_norm is not None or self.batch_norm_input:
+            why.append("BatchNorm layers")
+        if self.alpha > 1e-4:  # stronger than the negligible default penalty
+            why.append(f"an L1/L2 penalty (alpha={self.alpha})")
+        if self.max_norm is not None:
+            why.append(f"max-norm (max_norm={self.max_norm})")
+        init = self.kernel_initializer
+        if isinstance(init, str) and init not in ("auto", "lecun_normal"):
+            why.append(f"kernel_initializer={init!r} instead of LeCun normal")
+        if not sp.issparse(X):
+            mean, std = _column_moments(X)
+            if np.abs(mean).max() > 0.5 or (std > 0).any() and (
+                    np.abs(std[std > 0] - 1).max() > 0.5):
+                why.append("inputs that are not standardized (column means up to "
+                           f"{np.abs(mean).max():.3g}, standard deviations "
+                           f"{std.min():.3g}-{std.max():.3g}; use StandardScaler)")
+        if not why:
+            return []
+        return [
+            "activation='selu' self-normalizes (keeps every layer's outputs at mean 0 and "
+            "standard deviation 1) only with LeCun normal initialization, standardized "
+            "inputs, a plain stack of dense layers and no BatchNorm, L1/L2, max-norm or "
+            f"ordinary dropout (chapter 11); this network has {'; '.join(why)}."
+        ]
 
     def _check_same_architecture(self, incremental):
         changed = sorted(

@@ -1,0 +1,68 @@
+"""Self-normalizing nets: SELU's conditions, checked at init and warned about at fit."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+from sklearn_deepnet import DeepMLPClassifier
+from sklearn_deepnet._module import MLP
+
+
+def _layer_stats(module, X):
+    """Mean and std of every hidden layer's output for ``X``."""
+    stats = []
+    hooks = [block.register_forward_hook(
+        lambda m, i, out: stats.append((out.mean().item(), out.std().item())))
+        for block in module.hidden]
+    with torch.no_grad():
+        module(torch.as_tensor(X))
+    for h in hooks:
+        h.remove()
+    return np.array(stats)
+
+
+def test_100_layer_selu_stack_self_normalizes_at_initialization():
+    # Standardized inputs, LeCun normal: every one of 100 layers stays near
+    # mean 0 and std 1; logistic with N(0, 1) weights does not.
+    X = np.random.default_rng(0).standard_normal((1000, 100)).astype(np.float32)
+    torch.manual_seed(0)
+    selu = MLP(100, [100] * 100, 10, activation="selu").initialize_("lecun_normal")
+    stats = _layer_stats(selu, X)
+    assert np.abs(stats[:, 0]).max() < 0.15 and np.abs(stats[:, 1] - 1).max() < 0.15
+    torch.manual_seed(0)
+    logistic = MLP(100, [100] * 100, 10, activation="logistic")
+    for lin in logistic.linears():
+        torch.nn.init.normal_(lin.weight, 0.0, 1.0)
+        torch.nn.init.zeros_(lin.bias)
+    stats = _layer_stats(logistic, X)
+    assert np.abs(stats[:, 0]).max() > 0.15 or np.abs(stats[:, 1] - 1).max() > 0.15
+
+
+@pytest.mark.parametrize("params, scale, reason", [
+    (dict(batch_norm="before"), 1.0, "BatchNorm"),
+    (dict(alpha=0.01), 1.0, "L1/L2 penalty"),
+    (dict(max_norm=2.0), 1.0, "max-norm"),
+    (dict(kernel_initializer="he_normal"), 1.0, "instead of LeCun normal"),
+    (dict(), 10.0, "not standardized.*StandardScaler"),
+])
+def test_selu_warns_when_self_normalization_breaks(params, scale, reason):
+    X = np.random.default_rng(0).standard_normal((100, 5)) * scale
+    y = (X[:, 0] > 0).astype(int)
+    with pytest.warns(UserWarning, match=f"self-normalizes.*{reason}"):
+        DeepMLPClassifier((8,), activation="selu", max_iter=2, random_state=0,
+                          **params).fit(X, y)
+
+
+def test_selu_on_standardized_inputs_does_not_warn():
+    X = np.random.default_rng(0).standard_normal((100, 5))
+    y = (X[:, 0] > 0).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)  # (2 epochs on purpose)
+        DeepMLPClassifier((8,), activation="selu", dropout=0.1, max_iter=2,
+                          random_state=0).fit(X, y)
+        DeepMLPClassifier((8,), activation="relu", batch_norm="before", max_iter=2,
+                          random_state=0).fit(X * 10, y)  # not SELU: no warning
