@@ -1,0 +1,64 @@
+"""The learning-rate finder: a probe fit with a growing rate, the estimator untouched."""
+
+import sys
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.preprocessing import StandardScaler
+
+from sklearn_deepnet import DeepMLPClassifier, DeepMLPRegressor, find_learning_rate
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def test_finder_finds_a_sensible_rate_and_leaves_the_estimator_alone(digits):
+    X, y = digits
+    est = DeepMLPClassifier((64,), solver="momentum", random_state=0)
+    found = find_learning_rate(est, X, y, min_lr=1e-5, max_lr=10, n_steps=200)
+    assert not hasattr(est, "net_")  # untouched: still unfitted
+    n = len(found.losses)
+    assert 20 < n <= 200 and len(found.learning_rates) == n
+    np.testing.assert_allclose(found.learning_rates[:2], [1e-5, 1e-5 * 1e6 ** (1 / 199)])
+    # the loss falls, then blows up at the high rates (where it stopped)
+    assert found.losses[-1] > min(found.losses) * 2
+    assert 1e-4 < found.suggested_learning_rate < 1.0
+    # the suggestion trains: better than the finder's smallest rate
+    good = DeepMLPClassifier((64,), solver="momentum", random_state=0, max_iter=5,
+                             learning_rate_init=found.suggested_learning_rate).fit(X, y)
+    tiny = DeepMLPClassifier((64,), solver="momentum", random_state=0, max_iter=5,
+                             learning_rate_init=1e-5).fit(X, y)
+    assert good.loss_curve_[-1] < tiny.loss_curve_[-1]
+
+
+def test_finder_on_a_fitted_regressor_keeps_its_predictions(reg_data):
+    X, y = reg_data
+    reg = DeepMLPRegressor((16,), max_iter=3, random_state=0).fit(X, y)
+    before = reg.predict(X)
+    find_learning_rate(reg, X, y, n_steps=20)
+    np.testing.assert_array_equal(reg.predict(X), before)
+
+
+def test_finder_plot_and_bad_arguments(digits):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    X, y = digits
+    found = find_learning_rate(DeepMLPClassifier((16,), random_state=0), X, y, n_steps=50)
+    ax = found.plot()
+    assert ax.get_xscale() == "log" and len(ax.lines) == 3
+    with pytest.raises(ValueError, match="0 < min_lr < max_lr"):
+        find_learning_rate(DeepMLPClassifier(), X, y, min_lr=1.0, max_lr=0.1)
+
+
+def test_importing_the_package_does_not_import_matplotlib():
+    import subprocess
+
+    code = "import sys, sklearn_deepnet; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr
