@@ -13,7 +13,7 @@ from sklearn.base import BaseEstimator, is_regressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, LRScheduler
 
 from ._activations import ACTIVATIONS, check_activation_alpha, is_self_normalizing
 from ._callbacks import ConvergenceMonitor
@@ -24,10 +24,10 @@ from ._engine import (
     index_dtype,
     to_tensor,
 )
-from ._inference import predict_raw, predict_raw_mc
+from ._inference import predict_raw, predict_raw_mc, seed_forked
 from ._init import INITIALIZERS, VarianceScaling
 from ._module import MLP
-from ._optim import SOLVERS, resolve_weight_decay
+from ._optim import SOLVERS, build_optimizer, resolve_weight_decay
 from ._persist import load_optimizer_state, net_from_state, net_to_state
 from ._schedules import SCHEDULES
 from ._steps import Regularization
@@ -66,15 +66,23 @@ def _mlp(n_features, n_outputs, arch):
     return MLP(n_features, arch["hidden_layer_sizes"], n_outputs, **options)
 
 
-def _column_moments(X, chunk=65536):
-    """Per-column mean and standard deviation, in float64, without a copy of ``X``."""
+def _column_moments(X, rows=None, chunk=65536):
+    """Per-column mean and standard deviation of ``X[rows]`` (all rows when ``None``),
+    in float64, without a copy of ``X`` (sparse ``X`` stays sparse)."""
     total = np.zeros(X.shape[1])
     squares = np.zeros(X.shape[1])
-    for start in range(0, X.shape[0], chunk):
-        part = X[start : start + chunk].astype(np.float64)
-        total += part.sum(axis=0)
-        squares += np.square(part).sum(axis=0)
-    n = max(X.shape[0], 1)
+    n_rows = X.shape[0] if rows is None else len(rows)
+    for start in range(0, n_rows, chunk):
+        index = slice(start, start + chunk) if rows is None else rows[start : start + chunk]
+        part = X[index]
+        if sp.issparse(part):
+            total += np.asarray(part.sum(axis=0), dtype=np.float64).ravel()
+            squares += np.asarray(part.multiply(part).sum(axis=0), dtype=np.float64).ravel()
+        else:
+            part = part.astype(np.float64)
+            total += part.sum(axis=0)
+            squares += np.square(part).sum(axis=0)
+    n = max(n_rows, 1)
     mean = total / n
     return mean, np.sqrt(np.maximum(squares / n - mean**2, 0.0))
 
@@ -300,6 +308,14 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         return [int(s) for s in sizes], decay
 
     def _check_schedule(self):
+        if self.learning_rate != "constant" and any(
+                isinstance(cb[1] if isinstance(cb, tuple) else cb, LRScheduler)
+                or cb is LRScheduler for cb in self.callbacks or []):
+            raise invalid_combination(
+                self, "learning_rate", self.learning_rate,
+                "a learning_rate schedule and an LRScheduler callback would both set the "
+                "rate; use one of them (learning_rate='constant' with the callback).",
+            )
         if self.learning_rate != "constant" and not SOLVERS[self.solver].stochastic:
             raise invalid_combination(
                 self, "learning_rate", self.learning_rate,
@@ -430,7 +446,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                     self.n_threads or choose_num_threads(batch_size, X.shape[1], sizes, n_threads)
                 )
             with torch.random.fork_rng(devices=cuda_devices):
-                torch.manual_seed(call_seed)
+                seed_forked(call_seed, cuda_devices)
                 net = self._prepare_net(
                     X.shape[1], n_outputs, device, batch_size, decay, validation, incremental,
                     continuing,
@@ -453,9 +469,12 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         self._record_history(net, n_done)
         # scikit-learn's counter (its tests read it): epochs in a row without
         # an improvement of at least tol when this call ended.
-        self._no_improvement_count = dict(net.callbacks_)["convergence"].no_improvement_count_
+        monitor = dict(net.callbacks_)["convergence"]
+        self._no_improvement_count = monitor.no_improvement_count_
+        self._convergence_carry = (monitor.no_improvement_count_, monitor.best_loss_)
         self.engine_, self.engine_reason_ = net.engine, net.engine_reason
-        pending = [(msg, UserWarning) for msg in self._self_normalization_warnings(X)]
+        pending = [] if continuing else [
+            (msg, UserWarning) for msg in self._self_normalization_warnings(X, rows, decay)]
         kept = ("of the best validation score" if self.early_stopping and not incremental
                 else "of the last complete epoch")
         if net.stop_reason == "interrupted":
@@ -498,7 +517,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             ))
         return pending
 
-    def _self_normalization_warnings(self, X):
+    def _self_normalization_warnings(self, X, rows, decay):
         """Why a SELU net will not self-normalize (chapter 11's conditions), if it won't."""
         if not (isinstance(self.activation, str) and is_self_normalizing(self.activation)):
             return []
@@ -507,18 +526,21 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             why.append("BatchNorm layers")
         if self.alpha > 1e-4:  # stronger than the negligible default penalty
             why.append(f"an L1/L2 penalty (alpha={self.alpha})")
+        if decay > 0:
+            why.append(f"weight decay (weight_decay={decay})")
         if self.max_norm is not None:
             why.append(f"max-norm (max_norm={self.max_norm})")
         init = self.kernel_initializer
-        if isinstance(init, str) and init not in ("auto", "lecun_normal"):
+        lecun = (init in ("auto", "lecun_normal") if isinstance(init, str) else
+                 (init.scale, init.mode, init.distribution) == (1.0, "fan_in", "normal"))
+        if not lecun:
             why.append(f"kernel_initializer={init!r} instead of LeCun normal")
-        if not sp.issparse(X):
-            mean, std = _column_moments(X)
-            if np.abs(mean).max() > 0.5 or (std > 0).any() and (
-                    np.abs(std[std > 0] - 1).max() > 0.5):
-                why.append("inputs that are not standardized (column means up to "
-                           f"{np.abs(mean).max():.3g}, standard deviations "
-                           f"{std.min():.3g}-{std.max():.3g}; use StandardScaler)")
+        mean, std = _column_moments(X, rows)
+        if np.abs(mean).max() > 0.5 or (std > 0).any() and (
+                np.abs(std[std > 0] - 1).max() > 0.5):
+            why.append("inputs that are not standardized (column means up to "
+                       f"{np.abs(mean).max():.3g}, standard deviations "
+                       f"{std.min():.3g}-{std.max():.3g}; use StandardScaler)")
         if not why:
             return []
         return [
@@ -590,6 +612,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             tol=self.tol, n_iter_no_change=self.n_iter_no_change, validation=validation,
             scorer=self._score_raw, validation_loss=self._validation_loss,
             verbose=bool(self.verbose), adaptive=self.learning_rate == "adaptive",
+            carry=getattr(self, "_convergence_carry", None) if continuing else None,
         )
         factory = SCHEDULES[self.learning_rate].factory
         schedule = [] if factory is None else [("schedule", factory(self))]
@@ -607,7 +630,9 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         )
         if not continuing:
             module = self._build_module(n_features, n_outputs)
-            return TrainingNet(module, self._per_sample_loss(), **settings).initialize()
+            net = TrainingNet(module, self._per_sample_loss(), **settings).initialize()
+            net.schedule = self.learning_rate
+            return net
         net = self.net_
         same_solver = (self.solver, solver_params) == (net.solver, net.solver_params)
         keep_optimizer = incremental and same_solver
@@ -624,6 +649,16 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             net.initialize_optimizer()
         if old_state is not None:  # the module moved: its optimizer state must follow
             load_optimizer_state(net.optimizer_, old_state)
+        if keep_optimizer and getattr(net, "schedule", "constant") != self.learning_rate:
+            # Another schedule from here on: the rate, momentum and betas the last
+            # one left in the optimizer go back to the solver's settings.
+            fresh = build_optimizer(self.solver, net.module_.named_parameters(),
+                                    solver_params).param_groups
+            for group, new in zip(net.optimizer_.param_groups, fresh, strict=True):
+                for key in ("lr", "momentum", "betas"):
+                    if key in group:
+                        group[key] = new[key]
+        net.schedule = self.learning_rate
         return net
 
     def _validation_loss(self, raw, y_model, sample_weight):

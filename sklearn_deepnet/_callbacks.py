@@ -50,11 +50,14 @@ class ConvergenceMonitor(Callback):
         scikit-learn's ``learning_rate="adaptive"``: where the rule would stop
         training, divide the learning rate by 5 and go on, until it is at most
         1e-6.
+    carry : tuple or None, default=None
+        ``(no_improvement_count, best_loss)`` of the previous call, continued
+        by a warm start or ``partial_fit`` as scikit-learn's MLP does.
     """
 
     def __init__(
         self, *, tol, n_iter_no_change, validation=None, scorer=None, validation_loss=None,
-        verbose=False, adaptive=False,
+        verbose=False, adaptive=False, carry=None,
     ):
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
@@ -63,11 +66,11 @@ class ConvergenceMonitor(Callback):
         self.validation_loss = validation_loss
         self.verbose = verbose
         self.adaptive = adaptive
+        self.carry = carry
 
     def on_train_begin(self, net, **kwargs):
-        """Reset the counters for a new call to fit."""
-        self.no_improvement_count_ = 0
-        self.best_loss_ = math.inf
+        """Reset the counters for a new call to fit (or continue the carried ones)."""
+        self.no_improvement_count_, self.best_loss_ = self.carry or (0, math.inf)
         self.best_valid_loss_ = math.inf
         self.best_score_ = -math.inf
         self.best_state_ = None  # (epoch, weights) of the best validation score

@@ -44,7 +44,18 @@ from ._engine import choose_num_threads, to_tensor
 from ._module import MLP
 from ._torch_compat import has_hooks
 
-__all__ = ["PREDICT_BATCH_SIZE", "predict_raw", "predict_raw_mc"]
+__all__ = ["PREDICT_BATCH_SIZE", "predict_raw", "predict_raw_mc", "seed_forked"]
+
+
+def seed_forked(seed, cuda_devices):
+    """Seed the CPU generator and the given CUDA devices' (those a ``fork_rng`` protects).
+
+    ``torch.manual_seed`` would seed every CUDA device, changing the caller's
+    random state on devices the fork does not restore.
+    """
+    torch.default_generator.manual_seed(seed)
+    for index in cuda_devices:
+        torch.cuda.default_generators[index].manual_seed(seed)
 
 PREDICT_BATCH_SIZE = 8192
 
@@ -306,7 +317,7 @@ def predict_raw_mc(module, X, device, n_passes, seed, batch_size=PREDICT_BATCH_S
             m.train()
         cuda = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda), torch.inference_mode():
-            torch.manual_seed(seed)
+            seed_forked(seed, cuda)
             for start in range(0, X.shape[0], batch_size):
                 chunk = X[start : start + batch_size]
                 if sp.issparse(chunk):

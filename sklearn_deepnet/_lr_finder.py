@@ -17,6 +17,8 @@ import numpy as np
 from sklearn.base import clone
 from skorch.callbacks import Callback
 
+from ._optim import SOLVERS
+
 __all__ = ["LearningRateFinder", "find_learning_rate"]
 
 
@@ -137,13 +139,18 @@ def find_learning_rate(estimator, X, y, *, min_lr=1e-6, max_lr=10.0, n_steps=300
     >>> 1e-6 < found.suggested_learning_rate < 10
     True
     """
+    if not SOLVERS[estimator.solver].stochastic:
+        raise ValueError(
+            f"find_learning_rate needs a mini-batch solver; solver={estimator.solver!r} "
+            "has no learning rate to search."
+        )
     if not (0 < min_lr < max_lr) or n_steps < 2:
         raise ValueError(
             f"Need 0 < min_lr < max_lr and n_steps >= 2; got min_lr={min_lr}, "
             f"max_lr={max_lr}, n_steps={n_steps}."
         )
     rates = min_lr * (max_lr / min_lr) ** (np.arange(n_steps) / (n_steps - 1))
-    n = X.shape[0]
+    n = X.shape[0] if hasattr(X, "shape") else len(X)
     batch = min(200, n) if estimator.batch_size == "auto" else min(estimator.batch_size, n)
     epochs = math.ceil(n_steps / max(1, n // batch)) + 1
     grow = _GrowRate(rates, blowup)

@@ -95,13 +95,18 @@ class PlateauSchedule(EpochSchedule):
         return self.lr_
 
     def on_train_begin(self, net, **kwargs):
-        """Start from the initial rate (each fit call)."""
+        """Start from the initial rate, or where the history left it (the rule
+        replayed over the epochs so far: warm starts and partial_fit continue)."""
         super().on_train_begin(net, **kwargs)
         self.lr_, self.best_, self.wait_ = self.initial, math.inf, 0
+        for row in net.history:
+            self._update(row)
 
     def on_epoch_end(self, net, **kwargs):
         """Count epochs without improvement; reduce the rate after ``patience``."""
-        row = net.history[-1]
+        self._update(net.history[-1])
+
+    def _update(self, row):
         loss = row.get("valid_loss", row["train_loss"])
         if loss < self.best_:
             self.best_, self.wait_ = loss, 0

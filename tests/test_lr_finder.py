@@ -62,3 +62,12 @@ def test_importing_the_package_does_not_import_matplotlib():
     code = "import sys, sklearn_deepnet; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_finder_accepts_lists_and_refuses_lbfgs(digits):
+    X, y = digits
+    found = find_learning_rate(DeepMLPClassifier((8,), random_state=0), X[:300].tolist(),
+                               y[:300].tolist(), n_steps=20)
+    assert len(found.losses) > 0
+    with pytest.raises(ValueError, match="needs a mini-batch solver"):
+        find_learning_rate(DeepMLPClassifier((8,), solver="lbfgs"), X, y)

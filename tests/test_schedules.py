@@ -157,3 +157,46 @@ def test_every_schedule_fits(clf_data):
         clf = DeepMLPClassifier((8,), learning_rate=name, max_iter=2, random_state=0,
                                 **extra.get(name, {})).fit(X, y)
         assert np.isfinite(clf.loss_curve_).all() and len(clf.history_[:, "lr"]) == 2
+
+
+@pytest.mark.parametrize("how", ["partial_fit", "warm_start"])
+def test_plateau_and_adaptive_continue_across_calls(how, clf_data):
+    X, y = clf_data
+
+    def run(**params):
+        kw = dict(hidden_layer_sizes=(8,), solver="sgd", batch_size=50, random_state=0,
+                  shuffle=False, **params)
+        whole = DeepMLPClassifier(max_iter=8, **kw).fit(X, y)
+        parts = DeepMLPClassifier(max_iter=1, **kw)
+        for _ in range(8):
+            if how == "partial_fit":
+                parts.partial_fit(X, y, classes=[0, 1, 2])
+            else:
+                parts.set_params(warm_start=True).fit(X, y)
+        return whole.history_[:, "lr"], parts.history_[:, "lr"]
+
+    whole, parts = run(learning_rate="plateau", learning_rate_init=3.0, lr_patience=1)
+    assert whole == parts and min(whole) < 3.0  # the rate does come down
+    if how == "partial_fit":  # (a warm start builds a new optimizer at the initial
+        # rate, as in scikit-learn, where the adaptive rate lives in the optimizer)
+        whole, parts = run(learning_rate="adaptive", learning_rate_init=1e-3, tol=10.0,
+                           n_iter_no_change=1)
+        assert min(parts) < 1e-3 and whole == parts
+
+
+def test_switching_schedules_restores_the_solvers_settings(clf_data):
+    X, y = clf_data
+    clf = DeepMLPClassifier((8,), learning_rate="1cycle", max_iter=1, random_state=0)
+    clf.partial_fit(X, y, classes=[0, 1, 2]).partial_fit(X, y)
+    clf.set_params(learning_rate="constant").partial_fit(X, y)
+    group = clf.net_.optimizer_.param_groups[0]
+    assert clf.history_[-1]["lr"] == group["lr"] == 1e-3 and group["betas"] == (0.9, 0.999)
+
+
+def test_schedule_and_lr_scheduler_callback_are_exclusive(clf_data):
+    from skorch.callbacks import LRScheduler
+
+    X, y = clf_data
+    with pytest.raises(InvalidParameterError, match="both set the rate"):
+        DeepMLPClassifier((8,), learning_rate="power",
+                          callbacks=[LRScheduler("StepLR", step_size=1)]).fit(X, y)

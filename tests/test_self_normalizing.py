@@ -66,3 +66,31 @@ def test_selu_on_standardized_inputs_does_not_warn():
                           random_state=0).fit(X, y)
         DeepMLPClassifier((8,), activation="relu", batch_norm="before", max_iter=2,
                           random_state=0).fit(X * 10, y)  # not SELU: no warning
+
+
+def test_selu_warning_checks_the_rows_trained_on_and_sparse_input():
+    import scipy.sparse as sp
+
+    from sklearn_deepnet import VarianceScaling
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((100, 5))
+    y = (X[:, 0] > 0).astype(int)
+    X_bad, w = np.vstack([X, np.full((5, 5), 500.0)]), np.r_[np.ones(100), np.zeros(5)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        DeepMLPClassifier((8,), activation="selu", max_iter=2, random_state=0).fit(
+            X_bad, np.r_[y, y[:5]], sample_weight=w)  # zero-weight rows do not count
+    for params, data in [(dict(), sp.csr_matrix(X * 100 + 50)),
+                         (dict(kernel_initializer=VarianceScaling(2.0)), X),
+                         (dict(solver="adamw", weight_decay=0.1, alpha=0.0), X)]:
+        with pytest.warns(UserWarning, match="self-normalizes"):
+            DeepMLPClassifier((8,), activation="selu", max_iter=2, random_state=0,
+                              **params).fit(data, y)
+    clf = DeepMLPClassifier((8,), activation="selu", batch_norm="before", random_state=0)
+    with pytest.warns(UserWarning, match="self-normalizes"):
+        clf.partial_fit(X, y, classes=[0, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        clf.partial_fit(X, y)  # warned once, when the network was built
