@@ -283,6 +283,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         decay, msg = resolve_weight_decay(self.solver, self.weight_decay)
         if msg:
             raise invalid_combination(self, "weight_decay", self.weight_decay, msg)
+        self._check_callbacks()
         if not SOLVERS[self.solver].stochastic:
             for name, off in (("dropout", 0.0), ("max_norm", None), ("clip_norm", None),
                               ("clip_value", None)):
@@ -293,9 +294,8 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                         f"objective; {name} needs a mini-batch solver (set {name}="
                         f"{off!r} or choose another solver).",
                     )
-            batchwise = [cb for cb in self.callbacks or []
-                         if any(implements_event(cb[1] if isinstance(cb, tuple) else cb, event)
-                                for event in BATCH_EVENTS)]
+            batchwise = [cb for _, cb in self._callback_items()
+                         if any(implements_event(cb, event) for event in BATCH_EVENTS)]
             if batchwise:
                 raise invalid_combination(
                     self, "callbacks", batchwise,
@@ -303,14 +303,13 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                     "per-batch or gradient events would never run; use a mini-batch "
                     "solver or callbacks that act per epoch.",
                 )
-        self._check_callbacks()
         self._check_schedule()
         return [int(s) for s in sizes], decay
 
     def _check_schedule(self):
         if self.learning_rate != "constant" and any(
-                isinstance(cb[1] if isinstance(cb, tuple) else cb, LRScheduler)
-                or cb is LRScheduler for cb in self.callbacks or []):
+                isinstance(cb, LRScheduler) or cb is LRScheduler
+                for _, cb in self._callback_items()):
             raise invalid_combination(
                 self, "learning_rate", self.learning_rate,
                 "a learning_rate schedule and an LRScheduler callback would both set the "
@@ -345,9 +344,13 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                 f"{len(milestones)} lr_milestones).",
             )
 
-    def _check_callbacks(self):
+    def _callback_items(self):
+        """``(name or None, callback)`` for each entry of ``callbacks``."""
         for item in self.callbacks or []:
-            name, cb = item if isinstance(item, tuple) and len(item) == 2 else (None, item)
+            yield item if isinstance(item, tuple) and len(item) == 2 else (None, item)
+
+    def _check_callbacks(self):
+        for item, (name, cb) in zip(self.callbacks or [], self._callback_items(), strict=True):
             is_callback = isinstance(cb, Callback) or (
                 isinstance(cb, type) and issubclass(cb, Callback)
             )
@@ -427,14 +430,14 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         seq = np.random.SeedSequence([self._seed, self._n_fit_calls])
         call_seed = int(seq.generate_state(1)[0])
         validation = None
-        if self.early_stopping and not incremental and SOLVERS[self.solver].stochastic:
+        stochastic = SOLVERS[self.solver].stochastic
+        if self.early_stopping and not incremental and stochastic:
             # (scikit-learn's early stopping applies to mini-batch solvers only)
             rows, val_rows = self._validation_split(rows, y_model, call_seed)
             validation = (
                 RowSubset(X, val_rows), y_model[val_rows], sample_weight[val_rows]
             )
         n_train = X.shape[0] if rows is None else len(rows)
-        stochastic = SOLVERS[self.solver].stochastic
         batch_size = self._effective_batch_size(n_train) if stochastic else n_train
 
         cuda_devices = [device.index or 0] if device.type == "cuda" else []
@@ -788,10 +791,13 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         return self.net_.module_
 
     # --------------------------------------------------------------- predict
+    def _validated_X(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False, dtype=np.float32, accept_sparse="csr")
+
     def _predict_raw(self, X):
         """Validated raw network outputs for ``X`` (float32 numpy)."""
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float32, accept_sparse="csr")
+        X = self._validated_X(X)  # (first: NotFittedError before net_ is read)
         return predict_raw(self.net_.module_, X, self.net_.device)
 
     def _predict_raw_passes(self, X):
@@ -801,13 +807,12 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             raise invalid_parameter(self, "mc_dropout", "an int >= 0", self.mc_dropout)
         if not self.mc_dropout:
             return self._predict_raw(X)[None]
-        check_is_fitted(self)
+        X = self._validated_X(X)
         if not any(isinstance(m, torch.nn.Dropout | torch.nn.AlphaDropout)
                    for m in self.net_.module_.modules()):
             raise ValueError(
                 f"mc_dropout={self.mc_dropout} needs a network with dropout, but this one "
                 f"was fitted with dropout={self._fitted_architecture['dropout']}."
             )
-        X = validate_data(self, X, reset=False, dtype=np.float32, accept_sparse="csr")
         return predict_raw_mc(self.net_.module_, X, self.net_.device, self.mc_dropout,
                               seed=self._seed)

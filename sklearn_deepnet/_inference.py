@@ -203,6 +203,23 @@ def _run_padded_modules(module, x):
     return x
 
 
+def _chunks(X, device, batch_size):
+    """``(start, float32 tensor on device)`` for consecutive row chunks of ``X``.
+
+    A sparse ``X`` (or a RowSubset of one) is densified chunk by chunk, with
+    chunks of a wide one kept to ``_SPARSE_CHUNK_ELEMENTS``: memory stays bounded.
+    """
+    if sp.issparse(X) or getattr(X, "sparse", False):
+        batch_size = max(1, min(batch_size, _SPARSE_CHUNK_ELEMENTS // max(1, X.shape[1])))
+    for start in range(0, X.shape[0], batch_size):
+        chunk = X[start : start + batch_size]
+        if sp.issparse(chunk):
+            chunk = chunk.toarray()
+        if not isinstance(chunk, torch.Tensor):
+            chunk = to_tensor(chunk, device)
+        yield start, chunk.to(device=device, dtype=torch.float32)
+
+
 def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None):
     """Raw network outputs for ``X`` in evaluation mode, as a float32 numpy array.
 
@@ -230,22 +247,21 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
     ndarray of shape (n_samples, n_outputs), float32
     """
     device = torch.device(device)
-    if sp.issparse(X) or getattr(X, "sparse", False):  # a dense chunk of a wide
-        # sparse X must stay small too
-        batch_size = max(1, min(batch_size, _SPARSE_CHUNK_ELEMENTS // max(1, X.shape[1])))
-    cpu_mlp = device.type == "cpu" and isinstance(module, MLP)
-    hooked = cpu_mlp and any(has_hooks(m) for m in module.modules())
-    cpu_mlp = cpu_mlp and not hooked
-    if cpu_mlp:
+    is_mlp = isinstance(module, MLP)
+    # On CPU an MLP runs as a plan of plain operations, or, with layers the plan
+    # does not know, through its modules with padded matrix products; an MLP
+    # with hooks (and anything else) is simply called, so that hooks run.
+    padded = (device.type == "cpu" and is_mlp
+              and not any(has_hooks(m) for m in module.modules()))
+    plan = None
+    if padded:
         with torch.inference_mode(False), torch.no_grad():
             plan = _plan(module)
-    else:
-        plan = None
     toggle = plan is None
     was_training = module.training
     threads = torch.get_num_threads()
     if device.type == "cpu":
-        widths = [lin.out_features for lin in module.linears()] if cpu_mlp else []
+        widths = [lin.out_features for lin in module.linears()] if is_mlp else []
         wanted = n_threads or choose_num_threads(
             min(X.shape[0], batch_size), X.shape[1], widths, threads)
         if wanted != threads:
@@ -258,16 +274,10 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
         if toggle:
             module.eval()
         with torch.inference_mode():
-            for start in range(0, X.shape[0], batch_size):
-                chunk = X[start : start + batch_size]
-                if sp.issparse(chunk):  # densified chunk by chunk: bounded memory
-                    chunk = chunk.toarray()
-                if not isinstance(chunk, torch.Tensor):
-                    chunk = to_tensor(chunk, device)
-                chunk = chunk.to(device=device, dtype=torch.float32)
+            for start, chunk in _chunks(X, device, batch_size):
                 if plan is not None:
                     res = _run_plan(plan, chunk)
-                elif cpu_mlp:
+                elif padded:
                     res = _run_padded_modules(module, chunk)
                 else:
                     res = module(chunk)
@@ -318,11 +328,7 @@ def predict_raw_mc(module, X, device, n_passes, seed, batch_size=PREDICT_BATCH_S
         cuda = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda), torch.inference_mode():
             seed_forked(seed, cuda)
-            for start in range(0, X.shape[0], batch_size):
-                chunk = X[start : start + batch_size]
-                if sp.issparse(chunk):
-                    chunk = chunk.toarray()
-                chunk = to_tensor(chunk, device, torch.float32)
+            for start, chunk in _chunks(X, device, batch_size):
                 for k in range(n_passes):
                     out[k, start : start + len(chunk)] = module(chunk).cpu().numpy()
     finally:

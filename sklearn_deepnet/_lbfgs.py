@@ -54,7 +54,7 @@ class LbfgsStep(EagerStep):
         chunk = len(data) if uses_bn else LBFGS_CHUNK_ROWS
         spans = [(s, min(s + chunk, len(data))) for s in range(0, len(data), chunk)]
         order = batches.order() if data.rows is not None else None
-        total_weight = float(sum(float(data.batch(order, s, e)[2].sum()) for s, e in spans))
+        total_weight = float((data.w if data.rows is None else data.w[data.rows]).sum())
         reg = self.reg
 
         def evaluate(backward):
