@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch.callbacks import Callback, LRScheduler
 
 from ._activations import ACTIVATIONS, check_activation_alpha, is_self_normalizing
-from ._callbacks import ConvergenceMonitor
+from ._callbacks import ConvergenceMonitor, LayerFreezer
 from ._engine import (
     RowSubset,
     TensorData,
@@ -29,6 +29,7 @@ from ._init import INITIALIZERS, VarianceScaling
 from ._module import MLP
 from ._optim import SOLVERS, build_optimizer, resolve_weight_decay
 from ._persist import load_optimizer_state, net_from_state, net_to_state
+from ._reuse import check_reuse_params, start_network_
 from ._schedules import SCHEDULES
 from ._steps import Regularization
 from ._trainer import BATCH_EVENTS, TrainingNet, implements_event
@@ -55,9 +56,11 @@ _SOLVER_PARAMS = ("learning_rate_init", "momentum", "nesterovs_momentum", "beta_
 _ADDED_PARAMS = {"power_t": 0.5, "nesterovs_momentum": True, "max_fun": 15000, "callbacks": None,
                  "mc_dropout": 0,
                  "decay_steps": 10_000, "lr_milestones": None, "lr_values": None,
-                 "lr_factor": 0.5, "lr_patience": 5}
+                 "lr_factor": 0.5, "lr_patience": 5,
+                 "init_from": None, "reuse_layers": None, "freeze_layers": 0,
+                 "unfreeze_after": None, "pretrain": None, "pretrain_epochs": 10}
 # Callback names the estimator uses itself.
-_RESERVED_CALLBACK_NAMES = ("epoch_timer", "convergence", "schedule")
+_RESERVED_CALLBACK_NAMES = ("epoch_timer", "convergence", "schedule", "freeze")
 
 
 def _mlp(n_features, n_outputs, arch):
@@ -207,6 +210,12 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "callbacks": [list, None],
         "mc_dropout": [Interval(Integral, 0, None, closed="left")],
+        "init_from": "no_validation",  # checked in _reuse.check_reuse_params
+        "reuse_layers": [Interval(Integral, 0, None, closed="left"), None],
+        "freeze_layers": [Interval(Integral, 0, None, closed="left")],
+        "unfreeze_after": [Interval(Integral, 0, None, closed="left"), None],
+        "pretrain": [StrOptions({"autoencoder"}), None],
+        "pretrain_epochs": [Interval(Integral, 1, None, closed="left")],
     }
 
     # Private switch for benchmarks and debugging: False forces the eager step.
@@ -304,6 +313,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                     "solver or callbacks that act per epoch.",
                 )
         self._check_schedule()
+        check_reuse_params(self, len(sizes))
         return [int(s) for s in sizes], decay
 
     def _check_schedule(self):
@@ -402,6 +412,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                 net.__dict__.clear()
                 net.__dict__.update(settings)
                 net.module_.to(net.device)  # a device change may have moved it
+                net.module_.freeze_(0)  # a failed call may have left layers frozen
                 net.restore_state(state)
                 del net.history[n_epochs:]
             raise
@@ -419,7 +430,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         device = resolve_device(self, self.device)
         if continuing:
             self._check_same_architecture(incremental)
-        X, y_model, sample_weight, n_outputs, rows = self._validate_inputs(
+        X, y_model, sample_weight, n_outputs, rows, user_weight = self._validate_inputs(
             X, y, sample_weight, continuing=continuing, incremental=incremental,
             classes=classes,
         )
@@ -450,12 +461,17 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                 )
             with torch.random.fork_rng(devices=cuda_devices):
                 seed_forked(call_seed, cuda_devices)
+                X_t = X if sp.issparse(X) else to_tensor(X, device)
+                pretraining = None
+                if self.pretrain is not None and not continuing:
+                    def pretraining():  # every row with a weight, labeled or not
+                        return self._pretraining_data(X_t, user_weight, device)
                 net = self._prepare_net(
                     X.shape[1], n_outputs, device, batch_size, decay, validation, incremental,
-                    continuing,
+                    continuing, pretraining=pretraining, seed=call_seed,
                 )
                 data = TensorData(
-                    X if sp.issparse(X) else to_tensor(X, device),
+                    X_t,
                     to_tensor(y_model, device),
                     to_tensor(sample_weight, device, torch.float32),
                     None if rows is None else to_tensor(rows, device, index_dtype(X.shape[0])),
@@ -478,6 +494,16 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         self.engine_, self.engine_reason_ = net.engine, net.engine_reason
         pending = [] if continuing else [
             (msg, UserWarning) for msg in self._self_normalization_warnings(X, rows, decay)]
+        pretrained = len(self.pretrain_loss_curve_ or ()) if not continuing else None
+        if pretrained is not None and self.pretrain is not None and (
+                pretrained < self.pretrain_epochs):
+            pending.append((
+                f"Pretraining diverged: the autoencoder's loss or weights became NaN or inf "
+                f"in epoch {pretrained + 1} of {self.pretrain_epochs}, so pretraining "
+                f"stopped with the weights of epoch {pretrained}. Try a lower "
+                f"learning_rate_init (now {self.learning_rate_init}) or standardized inputs.",
+                ConvergenceWarning,
+            ))
         kept = ("of the best validation score" if self.early_stopping and not incremental
                 else "of the last complete epoch")
         if net.stop_reason == "interrupted":
@@ -586,14 +612,24 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                 f"y has {n_outputs} outputs but the fitted network has "
                 f"{self.net_.module_.output.linear.out_features}."
             )
-        sample_weight = check_sample_weight(sample_weight, X)
+        user_weight = sample_weight = check_sample_weight(sample_weight, X)
         if extra_weight is not None:
             sample_weight = sample_weight * extra_weight.astype(np.float32)
         keep = sample_weight > 0
         rows = None if keep.all() else np.flatnonzero(keep)
         if rows is not None and len(rows) == 0:
             raise ValueError("All sample weights are zero: there is nothing to fit.")
-        return X, y_model, sample_weight, n_outputs, rows
+        return X, y_model, sample_weight, n_outputs, rows, user_weight
+
+    def _pretraining_data(self, X_t, user_weight, device):
+        """The autoencoder's data: every row of ``X`` with a non-zero weight, as its own target."""
+        keep = user_weight > 0
+        rows = None if keep.all() else np.flatnonzero(keep)
+        return TensorData(
+            X_t, None if sp.issparse(X_t) else X_t, to_tensor(user_weight, device, torch.float32),
+            None if rows is None else to_tensor(rows, device, index_dtype(X_t.shape[0])),
+            uniform_weights=bool(np.all(user_weight == 1)),
+        )
 
     def _build_module(self, n_features, n_outputs):
         """A freshly initialized :class:`MLP` (call inside the seeded RNG fork)."""
@@ -602,7 +638,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         )
 
     def _prepare_net(self, n_features, n_outputs, device, batch_size, decay, validation,
-                     incremental, continuing):
+                     incremental, continuing, *, pretraining=None, seed=0):
         """The trainer for this call: a new one for a fresh fit, else the fitted one
         with this call's settings (and, unless ``partial_fit`` continues with the
         same solver settings, a fresh optimizer, as in scikit-learn)."""
@@ -619,6 +655,8 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         )
         factory = SCHEDULES[self.learning_rate].factory
         schedule = [] if factory is None else [("schedule", factory(self))]
+        if self.freeze_layers:
+            schedule.append(("freeze", LayerFreezer(self.freeze_layers, self.unfreeze_after)))
         uses_bn = self.batch_norm is not None or self.batch_norm_input
         settings = dict(
             solver=self.solver, solver_params=solver_params,
@@ -632,7 +670,18 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             device=device, fast=self._fast_engine,
         )
         if not continuing:
-            module = self._build_module(n_features, n_outputs)
+            module = self._build_module(n_features, n_outputs).to(device)
+
+            def trainer(autoencoder, criterion, n_rows):  # the same solver and penalties
+                return TrainingNet(autoencoder, criterion, **{
+                    **settings, "callbacks": [],
+                    "batch_size": self._effective_batch_size(n_rows)}).initialize()
+
+            pretrain_seed = int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])
+            self.reused_layers_, self.pretrain_loss_curve_ = start_network_(
+                self, module, n_features=n_features, pretraining=pretraining,
+                trainer=trainer, seed=pretrain_seed,
+            )
             net = TrainingNet(module, self._per_sample_loss(), **settings).initialize()
             net.schedule = self.learning_rate
             return net
@@ -751,6 +800,8 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             state.setdefault(name, default)
         if net_state is not None:
             state.setdefault("_output_dtype", "float64")
+            state.setdefault("reused_layers_", 0)
+            state.setdefault("pretrain_loss_curve_", None)
             net_state["attrs"]["solver_params"].setdefault("nesterovs_momentum", True)
         super().__setstate__(state)
         if net_state is not None:
@@ -764,6 +815,17 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True  # densified batch by batch
         return tags
+
+    def __sklearn_clone__(self):
+        """scikit-learn's ``clone``, keeping ``init_from`` as the same fitted estimator.
+
+        ``clone`` would turn the fitted source of transfer learning into an
+        unfitted copy; ``GridSearchCV``, ``cross_validate`` and pipelines clone
+        this estimator, so its clones share the source (which is only read).
+        """
+        new = super().__sklearn_clone__()
+        new.init_from = self.init_from
+        return new
 
     @property
     def coefs_(self):

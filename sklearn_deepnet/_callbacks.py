@@ -1,4 +1,6 @@
-"""The convergence/early-stopping callback (scikit-learn's MLP stopping rule).
+"""The estimator's own callbacks: the stopping rule and layer freezing.
+
+:class:`ConvergenceMonitor` is scikit-learn's MLP stopping rule.
 
 It is the first callback of every fit, so the records it adds to the history
 (``train_loss_best``; with early stopping ``valid_loss``, ``valid_loss_best``,
@@ -16,7 +18,7 @@ from skorch.callbacks import Callback
 
 from ._inference import predict_raw
 
-__all__ = ["ConvergenceMonitor"]
+__all__ = ["ConvergenceMonitor", "LayerFreezer"]
 
 
 class ConvergenceMonitor(Callback):
@@ -143,3 +145,45 @@ class ConvergenceMonitor(Callback):
         self.validation = None
         self.scorer = None
         self.validation_loss = None
+
+
+class LayerFreezer(Callback):
+    """Freeze the lowest hidden layers for the first epochs of a network's training.
+
+    Layer ``i`` (counted from the input) is frozen while ``i < n_layers`` and
+    fewer than ``unfreeze_after`` epochs of this network have been trained
+    (the history's length, counting every earlier ``fit``/``partial_fit``
+    call, so ``N`` calls to ``partial_fit`` unfreeze at the same epoch as one
+    ``fit``); with ``unfreeze_after=None`` they stay frozen. Every layer is
+    unfrozen when training ends: the fitted module is a plain module, and the
+    next training call freezes again by the same rule.
+
+    Parameters
+    ----------
+    n_layers : int
+        Number of hidden layers to freeze (see :meth:`MLP.freeze_`).
+    unfreeze_after : int or None
+        Epochs after which they train too.
+    """
+
+    def __init__(self, n_layers, unfreeze_after=None):
+        self.n_layers = n_layers
+        self.unfreeze_after = unfreeze_after
+
+    def _apply(self, net, epochs_done):
+        frozen = self.unfreeze_after is None or epochs_done < self.unfreeze_after
+        n = self.n_layers if frozen else 0
+        if net.module_.n_frozen != n:
+            net.module_.freeze_(n)
+
+    def on_train_begin(self, net, **kwargs):
+        """Freeze for the first epoch of this call (the step is built after this)."""
+        self._apply(net, len(net.history))
+
+    def on_epoch_begin(self, net, **kwargs):
+        """Unfreeze once ``unfreeze_after`` epochs are done (the new epoch is in the history)."""
+        self._apply(net, len(net.history) - 1)
+
+    def on_train_end(self, net, **kwargs):
+        """Leave every layer trainable."""
+        net.module_.freeze_(0)

@@ -17,6 +17,7 @@ from sklearn.utils.validation import column_or_1d
 from ._base import BaseDeepMLP
 from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS
 from ._losses import PerSampleLoss, classification_loss
+from ._reuse import unlabeled_mask
 from ._validation import StrOptions, fit_context
 
 
@@ -88,6 +89,8 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         shuffle=True, tol=1e-4, n_iter_no_change=10, early_stopping=False,
         validation_fraction=0.1, warm_start=False, random_state=None, verbose=False,
         device="auto", n_threads=None, max_fun=15000, callbacks=None, mc_dropout=0,
+        init_from=None, reuse_layers=None, freeze_layers=0, unfreeze_after=None,
+        pretrain=None, pretrain_epochs=10,
         class_weight=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -135,6 +138,12 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         self.max_fun = max_fun
         self.callbacks = callbacks
         self.mc_dropout = mc_dropout
+        self.init_from = init_from
+        self.reuse_layers = reuse_layers
+        self.freeze_layers = freeze_layers
+        self.unfreeze_after = unfreeze_after
+        self.pretrain = pretrain
+        self.pretrain_epochs = pretrain_epochs
         self.class_weight = class_weight
 
     @fit_context(prefer_skip_nested_validation=True)
@@ -198,7 +207,25 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
             )
         if multilabel:
             return self._prepare_multilabel(y, continuing, classes)
+        if self.pretrain is None:
+            return self._prepare_labels(y, continuing, incremental, classes)
+        # Semi-supervised: rows labeled -1 are only pretrained on.
+        unlabeled = unlabeled_mask(y, classes)
+        if unlabeled.all():
+            raise ValueError(
+                "Every row of y is -1 (unlabeled): pretraining uses them, but fine-tuning "
+                "needs some labeled rows."
+            )
+        y_model, weight, n_outputs = self._prepare_labels(
+            y[~unlabeled], continuing, incremental, classes)
+        full = np.zeros((len(y), *y_model.shape[1:]), dtype=y_model.dtype)
+        full[~unlabeled] = y_model
+        labeled = (~unlabeled).astype(np.float64)
+        if weight is not None:
+            labeled[~unlabeled] = weight
+        return full, labeled, n_outputs
 
+    def _prepare_labels(self, y, continuing, incremental, classes):
         if not continuing:
             if incremental and classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")

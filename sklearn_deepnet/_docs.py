@@ -238,6 +238,53 @@ SHARED_PARAMETERS = f"""\
         prediction depends on the rows predicted with it. ``0``: one
         deterministic pass.
 
+    init_from : DeepMLPClassifier, DeepMLPRegressor or None, default=None
+        Transfer learning: a fitted estimator (of either kind) whose lower
+        hidden layers this one starts from, when :meth:`fit` builds a new
+        network (not on warm starts or later ``partial_fit`` calls). Weights,
+        biases and BatchNorm statistics are copied; the output layer is always
+        new, and ``init_from`` itself is never changed. ``clone`` (and so
+        ``GridSearchCV``) keeps this same fitted object, where scikit-learn's
+        default would make an unfitted copy. For a fitted pipeline pass its
+        last step (``pipe[-1]``) and put the same preprocessing before this
+        estimator.
+
+    reuse_layers : int or None, default=None
+        How many of ``init_from``'s lowest hidden layers to copy; ``None``:
+        as many as fit (the leading layers with the same widths and layer
+        options), at least one. A layer that does not fit is an error naming
+        both shapes; ``0`` copies nothing (a baseline for a grid search).
+        Only with ``init_from``.
+
+    freeze_layers : int, default=0
+        How many of the lowest hidden layers (reused or pretrained, and the
+        input BatchNorm with them) do not train: their parameters get no
+        gradient and their BatchNorm layers keep their statistics (dropout
+        stays on), as a frozen layer in Keras. At most ``reuse_layers`` (or
+        the number of hidden layers with ``pretrain``).
+
+    unfreeze_after : int or None, default=None
+        Number of epochs after which the frozen layers train too (the chapter
+        trains a few epochs frozen, then fine-tunes everything); counted over
+        the network's whole history, so ``partial_fit`` calls unfreeze at the
+        same epoch as one ``fit``. ``None``: frozen for good.
+
+    pretrain : {"autoencoder"} or None, default=None
+        Unsupervised pretraining when :meth:`fit` builds a new network: the
+        hidden layers are first trained for ``pretrain_epochs`` as the encoder
+        of an autoencoder (a mirrored decoder with a linear output
+        reconstructs the inputs under the squared error, then is discarded),
+        on every row of ``X`` with a non-zero weight. For the classifier,
+        rows labeled ``-1`` (scikit-learn's semi-supervised convention) are
+        unlabeled: pretrained on, then left out of supervised training;
+        ``classes_`` are the other labels (without ``pretrain``, -1 is an
+        ordinary class, as in ``MLPClassifier``). Pretraining uses the solver,
+        penalties and batch size of the fit at the constant rate
+        ``learning_rate_init`` (no schedule); standardize ``X`` first.
+
+    pretrain_epochs : int, default=10
+        Epochs of autoencoder pretraining.
+
     max_fun : int, default=15000
         Maximum number of loss evaluations of ``solver="lbfgs"`` (as in
         ``MLPClassifier``); other solvers ignore it.
@@ -327,4 +374,12 @@ SHARED_ATTRIBUTES = """\
 
     engine_reason_ : str or None
         Why the device's fast step was not used, or ``None``.
+
+    reused_layers_ : int
+        Hidden layers copied from ``init_from`` when the network was built
+        (0 without it).
+
+    pretrain_loss_curve_ : list of float or None
+        Reconstruction loss of each pretraining epoch (``None`` without
+        ``pretrain``).
 """

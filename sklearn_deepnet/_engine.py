@@ -121,8 +121,10 @@ class TensorData:
         sparse matrix stays sparse on the host; each batch is densified
         (and moved to the device) when it is trained on, so memory stays
         bounded by one dense batch.
-    y : torch.Tensor
-        Targets (``int64`` class indices or ``float32`` values), one per row.
+    y : torch.Tensor or None
+        Targets (``int64`` class indices or ``float32`` values), one per row;
+        ``None``: each batch's target is its input (an autoencoder; the way
+        to give a sparse ``X`` as its own target).
     w : torch.Tensor of shape (n_rows,)
         Sample weights.
     rows : torch.Tensor of int32/int64 or None, default=None
@@ -134,7 +136,7 @@ class TensorData:
     Attributes
     ----------
     device : torch.device
-        Where batches are delivered (that of ``y``).
+        Where batches are delivered (that of ``w``).
     sparse : bool
         Whether ``X`` is a sparse matrix.
     n_rows : int
@@ -144,7 +146,7 @@ class TensorData:
     def __init__(self, X, y, w, rows=None, uniform_weights=False):
         self.X, self.y, self.w, self.rows = X, y, w, rows
         self.uniform_weights = uniform_weights
-        self.device = y.device
+        self.device = w.device
         self.sparse = sp.issparse(X)
         self.n_rows = X.shape[0]
 
@@ -155,10 +157,10 @@ class TensorData:
         """``(X, y, w)`` of the batch ``order[start:stop]`` (slices when ``order`` is None)."""
         if order is None:
             xb = self._dense(slice(start, stop)) if self.sparse else self.X[start:stop]
-            return xb, self.y[start:stop], self.w[start:stop]
+            return xb, xb if self.y is None else self.y[start:stop], self.w[start:stop]
         idx = order[start:stop]
         xb = self._dense(idx.cpu().numpy()) if self.sparse else self.X.index_select(0, idx)
-        return xb, self.y.index_select(0, idx), self.w[idx]
+        return xb, xb if self.y is None else self.y.index_select(0, idx), self.w[idx]
 
     def _dense(self, rows):
         return torch.from_numpy(self.X[rows].toarray()).to(self.device)

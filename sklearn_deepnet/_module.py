@@ -54,6 +54,8 @@ class MLP(nn.Module):
         ``batch_norm`` (before or after), ``activation`` and ``dropout``.
     output : torch.nn.Sequential
         The output ``linear`` layer.
+    n_frozen : int
+        Number of lowest hidden layers frozen by :meth:`freeze_` (0: none).
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class MLP(nn.Module):
     ):
         super().__init__()
         self.activation = activation
+        self.n_frozen = 0
 
         def bn(width):
             return nn.BatchNorm1d(width, eps=batch_norm_epsilon, momentum=batch_norm_momentum)
@@ -101,6 +104,52 @@ class MLP(nn.Module):
         for block in self.hidden:
             x = block(x)
         return self.output(x)
+
+    def frozen_modules(self):
+        """The modules :meth:`freeze_` froze: the input norm and the lowest hidden layers."""
+        if not self.n_frozen:
+            return []
+        return [self.input_norm, *self.hidden[: self.n_frozen]]
+
+    def freeze_(self, n_layers):
+        """Freeze the ``n_layers`` lowest hidden layers (and the input norm); 0 unfreezes.
+
+        Frozen parameters get ``requires_grad=False``, so no optimizer or
+        penalty changes them, and the frozen layers' BatchNorm modules stay
+        in evaluation mode whatever :meth:`train` is asked (their running
+        statistics stay as they are), as a frozen layer behaves in Keras.
+        Dropout in a frozen layer stays active in training.
+
+        Parameters
+        ----------
+        n_layers : int
+            How many hidden layers, counted from the input, to freeze.
+
+        Returns
+        -------
+        self : MLP
+        """
+        if not 0 <= n_layers <= len(self.hidden):
+            raise ValueError(
+                f"cannot freeze {n_layers} of {len(self.hidden)} hidden layers"
+            )
+        for p in self.parameters():
+            p.requires_grad_(True)
+        self.n_frozen = n_layers
+        for module in self.frozen_modules():
+            for p in module.parameters():
+                p.requires_grad_(False)
+                p.grad = None  # a gradient left by earlier training must not be applied
+        return self.train(self.training)
+
+    def train(self, mode=True):
+        """Set training mode; the BatchNorm layers of frozen layers stay in evaluation mode."""
+        super().train(mode)
+        for module in self.frozen_modules():
+            for m in module.modules():
+                if isinstance(m, nn.BatchNorm1d):
+                    m.eval()
+        return self
 
     def hidden_linears(self):
         """The hidden layers' ``Linear`` modules, input side first."""

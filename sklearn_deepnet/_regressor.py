@@ -80,6 +80,8 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
         shuffle=True, tol=1e-4, n_iter_no_change=10, early_stopping=False,
         validation_fraction=0.1, warm_start=False, random_state=None, verbose=False,
         device="auto", n_threads=None, max_fun=15000, callbacks=None, mc_dropout=0,
+        init_from=None, reuse_layers=None, freeze_layers=0, unfreeze_after=None,
+        pretrain=None, pretrain_epochs=10,
         loss="squared_error", huber_delta=1.0,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -127,6 +129,12 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
         self.max_fun = max_fun
         self.callbacks = callbacks
         self.mc_dropout = mc_dropout
+        self.init_from = init_from
+        self.reuse_layers = reuse_layers
+        self.freeze_layers = freeze_layers
+        self.unfreeze_after = unfreeze_after
+        self.pretrain = pretrain
+        self.pretrain_epochs = pretrain_epochs
         self.loss = loss
         self.huber_delta = huber_delta
 

@@ -141,6 +141,9 @@ class EagerStep:
         self.reg = regularization or Regularization()
         self.params = [p for p in module.parameters() if p.requires_grad]
         self.weights = [lin.weight for lin in module.linears()]
+        # Max-norm constrains the layers that train (not frozen ones).
+        self.max_norm_linears = [lin for lin in module.hidden_linears()
+                                 if lin.weight.requires_grad]
         self.set_to_none = True
         self.events = None
 
@@ -161,7 +164,7 @@ class EagerStep:
             clip_gradients(self.params, reg.clip_norm, reg.clip_value)
         self.optimizer_step()
         if reg.max_norm is not None:
-            apply_max_norm(self.module.hidden_linears(), reg.max_norm)
+            apply_max_norm(self.max_norm_linears, reg.max_norm)
 
     def optimizer_step(self):
         """Apply the optimizer to the gradients in ``p.grad``."""
@@ -289,6 +292,9 @@ def manual_blockers(module, per_sample_loss, device):
             return "linear layer without bias"
     if loss_function(per_sample_loss) not in OUTPUT_GRADIENTS:
         return "loss"
+    frozen = {id(p) for m in module.frozen_modules() for p in m.parameters()}
+    if any(not p.requires_grad and id(p) not in frozen for p in module.parameters()):
+        return "parameters with requires_grad=False outside the frozen layers"
     return None
 
 
@@ -391,6 +397,9 @@ class ManualStep(EagerStep):
         self.output_grad = OUTPUT_GRADIENTS[loss_function(per_sample_loss)]
         # Transposed views stay valid: the optimizer updates weights in place.
         self.weights_t = [lin.weight.t() for lin in module.linears()]
+        # The lowest layers frozen by MLP.freeze_ get no gradients, and the
+        # backward pass stops above them.
+        self.n_frozen = module.n_frozen
         self.uniform_weights = uniform_weights
         self.direct_adam = None
         self.allow_direct_adam = True
@@ -436,7 +445,7 @@ class ManualStep(EagerStep):
             l2 = reg.alpha * (1 - reg.l1_ratio) / wsum
             l1 = reg.alpha * reg.l1_ratio / wsum
             linears = [layer[0] for layer in self.layers] + [self.out_linear]
-            for i in range(len(linears) - 1, -1, -1):
+            for i in range(len(linears) - 1, self.n_frozen - 1, -1):
                 lin = linears[i]
                 a_prev = acts[i]
                 if l2 > 0:
@@ -446,7 +455,7 @@ class ManualStep(EagerStep):
                 if l1 > 0:
                     lin.weight.grad.add_(torch.sign(lin.weight), alpha=l1)
                 lin.bias.grad = g.sum(dim=0)
-                if i > 0:
+                if i > self.n_frozen:
                     backward = self.layers[i - 1][2]
                     g = backward(torch.mm(g, lin.weight), pre[i - 1], acts[i])
             if reg.alpha > 0:

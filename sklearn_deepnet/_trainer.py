@@ -27,7 +27,9 @@ Callback events, in order, and what they receive besides the net:
 
 A callback may read and change ``net.module_`` (in place), the optimizer's
 ``param_groups`` (learning rate, momentum, ...: read at every step on every
-path) and ``net.history``. Raising ``KeyboardInterrupt`` from a callback
+path) and ``net.history``; changing which parameters train (``requires_grad``, e.g.
+``MLP.freeze_``) in ``on_train_begin`` or ``on_epoch_begin`` rebuilds the
+training step for the new set. Raising ``KeyboardInterrupt`` from a callback
 stops training the way skorch's ``EarlyStopping`` does: at ``on_epoch_end``
 the epoch is kept, elsewhere the unfinished epoch is rolled back. A real
 Ctrl-C (SIGINT) is told apart from that and rolls back the epoch in progress.
@@ -129,6 +131,11 @@ def _seed_epoch(seed, epoch, generator):
     state = np.random.SeedSequence([seed, epoch]).generate_state(2)
     generator.manual_seed(int(state[0]))
     torch.default_generator.manual_seed(int(state[1]))
+
+
+def _trainable(module):
+    """Which parameters train: the set a training step is built for."""
+    return tuple(p.requires_grad for p in module.parameters())
 
 
 def _plain(value):
@@ -423,7 +430,9 @@ class TrainingNet(NeuralNet):
         batches = Batches(data, self.batch_size, self.shuffle, generator, self.min_batch)
         self.module_.train()
         events = _BatchEvents(self) if self._wants_batch_events() else None
-        step = self._make_step(data, events is not None and events.wants_gradients)
+        needs_gradients = events is not None and events.wants_gradients
+        step = self._make_step(data, needs_gradients)
+        trainable = _trainable(self.module_)
         released = False
 
         def roll_back(snapshot, n_rows):
@@ -441,6 +450,13 @@ class TrainingNet(NeuralNet):
                 try:
                     good = self.snapshot_state()
                     self.notify("on_epoch_begin", dataset_train=data, dataset_valid=None)
+                    if _trainable(self.module_) != trainable:
+                        # A callback froze or unfroze parameters (e.g. the
+                        # estimator's unfreeze_after): the step is built for
+                        # one set of trainable parameters.
+                        step.release()
+                        step = self._make_step(data, needs_gradients)
+                        trainable = _trainable(self.module_)
                     self.history.record("lr", _plain(self.optimizer_.param_groups[0]["lr"]))
                     total = step.run_epoch(batches, events)
                     if events is not None:

@@ -1,0 +1,218 @@
+"""Estimator side of transfer learning and pretraining: parameter checks and the start of a fit.
+
+The hyperparameters ``init_from``, ``reuse_layers``, ``freeze_layers``,
+``unfreeze_after``, ``pretrain`` and ``pretrain_epochs`` of ``BaseDeepMLP``
+are checked here, and :func:`start_network_` gives a freshly built network
+its starting point (reused layers, then pretraining). The torch side is
+:mod:`._transfer`; freezing during training is :class:`~._callbacks.LayerFreezer`.
+
+``init_from`` holds a fitted estimator. scikit-learn's ``clone`` would turn
+it into an unfitted copy; ``BaseDeepMLP.__sklearn_clone__`` keeps it by
+reference instead, so ``GridSearchCV``,
+``cross_validate`` and pipelines clone the new model and still reuse the same
+fitted layers. The source is only ever read.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import numpy as np
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
+
+from ._optim import SOLVERS
+from ._transfer import copy_layers_, matching_layers, pretrain_autoencoder_
+from ._validation import invalid_combination, invalid_parameter
+
+__all__ = ["check_reuse_params", "start_network_", "unlabeled_mask"]
+
+
+def check_reuse_params(est, n_hidden):
+    """Check the transfer/pretraining hyperparameters against each other.
+
+    Parameters
+    ----------
+    est : BaseDeepMLP
+    n_hidden : int
+        Number of hidden layers of the network ``est`` builds.
+
+    Raises
+    ------
+    InvalidParameterError
+        Naming the parameter and what to do instead.
+    NotFittedError
+        If ``init_from`` is not fitted.
+    """
+    from ._base import BaseDeepMLP
+
+    source = est.init_from
+    if source is not None:
+        if not isinstance(source, BaseDeepMLP) or isinstance(source, type):
+            raise invalid_parameter(
+                est, "init_from",
+                "a fitted DeepMLPClassifier or DeepMLPRegressor (for a pipeline, its last "
+                "step, e.g. pipe[-1]) or None", source,
+            )
+        try:
+            check_is_fitted(source)
+        except NotFittedError:
+            raise NotFittedError(
+                f"init_from is an unfitted {type(source).__name__}: fit it first (its "
+                "hidden layers are what this estimator starts from)."
+            ) from None
+    elif est.reuse_layers is not None:
+        raise invalid_combination(
+            est, "reuse_layers", est.reuse_layers,
+            "reuse_layers counts layers copied from init_from, which is None; pass the "
+            "fitted model as init_from (or leave reuse_layers=None).",
+        )
+    if est.reuse_layers is not None and est.reuse_layers > n_hidden:
+        raise invalid_combination(
+            est, "reuse_layers", est.reuse_layers,
+            f"this network has only {n_hidden} hidden layer(s) to copy into.",
+        )
+    if est.pretrain is not None:
+        if not SOLVERS[est.solver].stochastic:
+            raise invalid_combination(
+                est, "pretrain", est.pretrain,
+                f"pretraining trains an autoencoder for pretrain_epochs epochs with a "
+                f"mini-batch solver; solver={est.solver!r} is full-batch.",
+            )
+        if n_hidden == 0:
+            raise invalid_combination(
+                est, "pretrain", est.pretrain,
+                "a network without hidden layers has nothing to pretrain.",
+            )
+    freeze = est.freeze_layers
+    if freeze:
+        if source is None and est.pretrain is None:
+            raise invalid_combination(
+                est, "freeze_layers", freeze,
+                "only reused (init_from) or pretrained (pretrain) layers can be frozen; "
+                "freezing freshly initialized layers would keep them random.",
+            )
+        limit, what = n_hidden, "hidden layer(s)"
+        if est.pretrain is None and est.reuse_layers is not None:
+            limit, what = est.reuse_layers, "layer(s) reused (reuse_layers)"
+        if freeze > limit:
+            raise invalid_combination(
+                est, "freeze_layers", freeze,
+                f"this network has only {limit} {what} to freeze.",
+            )
+        if est.unfreeze_after is not None and not SOLVERS[est.solver].stochastic:
+            raise invalid_combination(
+                est, "unfreeze_after", est.unfreeze_after,
+                f"solver={est.solver!r} runs one full-batch optimization per fit, not "
+                "epochs; use unfreeze_after=None (frozen for the whole fit) or a "
+                "mini-batch solver.",
+            )
+
+
+def _layers_to_reuse(est, source, module):
+    """How many lower hidden layers to copy from ``source`` (an ``MLP``) into ``module``."""
+    n_fit, reason = matching_layers(source, module)
+    wanted = est.reuse_layers
+    if wanted is None:  # all that fit
+        if n_fit == 0:
+            raise ValueError(
+                f"None of init_from's hidden layers fits this network: {reason}. "
+                "Match the first hidden layers' widths and layer options (or set "
+                "init_from=None)."
+            )
+        if est.pretrain is None and est.freeze_layers > n_fit:
+            raise invalid_combination(
+                est, "freeze_layers", est.freeze_layers,
+                f"only {n_fit} layer(s) of init_from fit this network ({reason}), so "
+                f"only they are reused and can be frozen.",
+            )
+        return n_fit
+    if wanted > len(source.hidden):
+        raise invalid_combination(
+            est, "reuse_layers", wanted,
+            f"init_from has only {len(source.hidden)} hidden layer(s).",
+        )
+    if wanted > n_fit:
+        raise ValueError(
+            f"reuse_layers={wanted} asks for layers that do not fit this network: "
+            f"{reason}."
+        )
+    return wanted
+
+
+def start_network_(est, module, *, n_features, pretraining, trainer, seed):
+    """Give a freshly built network its starting point: reused layers, then pretraining.
+
+    Parameters
+    ----------
+    est : BaseDeepMLP
+    module : MLP
+        The newly initialized network (changed in place).
+    n_features : int
+        Width of the training ``X``.
+    pretraining : callable or None
+        Returns the :class:`~._engine.TensorData` to pretrain on (``None``
+        when ``est.pretrain`` is ``None``).
+    trainer : callable
+        ``trainer(autoencoder, criterion, n_rows)`` builds the pretraining net.
+    seed : int
+        Seed of the pretraining epochs.
+
+    Returns
+    -------
+    reused_layers : int
+        Hidden layers copied from ``init_from`` (0 without it).
+    pretrain_losses : list of float or None
+        Reconstruction loss of each pretraining epoch (``None`` without
+        pretraining).
+    """
+    reused = 0
+    source = est.init_from
+    if source is not None:
+        if est.reuse_layers != 0 and source.n_features_in_ != n_features:
+            raise ValueError(
+                f"init_from was fitted on {source.n_features_in_} features but X has "
+                f"{n_features}: its first hidden layer cannot be reused (transform X "
+                "to the same features, or set reuse_layers=0 to copy nothing)."
+            )
+        reused = _layers_to_reuse(est, source.net_.module_, module)
+        copy_layers_(source.net_.module_, module, reused)
+    if pretraining is None:
+        return reused, None
+    history, stop = pretrain_autoencoder_(
+        module, est._architecture(), est.kernel_initializer, pretraining(),
+        trainer=trainer, epochs=est.pretrain_epochs, seed=seed,
+    )
+    if stop == "interrupted":  # a Ctrl-C: the whole fit stops, the old model stays
+        raise KeyboardInterrupt
+    return reused, [float(h["train_loss"]) for h in history]
+
+
+def unlabeled_mask(y, classes=None):
+    """Rows of a 1-D ``y`` marked unlabeled with -1 (scikit-learn's semi-supervised convention).
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_samples,)
+    classes : array-like or None
+        ``partial_fit``'s classes, which must not contain -1.
+
+    Returns
+    -------
+    ndarray of bool
+    """
+    if classes is not None and any(_is_minus_one(c) for c in np.asarray(classes).ravel()):
+        raise ValueError(
+            "classes contains -1, which marks unlabeled rows when pretrain is set; "
+            "list only the real classes."
+        )
+    if y.dtype.kind in "iuf":
+        return y == -1
+    if y.dtype.kind == "O":
+        return np.fromiter((_is_minus_one(v) for v in y), dtype=bool, count=len(y))
+    return np.zeros(len(y), dtype=bool)
+
+
+def _is_minus_one(value):
+    return isinstance(value, Integral | float | np.floating) and not isinstance(
+        value, bool) and value == -1
