@@ -30,7 +30,6 @@ Run::
 """
 
 import argparse
-import gzip
 import json
 import os
 import platform
@@ -54,6 +53,9 @@ import sklearn_deepnet
 from sklearn_deepnet import DeepMLPClassifier
 from sklearn_deepnet._module import MLP
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fashion_mnist  # noqa: E402
+
 # name: (hidden_layer_sizes, activation, batch_norm, batch_size)
 SETTINGS = {
     "a": ((100,) * 5, "relu", None, 32),
@@ -62,7 +64,6 @@ SETTINGS = {
     "d": ((256,) * 3, "relu", None, 1024),
 }
 METHODS = ("ours", "ours-eager", "sklearn", "skorch", "eager")
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 N_WARMUP = 2000
 
 
@@ -94,13 +95,10 @@ def load_data(name, n_samples):
             n_classes=10, random_state=0,
         )
         return standardize(X), y.astype(np.int64)
-    if not FASHION_DIR.is_dir():
-        print("Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
+    if not fashion_mnist.available():
+        print(fashion_mnist.INSTALL_HINT)
         return None
-    with gzip.open(FASHION_DIR / "train-images-idx3-ubyte.gz") as f:
-        X = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28 * 28)
-    with gzip.open(FASHION_DIR / "train-labels-idx1-ubyte.gz") as f:
-        y = np.frombuffer(f.read(), np.uint8, offset=8).astype(np.int64)
+    X, y = fashion_mnist.load("train")
     n = n_samples or len(X)
     return standardize(X[:n].astype(np.float32) / 255.0), y[:n]
 

@@ -23,14 +23,19 @@ __all__ = ["LearningRateFinder", "find_learning_rate"]
 
 
 class _GrowRate(Callback):
-    """Sets rate ``k`` before step ``k``; records the step's loss; stops when done."""
+    """Sets rate ``k`` before step ``k``; records the step's loss; stops when done.
 
-    def __init__(self, rates, blowup):
+    The blow-up test compares the *smoothed* loss (as :func:`_smooth`) with its
+    lowest value: one noisy mini-batch among small losses is not a blow-up.
+    """
+
+    def __init__(self, rates, blowup, beta=0.9):
         self.rates = rates
         self.blowup = blowup
+        self.beta = beta
 
     def on_train_begin(self, net, **kwargs):
-        self.step_, self.losses_, self.best_ = 0, [], math.inf
+        self.step_, self.losses_, self.best_, self.average_ = 0, [], math.inf, 0.0
 
     def on_batch_begin(self, net, **kwargs):
         for group in net.optimizer_.param_groups:
@@ -40,10 +45,13 @@ class _GrowRate(Callback):
         value = float(loss)
         self.losses_.append(value)
         self.step_ += 1
+        smoothed = math.inf
         if math.isfinite(value):
-            self.best_ = min(self.best_, value)
+            self.average_ = self.beta * self.average_ + (1 - self.beta) * value
+            smoothed = self.average_ / (1 - self.beta ** self.step_)
+            self.best_ = min(self.best_, smoothed)
         if (self.step_ >= len(self.rates) or not math.isfinite(value)
-                or value > self.blowup * self.best_):
+                or smoothed > self.blowup * self.best_):
             raise KeyboardInterrupt  # a callback's stop (see docs/callbacks.md)
 
 
@@ -122,7 +130,8 @@ def find_learning_rate(estimator, X, y, *, min_lr=1e-6, max_lr=10.0, n_steps=300
     n_steps : int, default=300
         Optimizer steps at most (epochs are repeated as needed).
     blowup : float, default=4.0
-        Stop once a step's loss exceeds this many times the lowest so far.
+        Stop once the smoothed loss (exponential moving average, weight 0.9
+        on the past) exceeds this many times its lowest value so far.
 
     Returns
     -------

@@ -42,6 +42,46 @@ def test_plot_callbacks(tmp_path):
     assert "stopped by: max_iter" in out
 
 
+def test_plot_lr_schedules(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = _run("plot_lr_schedules.py", "--epochs", "6", "--output", "s.png", cwd=tmp_path)
+    assert (tmp_path / "s.png").stat().st_size > 10_000
+    assert out.count("validation log-loss") == 8
+
+
+def test_plot_lr_finder(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = _run("plot_lr_finder.py", "--epochs", "2", "--steps", "60", "--output", "f.png",
+               cwd=tmp_path)
+    assert (tmp_path / "f.png").stat().st_size > 10_000
+    assert "suggested learning rate" in out and out.count("test accuracy") == 4
+
+
+def test_plot_mc_dropout(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = _run("plot_mc_dropout.py", "--epochs", "5", "--output", "m.png", cwd=tmp_path)
+    assert (tmp_path / "m.png").stat().st_size > 10_000
+    assert "with 100" in out and "beyond it" in out
+
+
+def test_plot_transfer_learning(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = _run("plot_transfer_learning.py", "--sizes", "10,40", "--seeds", "1", "--epochs", "3",
+               "--output", "t.png", cwd=tmp_path)
+    assert (tmp_path / "t.png").stat().st_size > 10_000
+    assert out.count("labeled B images") == 2 and "frozen 20 epochs" in out
+
+
+def test_plot_pretraining(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = _run("plot_pretraining.py", "--shares", "0.05", "--seeds", "1", "--pretrain-epochs",
+               "2", "--output", "p.png", cwd=tmp_path)
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+    assert "autoencoder pretraining" in out and "better in" in out
+
+
 def test_every_example_has_a_smoke_test():
-    tested = {"quickstart.py", "plot_vanishing_gradients.py", "plot_callbacks.py"}
+    tested = {"quickstart.py", "plot_vanishing_gradients.py", "plot_callbacks.py",
+              "plot_lr_schedules.py", "plot_lr_finder.py", "plot_mc_dropout.py",
+              "plot_transfer_learning.py", "plot_pretraining.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested

@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from sklearn.datasets import load_digits
 from sklearn.preprocessing import StandardScaler
 
@@ -71,3 +72,16 @@ def test_finder_accepts_lists_and_refuses_lbfgs(digits):
     assert len(found.losses) > 0
     with pytest.raises(ValueError, match="needs a mini-batch solver"):
         find_learning_rate(DeepMLPClassifier((8,), solver="lbfgs"), X, y)
+
+
+def test_one_noisy_batch_among_small_losses_is_not_a_blowup():
+    from sklearn_deepnet._lr_finder import _GrowRate
+
+    grow = _GrowRate(np.ones(100), blowup=4.0)
+    grow.on_train_begin(None)
+    for loss in [2.0, 1.0] + [0.1] * 40 + [0.5]:  # a batch 5x the lowest loss
+        grow.on_batch_end(None, loss=torch.tensor(loss))
+    with pytest.raises(KeyboardInterrupt):  # a real blow-up still stops it
+        for _ in range(30):
+            grow.on_batch_end(None, loss=torch.tensor(10.0))
+    assert 43 < len(grow.losses_) < 60
