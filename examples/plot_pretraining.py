@@ -71,6 +71,7 @@ def main(shares, n_seeds, pretrain_epochs, output):
     ax.set(xscale="log", xlabel="labeled share of the training images (%)",
            ylabel=f"test accuracy (mean ± std, {n_seeds} seeds)",
            title="Digits, (128, 64) ELU: pretraining on the unlabeled images")
+    ax.minorticks_off()
     ax.set_xticks(np.multiply(shares, 100), [f"{100 * s:g}" for s in shares])
     ax.legend()
     ax.grid(True, alpha=0.3)

@@ -49,7 +49,9 @@ def main(sizes, n_seeds, epochs, output):
     X_a, X_rest, y_a, y_rest = train_test_split(X, y, test_size=0.5, stratify=y,
                                                 random_state=0)
     net = dict(hidden_layer_sizes=(128, 64), batch_size=16, n_iter_no_change=epochs)
-    model_a = DeepMLPClassifier(**net, max_iter=30, random_state=0).fit(X_a, y_a)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model_a = DeepMLPClassifier(**net, max_iter=30, random_state=0).fit(X_a, y_a)
     X_b, X_test, digit_b, digit_test = train_test_split(X_rest, y_rest, test_size=0.5,
                                                         stratify=y_rest, random_state=0)
     y_b, y_test = digit_b % 2, digit_test % 2  # task B: odd or even
@@ -76,6 +78,7 @@ def main(sizes, n_seeds, epochs, output):
     ax.set(xscale="log", xlabel="labeled images of task B (odd or even)",
            ylabel=f"test accuracy on B (mean ± std, {n_seeds} seeds)",
            title="Reusing the layers of a ten-digit model")
+    ax.minorticks_off()
     ax.set_xticks(sizes, [str(n) for n in sizes])
     ax.legend()
     ax.grid(True, alpha=0.3)

@@ -48,7 +48,7 @@ def check_reuse_params(est, n_hidden):
 
     source = est.init_from
     if source is not None:
-        if not isinstance(source, BaseDeepMLP) or isinstance(source, type):
+        if not isinstance(source, BaseDeepMLP):
             raise invalid_parameter(
                 est, "init_from",
                 "a fitted DeepMLPClassifier or DeepMLPRegressor (for a pipeline, its last "
