@@ -29,7 +29,7 @@ from ._init import INITIALIZERS, VarianceScaling
 from ._module import MLP
 from ._optim import SOLVERS, build_optimizer, resolve_weight_decay
 from ._persist import load_optimizer_state, net_from_state, net_to_state
-from ._reuse import check_reuse_params, start_network_
+from ._reuse import check_reuse_params, reuse_warnings, start_network_
 from ._schedules import SCHEDULES
 from ._steps import Regularization
 from ._trainer import BATCH_EVENTS, TrainingNet, implements_event
@@ -59,6 +59,8 @@ _ADDED_PARAMS = {"power_t": 0.5, "nesterovs_momentum": True, "max_fun": 15000, "
                  "lr_factor": 0.5, "lr_patience": 5,
                  "init_from": None, "reuse_layers": None, "freeze_layers": 0,
                  "unfreeze_after": None, "pretrain": None, "pretrain_epochs": 10}
+# Estimators whose repr is being built (see BaseDeepMLP.__repr__).
+_IN_REPR = set()
 # Callback names the estimator uses itself.
 _RESERVED_CALLBACK_NAMES = ("epoch_timer", "convergence", "schedule", "freeze")
 
@@ -254,7 +256,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         return True
 
     # ------------------------------------------------------------ validation
-    def _check_params(self):
+    def _check_params(self, continuing=False):
         """Cross-parameter checks that constraints cannot express."""
         sizes = self.hidden_layer_sizes
         sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
@@ -313,7 +315,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                     "solver or callbacks that act per epoch.",
                 )
         self._check_schedule()
-        check_reuse_params(self, len(sizes))
+        check_reuse_params(self, len(sizes), continuing)
         return [int(s) for s in sizes], decay
 
     def _check_schedule(self):
@@ -426,7 +428,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         continuing = (incremental or self.warm_start) and hasattr(self, "net_")
         if incremental and self.early_stopping:  # as scikit-learn's MLP
             raise ValueError("partial_fit does not support early_stopping=True")
-        sizes, decay = self._check_params()
+        sizes, decay = self._check_params(continuing)
         device = resolve_device(self, self.device)
         if continuing:
             self._check_same_architecture(incremental)
@@ -493,7 +495,8 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         self._convergence_carry = (monitor.no_improvement_count_, monitor.best_loss_)
         self.engine_, self.engine_reason_ = net.engine, net.engine_reason
         pending = [] if continuing else [
-            (msg, UserWarning) for msg in self._self_normalization_warnings(X, rows, decay)]
+            (msg, UserWarning) for msg in (*self._self_normalization_warnings(X, rows, decay),
+                                           *reuse_warnings(self))]
         pretrained = len(self.pretrain_loss_curve_ or ()) if not continuing else None
         if pretrained is not None and self.pretrain is not None and (
                 pretrained < self.pretrain_epochs):
@@ -823,9 +826,50 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         unfitted copy; ``GridSearchCV``, ``cross_validate`` and pipelines clone
         this estimator, so its clones share the source (which is only read).
         """
-        new = super().__sklearn_clone__()
+        # scikit-learn's cloning of everything else, on a shallow stand-in
+        # without the source (never cloned, so never recursed into).
+        stand_in = object.__new__(type(self))
+        stand_in.__dict__.update(self.__dict__, init_from=None)
+        new = super(BaseDeepMLP, stand_in).__sklearn_clone__()
         new.init_from = self.init_from
         return new
+
+    def __repr__(self, N_CHAR_MAX=700):
+        # An init_from chain that leads back to this estimator (refused by fit)
+        # would otherwise recurse forever; its second appearance is shown as "(...)".
+        if id(self) in _IN_REPR:
+            return f"{type(self).__name__}(...)"
+        _IN_REPR.add(id(self))
+        try:
+            return super().__repr__(N_CHAR_MAX)
+        finally:
+            _IN_REPR.discard(id(self))
+
+    def get_params(self, deep=True):
+        """Get the parameters of this estimator.
+
+        As scikit-learn's, except that ``init_from`` is a value, not a
+        sub-estimator: its own parameters are not listed with ``deep=True``,
+        so ``set_params`` cannot change the source that clones share.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Also list the parameters of sub-estimators (there are none besides
+            ``init_from``).
+
+        Returns
+        -------
+        params : dict
+            Parameter names mapped to their values.
+        """
+        params = super().get_params(deep=False)
+        if deep:
+            for key, value in list(params.items()):
+                if key != "init_from" and hasattr(value, "get_params") and not isinstance(
+                        value, type):
+                    params.update((f"{key}__{k}", v) for k, v in value.get_params().items())
+        return params
 
     @property
     def coefs_(self):

@@ -197,8 +197,11 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
     def _prepare_y(self, y, *, continuing, incremental, classes):
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        check_classification_targets(y)
-        multilabel = type_of_target(y) == "multilabel-indicator"
+        # Semi-supervised (with pretrain): rows labeled -1 are only pretrained on.
+        unlabeled = self._unlabeled_rows(y, classes)
+        labels = y if unlabeled is None else y[~unlabeled]
+        check_classification_targets(labels)
+        multilabel = type_of_target(labels) == "multilabel-indicator"
         if continuing and multilabel != self._multilabel:
             raise ValueError(
                 "y is " + ("a multilabel indicator matrix" if multilabel else "1-D labels")
@@ -207,23 +210,34 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
             )
         if multilabel:
             return self._prepare_multilabel(y, continuing, classes)
-        if self.pretrain is None:
-            return self._prepare_labels(y, continuing, incremental, classes)
-        # Semi-supervised: rows labeled -1 are only pretrained on.
+        y_model, weight, n_outputs = self._prepare_labels(labels, continuing, incremental,
+                                                          classes)
+        if unlabeled is None:
+            return y_model, weight, n_outputs
+        full = np.zeros((len(y), *y_model.shape[1:]), dtype=y_model.dtype)
+        full[~unlabeled] = y_model
+        labeled = (~unlabeled).astype(np.float64)  # unlabeled rows: weight 0
+        if weight is not None:
+            labeled[~unlabeled] = weight
+        return full, labeled, n_outputs
+
+    def _unlabeled_rows(self, y, classes):
+        """Mask of the rows labeled -1 when ``pretrain`` is set (1-D ``y``), else ``None``."""
+        if self.pretrain is None or y.ndim != 1:
+            return None
+        if y.dtype.kind in "US":
+            raise ValueError(
+                "y has a string dtype, which cannot hold the integer -1 that marks unlabeled "
+                "rows for pretrain; use an object array with -1 for the unlabeled rows (as "
+                "scikit-learn's SelfTrainingClassifier asks)."
+            )
         unlabeled = unlabeled_mask(y, classes)
         if unlabeled.all():
             raise ValueError(
                 "Every row of y is -1 (unlabeled): pretraining uses them, but fine-tuning "
                 "needs some labeled rows."
             )
-        y_model, weight, n_outputs = self._prepare_labels(
-            y[~unlabeled], continuing, incremental, classes)
-        full = np.zeros((len(y), *y_model.shape[1:]), dtype=y_model.dtype)
-        full[~unlabeled] = y_model
-        labeled = (~unlabeled).astype(np.float64)
-        if weight is not None:
-            labeled[~unlabeled] = weight
-        return full, labeled, n_outputs
+        return unlabeled
 
     def _prepare_labels(self, y, continuing, incremental, classes):
         if not continuing:

@@ -238,36 +238,44 @@ SHARED_PARAMETERS = f"""\
         prediction depends on the rows predicted with it. ``0``: one
         deterministic pass.
 
-    init_from : DeepMLPClassifier, DeepMLPRegressor or None, default=None
+    init_from : DeepMLPClassifier, DeepMLPRegressor, FrozenEstimator or None, \
+default=None
         Transfer learning: a fitted estimator (of either kind) whose lower
         hidden layers this one starts from, when :meth:`fit` builds a new
         network (not on warm starts or later ``partial_fit`` calls). Weights,
         biases and BatchNorm statistics are copied; the output layer is always
         new, and ``init_from`` itself is never changed. ``clone`` (and so
-        ``GridSearchCV``) keeps this same fitted object, where scikit-learn's
-        default would make an unfitted copy. For a fitted pipeline pass its
-        last step (``pipe[-1]``) and put the same preprocessing before this
-        estimator.
+        ``GridSearchCV`` over this estimator) keeps this same fitted object,
+        where scikit-learn's default would make an unfitted copy, and
+        ``get_params(deep=True)`` does not list its parameters. A search over
+        ``init_from`` *values* clones each value: wrap the fitted model in
+        ``sklearn.frozen.FrozenEstimator`` there. For a fitted pipeline pass
+        its last step (``pipe[-1]``) and put the same preprocessing before
+        this estimator.
 
     reuse_layers : int or None, default=None
         How many of ``init_from``'s lowest hidden layers to copy; ``None``:
-        as many as fit (the leading layers with the same widths and layer
-        options), at least one. A layer that does not fit is an error naming
-        both shapes; ``0`` copies nothing (a baseline for a grid search).
-        Only with ``init_from``.
+        as many as fit (the leading layers whose parameters have the same
+        shapes: widths, BatchNorm placement, input BatchNorm), at least one.
+        A layer that does not fit is an error naming both shapes; ``0``
+        copies nothing (a baseline for a grid search). Only with
+        ``init_from``. Activations are not compared: reusing layers under
+        another activation is allowed, with a warning.
 
     freeze_layers : int, default=0
         How many of the lowest hidden layers (reused or pretrained, and the
         input BatchNorm with them) do not train: their parameters get no
         gradient and their BatchNorm layers keep their statistics (dropout
-        stays on), as a frozen layer in Keras. At most ``reuse_layers`` (or
-        the number of hidden layers with ``pretrain``).
+        stays on), as a frozen layer in Keras. When a network is built: at
+        most the reused layers (or every hidden layer with ``pretrain``); on
+        a warm start or ``partial_fit``, any of the fitted network's layers.
 
     unfreeze_after : int or None, default=None
         Number of epochs after which the frozen layers train too (the chapter
         trains a few epochs frozen, then fine-tunes everything); counted over
         the network's whole history, so ``partial_fit`` calls unfreeze at the
-        same epoch as one ``fit``. ``None``: frozen for good.
+        same epoch as one ``fit``. ``None``: frozen for good. No effect
+        without ``freeze_layers``.
 
     pretrain : {"autoencoder"} or None, default=None
         Unsupervised pretraining when :meth:`fit` builds a new network: the

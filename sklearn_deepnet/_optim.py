@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["SOLVERS", "Solver", "build_optimizer", "separate_step_counters"]
+__all__ = ["SOLVERS", "Solver", "build_optimizer", "complete_momentum_buffers",
+           "separate_step_counters"]
 
 
 @dataclass(frozen=True)
@@ -280,3 +281,32 @@ def separate_step_counters(optimizer):
     for state in optimizer.state.values():
         if isinstance(state.get("step"), torch.Tensor):
             state["step"] = state["step"].clone()
+
+
+@torch.no_grad()
+def complete_momentum_buffers(optimizer):
+    """Give every trainable parameter of an SGD group a momentum buffer once any has one.
+
+    Parameters that did not train for a while (frozen layers) have no buffer
+    when they start training while the others have one, and torch's fused
+    SGD kernel accepts all buffers or none. A zero buffer gives exactly the
+    update of torch's first step (``buf = grad``; the estimators use no
+    dampening).
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Optimizer
+        Changed in place; only ``torch.optim.SGD`` groups with momentum.
+    """
+    if not isinstance(optimizer, torch.optim.SGD):
+        return
+    for group in optimizer.param_groups:
+        if not group["momentum"] or group["dampening"]:
+            continue
+        params = [p for p in group["params"] if p.requires_grad]
+        state = optimizer.state
+        if any(state[p].get("momentum_buffer") is not None for p in params):
+            for p in params:
+                if state[p].get("momentum_buffer") is None:
+                    state[p]["momentum_buffer"] = torch.zeros_like(
+                        p, memory_format=torch.preserve_format)

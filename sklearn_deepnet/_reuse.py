@@ -8,9 +8,11 @@ its starting point (reused layers, then pretraining). The torch side is
 
 ``init_from`` holds a fitted estimator. scikit-learn's ``clone`` would turn
 it into an unfitted copy; ``BaseDeepMLP.__sklearn_clone__`` keeps it by
-reference instead, so ``GridSearchCV``,
-``cross_validate`` and pipelines clone the new model and still reuse the same
-fitted layers. The source is only ever read.
+reference instead, so ``GridSearchCV``, ``cross_validate`` and pipelines clone
+the new model and still reuse the same fitted layers. A search *over*
+``init_from`` values clones the values themselves: there the source must be
+wrapped in scikit-learn's ``FrozenEstimator``, which clones to itself (and is
+unwrapped here). The source is only ever read.
 """
 
 from __future__ import annotations
@@ -19,16 +21,23 @@ from numbers import Integral
 
 import numpy as np
 from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from ._optim import SOLVERS
 from ._transfer import copy_layers_, matching_layers, pretrain_autoencoder_
 from ._validation import invalid_combination, invalid_parameter
 
-__all__ = ["check_reuse_params", "start_network_", "unlabeled_mask"]
+__all__ = ["check_reuse_params", "reuse_warnings", "source_estimator", "start_network_",
+           "unlabeled_mask"]
 
 
-def check_reuse_params(est, n_hidden):
+def source_estimator(init_from):
+    """The estimator ``init_from`` names: itself, or the one a ``FrozenEstimator`` wraps."""
+    return init_from.estimator if isinstance(init_from, FrozenEstimator) else init_from
+
+
+def check_reuse_params(est, n_hidden, continuing=False):
     """Check the transfer/pretraining hyperparameters against each other.
 
     Parameters
@@ -36,6 +45,10 @@ def check_reuse_params(est, n_hidden):
     est : BaseDeepMLP
     n_hidden : int
         Number of hidden layers of the network ``est`` builds.
+    continuing : bool, default=False
+        A warm start or ``partial_fit`` continues the fitted network:
+        ``init_from``, ``reuse_layers`` and ``pretrain`` played their part
+        when it was built, and any of its layers may be frozen.
 
     Raises
     ------
@@ -46,20 +59,27 @@ def check_reuse_params(est, n_hidden):
     """
     from ._base import BaseDeepMLP
 
-    source = est.init_from
+    source = source_estimator(est.init_from)
+    if source is not None and not isinstance(source, BaseDeepMLP):
+        raise invalid_parameter(
+            est, "init_from",
+            "a fitted DeepMLPClassifier or DeepMLPRegressor, or one wrapped in "
+            "sklearn.frozen.FrozenEstimator (for a pipeline, its last step, e.g. pipe[-1]), "
+            "or None", est.init_from,
+        )
+    _check_no_cycle(est)
+    if continuing:  # any layer of the fitted network may be frozen
+        _check_freeze(est, n_hidden, "hidden layer(s)")
+        return
     if source is not None:
-        if not isinstance(source, BaseDeepMLP):
-            raise invalid_parameter(
-                est, "init_from",
-                "a fitted DeepMLPClassifier or DeepMLPRegressor (for a pipeline, its last "
-                "step, e.g. pipe[-1]) or None", source,
-            )
         try:
             check_is_fitted(source)
         except NotFittedError:
             raise NotFittedError(
                 f"init_from is an unfitted {type(source).__name__}: fit it first (its "
-                "hidden layers are what this estimator starts from)."
+                "hidden layers are what this estimator starts from). In a search over "
+                "init_from values, GridSearchCV clones each value, which unfits it: "
+                "wrap the fitted model in sklearn.frozen.FrozenEstimator."
             ) from None
     elif est.reuse_layers is not None:
         raise invalid_combination(
@@ -84,17 +104,22 @@ def check_reuse_params(est, n_hidden):
                 est, "pretrain", est.pretrain,
                 "a network without hidden layers has nothing to pretrain.",
             )
+    if est.freeze_layers and source is None and est.pretrain is None:
+        raise invalid_combination(
+            est, "freeze_layers", est.freeze_layers,
+            "only reused (init_from) or pretrained (pretrain) layers can be frozen when a "
+            "network is built; freezing freshly initialized layers would keep them random.",
+        )
+    if est.pretrain is None and est.reuse_layers is not None:
+        _check_freeze(est, est.reuse_layers, "layer(s) reused (reuse_layers)")
+    else:
+        _check_freeze(est, n_hidden, "hidden layer(s)")
+
+
+def _check_freeze(est, limit, what):
+    """``freeze_layers`` within ``limit`` layers; ``unfreeze_after`` needs epochs."""
     freeze = est.freeze_layers
     if freeze:
-        if source is None and est.pretrain is None:
-            raise invalid_combination(
-                est, "freeze_layers", freeze,
-                "only reused (init_from) or pretrained (pretrain) layers can be frozen; "
-                "freezing freshly initialized layers would keep them random.",
-            )
-        limit, what = n_hidden, "hidden layer(s)"
-        if est.pretrain is None and est.reuse_layers is not None:
-            limit, what = est.reuse_layers, "layer(s) reused (reuse_layers)"
         if freeze > limit:
             raise invalid_combination(
                 est, "freeze_layers", freeze,
@@ -107,6 +132,21 @@ def check_reuse_params(est, n_hidden):
                 "epochs; use unfreeze_after=None (frozen for the whole fit) or a "
                 "mini-batch solver.",
             )
+
+
+def _check_no_cycle(est):
+    """``init_from`` must not lead back to ``est`` (clone and get_params would recurse)."""
+    seen, source = {id(est)}, source_estimator(est.init_from)
+    while source is not None:
+        if id(source) in seen:
+            raise invalid_combination(  # (a repr of the cycle would recurse forever)
+                est, "init_from", f"{type(est.init_from).__name__}(...)",
+                "it leads back to this estimator (directly or through its own init_from); "
+                "reuse a separate model, e.g. copy.deepcopy(model), or use warm_start=True "
+                "to keep training this one.",
+            )
+        seen.add(id(source))
+        source = source_estimator(getattr(source, "init_from", None))
 
 
 def _layers_to_reuse(est, source, module):
@@ -167,7 +207,7 @@ def start_network_(est, module, *, n_features, pretraining, trainer, seed):
         pretraining).
     """
     reused = 0
-    source = est.init_from
+    source = source_estimator(est.init_from)
     if source is not None:
         if est.reuse_layers != 0 and source.n_features_in_ != n_features:
             raise ValueError(
@@ -186,6 +226,30 @@ def start_network_(est, module, *, n_features, pretraining, trainer, seed):
     if stop == "interrupted":  # a Ctrl-C: the whole fit stops, the old model stays
         raise KeyboardInterrupt
     return reused, [float(h["train_loss"]) for h in history]
+
+
+def reuse_warnings(est):
+    """Warnings about the layers ``est`` reused when its network was built.
+
+    Layers fit by their parameters' shapes; an activation other than the one
+    the weights were trained with is allowed (the weights are copied as they
+    are) but worth knowing about.
+    """
+    source = source_estimator(est.init_from)
+    if not est.reused_layers_ or source is None or not hasattr(source, "net_"):
+        return []
+    pairs = zip(source.net_.module_.hidden[: est.reused_layers_], est.module_.hidden,
+                strict=False)
+    differ = [i + 1 for i, (a, b) in enumerate(pairs)
+              if repr(a.activation) != repr(b.activation)]
+    if not differ:
+        return []
+    return [
+        f"Reused hidden layer(s) {differ} were trained with another activation in init_from "
+        f"({source.net_.module_.hidden[differ[0] - 1].activation} there, "
+        f"{est.module_.hidden[differ[0] - 1].activation} here); their weights are copied as "
+        "they are."
+    ]
 
 
 def unlabeled_mask(y, classes=None):

@@ -53,7 +53,12 @@ from ._engine import Batches, TensorData, to_tensor
 from ._graph_step import GraphStep
 from ._inference import predict_raw
 from ._lbfgs import LbfgsStep
-from ._optim import SOLVERS, build_optimizer, separate_step_counters
+from ._optim import (
+    SOLVERS,
+    build_optimizer,
+    complete_momentum_buffers,
+    separate_step_counters,
+)
 from ._steps import EagerStep, ManualStep, Regularization, select_step
 
 __all__ = ["BATCH_EVENTS", "TrainingNet", "implements_event"]
@@ -350,6 +355,8 @@ class TrainingNet(NeuralNet):
                           to_tensor(w, self.device, torch.float32), uniform_weights=uniform)
 
     def _make_step(self, data, needs_gradients):
+        # Layers that start training (unfrozen) may lack optimizer state.
+        complete_momentum_buffers(self.optimizer_)
         name, reason = select_step(self.module_, self.criterion_, self.device,
                                    SOLVERS[self.solver], self.fast, needs_gradients,
                                    sparse=data.sparse)

@@ -123,3 +123,18 @@ def test_interrupted_pretraining_keeps_the_fitted_model(monkeypatch):
         clf.set_params(pretrain_epochs=3).fit(X, y_semi)
     np.testing.assert_array_equal(clf.predict_proba(X), before)
     assert clf.pretrain_epochs == 3 and len(clf.pretrain_loss_curve_) == 6
+
+
+def test_object_labels_with_minus_one_and_clear_errors_for_other_forms():
+    names = np.array(["ant", "bee", "cat"], dtype=object)[y]
+    for first in (-1, "keep"):  # -1 in the first row or later
+        y_obj = names.copy()
+        y_obj[UNLABELED] = -1
+        if first == -1:
+            y_obj[0] = -1
+        clf = DeepMLPClassifier(**{**P, "max_iter": 1}).fit(X, y_obj)
+        assert clf.classes_.tolist() == ["ant", "bee", "cat"]
+    with pytest.raises(ValueError, match="string dtype.*object array with -1"):
+        DeepMLPClassifier(**P).fit(X, np.where(UNLABELED, "-1", names.astype(str)))
+    with pytest.raises(ValueError, match="Unknown label type|multiclass-multioutput"):
+        DeepMLPClassifier(**P).fit(X, np.c_[y_semi, y])

@@ -238,3 +238,78 @@ def test_frozen_layers_on_cuda_graph():
     np.testing.assert_array_equal(clf.coefs_[0], src.coefs_[0])
     clf.set_params(max_iter=4, warm_start=True).fit(X[B], y[B])
     assert not np.array_equal(clf.coefs_[0], src.coefs_[0])
+
+
+@pytest.mark.parametrize("solver", ["sgd", "momentum", "nesterov", "adam", "rmsprop"])
+def test_unfreezing_works_with_every_solver_and_partial_fit_matches(solver):
+    src = _source()
+    params = dict(solver=solver, init_from=src, freeze_layers=1, unfreeze_after=1,
+                  random_state=0, n_iter_no_change=np.inf)
+    fit = DeepMLPClassifier((16, 16), max_iter=3, **params).fit(X[B], y[B])
+    assert not np.array_equal(fit.coefs_[0], src.coefs_[0])
+    inc = DeepMLPClassifier((16, 16), **params)
+    for _ in range(3):
+        inc.partial_fit(X[B], y[B], classes=[2, 3])
+    for a, b in zip(fit.coefs_, inc.coefs_, strict=True):
+        np.testing.assert_array_equal(a, b)
+    eager = DeepMLPClassifier((16, 16), max_iter=3, **params)
+    eager._fast_engine = False
+    for a, b in zip(fit.coefs_, eager.fit(X[B], y[B]).coefs_, strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+def test_search_over_init_from_values_needs_a_frozen_estimator():
+    from sklearn.frozen import FrozenEstimator
+
+    src = _source()
+    grid = {"init_from": [None, FrozenEstimator(src)]}
+    search = GridSearchCV(DeepMLPClassifier((16, 16), max_iter=2, random_state=0), grid,
+                          cv=2, error_score="raise").fit(X[B], y[B])
+    results = search.cv_results_["params"]
+    assert [p["init_from"] is None for p in results] == [True, False]
+    reused = DeepMLPClassifier((16, 16), init_from=FrozenEstimator(src), max_iter=1).fit(
+        X[B], y[B])
+    assert reused.reused_layers_ == 2
+    with pytest.raises(NotFittedError, match="wrap the fitted model in .*FrozenEstimator"):
+        GridSearchCV(DeepMLPClassifier((16, 16), max_iter=2), {"init_from": [src]}, cv=2,
+                     error_score="raise").fit(X[B], y[B])
+
+
+def test_a_model_cannot_start_from_itself_and_stays_usable():
+    model = DeepMLPClassifier((16, 16), max_iter=2, random_state=0).fit(X[B], y[B])
+    before = model.predict_proba(X)
+    model.set_params(init_from=model)
+    with pytest.raises(InvalidParameterError, match="leads back to this estimator"):
+        model.fit(X[B], y[B])
+    assert clone(model).init_from is model  # no endless recursion
+    assert "init_from__alpha" not in model.get_params(deep=True)
+    repr(model)
+    model.set_params(init_from=None)
+    np.testing.assert_array_equal(model.predict_proba(X), before)
+    other = DeepMLPClassifier((16,))
+    cycle = DeepMLPClassifier((16,), init_from=other)
+    other.init_from = cycle
+    with pytest.raises(InvalidParameterError, match="leads back"):
+        cycle.fit(X, y)
+
+
+def test_reusing_layers_trained_with_another_activation_warns():
+    src = _source()
+    with pytest.warns(UserWarning, match=r"hidden layer\(s\) \[1, 2\] were trained with "
+                                         r"another activation.*ReLU\(\) there, Tanh\(\) here"):
+        DeepMLPClassifier((16, 16), activation="tanh", init_from=src, max_iter=1).fit(X[B], y[B])
+
+
+def test_continuing_calls_may_drop_the_source_and_freeze_any_layer():
+    src = _source()
+    clf = DeepMLPClassifier((16, 16), init_from=src, freeze_layers=1, random_state=0)
+    clf.partial_fit(X[B], y[B], classes=[2, 3])
+    clf.set_params(init_from=None)  # e.g. to pickle without the source
+    clf.partial_fit(X[B], y[B])
+    np.testing.assert_array_equal(clf.coefs_[0], src.coefs_[0])
+    scratch = DeepMLPClassifier((16, 16), max_iter=2, warm_start=True, random_state=0)
+    first = scratch.fit(X[B], y[B]).coefs_[0]
+    scratch.set_params(freeze_layers=1).fit(X[B], y[B])  # fine-tune the top only
+    np.testing.assert_array_equal(scratch.coefs_[0], first)
+    with pytest.raises(InvalidParameterError, match="only 2 hidden layer"):
+        scratch.set_params(freeze_layers=3).fit(X[B], y[B])
