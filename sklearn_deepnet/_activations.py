@@ -39,6 +39,12 @@ class Activation:
         alpha dropout to preserve that property.
     summary : str
         One-line description used in the documentation tables.
+    dies : bool
+        Whether a unit can "die": output exactly zero for every input once its
+        pre-activations are all negative (ReLU). Diagnostics count such units.
+    bounds : tuple of float or None
+        ``(lower, upper)`` the output saturates at (logistic, tanh): where the
+        gradient vanishes. Diagnostics count outputs near them.
     """
 
     factory: Callable[[object], nn.Module]
@@ -48,6 +54,8 @@ class Activation:
     alpha_is_pair: bool = False
     self_normalizing: bool = False
     summary: str = ""
+    dies: bool = False
+    bounds: tuple | None = None
 
 
 def _rrelu(alpha):
@@ -59,11 +67,11 @@ _SWISH = Activation(
     lambda a: nn.SiLU(), "he", summary="Swish / SiLU, z * sigmoid(z)"
 )
 _LOGISTIC = Activation(
-    lambda a: nn.Sigmoid(), "glorot", summary="logistic sigmoid (saturates)"
+    lambda a: nn.Sigmoid(), "glorot", summary="logistic sigmoid (saturates)", bounds=(0.0, 1.0)
 )
 
 ACTIVATIONS: dict[str, Activation] = {
-    "relu": Activation(lambda a: nn.ReLU(), "he", summary="max(0, z)"),
+    "relu": Activation(lambda a: nn.ReLU(), "he", summary="max(0, z)", dies=True),
     "leaky_relu": Activation(
         lambda a: nn.LeakyReLU(negative_slope=a),
         "he",
@@ -103,7 +111,8 @@ ACTIVATIONS: dict[str, Activation] = {
     "swish": _SWISH,
     "silu": _SWISH,
     "mish": Activation(lambda a: nn.Mish(), "he", summary="z * tanh(softplus(z))"),
-    "tanh": Activation(lambda a: nn.Tanh(), "glorot", summary="hyperbolic tangent"),
+    "tanh": Activation(lambda a: nn.Tanh(), "glorot", summary="hyperbolic tangent",
+                       bounds=(-1.0, 1.0)),
     "logistic": _LOGISTIC,
     "sigmoid": _LOGISTIC,
     "identity": Activation(

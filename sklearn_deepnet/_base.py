@@ -16,7 +16,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch.callbacks import Callback, LRScheduler
 
 from ._activations import ACTIVATIONS, check_activation_alpha, is_self_normalizing
-from ._callbacks import ConvergenceMonitor, LayerFreezer
+from ._callbacks import ConvergenceMonitor, LayerFreezer, ProgressBar, wants_progress_bar
+from ._diagnostics import STATISTICS, Diagnostics
 from ._engine import (
     RowSubset,
     TensorData,
@@ -58,11 +59,13 @@ _ADDED_PARAMS = {"power_t": 0.5, "nesterovs_momentum": True, "max_fun": 15000, "
                  "decay_steps": 10_000, "lr_milestones": None, "lr_values": None,
                  "lr_factor": 0.5, "lr_patience": 5,
                  "init_from": None, "reuse_layers": None, "freeze_layers": 0,
-                 "unfreeze_after": None, "pretrain": None, "pretrain_epochs": 10}
+                 "unfreeze_after": None, "pretrain": None, "pretrain_epochs": 10,
+                 "diagnostics": False}
 # Estimators whose repr is being built (see BaseDeepMLP.__repr__).
 _IN_REPR = set()
 # Callback names the estimator uses itself.
-_RESERVED_CALLBACK_NAMES = ("epoch_timer", "convergence", "schedule", "freeze")
+_RESERVED_CALLBACK_NAMES = ("epoch_timer", "convergence", "schedule", "freeze", "diagnostics",
+                            "progress")
 
 
 def _mlp(n_features, n_outputs, arch):
@@ -218,6 +221,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         "unfreeze_after": [Interval(Integral, 0, None, closed="left"), None],
         "pretrain": [StrOptions({"autoencoder"}), None],
         "pretrain_epochs": [Interval(Integral, 1, None, closed="left")],
+        "diagnostics": ["boolean"],
     }
 
     # Private switch for benchmarks and debugging: False forces the eager step.
@@ -650,16 +654,25 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         stochastic = SOLVERS[self.solver].stochastic
         if not stochastic:  # its limits are the optimizer's settings
             solver_params.update(max_iter=self.max_iter, max_fun=self.max_fun, tol=self.tol)
+        verbose = int(self.verbose)
+        bar = ProgressBar(type(self).__name__) if verbose and wants_progress_bar(
+            incremental) else None
         monitor = ConvergenceMonitor(
             tol=self.tol, n_iter_no_change=self.n_iter_no_change, validation=validation,
             scorer=self._score_raw, validation_loss=self._validation_loss,
-            verbose=bool(self.verbose), adaptive=self.learning_rate == "adaptive",
+            verbose=verbose >= 1 and bar is None, adaptive=self.learning_rate == "adaptive",
             carry=getattr(self, "_convergence_carry", None) if continuing else None,
         )
         factory = SCHEDULES[self.learning_rate].factory
         schedule = [] if factory is None else [("schedule", factory(self))]
         if self.freeze_layers:
             schedule.append(("freeze", LayerFreezer(self.freeze_layers, self.unfreeze_after)))
+        if self.diagnostics:
+            schedule.append(("diagnostics", Diagnostics(
+                self._activation_kinds(), summary=verbose >= 2,
+                write=print if bar is None else bar.write)))
+        if bar is not None:
+            schedule.append(("progress", bar))
         uses_bn = self.batch_norm is not None or self.batch_norm_input
         settings = dict(
             solver=self.solver, solver_params=solver_params,
@@ -715,6 +728,50 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
                         group[key] = new[key]
         net.schedule = self.learning_rate
         return net
+
+    def _activation_kinds(self):
+        """Per hidden layer: whether its units can die and its saturation bounds."""
+        entry = ACTIVATIONS.get(self.activation) if isinstance(self.activation, str) else None
+        kind = (False, None) if entry is None else (entry.dies, entry.bounds)
+        return [kind] * len(self._architecture()["hidden_layer_sizes"])
+
+    def history_frame(self):
+        """The training history as a pandas DataFrame, one row per epoch.
+
+        Columns: the per-epoch records of ``history_`` (``train_loss``,
+        ``lr``, ``dur``, with early stopping ``valid_loss`` and
+        ``valid_score``, ...) and, with ``diagnostics=True``, one column per
+        statistic and layer: ``grad_norm_1`` ... ``grad_norm_out`` (linear
+        layers, the output layer last) and ``act_mean_1`` ... (hidden layers).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by epoch (1, 2, ...), over every fit and ``partial_fit``
+            call of the network.
+        """
+        check_is_fitted(self)
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            raise ImportError("history_frame() needs pandas: pip install pandas") from exc
+        n_hidden = len(self.module_.hidden)
+        rows = []
+        for epoch, record in enumerate(self.history_, start=1):
+            row = {"epoch": epoch}
+            for key, value in record.items():
+                if key == "diagnostics":
+                    for stat, values in value.items():
+                        names = [*range(1, n_hidden + 1), "out"] if STATISTICS[stat] else range(
+                            1, n_hidden + 1)
+                        row.update((f"{stat}_{name}", v) for name, v in zip(
+                            names, values, strict=True))
+                elif key not in ("batches", "epoch"):
+                    row[key] = value
+            rows.append(row)
+        if not rows:  # e.g. the first epoch diverged and was rolled back
+            return pd.DataFrame(index=pd.Index([], name="epoch", dtype=int))
+        return pd.DataFrame(rows).set_index("epoch")
 
     def _validation_loss(self, raw, y_model, sample_weight):
         """Weighted mean loss (no penalty) of raw outputs: the history's ``valid_loss``."""

@@ -1,4 +1,4 @@
-"""The estimator's own callbacks: the stopping rule and layer freezing.
+"""The estimator's own callbacks: the stopping rule, layer freezing, the progress bar.
 
 :class:`ConvergenceMonitor` is scikit-learn's MLP stopping rule.
 
@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import copy
 import math
+import multiprocessing
+import sys
+import threading
 
 from skorch.callbacks import Callback
 
 from ._inference import predict_raw
 
-__all__ = ["ConvergenceMonitor", "LayerFreezer"]
+__all__ = ["ConvergenceMonitor", "LayerFreezer", "ProgressBar", "wants_progress_bar"]
 
 
 class ConvergenceMonitor(Callback):
@@ -187,3 +190,60 @@ class LayerFreezer(Callback):
     def on_train_end(self, net, **kwargs):
         """Leave every layer trainable."""
         net.module_.freeze_(0)
+
+
+def wants_progress_bar(incremental):
+    """Whether ``verbose=1`` shows a progress bar rather than one line per epoch.
+
+    A bar only for ``fit`` (``partial_fit`` runs one epoch) on an interactive
+    stderr (a terminal or a Jupyter kernel), in the main thread of the main process: in joblib or
+    ``GridSearchCV(n_jobs=...)`` workers, bars of parallel fits would garble
+    each other, and one line per epoch (scikit-learn's verbose output) is
+    printed instead.
+    """
+    isatty = getattr(sys.stderr, "isatty", None)
+    interactive = (callable(isatty) and isatty()) or "ipykernel" in sys.modules
+    return (not incremental and interactive
+            and threading.current_thread() is threading.main_thread()
+            and multiprocessing.parent_process() is None)
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over the epochs of a fit, with the loss and validation score.
+
+    Parameters
+    ----------
+    desc : str
+        Label of the bar (the estimator's class name).
+    """
+
+    def __init__(self, desc):
+        self.desc = desc
+
+    def on_train_begin(self, net, **kwargs):
+        """Open the bar for this call's ``max_epochs``."""
+        from tqdm.auto import tqdm
+
+        self.bar_ = tqdm(total=net.max_epochs, desc=self.desc, unit="epoch", file=sys.stderr,
+                         dynamic_ncols=True)
+
+    def on_epoch_end(self, net, **kwargs):
+        """Advance by one epoch and show the epoch's loss (and validation score)."""
+        row = net.history[-1]
+        shown = {"loss": f"{row['train_loss']:.4g}"}
+        if "valid_score" in row:
+            shown["valid"] = f"{row['valid_score']:.4g}"
+        self.bar_.set_postfix(shown, refresh=False)
+        self.bar_.update(1)
+
+    def on_train_end(self, net, **kwargs):
+        """Close the bar (however training ended)."""
+        bar, self.bar_ = getattr(self, "bar_", None), None
+        if bar is not None:
+            bar.close()
+
+    def write(self, line):
+        """Print ``line`` above the bar without garbling it."""
+        from tqdm.auto import tqdm
+
+        tqdm.write(line, file=sys.stderr)

@@ -90,7 +90,7 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         validation_fraction=0.1, warm_start=False, random_state=None, verbose=False,
         device="auto", n_threads=None, max_fun=15000, callbacks=None, mc_dropout=0,
         init_from=None, reuse_layers=None, freeze_layers=0, unfreeze_after=None,
-        pretrain=None, pretrain_epochs=10,
+        pretrain=None, pretrain_epochs=10, diagnostics=False,
         class_weight=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -144,6 +144,7 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         self.unfreeze_after = unfreeze_after
         self.pretrain = pretrain
         self.pretrain_epochs = pretrain_epochs
+        self.diagnostics = diagnostics
         self.class_weight = class_weight
 
     @fit_context(prefer_skip_nested_validation=True)

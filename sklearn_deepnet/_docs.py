@@ -61,9 +61,12 @@ SHARED_PARAMETERS = f"""\
         rescaled to the target variance, as in Keras. "auto" follows Table 11-1
         of the chapter: He for the ReLU family, ELU, GELU, Swish and Mish,
         LeCun for SELU, Glorot for tanh, logistic and identity; the output
-        layer (softmax, sigmoid or identity) always gets Glorot, and so do
-        hidden layers with a user-supplied activation module. An explicit
-        initializer applies to every layer. Biases start at zero.
+        layer (softmax, sigmoid or identity) always gets Glorot uniform, and
+        so do hidden layers with a user-supplied activation module. An
+        explicit initializer applies to the hidden layers; the output layer
+        keeps Glorot uniform, as in Keras code that sets
+        ``kernel_initializer`` on its hidden ``Dense`` layers only (the
+        chapter's). Biases start at zero.
 
     batch_norm : {{"before", "after"}} or None, default=None
         Add a BatchNorm layer to every hidden layer, before or after its
@@ -214,8 +217,26 @@ SHARED_PARAMETERS = f"""\
         in a forked, seeded torch generator); with ``None`` one number is
         drawn from numpy's global generator, as in scikit-learn.
 
-    verbose : bool, default=False
-        Print the loss (and validation score) after every epoch.
+    verbose : int or bool, default=False
+        ``0``/``False``: silent. ``1``/``True``: a progress bar per
+        :meth:`fit` (epochs, with the loss and validation score) when stderr
+        is a terminal or a Jupyter kernel, else one line per epoch as
+        ``MLPClassifier(verbose=True)`` prints (always lines for
+        ``partial_fit`` and in joblib / ``GridSearchCV(n_jobs=...)`` workers,
+        whose bars would garble each other). ``2``: also one line of
+        ``diagnostics`` per epoch (with ``diagnostics=True``).
+
+    diagnostics : bool, default=False
+        Record, once per epoch on a fixed probe batch (the first 256 training
+        rows of the call), per linear layer the gradient norm, weight norm and
+        update/weight ratio, and per hidden layer the activations' mean and
+        standard deviation, the fraction of dead units (ReLU) and of
+        saturated outputs (logistic, tanh): what shows vanishing or exploding
+        gradients, saturation and dying ReLUs. In ``history_`` under
+        ``"diagnostics"``, as columns of :meth:`history_frame`, and plotted
+        by :mod:`sklearn_deepnet.plot`. Measured outside the training step:
+        every fast path keeps running and the fit is the same as without it
+        (bit for bit); off costs nothing.
 
     device : str or torch.device, default="auto"
         Where to train: "auto" (CUDA when available, else CPU), "cpu",

@@ -165,14 +165,18 @@ class MLP(nn.Module):
         Parameters
         ----------
         kernel_initializer : str or VarianceScaling, default="auto"
-            With ``"auto"`` hidden layers use the family Table 11-1 gives for
-            the activation and the output layer (softmax, sigmoid or identity)
-            uses Glorot. An explicit initializer applies to every layer.
+            Initializer of the hidden layers; with ``"auto"`` the family
+            Table 11-1 gives for the activation. The output layer (softmax,
+            sigmoid or identity) always uses Glorot uniform, as a Keras
+            ``Dense`` layer without an initializer of its own does.
         """
         hidden_family = activation_init_family(self.activation)
         for i, linear in enumerate(self.linears()):
-            family = hidden_family if i < len(self.hidden) else "glorot"
-            resolve_initializer(kernel_initializer, family).initialize_(linear.weight)
+            if i < len(self.hidden):
+                init = resolve_initializer(kernel_initializer, hidden_family)
+            else:
+                init = resolve_initializer("auto", "glorot")
+            init.initialize_(linear.weight)
             if linear.bias is not None:
                 nn.init.zeros_(linear.bias)
         return self

@@ -81,7 +81,7 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
         validation_fraction=0.1, warm_start=False, random_state=None, verbose=False,
         device="auto", n_threads=None, max_fun=15000, callbacks=None, mc_dropout=0,
         init_from=None, reuse_layers=None, freeze_layers=0, unfreeze_after=None,
-        pretrain=None, pretrain_epochs=10,
+        pretrain=None, pretrain_epochs=10, diagnostics=False,
         loss="squared_error", huber_delta=1.0,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -135,6 +135,7 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
         self.unfreeze_after = unfreeze_after
         self.pretrain = pretrain
         self.pretrain_epochs = pretrain_epochs
+        self.diagnostics = diagnostics
         self.loss = loss
         self.huber_delta = huber_delta
 

@@ -214,7 +214,7 @@ def test_every_constrained_hyperparameter_has_a_bad_value_row():
     # Booleans and seeds: any value of the allowed type is valid (sklearn's
     # constraint checks cover the wrong types); the rest need a row here.
     free = {"batch_norm_input", "shuffle", "early_stopping", "warm_start", "random_state",
-            "nesterovs_momentum",
+            "nesterovs_momentum", "diagnostics",
             "verbose", "batch_norm_momentum", "batch_norm_epsilon", "clip_value",
             "beta_1", "beta_2", "epsilon", "rho", "tol", "n_iter_no_change", "huber_delta"}
     for cls in (DeepMLPClassifier, DeepMLPRegressor):

@@ -80,8 +80,24 @@ def test_plot_pretraining(tmp_path):
     assert "autoencoder pretraining" in out and "better in" in out
 
 
+def test_plot_self_normalization(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = _run("plot_self_normalization.py", "--depth", "10", "--epochs", "1", "--output",
+               "n.png", cwd=tmp_path)
+    assert (tmp_path / "n.png").stat().st_size > 10_000
+    assert out.count("over 10 layers") == 3
+
+
+def test_plot_dying_relus(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = _run("plot_dying_relus.py", "--epochs", "2", "--output", "d.png", cwd=tmp_path)
+    assert (tmp_path / "d.png").stat().st_size > 10_000
+    assert "dead units per layer" in out and "cannot die" in out
+
+
 def test_every_example_has_a_smoke_test():
     tested = {"quickstart.py", "plot_vanishing_gradients.py", "plot_callbacks.py",
+              "plot_self_normalization.py", "plot_dying_relus.py",
               "plot_lr_schedules.py", "plot_lr_finder.py", "plot_mc_dropout.py",
               "plot_transfer_learning.py", "plot_pretraining.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested

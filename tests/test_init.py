@@ -69,11 +69,14 @@ def test_auto_in_a_wide_network():
     assert net.hidden[0].linear.weight.var().item() == pytest.approx(1.0 / 1000, rel=0.05)
 
 
-def test_explicit_initializer_applies_to_every_layer():
+def test_explicit_initializer_applies_to_the_hidden_layers_the_output_keeps_glorot():
     torch.manual_seed(0)
-    net = MLP(1000, [1000], 500, activation="relu").initialize_("lecun_uniform")
-    for lin in net.linears():
+    net = MLP(1000, [1000, 1000], 500, activation="relu").initialize_("lecun_uniform")
+    for lin in net.hidden_linears():
         assert lin.weight.var().item() == pytest.approx(1.0 / lin.in_features, rel=0.05)
+    out = net.output.linear.weight
+    assert out.var().item() == pytest.approx(2.0 / (1000 + 500), rel=0.05)
+    assert out.abs().max().item() <= (6.0 / 1500) ** 0.5  # uniform, as Keras' default
 
 
 def test_estimator_uses_initializer(clf_data):

@@ -94,3 +94,21 @@ def test_selu_warning_checks_the_rows_trained_on_and_sparse_input():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         clf.partial_fit(X, y)  # warned once, when the network was built
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_deep_selu_stack_trains_faster_than_the_same_relu_stack(seed):
+    """40 x 64 on the standardized digits, momentum SGD at 3e-4, batch 32, 2 epochs:
+    SELU + LeCun ends near 0.8-1.0 where ReLU + He is still near chance (2.3)."""
+    from sklearn.datasets import load_digits
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_digits(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    losses = {}
+    for activation in ("selu", "relu"):
+        clf = DeepMLPClassifier((64,) * 40, activation=activation, solver="momentum",
+                                learning_rate_init=3e-4, batch_size=32, alpha=0.0, max_iter=2,
+                                n_iter_no_change=99, random_state=seed).fit(X, y)
+        losses[activation] = clf.loss_
+    assert losses["selu"] < losses["relu"] - 0.5, losses
