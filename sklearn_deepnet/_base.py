@@ -13,27 +13,28 @@ from sklearn.base import BaseEstimator, is_regressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
-from skorch.callbacks import Callback, LRScheduler
 
-from ._activations import ACTIVATIONS, check_activation_alpha, is_self_normalizing
+from ._activations import ACTIVATIONS
 from ._callbacks import ConvergenceMonitor, LayerFreezer, ProgressBar, wants_progress_bar
-from ._diagnostics import STATISTICS, Diagnostics
+from ._checks import ParameterChecks
+from ._diagnostics import Diagnostics, history_frame
 from ._engine import (
     RowSubset,
     TensorData,
     choose_num_threads,
     index_dtype,
+    split_rows,
     to_tensor,
 )
 from ._inference import predict_raw, predict_raw_mc, seed_forked
 from ._init import INITIALIZERS, VarianceScaling
 from ._module import MLP
-from ._optim import SOLVERS, build_optimizer, resolve_weight_decay
+from ._optim import SOLVERS, build_optimizer
 from ._persist import load_optimizer_state, net_from_state, net_to_state
-from ._reuse import check_reuse_params, reuse_warnings, start_network_
+from ._reuse import KeepsSource, reuse_warnings, start_network_
 from ._schedules import SCHEDULES
 from ._steps import Regularization
-from ._trainer import BATCH_EVENTS, TrainingNet, implements_event
+from ._trainer import TrainingNet
 from ._validation import (
     Integral,
     Interval,
@@ -41,7 +42,6 @@ from ._validation import (
     Real,
     StrOptions,
     check_sample_weight,
-    invalid_combination,
     invalid_parameter,
     resolve_device,
 )
@@ -61,38 +61,12 @@ _ADDED_PARAMS = {"power_t": 0.5, "nesterovs_momentum": True, "max_fun": 15000, "
                  "init_from": None, "reuse_layers": None, "freeze_layers": 0,
                  "unfreeze_after": None, "pretrain": None, "pretrain_epochs": 10,
                  "diagnostics": False}
-# Estimators whose repr is being built (see BaseDeepMLP.__repr__).
-_IN_REPR = set()
-# Callback names the estimator uses itself.
-_RESERVED_CALLBACK_NAMES = ("epoch_timer", "convergence", "schedule", "freeze", "diagnostics",
-                            "progress")
 
 
 def _mlp(n_features, n_outputs, arch):
     """An :class:`MLP` of the architecture ``arch`` (see ``BaseDeepMLP._architecture``)."""
     options = {k: v for k, v in arch.items() if k != "hidden_layer_sizes"}
     return MLP(n_features, arch["hidden_layer_sizes"], n_outputs, **options)
-
-
-def _column_moments(X, rows=None, chunk=65536):
-    """Per-column mean and standard deviation of ``X[rows]`` (all rows when ``None``),
-    in float64, without a copy of ``X`` (sparse ``X`` stays sparse)."""
-    total = np.zeros(X.shape[1])
-    squares = np.zeros(X.shape[1])
-    n_rows = X.shape[0] if rows is None else len(rows)
-    for start in range(0, n_rows, chunk):
-        index = slice(start, start + chunk) if rows is None else rows[start : start + chunk]
-        part = X[index]
-        if sp.issparse(part):
-            total += np.asarray(part.sum(axis=0), dtype=np.float64).ravel()
-            squares += np.asarray(part.multiply(part).sum(axis=0), dtype=np.float64).ravel()
-        else:
-            part = part.astype(np.float64)
-            total += part.sum(axis=0)
-            squares += np.square(part).sum(axis=0)
-    n = max(n_rows, 1)
-    mean = total / n
-    return mean, np.sqrt(np.maximum(squares / n - mean**2, 0.0))
 
 
 def _output_dtype(X):
@@ -116,53 +90,7 @@ def _without_fit_state(item):
     return cb
 
 
-def split_rows(rows, n_val, labels, seed):
-    """Random (stratified when ``labels`` allow) split of ``rows`` into train/validation.
-
-    Like ``train_test_split(rows, test_size=n_val, stratify=...)`` with the
-    class quotas chosen by largest remainder, but with ~10 bytes of temporary
-    memory per row instead of ~64: the split must not cost more than the data.
-
-    Parameters
-    ----------
-    rows : ndarray of int
-        Candidate rows.
-    n_val : int
-        Number of validation rows.
-    labels : ndarray of shape (n_all,) or None
-        Class code (0 .. n_classes - 1) of every row of the data set (indexed
-        by ``rows``); ``None`` or too few samples per class gives a plain
-        random split.
-    seed : int
-
-    Returns
-    -------
-    train_rows, val_rows : ndarray of int
-    """
-    rng = np.random.RandomState(seed % (2**32))
-    perm = rows.copy()
-    rng.shuffle(perm)
-    n = len(rows)
-    if labels is not None:
-        codes = np.take(labels.astype(np.int32, copy=False), perm)
-        counts = np.bincount(codes)
-        present = counts[counts > 0]
-        if present.min() < 2 or n_val < len(present) or n - n_val < len(present):
-            labels = None  # too few samples per class: plain random split
-    if labels is None:
-        return perm[n_val:], perm[:n_val]
-    exact = n_val * counts / n
-    quota = np.floor(exact).astype(np.int64)
-    short = n_val - quota.sum()
-    quota[np.argsort(quota - exact, kind="stable")[:short]] += 1
-    is_val = np.zeros(n, dtype=bool)
-    for c, q in enumerate(quota):
-        is_val[np.flatnonzero(codes == c)[:q]] = True
-    del codes
-    return perm[~is_val], perm[is_val]
-
-
-class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
+class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta):
     """Base class of :class:`DeepMLPClassifier` and :class:`DeepMLPRegressor`.
 
     Not for direct use. Subclasses supply the target handling (label encoding
@@ -260,129 +188,6 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         return True
 
     # ------------------------------------------------------------ validation
-    def _check_params(self, continuing=False):
-        """Cross-parameter checks that constraints cannot express."""
-        sizes = self.hidden_layer_sizes
-        sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
-        if not all(isinstance(s, Integral) and not isinstance(s, bool) and s >= 1
-                   for s in sizes):
-            raise invalid_parameter(
-                self, "hidden_layer_sizes", "a sequence of positive ints",
-                self.hidden_layer_sizes,
-            )
-        if isinstance(self.activation, torch.nn.Module):
-            raise invalid_parameter(
-                self, "activation",
-                "a name or a zero-argument callable returning a torch.nn.Module, such as "
-                f"the class {type(self.activation).__name__} itself (one instance is made "
-                "per layer), not an instance", self.activation,
-            )
-        if isinstance(self.activation, str):
-            msg = check_activation_alpha(self.activation, self.activation_alpha)
-            if msg:
-                raise invalid_combination(self, "activation_alpha", self.activation_alpha, msg)
-        elif self.activation_alpha is not None:
-            raise invalid_combination(
-                self, "activation_alpha", self.activation_alpha,
-                "activation_alpha only applies to named activations; configure a custom "
-                "module in the callable instead, e.g. functools.partial(nn.LeakyReLU, 0.1).",
-            )
-        if isinstance(self.kernel_initializer, VarianceScaling):
-            try:
-                self.kernel_initializer.validate()
-            except ValueError as exc:
-                raise invalid_parameter(
-                    self, "kernel_initializer", f"a valid VarianceScaling ({exc})",
-                    self.kernel_initializer,
-                ) from None
-        decay, msg = resolve_weight_decay(self.solver, self.weight_decay)
-        if msg:
-            raise invalid_combination(self, "weight_decay", self.weight_decay, msg)
-        self._check_callbacks()
-        if not SOLVERS[self.solver].stochastic:
-            for name, off in (("dropout", 0.0), ("max_norm", None), ("clip_norm", None),
-                              ("clip_value", None)):
-                if getattr(self, name) != off:
-                    raise invalid_combination(
-                        self, name, getattr(self, name),
-                        f"solver={self.solver!r} minimizes one deterministic full-batch "
-                        f"objective; {name} needs a mini-batch solver (set {name}="
-                        f"{off!r} or choose another solver).",
-                    )
-            batchwise = [cb for _, cb in self._callback_items()
-                         if any(implements_event(cb, event) for event in BATCH_EVENTS)]
-            if batchwise:
-                raise invalid_combination(
-                    self, "callbacks", batchwise,
-                    f"solver={self.solver!r} has no mini-batches, so callbacks with "
-                    "per-batch or gradient events would never run; use a mini-batch "
-                    "solver or callbacks that act per epoch.",
-                )
-        self._check_schedule()
-        check_reuse_params(self, len(sizes), continuing)
-        return [int(s) for s in sizes], decay
-
-    def _check_schedule(self):
-        if self.learning_rate != "constant" and any(
-                isinstance(cb, LRScheduler) or cb is LRScheduler
-                for _, cb in self._callback_items()):
-            raise invalid_combination(
-                self, "learning_rate", self.learning_rate,
-                "a learning_rate schedule and an LRScheduler callback would both set the "
-                "rate; use one of them (learning_rate='constant' with the callback).",
-            )
-        if self.learning_rate != "constant" and not SOLVERS[self.solver].stochastic:
-            raise invalid_combination(
-                self, "learning_rate", self.learning_rate,
-                f"solver={self.solver!r} has no learning rate to schedule (its line search "
-                "sets the steps); use learning_rate='constant' or a mini-batch solver.",
-            )
-        if self.learning_rate != "piecewise":
-            return
-        milestones, values = self.lr_milestones, self.lr_values
-        if milestones is None or values is None:
-            raise invalid_combination(
-                self, "learning_rate", "piecewise",
-                "learning_rate='piecewise' needs lr_milestones (epochs) and lr_values "
-                "(one more rate than milestones).",
-            )
-        milestones, values = list(milestones), list(values)
-        ok = (all(isinstance(m, Integral) and m >= 1 for m in milestones)
-              and all(a < b for a, b in zip(milestones, milestones[1:], strict=False)))
-        if not ok:
-            raise invalid_parameter(
-                self, "lr_milestones", "increasing positive epoch numbers", self.lr_milestones)
-        if len(values) != len(milestones) + 1 or not all(
-                isinstance(v, Real) and v > 0 for v in values):
-            raise invalid_combination(
-                self, "lr_values", self.lr_values,
-                f"lr_values needs {len(milestones) + 1} positive rates (one more than the "
-                f"{len(milestones)} lr_milestones).",
-            )
-
-    def _callback_items(self):
-        """``(name or None, callback)`` for each entry of ``callbacks``."""
-        for item in self.callbacks or []:
-            yield item if isinstance(item, tuple) and len(item) == 2 else (None, item)
-
-    def _check_callbacks(self):
-        for item, (name, cb) in zip(self.callbacks or [], self._callback_items(), strict=True):
-            is_callback = isinstance(cb, Callback) or (
-                isinstance(cb, type) and issubclass(cb, Callback)
-            )
-            if not is_callback or not (name is None or isinstance(name, str)):
-                raise invalid_parameter(
-                    self, "callbacks",
-                    "a list of skorch callbacks (skorch.callbacks.Callback instances or "
-                    "classes) or of (name, callback) pairs", item,
-                )
-            if name in _RESERVED_CALLBACK_NAMES:
-                raise invalid_combination(
-                    self, "callbacks", item,
-                    f"the callback name {name!r} is used by the estimator itself; "
-                    "choose another name.",
-                )
-
     def _architecture(self):
         arch = {name: getattr(self, name) for name in _ARCHITECTURE_PARAMS}
         sizes = arch["hidden_layer_sizes"]
@@ -553,50 +358,6 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             ))
         return pending
 
-    def _self_normalization_warnings(self, X, rows, decay):
-        """Why a SELU net will not self-normalize (chapter 11's conditions), if it won't."""
-        if not (isinstance(self.activation, str) and is_self_normalizing(self.activation)):
-            return []
-        why = []
-        if self.batch_norm is not None or self.batch_norm_input:
-            why.append("BatchNorm layers")
-        if self.alpha > 1e-4:  # stronger than the negligible default penalty
-            why.append(f"an L1/L2 penalty (alpha={self.alpha})")
-        if decay > 0:
-            why.append(f"weight decay (weight_decay={decay})")
-        if self.max_norm is not None:
-            why.append(f"max-norm (max_norm={self.max_norm})")
-        init = self.kernel_initializer
-        lecun = (init in ("auto", "lecun_normal") if isinstance(init, str) else
-                 (init.scale, init.mode, init.distribution) == (1.0, "fan_in", "normal"))
-        if not lecun:
-            why.append(f"kernel_initializer={init!r} instead of LeCun normal")
-        mean, std = _column_moments(X, rows)
-        if np.abs(mean).max() > 0.5 or (std > 0).any() and (
-                np.abs(std[std > 0] - 1).max() > 0.5):
-            why.append("inputs that are not standardized (column means up to "
-                       f"{np.abs(mean).max():.3g}, standard deviations "
-                       f"{std.min():.3g}-{std.max():.3g}; use StandardScaler)")
-        if not why:
-            return []
-        return [
-            "activation='selu' self-normalizes (keeps every layer's outputs at mean 0 and "
-            "standard deviation 1) only with LeCun normal initialization, standardized "
-            "inputs, a plain stack of dense layers and no BatchNorm, L1/L2, max-norm or "
-            f"ordinary dropout (chapter 11); this network has {'; '.join(why)}."
-        ]
-
-    def _check_same_architecture(self, incremental):
-        changed = sorted(
-            k for k, v in self._architecture().items() if self._fitted_architecture[k] != v
-        )
-        if changed:
-            raise ValueError(
-                f"{'partial_fit' if incremental else 'warm_start=True'} continues the "
-                f"fitted network, but {', '.join(changed)} changed since it was built. "
-                "Set warm_start=False (or call fit) to build a new network."
-            )
-
     def _validate_inputs(self, X, y, sample_weight, *, continuing, incremental, classes):
         """Validated float32 ``X``, model targets, sample weights, output width, rows.
 
@@ -751,27 +512,7 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
             call of the network.
         """
         check_is_fitted(self)
-        try:
-            import pandas as pd
-        except ImportError as exc:
-            raise ImportError("history_frame() needs pandas: pip install pandas") from exc
-        n_hidden = len(self.module_.hidden)
-        rows = []
-        for epoch, record in enumerate(self.history_, start=1):
-            row = {"epoch": epoch}
-            for key, value in record.items():
-                if key == "diagnostics":
-                    for stat, values in value.items():
-                        names = [*range(1, n_hidden + 1), "out"] if STATISTICS[stat] else range(
-                            1, n_hidden + 1)
-                        row.update((f"{stat}_{name}", v) for name, v in zip(
-                            names, values, strict=True))
-                elif key not in ("batches", "epoch"):
-                    row[key] = value
-            rows.append(row)
-        if not rows:  # e.g. the first epoch diverged and was rolled back
-            return pd.DataFrame(index=pd.Index([], name="epoch", dtype=int))
-        return pd.DataFrame(rows).set_index("epoch")
+        return history_frame(self.history_, len(self.module_.hidden))
 
     def _validation_loss(self, raw, y_model, sample_weight):
         """Weighted mean loss (no penalty) of raw outputs: the history's ``valid_loss``."""
@@ -875,58 +616,6 @@ class BaseDeepMLP(BaseEstimator, metaclass=ABCMeta):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True  # densified batch by batch
         return tags
-
-    def __sklearn_clone__(self):
-        """scikit-learn's ``clone``, keeping ``init_from`` as the same fitted estimator.
-
-        ``clone`` would turn the fitted source of transfer learning into an
-        unfitted copy; ``GridSearchCV``, ``cross_validate`` and pipelines clone
-        this estimator, so its clones share the source (which is only read).
-        """
-        # scikit-learn's cloning of everything else, on a shallow stand-in
-        # without the source (never cloned, so never recursed into).
-        stand_in = object.__new__(type(self))
-        stand_in.__dict__.update(self.__dict__, init_from=None)
-        new = super(BaseDeepMLP, stand_in).__sklearn_clone__()
-        new.init_from = self.init_from
-        return new
-
-    def __repr__(self, N_CHAR_MAX=700):
-        # An init_from chain that leads back to this estimator (refused by fit)
-        # would otherwise recurse forever; its second appearance is shown as "(...)".
-        if id(self) in _IN_REPR:
-            return f"{type(self).__name__}(...)"
-        _IN_REPR.add(id(self))
-        try:
-            return super().__repr__(N_CHAR_MAX)
-        finally:
-            _IN_REPR.discard(id(self))
-
-    def get_params(self, deep=True):
-        """Get the parameters of this estimator.
-
-        As scikit-learn's, except that ``init_from`` is a value, not a
-        sub-estimator: its own parameters are not listed with ``deep=True``,
-        so ``set_params`` cannot change the source that clones share.
-
-        Parameters
-        ----------
-        deep : bool, default=True
-            Also list the parameters of sub-estimators (there are none besides
-            ``init_from``).
-
-        Returns
-        -------
-        params : dict
-            Parameter names mapped to their values.
-        """
-        params = super().get_params(deep=False)
-        if deep:
-            for key, value in list(params.items()):
-                if key != "init_from" and hasattr(value, "get_params") and not isinstance(
-                        value, type):
-                    params.update((f"{key}__{k}", v) for k, v in value.get_params().items())
-        return params
 
     @property
     def coefs_(self):

@@ -37,7 +37,7 @@ import torch
 from skorch.callbacks import Callback
 from torch import nn
 
-__all__ = ["PROBE_ROWS", "STATISTICS", "Diagnostics", "layer_statistics"]
+__all__ = ["PROBE_ROWS", "STATISTICS", "Diagnostics", "history_frame", "layer_statistics"]
 
 PROBE_ROWS = 256
 # Statistic -> whether it is per linear layer (True) or per hidden layer (False).
@@ -211,3 +211,39 @@ def summary_line(epoch, stats):
         if any(not math.isnan(v) for v in stats[name]):
             parts.append(f"{label} {span(name)}")
     return f"  diagnostics epoch {epoch}: " + ", ".join(parts)
+
+
+def history_frame(history, n_hidden):
+    """A skorch ``History`` as a pandas DataFrame, diagnostics spread into columns.
+
+    Parameters
+    ----------
+    history : skorch.History
+    n_hidden : int
+        Number of hidden layers (the diagnostics columns ``*_1`` ... ``*_out``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per epoch, indexed by epoch number.
+    """
+    try:
+        import pandas as pd
+    except ImportError as exc:
+        raise ImportError("history_frame() needs pandas: pip install pandas") from exc
+    linear_names = [*range(1, n_hidden + 1), "out"]
+    rows = []
+    for epoch, record in enumerate(history, start=1):
+        row = {"epoch": epoch}
+        for key, value in record.items():
+            if key == "diagnostics":
+                for stat, values in value.items():
+                    names = linear_names if STATISTICS[stat] else linear_names[:-1]
+                    row.update((f"{stat}_{name}", v) for name, v in zip(names, values,
+                                                                          strict=True))
+            elif key not in ("batches", "epoch"):
+                row[key] = value
+        rows.append(row)
+    if not rows:  # e.g. the first epoch diverged and was rolled back
+        return pd.DataFrame(index=pd.Index([], name="epoch", dtype=int))
+    return pd.DataFrame(rows).set_index("epoch")

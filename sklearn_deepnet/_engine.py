@@ -19,7 +19,8 @@ import scipy.sparse as sp
 import torch
 
 __all__ = [
-    "Batches", "RowSubset", "TensorData", "choose_num_threads", "index_dtype", "to_tensor",
+    "Batches", "RowSubset", "TensorData", "choose_num_threads", "index_dtype", "split_rows",
+    "to_tensor",
 ]
 
 def to_tensor(array, device, dtype=None):
@@ -213,3 +214,49 @@ class Batches:
         if d.rows is not None:
             return d.rows
         return torch.arange(len(d), device=device, dtype=dtype) if always else None
+
+
+def split_rows(rows, n_val, labels, seed):
+    """Random (stratified when ``labels`` allow) split of ``rows`` into train/validation.
+
+    Like ``train_test_split(rows, test_size=n_val, stratify=...)`` with the
+    class quotas chosen by largest remainder, but with ~10 bytes of temporary
+    memory per row instead of ~64: the split must not cost more than the data.
+
+    Parameters
+    ----------
+    rows : ndarray of int
+        Candidate rows.
+    n_val : int
+        Number of validation rows.
+    labels : ndarray of shape (n_all,) or None
+        Class code (0 .. n_classes - 1) of every row of the data set (indexed
+        by ``rows``); ``None`` or too few samples per class gives a plain
+        random split.
+    seed : int
+
+    Returns
+    -------
+    train_rows, val_rows : ndarray of int
+    """
+    rng = np.random.RandomState(seed % (2**32))
+    perm = rows.copy()
+    rng.shuffle(perm)
+    n = len(rows)
+    if labels is not None:
+        codes = np.take(labels.astype(np.int32, copy=False), perm)
+        counts = np.bincount(codes)
+        present = counts[counts > 0]
+        if present.min() < 2 or n_val < len(present) or n - n_val < len(present):
+            labels = None  # too few samples per class: plain random split
+    if labels is None:
+        return perm[n_val:], perm[:n_val]
+    exact = n_val * counts / n
+    quota = np.floor(exact).astype(np.int64)
+    short = n_val - quota.sum()
+    quota[np.argsort(quota - exact, kind="stable")[:short]] += 1
+    is_val = np.zeros(n, dtype=bool)
+    for c, q in enumerate(quota):
+        is_val[np.flatnonzero(codes == c)[:q]] = True
+    del codes
+    return perm[~is_val], perm[is_val]

@@ -28,8 +28,71 @@ from ._optim import SOLVERS
 from ._transfer import copy_layers_, matching_layers, pretrain_autoencoder_
 from ._validation import invalid_combination, invalid_parameter
 
-__all__ = ["check_reuse_params", "reuse_warnings", "source_estimator", "start_network_",
-           "unlabeled_mask"]
+__all__ = ["KeepsSource", "check_reuse_params", "reuse_warnings", "source_estimator",
+           "start_network_", "unlabeled_mask"]
+
+
+# Estimators whose repr is being built (see KeepsSource.__repr__).
+_IN_REPR = set()
+
+
+class KeepsSource:
+    """``clone``, ``repr`` and ``get_params`` that hold ``init_from`` by reference.
+
+    Mixed into ``BaseDeepMLP`` before ``BaseEstimator``.
+    """
+
+    def __sklearn_clone__(self):
+        """scikit-learn's ``clone``, keeping ``init_from`` as the same fitted estimator.
+
+        ``clone`` would turn the fitted source of transfer learning into an
+        unfitted copy; ``GridSearchCV``, ``cross_validate`` and pipelines clone
+        this estimator, so its clones share the source (which is only read).
+        """
+        # scikit-learn's cloning of everything else, on a shallow stand-in
+        # without the source (never cloned, so never recursed into).
+        stand_in = object.__new__(type(self))
+        stand_in.__dict__.update(self.__dict__, init_from=None)
+        new = super(KeepsSource, stand_in).__sklearn_clone__()
+        new.init_from = self.init_from
+        return new
+
+    def __repr__(self, N_CHAR_MAX=700):
+        # An init_from chain that leads back to this estimator (refused by fit)
+        # would otherwise recurse forever; its second appearance is shown as "(...)".
+        if id(self) in _IN_REPR:
+            return f"{type(self).__name__}(...)"
+        _IN_REPR.add(id(self))
+        try:
+            return super().__repr__(N_CHAR_MAX)
+        finally:
+            _IN_REPR.discard(id(self))
+
+    def get_params(self, deep=True):
+        """Get the parameters of this estimator.
+
+        As scikit-learn's, except that ``init_from`` is a value, not a
+        sub-estimator: its own parameters are not listed with ``deep=True``,
+        so ``set_params`` cannot change the source that clones share.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Also list the parameters of sub-estimators (there are none besides
+            ``init_from``).
+
+        Returns
+        -------
+        params : dict
+            Parameter names mapped to their values.
+        """
+        params = super().get_params(deep=False)
+        if deep:
+            for key, value in list(params.items()):
+                if key != "init_from" and hasattr(value, "get_params") and not isinstance(
+                        value, type):
+                    params.update((f"{key}__{k}", v) for k, v in value.get_params().items())
+        return params
 
 
 def source_estimator(init_from):

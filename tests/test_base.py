@@ -363,7 +363,7 @@ def test_failed_continuation_restores_weights_and_history(clf_data, monkeypatch)
 
 
 def test_split_rows_stratified_disjoint_and_proportional():
-    from sklearn_deepnet._base import split_rows
+    from sklearn_deepnet._engine import split_rows
 
     labels = np.repeat([0, 1, 2, 4], [500, 300, 150, 50])  # class 3 absent
     rows = np.arange(1000, dtype=np.int32)
