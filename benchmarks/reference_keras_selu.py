@@ -57,7 +57,7 @@ def main():
     (X, y), (Xv, yv), _ = fashion_mnist.chapter_split()
     mean, std = X.mean(axis=0), X.std(axis=0)
     data = ((X - mean) / std, y), ((Xv - mean) / std, yv)
-    print(f"# tensorflow {tf.__version__}, keras {tf.keras.__version__}")
+    print(f"# tensorflow {tf.__version__}")
     for activation in ("selu", "relu"):
         finals = []
         for seed in (int(s) for s in args.seeds.split(",")):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import warnings
 from abc import ABCMeta, abstractmethod
+from contextlib import nullcontext
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,8 +26,9 @@ from ._engine import (
     index_dtype,
     split_rows,
     to_tensor,
+    torch_threads,
 )
-from ._inference import predict_raw, predict_raw_mc, seed_forked
+from ._inference import GLOBAL_RNG_LOCK, predict_raw, predict_raw_mc, seeded_global_rng
 from ._init import INITIALIZERS, VarianceScaling
 from ._module import MLP
 from ._optim import SOLVERS, build_optimizer
@@ -264,14 +266,15 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
 
         cuda_devices = [device.index or 0] if device.type == "cuda" else []
         n_before = len(self.net_.history) if continuing else 0
-        n_threads = torch.get_num_threads()
-        try:
-            if device.type == "cpu":
-                torch.set_num_threads(
-                    self.n_threads or choose_num_threads(batch_size, X.shape[1], sizes, n_threads)
-                )
-            with torch.random.fork_rng(devices=cuda_devices):
-                seed_forked(call_seed, cuda_devices)
+        threads = torch.get_num_threads()
+        if device.type == "cpu":
+            threads = self.n_threads or choose_num_threads(batch_size, X.shape[1], sizes,
+                                                           threads)
+        with torch_threads(threads):
+            # Building (initialization draws, pretraining) uses torch's seeded
+            # global generators; training only if the network draws random
+            # numbers (dropout), so other fits can run in parallel threads.
+            with seeded_global_rng(call_seed, cuda_devices):
                 X_t = X if sp.issparse(X) else to_tensor(X, device)
                 pretraining = None
                 if self.pretrain is not None and not continuing:
@@ -288,9 +291,9 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
                     None if rows is None else to_tensor(rows, device, index_dtype(X.shape[0])),
                     uniform_weights=bool(np.all(sample_weight == 1)),
                 )
+            random = net.module_.draws_random_numbers()
+            with seeded_global_rng(call_seed, cuda_devices) if random else nullcontext():
                 net.partial_fit(X, y_model, data=data, seed=self._seed)
-        finally:
-            torch.set_num_threads(n_threads)
 
         self._n_fit_calls += 1
         self.net_ = net
@@ -607,7 +610,8 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
         super().__setstate__(state)
         if net_state is not None:
             n_outputs = len(net_state["module"]["output.linear.bias"])
-            with torch.random.fork_rng(devices=[]):  # building the module draws weights
+            # building the module draws weights
+            with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
                 module = _mlp(self.n_features_in_, n_outputs, self._fitted_architecture)
             self.net_ = net_from_state(net_state, module, self._per_sample_loss())
             self.history_ = self.net_.history

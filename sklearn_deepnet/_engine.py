@@ -12,7 +12,9 @@ Used by the trainer (:mod:`._trainer`) instead of skorch's ``Dataset`` +
 
 from __future__ import annotations
 
+import threading
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,7 +22,7 @@ import torch
 
 __all__ = [
     "Batches", "RowSubset", "TensorData", "choose_num_threads", "index_dtype", "split_rows",
-    "to_tensor",
+    "to_tensor", "torch_threads",
 ]
 
 def to_tensor(array, device, dtype=None):
@@ -58,6 +60,46 @@ def choose_num_threads(batch_size, n_features, hidden_layer_sizes, available):
     widths = [n_features, *hidden_layer_sizes]
     largest = max((a * b for a, b in zip(widths[:-1], widths[1:], strict=False)), default=0)
     return 1 if batch_size * largest < SINGLE_THREAD_MACS else max(1, available)
+
+
+_THREADS_LOCK = threading.Lock()
+_ACTIVE_THREADS = {}  # thread id -> nesting depth of torch_threads
+
+
+@contextmanager
+def torch_threads(wanted):
+    """Run this thread's torch CPU operations on ``wanted`` threads, or its share.
+
+    torch's thread count (``torch.set_num_threads``, OpenMP) belongs to the
+    calling thread, and every new thread starts at the process default. When
+    several threads of one process fit or predict at the same time (joblib's
+    threading backend, a Dask worker with several threads, a web server),
+    each taking the default would oversubscribe the cores, so a thread that
+    starts while ``k - 1`` others are inside gets ``wanted // k`` threads (at
+    least 1). The thread's own count is restored on exit; other threads'
+    settings are never touched.
+
+    Parameters
+    ----------
+    wanted : int
+        Threads for this thread when no other thread is inside.
+    """
+    me = threading.get_ident()
+    with _THREADS_LOCK:
+        _ACTIVE_THREADS[me] = _ACTIVE_THREADS.get(me, 0) + 1
+        share = max(1, wanted // len(_ACTIVE_THREADS))
+    before = torch.get_num_threads()
+    if share != before:
+        torch.set_num_threads(share)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+        with _THREADS_LOCK:
+            _ACTIVE_THREADS[me] -= 1
+            if not _ACTIVE_THREADS[me]:
+                del _ACTIVE_THREADS[me]
 
 
 def index_dtype(n):

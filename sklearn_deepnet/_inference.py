@@ -32,6 +32,8 @@ products padded; one with forward hooks is simply called in evaluation mode
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from functools import partial
 
 import numpy as np
@@ -40,11 +42,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._engine import choose_num_threads, to_tensor
+from ._engine import choose_num_threads, to_tensor, torch_threads
 from ._module import MLP
 from ._torch_compat import has_hooks
 
-__all__ = ["PREDICT_BATCH_SIZE", "predict_raw", "predict_raw_mc", "seed_forked"]
+__all__ = ["GLOBAL_RNG_LOCK", "PREDICT_BATCH_SIZE", "predict_raw", "predict_raw_mc",
+           "seed_forked", "seeded_global_rng"]
+
+# torch's default generators are shared by every thread of the process: code
+# that seeds or draws from them holds this lock, so that fits and predictions
+# running in several threads at once (joblib's threading backend, Dask
+# threads) neither change each other's random numbers nor restore each
+# other's saved states.
+GLOBAL_RNG_LOCK = threading.RLock()
 
 
 def seed_forked(seed, cuda_devices):
@@ -56,6 +66,24 @@ def seed_forked(seed, cuda_devices):
     torch.default_generator.manual_seed(seed)
     for index in cuda_devices:
         torch.cuda.default_generators[index].manual_seed(seed)
+
+
+@contextmanager
+def seeded_global_rng(seed, cuda_devices):
+    """Use torch's default generators, seeded with ``seed``, then give them back as they were.
+
+    Holds :data:`GLOBAL_RNG_LOCK` (other threads' random numbers are not
+    affected) and forks the CPU generator and ``cuda_devices``' (the caller's
+    states come back on exit).
+
+    Parameters
+    ----------
+    seed : int
+    cuda_devices : list of int
+    """
+    with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=cuda_devices):
+        seed_forked(seed, cuda_devices)
+        yield
 
 PREDICT_BATCH_SIZE = 8192
 
@@ -120,14 +148,10 @@ def _one_chunk(fn):
     """Apply the element-wise ``fn`` on one thread: one loop, split nowhere."""
 
     def apply(x):
-        threads = torch.get_num_threads()
-        if threads == 1 or x.numel() <= _GRAIN:
+        if x.numel() <= _GRAIN or torch.get_num_threads() == 1:
             return fn(x)
-        torch.set_num_threads(1)
-        try:
+        with torch_threads(1):
             return fn(x)
-        finally:
-            torch.set_num_threads(threads)
 
     return apply
 
@@ -259,36 +283,33 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
             plan = _plan(module)
     toggle = plan is None
     was_training = module.training
-    threads = torch.get_num_threads()
+    wanted = torch.get_num_threads()
     if device.type == "cpu":
         widths = [lin.out_features for lin in module.linears()] if is_mlp else []
         wanted = n_threads or choose_num_threads(
-            min(X.shape[0], batch_size), X.shape[1], widths, threads)
-        if wanted != threads:
-            torch.set_num_threads(wanted)
+            min(X.shape[0], batch_size), X.shape[1], widths, wanted)
     # The result is allocated once and filled chunk by chunk: holding on to
     # per-chunk tensors would interleave small long-lived blocks with the
     # large per-chunk temporaries and keep the C allocator from reusing them.
     out = None
-    try:
-        if toggle:
-            module.eval()
-        with torch.inference_mode():
-            for start, chunk in _chunks(X, device, batch_size):
-                if plan is not None:
-                    res = _run_plan(plan, chunk)
-                elif padded:
-                    res = _run_padded_modules(module, chunk)
-                else:
-                    res = module(chunk)
-                if out is None:
-                    out = np.empty((X.shape[0], res.shape[1]), dtype=np.float32)
-                out[start : start + len(chunk)] = res.cpu().numpy()
-    finally:
-        if toggle:
-            module.train(was_training)
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
+    with torch_threads(wanted):
+        try:
+            if toggle:
+                module.eval()
+            with torch.inference_mode():
+                for start, chunk in _chunks(X, device, batch_size):
+                    if plan is not None:
+                        res = _run_plan(plan, chunk)
+                    elif padded:
+                        res = _run_padded_modules(module, chunk)
+                    else:
+                        res = module(chunk)
+                    if out is None:
+                        out = np.empty((X.shape[0], res.shape[1]), dtype=np.float32)
+                    out[start : start + len(chunk)] = res.cpu().numpy()
+        finally:
+            if toggle:
+                module.train(was_training)
     if out is None:
         return np.empty((0, module.output.linear.out_features), dtype=np.float32)
     return out
@@ -326,8 +347,7 @@ def predict_raw_mc(module, X, device, n_passes, seed, batch_size=PREDICT_BATCH_S
         for m in dropouts:
             m.train()
         cuda = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda), torch.inference_mode():
-            seed_forked(seed, cuda)
+        with seeded_global_rng(seed, cuda), torch.inference_mode():
             for start, chunk in _chunks(X, device, batch_size):
                 for k in range(n_passes):
                     out[k, start : start + len(chunk)] = module(chunk).cpu().numpy()

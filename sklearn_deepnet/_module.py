@@ -15,6 +15,13 @@ from ._init import resolve_initializer
 
 __all__ = ["MLP"]
 
+# Layers that draw no random numbers in training (anything else, e.g. dropout,
+# RReLU or a user's activation module, may).
+_DETERMINISTIC_LAYERS = (
+    nn.Linear, nn.BatchNorm1d, nn.Identity, nn.Sequential, nn.ModuleList, nn.ReLU,
+    nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish, nn.Tanh, nn.Sigmoid,
+)
+
 
 class MLP(nn.Module):
     """Multi-layer perceptron with the chapter's optional layers.
@@ -104,6 +111,11 @@ class MLP(nn.Module):
         for block in self.hidden:
             x = block(x)
         return self.output(x)
+
+    def draws_random_numbers(self):
+        """Whether training draws from torch's generators (dropout, RReLU, unknown layers)."""
+        known = (*_DETERMINISTIC_LAYERS, type(self))
+        return any(type(m) not in known for m in self.modules())  # exact types
 
     def frozen_modules(self):
         """The modules :meth:`freeze_` froze: the input norm and the lowest hidden layers."""

@@ -126,16 +126,19 @@ def _floats_in_history_row(row):
                 record[key] = value.item()
 
 
-def _seed_epoch(seed, epoch, generator):
+def _seed_epoch(seed, epoch, generator, global_rng):
     """Seed epoch number ``epoch``'s row order and CPU randomness (dropout) from ``seed``.
 
     Seeding by epoch number, not by call, makes ``N`` calls to ``partial_fit``
-    train exactly like one ``fit`` of ``N`` epochs. The caller has forked
-    torch's global RNG (only the CPU generator is reseeded here).
+    train exactly like one ``fit`` of ``N`` epochs. With ``global_rng`` (the
+    network draws random numbers: dropout) torch's CPU generator is reseeded
+    too; the caller holds it (``seeded_global_rng``). Without, it is not
+    touched: such fits run in parallel threads without taking the lock.
     """
     state = np.random.SeedSequence([seed, epoch]).generate_state(2)
     generator.manual_seed(int(state[0]))
-    torch.default_generator.manual_seed(int(state[1]))
+    if global_rng:
+        torch.default_generator.manual_seed(int(state[1]))
 
 
 def _trainable(module):
@@ -440,6 +443,8 @@ class TrainingNet(NeuralNet):
         needs_gradients = events is not None and events.wants_gradients
         step = self._make_step(data, needs_gradients)
         trainable = _trainable(self.module_)
+        draws = getattr(self.module_, "draws_random_numbers", None)
+        global_rng = draws() if callable(draws) else True
         released = False
 
         def roll_back(snapshot, n_rows):
@@ -453,7 +458,7 @@ class TrainingNet(NeuralNet):
             for _ in range(epochs):
                 good, n_rows = None, len(self.history)
                 if seed is not None:
-                    _seed_epoch(seed, n_rows, generator)
+                    _seed_epoch(seed, n_rows, generator, global_rng)
                 try:
                     good = self.snapshot_state()
                     self.notify("on_epoch_begin", dataset_train=data, dataset_valid=None)

@@ -153,3 +153,59 @@ def test_row_subset_gathers_rows_into_a_reused_buffer():
     first = sub[0:3]
     np.testing.assert_array_equal(sub[1:3], X[[2, 5]])
     assert np.shares_memory(first, sub[0:1])  # one buffer, reused
+
+
+def test_torch_threads_shares_the_cores_between_threads_and_restores_each_count():
+    import threading
+
+    from sklearn_deepnet._engine import torch_threads
+
+    caller = torch.get_num_threads()
+    seen = {}
+    a_inside, b_inside = threading.Event(), threading.Event()
+
+    def user(name, first, then):
+        torch.set_num_threads(3)  # this thread's own setting (thread-local in torch)
+        with torch_threads(4):
+            seen[name] = torch.get_num_threads()
+            first.set()
+            then.wait(10)
+        seen[name + " after"] = torch.get_num_threads()
+
+    a = threading.Thread(target=user, args=("a", a_inside, b_inside))
+    b = threading.Thread(target=lambda: (a_inside.wait(10), user("b", b_inside,
+                                                                   threading.Event())))
+    a.start()
+    b.start()
+    a.join()
+    b.join()
+    # a was alone: all 4; b came while a was inside: half; each got its own count back.
+    assert seen == {"a": 4, "b": 2, "a after": 3, "b after": 3}
+    assert torch.get_num_threads() == caller  # other threads never touch this one's
+    with torch_threads(2):
+        with torch_threads(1):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2  # a nested use gives the outer count back
+
+
+@pytest.mark.parametrize("params", [dict(), dict(dropout=0.2), dict(activation="rrelu")],
+                         ids=["deterministic", "dropout", "rrelu"])
+def test_concurrent_fits_in_threads_match_serial_fits(params):
+    """Fits in parallel threads (joblib's threading backend, Dask threads) give what
+    serial fits give, and leave the caller's torch random state and thread count alone."""
+    from joblib import Parallel, delayed
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=300, n_features=8, random_state=0)
+    threads, state = torch.get_num_threads(), torch.random.get_rng_state()
+
+    def fit(seed):
+        model = DeepMLPClassifier((16, 16), max_iter=5, random_state=seed, **params).fit(X, y)
+        return model.predict_proba(X)
+
+    serial = [fit(s) for s in range(4)]
+    parallel = Parallel(n_jobs=4, backend="threading")(delayed(fit)(s) for s in range(4))
+    for a, b in zip(serial, parallel, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert torch.get_num_threads() == threads
+    assert torch.equal(torch.random.get_rng_state(), state)
