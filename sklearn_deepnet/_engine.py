@@ -74,9 +74,11 @@ def torch_threads(wanted):
     calling thread, and every new thread starts at the process default. When
     several threads of one process fit or predict at the same time (joblib's
     threading backend, a Dask worker with several threads, a web server),
-    each taking the default would oversubscribe the cores, so a thread that
-    starts while ``k - 1`` others are inside gets ``wanted // k`` threads (at
-    least 1). The thread's own count is restored on exit; other threads'
+    each taking the default would oversubscribe the cores. So the main thread
+    gets ``wanted`` while no other thread is inside, and any other thread, or
+    the main thread while ``k - 1`` others are inside, gets
+    ``wanted // max(k, 2)`` (at least 1): worker threads are assumed to run
+    beside others. The thread's own count is restored on exit; other threads'
     settings are never touched.
 
     Parameters
@@ -87,7 +89,10 @@ def torch_threads(wanted):
     me = threading.get_ident()
     with _THREADS_LOCK:
         _ACTIVE_THREADS[me] = _ACTIVE_THREADS.get(me, 0) + 1
-        share = max(1, wanted // len(_ACTIVE_THREADS))
+        users = len(_ACTIVE_THREADS)
+        if threading.current_thread() is not threading.main_thread():
+            users = max(users, 2)
+        share = max(1, wanted // users)
     before = torch.get_num_threads()
     if share != before:
         torch.set_num_threads(share)
