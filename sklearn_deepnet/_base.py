@@ -272,8 +272,8 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
                                                            threads)
         with torch_threads(threads):
             # Building (initialization draws, pretraining) uses torch's seeded
-            # global generators; training only if the network draws random
-            # numbers (dropout), so other fits can run in parallel threads.
+            # global generators; training only if the network or a user's
+            # callback draws random numbers, so other fits run in parallel threads.
             with seeded_global_rng(call_seed, cuda_devices):
                 X_t = X if sp.issparse(X) else to_tensor(X, device)
                 pretraining = None
@@ -291,7 +291,7 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
                     None if rows is None else to_tensor(rows, device, index_dtype(X.shape[0])),
                     uniform_weights=bool(np.all(sample_weight == 1)),
                 )
-            random = net.module_.draws_random_numbers()
+            random = net.draws_random_numbers()
             with seeded_global_rng(call_seed, cuda_devices) if random else nullcontext():
                 net.partial_fit(X, y_model, data=data, seed=self._seed)
 

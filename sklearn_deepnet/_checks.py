@@ -20,14 +20,13 @@ from ._activations import check_activation_alpha, is_self_normalizing
 from ._init import VarianceScaling
 from ._optim import SOLVERS, resolve_weight_decay
 from ._reuse import check_reuse_params
-from ._trainer import BATCH_EVENTS, implements_event
+from ._trainer import BATCH_EVENTS, OWN_CALLBACKS, implements_event
 from ._validation import invalid_combination, invalid_parameter
 
 __all__ = ["RESERVED_CALLBACK_NAMES", "ParameterChecks", "column_moments"]
 
 # Callback names the estimator uses itself.
-RESERVED_CALLBACK_NAMES = ("epoch_timer", "convergence", "schedule", "freeze", "diagnostics",
-                           "progress")
+RESERVED_CALLBACK_NAMES = OWN_CALLBACKS
 
 
 def column_moments(X, rows=None, chunk=65536):

@@ -24,8 +24,10 @@ and for every hidden layer, on the activation's output:
 The measurement runs outside the training step (so every fast path keeps
 running) and leaves training exactly as it would be without it: the gradient
 comes from ``torch.autograd.grad`` (no ``.grad`` is touched), dropout is off
-for the probe (no random numbers are drawn), BatchNorm normalizes with the
-probe's statistics as in training but its running statistics are restored.
+and RReLU at its mean slope for the probe, and any other random draw comes
+from forked generators; BatchNorm normalizes with the probe's statistics as
+in training but its running statistics are restored. The probe's loss is the
+unweighted mean over its rows (sample and class weights are not applied).
 Frozen layers report a NaN gradient norm.
 """
 
@@ -37,6 +39,8 @@ import torch
 from skorch.callbacks import Callback
 from torch import nn
 
+from ._inference import GLOBAL_RNG_LOCK
+
 __all__ = ["PROBE_ROWS", "STATISTICS", "Diagnostics", "history_frame", "layer_statistics"]
 
 PROBE_ROWS = 256
@@ -46,6 +50,9 @@ STATISTICS = {
     "act_mean": False, "act_std": False, "dead_fraction": False, "saturated_fraction": False,
 }
 _SATURATION_MARGIN = 0.02
+# Layers that draw random numbers in training mode; the probe runs them in
+# evaluation mode (dropout off, RReLU at its mean slope).
+_RANDOM_IN_TRAINING = (nn.Dropout, nn.AlphaDropout, nn.RReLU)
 
 
 def _probe_mode(module):
@@ -56,9 +63,9 @@ def _probe_mode(module):
     """
     was_training = module.training
     module.train()  # (frozen layers keep their BatchNorm in eval mode)
-    drops = [m for m in module.modules() if isinstance(m, nn.Dropout | nn.AlphaDropout)]
-    for m in drops:
-        m.eval()
+    for m in module.modules():
+        if isinstance(m, _RANDOM_IN_TRAINING):
+            m.eval()
     norms = [m for m in module.modules() if isinstance(m, nn.BatchNorm1d)]
     saved = [{k: v.clone() for k, v in m.state_dict().items() if k.startswith(("running",
                                                                               "num_batches"))}
@@ -87,8 +94,8 @@ def layer_statistics(module, X, y, per_sample_loss, kinds, previous=None):
         ``per_sample_loss(outputs, y)`` gives one loss per row.
     kinds : list of (bool, tuple or None)
         Per hidden layer, whether its units can die and the bounds its
-        activation saturates at (from the activation table), or
-        ``(None, None)`` when unknown (a user-supplied activation).
+        activation saturates at (from the activation table); ``(False,
+        None)`` for a user-supplied activation (both statistics NaN).
     previous : list of torch.Tensor or None, default=None
         The linear layers' weights at the start of the epoch, for
         ``update_ratio`` (NaN without them).
@@ -105,9 +112,12 @@ def layer_statistics(module, X, y, per_sample_loss, kinds, previous=None):
     hooks = [block.activation.register_forward_hook(
         lambda m, args, out, i=i: outputs.__setitem__(i, out)) for i, block in
         enumerate(hidden)]
+    device = next(module.parameters()).device
+    cuda = [device.index or 0] if device.type == "cuda" else []
     restore = _probe_mode(module)
+    # Any other layer that draws (a user's module) draws from forked generators.
     try:
-        with torch.enable_grad():
+        with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=cuda), torch.enable_grad():
             loss = per_sample_loss(module(X), y).mean()
             trainable = [lin.weight for lin in linears if lin.weight.requires_grad]
             grads = iter(torch.autograd.grad(loss, trainable) if trainable else ())

@@ -33,7 +33,7 @@ products padded; one with forward hooks is simply called in evaluation mode
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import partial
 
 import numpy as np
@@ -53,7 +53,8 @@ __all__ = ["GLOBAL_RNG_LOCK", "PREDICT_BATCH_SIZE", "predict_raw", "predict_raw_
 # that seeds or draws from them holds this lock, so that fits and predictions
 # running in several threads at once (joblib's threading backend, Dask
 # threads) neither change each other's random numbers nor restore each
-# other's saved states.
+# other's saved states. Switching a fitted module's train/eval mode for a
+# prediction holds it too (another thread may be predicting with it).
 GLOBAL_RNG_LOCK = threading.RLock()
 
 
@@ -292,7 +293,9 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
     # per-chunk tensors would interleave small long-lived blocks with the
     # large per-chunk temporaries and keep the C allocator from reusing them.
     out = None
-    with torch_threads(wanted):
+    # Switching the module's mode (layers not known to the plan) is shared
+    # state: predictions from other threads wait.
+    with torch_threads(wanted), GLOBAL_RNG_LOCK if toggle else nullcontext():
         try:
             if toggle:
                 module.eval()
@@ -339,18 +342,20 @@ def predict_raw_mc(module, X, device, n_passes, seed, batch_size=PREDICT_BATCH_S
     ndarray of shape (n_passes, n_samples, n_outputs), float32
     """
     device = torch.device(device)
-    was_training = module.training
     dropouts = [m for m in module.modules() if isinstance(m, nn.Dropout | nn.AlphaDropout)]
     out = np.empty((n_passes, X.shape[0], module.output.linear.out_features), np.float32)
-    try:
-        module.eval()
-        for m in dropouts:
-            m.train()
-        cuda = [device.index or 0] if device.type == "cuda" else []
-        with seeded_global_rng(seed, cuda), torch.inference_mode():
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    # The lock covers the mode switches too: another thread predicting with
+    # the same module must not switch its dropout layers off meanwhile.
+    with seeded_global_rng(seed, cuda), torch.inference_mode():
+        was_training = module.training
+        try:
+            module.eval()
+            for m in dropouts:
+                m.train()
             for start, chunk in _chunks(X, device, batch_size):
                 for k in range(n_passes):
                     out[k, start : start + len(chunk)] = module(chunk).cpu().numpy()
-    finally:
-        module.train(was_training)
+        finally:
+            module.train(was_training)
     return out

@@ -20,6 +20,8 @@ __all__ = ["MLP"]
 _DETERMINISTIC_LAYERS = (
     nn.Linear, nn.BatchNorm1d, nn.Identity, nn.Sequential, nn.ModuleList, nn.ReLU,
     nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish, nn.Tanh, nn.Sigmoid,
+    nn.CELU, nn.ReLU6, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus, nn.Softsign,
+    nn.LogSigmoid, nn.Tanhshrink, nn.Softshrink, nn.Hardshrink,
 )
 
 

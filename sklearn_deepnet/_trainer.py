@@ -61,11 +61,13 @@ from ._optim import (
 )
 from ._steps import EagerStep, ManualStep, Regularization, select_step
 
-__all__ = ["BATCH_EVENTS", "TrainingNet", "implements_event"]
+__all__ = ["BATCH_EVENTS", "OWN_CALLBACKS", "TrainingNet", "implements_event"]
 
 logger = logging.getLogger("sklearn_deepnet")
 
 BATCH_EVENTS = ("on_batch_begin", "on_batch_end", "on_grad_computed")
+# The estimator's own callbacks (none draws random numbers); reserved names.
+OWN_CALLBACKS = ("epoch_timer", "convergence", "schedule", "freeze", "diagnostics", "progress")
 
 
 class _CallbackStop(Exception):
@@ -290,6 +292,18 @@ class TrainingNet(NeuralNet):
                     raise
                 raise _CallbackStop(name, method_name) from None
 
+    def draws_random_numbers(self):
+        """Whether training may draw from torch's global generators.
+
+        True when the network has layers that do (dropout, RReLU, unknown
+        modules) or when a user's callback runs (it may draw, e.g. gradient
+        noise): such training is seeded per epoch and holds the generators.
+        """
+        draws = getattr(self.module_, "draws_random_numbers", None)
+        if not callable(draws) or draws():
+            return True
+        return any(name not in OWN_CALLBACKS for name, _ in self.callbacks_)
+
     def _wants_batch_events(self):
         return any(implements_event(cb, e) for _, cb in self.callbacks_ for e in BATCH_EVENTS)
 
@@ -443,8 +457,7 @@ class TrainingNet(NeuralNet):
         needs_gradients = events is not None and events.wants_gradients
         step = self._make_step(data, needs_gradients)
         trainable = _trainable(self.module_)
-        draws = getattr(self.module_, "draws_random_numbers", None)
-        global_rng = draws() if callable(draws) else True
+        global_rng = self.draws_random_numbers()
         released = False
 
         def roll_back(snapshot, n_rows):

@@ -24,6 +24,8 @@ CONFIGS = {
                              solver="nadam"),
     "tanh-sgd": dict(activation="tanh", solver="sgd", learning_rate_init=0.05),
 }
+RANDOM_LAYERS = {"rrelu": dict(activation="rrelu"), "alpha-dropout": dict(activation="selu",
+                                                                       dropout=0.1)}
 
 
 def _direct(clf, previous):
@@ -70,7 +72,8 @@ def test_recorded_values_equal_a_direct_torch_computation(config):
     assert set(recorded) == set(STATISTICS)
 
 
-@pytest.mark.parametrize("config", CONFIGS.values(), ids=CONFIGS.keys())
+@pytest.mark.parametrize("config", [*CONFIGS.values(), *RANDOM_LAYERS.values()],
+                         ids=[*CONFIGS, *RANDOM_LAYERS])
 def test_diagnostics_leave_the_fit_bit_identical_and_the_engine_unchanged(config):
     params = dict(hidden_layer_sizes=(32, 16), max_iter=3, random_state=0, **config)
     off = DeepMLPClassifier(**params).fit(X, y)

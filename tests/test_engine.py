@@ -211,3 +211,39 @@ def test_concurrent_fits_in_threads_match_serial_fits(params):
         np.testing.assert_array_equal(a, b)
     assert torch.get_num_threads() == threads
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_a_callback_drawing_random_numbers_is_seeded_and_leaves_the_caller_alone():
+    from sklearn.datasets import make_classification
+    from skorch.callbacks import Callback
+
+    class GradientNoise(Callback):
+        def on_grad_computed(self, net, named_parameters, **kwargs):
+            for _, p in named_parameters:
+                p.grad.add_(torch.randn_like(p) * 1e-2)
+
+    X, y = make_classification(n_samples=200, n_features=8, random_state=0)
+    results = []
+    for caller_seed in (1, 2):
+        torch.manual_seed(caller_seed)
+        state = torch.random.get_rng_state()
+        clf = DeepMLPClassifier((16,), max_iter=3, random_state=0,
+                                callbacks=[GradientNoise()]).fit(X, y)
+        assert torch.equal(torch.random.get_rng_state(), state)
+        results.append(clf.predict_proba(X))
+    np.testing.assert_array_equal(*results)  # random_state alone decides
+
+
+def test_mc_dropout_predictions_from_threads_sharing_one_estimator():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=300, n_features=8, random_state=0)
+    clf = DeepMLPClassifier((32, 32), dropout=0.3, mc_dropout=20, max_iter=3,
+                            random_state=0).fit(X, y)
+    expected = clf.predict_proba(X)
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            for got in pool.map(lambda _: clf.predict_proba(X), range(4)):
+                np.testing.assert_array_equal(got, expected)
