@@ -40,6 +40,7 @@ from skorch.callbacks import Callback
 from torch import nn
 
 from ._inference import GLOBAL_RNG_LOCK
+from ._module import RANDOM_IN_TRAINING
 
 __all__ = ["PROBE_ROWS", "STATISTICS", "Diagnostics", "history_frame", "layer_statistics"]
 
@@ -50,9 +51,6 @@ STATISTICS = {
     "act_mean": False, "act_std": False, "dead_fraction": False, "saturated_fraction": False,
 }
 _SATURATION_MARGIN = 0.02
-# Layers that draw random numbers in training mode; the probe runs them in
-# evaluation mode (dropout off, RReLU at its mean slope).
-_RANDOM_IN_TRAINING = (nn.Dropout, nn.AlphaDropout, nn.RReLU)
 
 
 def _probe_mode(module):
@@ -64,7 +62,7 @@ def _probe_mode(module):
     was_training = module.training
     module.train()  # (frozen layers keep their BatchNorm in eval mode)
     for m in module.modules():
-        if isinstance(m, _RANDOM_IN_TRAINING):
+        if isinstance(m, RANDOM_IN_TRAINING):  # the probe runs them deterministically
             m.eval()
     norms = [m for m in module.modules() if isinstance(m, nn.BatchNorm1d)]
     saved = [{k: v.clone() for k, v in m.state_dict().items() if k.startswith(("running",

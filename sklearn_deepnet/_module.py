@@ -13,8 +13,11 @@ from torch import nn
 from ._activations import activation_init_family, build_activation, is_self_normalizing
 from ._init import resolve_initializer
 
-__all__ = ["MLP"]
+__all__ = ["MLP", "RANDOM_IN_TRAINING"]
 
+# The layers of this package that draw random numbers in training mode and
+# are deterministic in evaluation mode (dropout off, RReLU at its mean slope).
+RANDOM_IN_TRAINING = (nn.Dropout, nn.AlphaDropout, nn.RReLU)
 # Layers that draw no random numbers in training (anything else, e.g. dropout,
 # RReLU or a user's activation module, may).
 _DETERMINISTIC_LAYERS = (
