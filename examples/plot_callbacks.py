@@ -1,4 +1,5 @@
-"""skorch callbacks in a scikit-learn estimator: schedules, checkpoints, early stopping.
+"""skorch callbacks in a scikit-learn estimator: schedules, checkpoints, early stopping
+====================================================================================
 
 On the 8x8 digits (standardized; 1,347 training and 450 test images), the same
 (128, 128) network is trained four ways, each with ``callbacks=[...]``:
@@ -96,7 +97,7 @@ def main(epochs, output):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--output", default="callbacks.png")
     args = parser.parse_args()

@@ -1,4 +1,5 @@
-"""Dying ReLUs at a high learning rate, and the leaky ReLU that does not die.
+"""Dying ReLUs at a high learning rate, and the leaky ReLU that does not die
+=========================================================================
 
 A 5 x 100 network on the standardized digits, Adam at a learning rate of 0.05
 (twenty times too high), with ``diagnostics=True``. Large updates push many
@@ -70,7 +71,7 @@ def main(epochs, learning_rate, output):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--learning-rate", type=float, default=0.05)
     parser.add_argument("--output", default="dying_relus.png")

@@ -1,4 +1,5 @@
-"""Finding a learning rate: grow it exponentially, watch where the loss blows up.
+"""Finding a learning rate: grow it exponentially, watch where the loss blows up
+=============================================================================
 
 ``find_learning_rate`` trains a copy of the estimator for a few hundred steps
 with the rate growing from 1e-6 to 10 and suggests a tenth of the rate where
@@ -63,7 +64,7 @@ def main(epochs, n_steps, output):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--output", default="lr_finder.png")

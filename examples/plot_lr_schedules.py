@@ -1,4 +1,5 @@
-"""Learning-rate schedules: the chapter's seven, each one keyword of the estimator.
+"""Learning-rate schedules: the chapter's seven, each one keyword of the estimator
+===============================================================================
 
 The same 3 x 64 ReLU network trains on the digits with momentum SGD under every
 ``learning_rate`` schedule, holding out 10 % for validation (``early_stopping``
@@ -75,7 +76,7 @@ def main(epochs, output):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--output", default="lr_schedules.png")
     args = parser.parse_args()

@@ -1,13 +1,14 @@
-"""Monte Carlo dropout: many stochastic passes give better probabilities and an uncertainty.
+"""Monte Carlo dropout: many stochastic passes give better probabilities and an uncertainty
+========================================================================================
 
 ``mc_dropout=N`` keeps dropout on at prediction time and averages ``N`` passes
 (BatchNorm stays in inference mode); it is a prediction-time parameter, so one
 fitted model serves every ``N`` through ``set_params``.
 
 Left: a regressor trained on noisy points of ``sin(2x)`` with a gap in the
-middle and nothing beyond |x| = 3; ``predict(X, return_std=True)`` returns the
+middle and nothing beyond ``|x| = 3``; ``predict(X, return_std=True)`` returns the
 mean and the spread of the passes. The spread grows only a little off the data
-(seed 0: mean std 0.16 for |x| < 3, 0.19 beyond 3.5) while the error there is
+(seed 0: mean std 0.16 for ``|x| < 3``, 0.19 beyond 3.5) while the error there is
 far larger: MC dropout's uncertainty is a rough guide, not a calibrated
 interval, least of all far from the training data.
 Right: a digits classifier trained long enough to be overconfident (dropout
@@ -90,7 +91,7 @@ def main(epochs, output):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--output", default="mc_dropout.png")
     args = parser.parse_args()

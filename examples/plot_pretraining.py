@@ -1,4 +1,5 @@
-"""Unsupervised pretraining: when labels are scarce, learn features from the unlabeled rows.
+"""Unsupervised pretraining: when labels are scarce, learn features from the unlabeled rows
+========================================================================================
 
 Of the digits training images only a small share keeps its label; the rest are
 marked ``-1`` (scikit-learn's semi-supervised convention). With
@@ -81,7 +82,7 @@ def main(shares, n_seeds, pretrain_epochs, output):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--shares", default="0.02,0.05,0.1,0.25",
                         help="comma-separated labeled shares")
     parser.add_argument("--seeds", type=int, default=5)

@@ -1,4 +1,5 @@
-"""A 100-layer SELU network stays self-normalized; the same depth with other recipes does not.
+"""A 100-layer SELU network stays self-normalized; the same depth with other recipes does not
+==========================================================================================
 
 Three 100 x 100 networks on the standardized digits, trained for 5 epochs with
 momentum SGD at 1e-4 and ``diagnostics=True``: SELU with LeCun normal weights
@@ -64,7 +65,7 @@ def main(depth, epochs, learning_rate, output):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--depth", type=int, default=100)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--learning-rate", type=float, default=1e-4)

@@ -1,4 +1,5 @@
-"""Transfer learning: reuse the lower layers of a network trained on a related task.
+"""Transfer learning: reuse the lower layers of a network trained on a related task
+================================================================================
 
 Task A: tell the ten digits apart, on half of the digits images (plenty of
 labels). Task B: tell odd from even digits on the other images, with only a
@@ -88,7 +89,7 @@ def main(sizes, n_seeds, epochs, output):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--sizes", default="10,20,50,100,200",
                         help="comma-separated numbers of labeled B images")
     parser.add_argument("--seeds", type=int, default=5)

@@ -1,4 +1,5 @@
-"""Why a deep network trains or doesn't: activation, initialization, BatchNorm.
+"""Why a deep network trains or doesn't: activation, initialization, BatchNorm
+===========================================================================
 
 A 20-hidden-layer MLP on the digits, five ways (chapter 11's opening story),
 trained with ``diagnostics=True``, which records per layer and epoch the
@@ -95,7 +96,7 @@ def main(epochs, output):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--output", default="vanishing_gradients.png")
     args = parser.parse_args()

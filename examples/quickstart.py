@@ -1,4 +1,5 @@
-"""Quickstart: fit both estimators on data that ships with scikit-learn.
+"""Quickstart: fit both estimators on data that ships with scikit-learn
+====================================================================
 
 * DeepMLPClassifier on the 8x8 digits (1,797 images, 10 classes),
 * DeepMLPRegressor on the diabetes data (442 patients, 10 features),

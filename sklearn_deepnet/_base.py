@@ -503,10 +503,14 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
         """The training history as a pandas DataFrame, one row per epoch.
 
         Columns: the per-epoch records of ``history_`` (``train_loss``,
-        ``lr``, ``dur``, with early stopping ``valid_loss`` and
-        ``valid_score``, ...) and, with ``diagnostics=True``, one column per
-        statistic and layer: ``grad_norm_1`` ... ``grad_norm_out`` (linear
-        layers, the output layer last) and ``act_mean_1`` ... (hidden layers).
+        ``lr``, ``dur``, ``train_loss_best``, with early stopping
+        ``valid_loss`` and ``valid_score``, ...) and, with
+        ``diagnostics=True``, one column per statistic and layer:
+        ``grad_norm_1`` ... ``grad_norm_out``, ``weight_norm_*`` and
+        ``update_ratio_*`` (linear layers, ``out`` the output layer) and
+        ``act_mean_*``, ``act_std_*``, ``dead_fraction_*``,
+        ``saturated_fraction_*`` (hidden layers; NaN where the activation
+        cannot die or saturate). Needs pandas.
 
         Returns
         -------

@@ -57,7 +57,7 @@ SHARED_PARAMETERS = f"""\
     kernel_initializer : str or VarianceScaling, default="auto"
         Weight initialization, one of "auto", {_names(INITIALIZERS)}, or a
         :class:`VarianceScaling` for any ``(scale, mode, distribution)``.
-        "*_normal" is a normal truncated at two standard deviations and
+        ``"*_normal"`` is a normal truncated at two standard deviations and
         rescaled to the target variance, as in Keras. "auto" follows Table 11-1
         of the chapter: He for the ReLU family, ELU, GELU, Swish and Mish,
         LeCun for SELU, Glorot for tanh, logistic and identity; the output
@@ -339,7 +339,7 @@ SHARED_ATTRIBUTES = """\
     n_features_in_ : int
         Number of features seen during fit.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Column names, when ``X`` had string column names.
 
     n_outputs_ : int

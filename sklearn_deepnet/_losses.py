@@ -88,7 +88,7 @@ REGRESSION_LOSSES: dict[str, RegressionLoss] = {
         lambda delta: squared_error, summary="0.5 * (y - f(x))**2, like MLPRegressor"
     ),
     "absolute_error": RegressionLoss(
-        lambda delta: absolute_error, summary="|y - f(x)|; robust, predicts the median"
+        lambda delta: absolute_error, summary="``|y - f(x)|``; robust, predicts the median"
     ),
     "huber": RegressionLoss(
         lambda delta: partial(huber, delta=delta),
