@@ -1,4 +1,4 @@
-"""Chapter 11's schedule, MC-dropout and transfer experiments on Fashion-MNIST vs its figures.
+"""Chapter 11's Fashion-MNIST experiments re-run with our estimators, beside its figures.
 
 Each experiment is the chapter's notebook setup written with our estimator in a
 few lines: 55,000 training images, the last 5,000 of the training file as the
@@ -6,6 +6,21 @@ validation set, pixels / 255, ReLU layers of 100 units with He normal weights
 and a Glorot uniform output layer (``kernel_initializer="auto"``, what the
 chapter's Keras layers get), no L2 penalty, every epoch run.
 
+* ``depth``: 100 hidden layers of 100 units, momentum SGD (0.9) at 1e-3, batch
+  32, 5 epochs, standardized inputs: SELU + LeCun normal (chapter: 0.805) and
+  ReLU + He normal (chapter: 0.705); also at 1e-4, where the run is not chaotic
+  (see docs/benchmarks.md and ``bench_selu_depth.py`` for why);
+* ``batchnorm``: BatchNorm on the input and after each of 300 and 100 ReLU units
+  (the chapter's layer order), plain SGD 0.01, batch 32, 2 epochs (chapter: 0.865);
+* ``optimizers``: 3 x 100 ReLU, batch 32, 10 epochs, learning rate 1e-3 for each of
+  momentum 0.9, Nesterov, AdaGrad, RMSProp, Adam, AdaMax, Nadam, AdamW (weight
+  decay 1e-5; chapter: 0.867, 0.871, 0.842, 0.864, 0.870, 0.878, 0.874, 0.870);
+* ``schedules``: 3 x 100, plain SGD from 0.01, batch 32, 10 epochs: power
+  (0.01 / (1 + t / 10,000), t in steps; chapter: 0.871), exponential
+  (0.01 * 0.1 ** (t / 20,000); 0.866), piecewise (0.01, 0.005 from epoch 5;
+  chapter's boundaries 5 and 15 with 0.001 after 15; 0.872);
+* ``maxnorm``: 2 x 100 ReLU with max-norm 1.0 on the hidden layers, momentum SGD
+  0.9 at 0.01, batch 32, 10 epochs (chapter: 0.858);
 * ``1cycle``: 3 x 100, plain SGD (no momentum), 1cycle with a peak rate of 0.1,
   batch 128, 25 epochs (chapter: 0.892 validation accuracy);
 * ``plateau``: 3 x 100, SGD with momentum 0.9, rate 0.01 halved after 5 epochs
@@ -28,7 +43,7 @@ chapter's Keras layers get), no L2 penalty, every epoch run.
 
 Run::
 
-    python benchmarks/bench_chapter_techniques.py                 # everything (~3 min, 2 cores)
+    python benchmarks/bench_chapter_techniques.py                 # everything (~15 min, 2 cores)
     python benchmarks/bench_chapter_techniques.py --only transfer --seeds 5
     python benchmarks/bench_chapter_techniques.py --quick         # smoke test, seconds
 
@@ -58,7 +73,13 @@ from sklearn_deepnet import DeepMLPClassifier
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fashion_mnist  # noqa: E402
 
-CHAPTER = {"1cycle": 0.892, "plateau": 0.887, "dropout (one pass)": 0.870,
+CHAPTER = {"SELU 100 layers, 1e-3": 0.805, "ReLU 100 layers, 1e-3": 0.705,
+           "SELU 100 layers, 1e-4": 0.805, "ReLU 100 layers, 1e-4": 0.705,
+           "batchnorm (300, 100)": 0.865,
+           "momentum": 0.867, "nesterov": 0.871, "adagrad": 0.842, "rmsprop": 0.864,
+           "adam": 0.870, "adamax": 0.878, "nadam": 0.874, "adamw": 0.870,
+           "power": 0.871, "exponential": 0.866, "piecewise": 0.872, "max-norm 1.0": 0.858,
+           "1cycle": 0.892, "plateau": 0.887, "dropout (one pass)": 0.870,
            "MC dropout (100 passes)": 0.872, "transfer: scratch": 0.919,
            "transfer: reusing A's layers": 0.939}
 # The chapter's dense layers: "auto" gives ReLU layers He normal weights and the
@@ -67,10 +88,79 @@ CHAPTER = {"1cycle": 0.892, "plateau": 0.887, "dropout (one pass)": 0.870,
 DENSE = dict(activation="relu", alpha=0.0, n_iter_no_change=np.inf)
 
 
+def _fit(clf, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return clf.fit(X, y)
+
+
+def depth(data, epochs, seed, n_seeds):
+    (X, y), (Xv, yv), _ = data
+    mean, std = X.mean(axis=0), X.std(axis=0) + 1e-8  # the chapter standardizes here
+    X, Xv = (X - mean) / std, (Xv - mean) / std
+    found = {}
+    for lr in (1e-3, 1e-4):
+        for act, init in (("selu", "lecun_normal"), ("relu", "he_normal")):
+            for s in range(seed, seed + n_seeds):
+                clf = DeepMLPClassifier((100,) * 100, activation=act, kernel_initializer=init,
+                                        solver="momentum", momentum=0.9, learning_rate_init=lr,
+                                        batch_size=32, max_iter=max(1, epochs // 2),
+                                        random_state=s, **DENSE)
+                key = f"{act.upper() if act == 'selu' else 'ReLU'} 100 layers, {lr:.0e}"
+                found.setdefault(key.replace("e-0", "e-"), []).append(
+                    _fit(clf, X, y).score(Xv, yv))
+    return found
+
+
+def batchnorm(data, epochs, seed):
+    (X, y), (Xv, yv), _ = data
+    clf = DeepMLPClassifier((300, 100), batch_norm="after", batch_norm_input=True,
+                            batch_norm_momentum=0.01, batch_norm_epsilon=1e-3,  # Keras'
+                            solver="sgd", momentum=0.0,
+                            learning_rate_init=0.01, batch_size=32,
+                            max_iter=max(1, epochs // 5), random_state=seed, **DENSE)
+    return {"batchnorm (300, 100)": _fit(clf, X, y).score(Xv, yv)}
+
+
+def optimizers(data, epochs, seed):
+    (X, y), (Xv, yv), _ = data
+    found = {}
+    for solver in ("momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamax", "nadam",
+                   "adamw"):
+        extra = {"weight_decay": 1e-5} if solver == "adamw" else {}
+        clf = DeepMLPClassifier((100,) * 3, solver=solver, learning_rate_init=1e-3,
+                                batch_size=32, max_iter=epochs, random_state=seed,
+                                **extra, **DENSE)
+        found[solver] = _fit(clf, X, y).score(Xv, yv)
+    return found
+
+
+def schedules(data, epochs, seed):
+    (X, y), (Xv, yv), _ = data
+    found = {}
+    for name, extra in (("power", dict(power_t=1.0, decay_steps=10_000)),
+                        ("exponential", dict(decay_steps=20_000)),
+                        ("piecewise", dict(lr_milestones=[epochs // 2, epochs * 3 // 2],
+                                           lr_values=[0.01, 0.005, 0.001]))):
+        clf = DeepMLPClassifier((100,) * 3, solver="sgd", momentum=0.0, learning_rate=name,
+                                learning_rate_init=0.01, batch_size=32, max_iter=epochs,
+                                random_state=seed, **extra, **DENSE)
+        found[name] = _fit(clf, X, y).score(Xv, yv)
+    return found
+
+
+def max_norm(data, epochs, seed):
+    (X, y), (Xv, yv), _ = data
+    clf = DeepMLPClassifier((100, 100), max_norm=1.0, solver="momentum", momentum=0.9,
+                            learning_rate_init=0.01, batch_size=32, max_iter=epochs,
+                            random_state=seed, **DENSE)
+    return {"max-norm 1.0": _fit(clf, X, y).score(Xv, yv)}
+
+
 def one_cycle(data, epochs, seed):
     (X, y), (Xv, yv), _ = data
     clf = DeepMLPClassifier((100,) * 3, solver="sgd", momentum=0.0, learning_rate="1cycle",
-                            learning_rate_init=0.1, batch_size=128, max_iter=epochs,
+                            learning_rate_init=0.1, batch_size=128, max_iter=epochs * 5 // 2,
                             random_state=seed, **DENSE).fit(X, y)
     return {"1cycle": clf.score(Xv, yv)}
 
@@ -79,7 +169,8 @@ def plateau(data, epochs, seed):
     (X, y), (Xv, yv), _ = data
     clf = DeepMLPClassifier((100,) * 3, solver="momentum", momentum=0.9,
                             learning_rate="plateau", learning_rate_init=0.01, lr_factor=0.5,
-                            lr_patience=5, batch_size=32, max_iter=epochs, random_state=seed,
+                            lr_patience=5, batch_size=32, max_iter=epochs * 5 // 2,
+                            random_state=seed,
                             **DENSE).fit(X, y)
     return {"plateau": clf.score(Xv, yv)}
 
@@ -90,7 +181,7 @@ def mc_dropout(data, epochs, seed, n_seeds):
     for s in range(seed, seed + n_seeds):
         clf = DeepMLPClassifier((100, 100), dropout=0.2, solver="momentum", momentum=0.9,
                                 learning_rate_init=0.01, batch_size=32,
-                                max_iter=max(1, epochs * 2 // 5), random_state=s,
+                                max_iter=epochs, random_state=s,
                                 **DENSE).fit(X, y)
         for key, passes in (("dropout (one pass)", 0), ("MC dropout (100 passes)", 100)):
             proba = clf.set_params(mc_dropout=passes).predict_proba(Xt)
@@ -104,7 +195,7 @@ def transfer(data, epochs, seed, n_seeds):
     in_b, test_b = np.isin(y, (0, 2)), np.isin(yt, (0, 2))
     XA, yA = X[~in_b], y[~in_b]
     XB, yB = X[in_b][:200], y[in_b][:200]
-    n_epochs = max(2, epochs * 4 // 5)  # 20 of the chapter's 25
+    n_epochs = max(2, epochs * 2)  # 20
     sgd = dict(solver="sgd", momentum=0.0, learning_rate_init=1e-3, batch_size=32,
                max_iter=n_epochs, **DENSE)
     scratch, reused = [], []
@@ -119,14 +210,19 @@ def transfer(data, epochs, seed, n_seeds):
     return {"transfer: scratch": scratch, "transfer: reusing A's layers": reused}
 
 
-EXPERIMENTS = {"1cycle": one_cycle, "plateau": plateau, "mc": mc_dropout, "transfer": transfer}
+EXPERIMENTS = {"depth": depth, "batchnorm": batchnorm, "optimizers": optimizers,
+               "schedules": schedules, "maxnorm": max_norm, "1cycle": one_cycle,
+               "plateau": plateau, "mc": mc_dropout, "transfer": transfer}
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    p.add_argument("--only", default="1cycle,plateau,mc,transfer",
+    p.add_argument("--only", default=",".join(EXPERIMENTS),
                    help="comma-separated subset of " + ",".join(EXPERIMENTS))
-    p.add_argument("--epochs", type=int, default=25, help="the chapter's 25 (smaller: quicker)")
+    p.add_argument("--epochs", type=int, default=10,
+                   help="the chapter's 10 (5 for depth, 2 for batchnorm, 25 for 1cycle, "
+                        "plateau and transfer scale with it)")
+    p.add_argument("--depth-seeds", type=int, default=1, help="seeds for the 100-layer runs")
     p.add_argument("--seeds", type=int, default=5, help="seeds averaged for transfer")
     p.add_argument("--mc-seeds", type=int, default=3, help="seeds averaged for MC dropout")
     p.add_argument("--seed", type=int, default=42)
@@ -139,10 +235,12 @@ def main():
         return
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     data = fashion_mnist.chapter_split()
-    epochs, seeds = args.epochs, {"transfer": args.seeds, "mc": args.mc_seeds}
+    epochs = args.epochs
+    seeds = {"transfer": args.seeds, "mc": args.mc_seeds, "depth": args.depth_seeds}
     if args.quick:
         (X, y), valid, test = data
-        data, epochs, seeds = ((X[:3000], y[:3000]), valid, test), 2, {"transfer": 1, "mc": 1}
+        data, epochs = ((X[:3000], y[:3000]), valid, test), 2
+        seeds = {"transfer": 1, "mc": 1, "depth": 1}
     print(f"# {' '.join(shlex.quote(a) for a in sys.argv)}")
     print(f"# {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), sklearn {sklearn.__version__}, "

