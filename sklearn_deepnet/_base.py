@@ -353,7 +353,8 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
                     "(e.g. StandardScaler).",
                     ConvergenceWarning,
                 ))
-        elif not incremental and net.stop_reason is None and n_done == self.max_iter:
+        elif (not incremental and net.stop_reason is None and n_done == self.max_iter
+              and self.learning_rate != "1cycle"):  # 1cycle runs max_iter epochs by design
             pending.append((
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
                 "the optimization hasn't converged yet.",

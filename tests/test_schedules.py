@@ -200,3 +200,20 @@ def test_schedule_and_lr_scheduler_callback_are_exclusive(clf_data):
     with pytest.raises(InvalidParameterError, match="both set the rate"):
         DeepMLPClassifier((8,), learning_rate="power",
                           callbacks=[LRScheduler("StepLR", step_size=1)]).fit(X, y)
+
+
+def test_one_cycle_running_all_its_epochs_is_not_a_convergence_failure(clf_data):
+    # 1cycle is a fixed budget of max_iter epochs that ends at a thousandth of the
+    # peak rate: reaching max_iter is the schedule's end, not "not converged yet".
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = clf_data
+    kw = dict(hidden_layer_sizes=(8,), max_iter=3, random_state=0, tol=0.0,
+              n_iter_no_change=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        DeepMLPClassifier(learning_rate="1cycle", **kw).fit(X, y)
+    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(3\)"):
+        DeepMLPClassifier(learning_rate="constant", **kw).fit(X, y)
