@@ -4,7 +4,7 @@ On the same data, network and number of epochs, one run times
 
 * ``ours``: ``sklearn_deepnet.DeepMLPClassifier`` (Adam, lr 1e-3, exactly E epochs),
 * ``sklearn``: ``sklearn.neural_network.MLPClassifier`` (CPU only; it has no ELU or
-  batch norm, so setting ``c`` reports "n/a"),
+  batch norm and no dropout, so settings ``c`` and ``e`` report "n/a"),
 * ``skorch``: ``skorch.NeuralNetClassifier`` with its default data path (Dataset,
   DataLoader, per-batch ``loss.item()``), no validation split,
 * ``eager``: a plain PyTorch loop, data moved once to the device, ``randperm`` batches,
@@ -56,12 +56,13 @@ from sklearn_deepnet._module import MLP
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fashion_mnist  # noqa: E402
 
-# name: (hidden_layer_sizes, activation, batch_norm, batch_size)
+# name: (hidden_layer_sizes, activation, batch_norm, batch_size, dropout)
 SETTINGS = {
-    "a": ((100,) * 5, "relu", None, 32),
-    "b": ((256,) * 3, "relu", None, 128),
-    "c": ((100,) * 20, "elu", "before", 32),
-    "d": ((256,) * 3, "relu", None, 1024),
+    "a": ((100,) * 5, "relu", None, 32, 0.0),
+    "b": ((256,) * 3, "relu", None, 128, 0.0),
+    "c": ((100,) * 20, "elu", "before", 32, 0.0),
+    "d": ((256,) * 3, "relu", None, 1024, 0.0),
+    "e": ((100,) * 5, "relu", None, 32, 0.2),
 }
 METHODS = ("ours", "ours-eager", "sklearn", "skorch", "eager")
 N_WARMUP = 2000
@@ -103,7 +104,7 @@ def load_data(name, n_samples):
     return standardize(X[:n].astype(np.float32) / 255.0), y[:n]
 
 
-def torch_mlp(n_in, hidden, n_out, activation, batch_norm):
+def torch_mlp(n_in, hidden, n_out, activation, batch_norm, dropout=0.0):
     """The same network ours trains, as a plain ``torch.nn.Module``, seeded with 0.
 
     It is the package's pure-torch ``MLP`` (Linear -> [BatchNorm1d] -> activation
@@ -112,7 +113,7 @@ def torch_mlp(n_in, hidden, n_out, activation, batch_norm):
     """
     torch.manual_seed(0)
     return MLP(n_in, hidden, n_out, activation=activation,
-               batch_norm=batch_norm).initialize_()
+               batch_norm=batch_norm, dropout=dropout).initialize_()
 
 
 def fit_ours(X, y, setting, epochs, device, fast=True):
@@ -121,9 +122,10 @@ def fit_ours(X, y, setting, epochs, device, fast=True):
     With ``fast=False`` the package's eager autograd step is forced (same seed,
     initialization and batches): the reference for the fast steps' loss.
     """
-    hidden, activation, batch_norm, batch_size = setting
+    hidden, activation, batch_norm, batch_size, dropout = setting
     est = DeepMLPClassifier(
         hidden_layer_sizes=hidden, activation=activation, batch_norm=batch_norm,
+        dropout=dropout,
         batch_size=batch_size, max_iter=epochs, solver="adam", learning_rate_init=1e-3,
         alpha=0.0, tol=0.0, n_iter_no_change=epochs + 1, random_state=0, device=device,
     )
@@ -139,7 +141,7 @@ def fit_ours_eager(X, y, setting, epochs, device):
 
 def fit_sklearn(X, y, setting, epochs, device):
     """Fit sklearn's MLPClassifier (always on the CPU); return ``(estimator, loss)``."""
-    hidden, activation, _, batch_size = setting
+    hidden, activation, _, batch_size, _ = setting
     est = MLPClassifier(
         hidden_layer_sizes=hidden, activation=activation, solver="adam",
         batch_size=batch_size, max_iter=epochs, tol=0.0, n_iter_no_change=epochs + 1,
@@ -150,8 +152,8 @@ def fit_sklearn(X, y, setting, epochs, device):
 
 def fit_skorch(X, y, setting, epochs, device):
     """Fit skorch's NeuralNetClassifier with its default data path; return ``(net, loss)``."""
-    hidden, activation, batch_norm, batch_size = setting
-    module = torch_mlp(X.shape[1], hidden, int(y.max()) + 1, activation, batch_norm)
+    hidden, activation, batch_norm, batch_size, dropout = setting
+    module = torch_mlp(X.shape[1], hidden, int(y.max()) + 1, activation, batch_norm, dropout)
     net = skorch.NeuralNetClassifier(
         module, criterion=nn.CrossEntropyLoss, optimizer=torch.optim.Adam, lr=1e-3,
         batch_size=batch_size, max_epochs=epochs, train_split=None,
@@ -162,11 +164,12 @@ def fit_skorch(X, y, setting, epochs, device):
 
 def fit_eager(X, y, setting, epochs, device):
     """Train with a plain eager PyTorch loop; return ``(model, final epoch mean loss)``."""
-    hidden, activation, batch_norm, batch_size = setting
+    hidden, activation, batch_norm, batch_size, dropout = setting
     dev = torch.device(device)
     Xt = torch.as_tensor(X, dtype=torch.float32).to(dev)
     yt = torch.as_tensor(y, dtype=torch.int64).to(dev)
-    model = torch_mlp(X.shape[1], hidden, int(y.max()) + 1, activation, batch_norm).to(dev)
+    model = torch_mlp(X.shape[1], hidden, int(y.max()) + 1, activation, batch_norm,
+                      dropout).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
     n = len(Xt)
@@ -260,9 +263,9 @@ def environment(device):
 
 def print_table(dataset, name, setting, n, epochs, rows):
     """Print one setting's results."""
-    hidden, activation, batch_norm, batch_size = setting
+    hidden, activation, batch_norm, batch_size, dropout = setting
     print(f"\n[{dataset}] setting {name}: {len(hidden)}x{hidden[0]} {activation}"
-          f" bn={batch_norm} batch={batch_size}  N={n} epochs={epochs}")
+          f" bn={batch_norm} dropout={dropout} batch={batch_size}  N={n} epochs={epochs}")
     print(f"{'method':<14}{'fit samples/s':>15}{'ours/method':>13}{'final loss':>12}"
           f"{'predict samples/s':>19}  engine")
     ours = rows.get("ours")
@@ -283,7 +286,7 @@ def parse_args(argv=None):
     p.add_argument("--dataset", choices=["synthetic", "fashion-mnist", "all"],
                    default="synthetic")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--settings", default="a,b,c,d")
+    p.add_argument("--settings", default="a,b,c,d,e")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--n-samples", type=int, default=None,
                    help="rows (default 50,000 synthetic, 60,000 Fashion-MNIST)")
@@ -321,7 +324,7 @@ def main(argv=None):
             setting = SETTINGS[name]
             rows = {}
             for method in args.methods:
-                if method == "sklearn" and setting[1] == "elu":
+                if method == "sklearn" and (setting[1] == "elu" or setting[4] > 0):
                     rows[method] = None  # MLPClassifier has no ELU or batch norm
                 else:
                     rows[method] = time_method(method, X, y, setting, args.epochs,
@@ -330,7 +333,8 @@ def main(argv=None):
                                 "n_samples": len(X), "n_features": X.shape[1],
                                 "epochs": args.epochs, "hidden": list(setting[0]),
                                 "activation": setting[1], "batch_norm": setting[2],
-                                "batch_size": setting[3], "result": rows[method]})
+                                "batch_size": setting[3], "dropout": setting[4],
+                                "result": rows[method]})
             print_table(dataset, name, setting, len(X), args.epochs, rows)
     if args.json:
         Path(args.json).write_text(json.dumps({"environment": env, "results": results},

@@ -14,10 +14,15 @@ fallback, so a torch upgrade that changes one of them fails there first.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 __all__ = [
     "ACTIVATION_BACKWARD",
+    "batch_norm_backward",
+    "batch_norm_forward",
+    "foreach_add_",
     "foreach_clamp_",
     "foreach_norm",
     "fused_adam_kernel",
@@ -39,6 +44,7 @@ def _private(owner, name):
 _foreach_norm = _private(torch, "_foreach_norm")
 _foreach_clamp_min_ = _private(torch, "_foreach_clamp_min_")
 _foreach_clamp_max_ = _private(torch, "_foreach_clamp_max_")
+_foreach_add_ = _private(torch, "_foreach_add_")
 _fused_adam_ = _private(torch, "_fused_adam_")
 _fused_adamw_ = _private(torch, "_fused_adamw_")
 
@@ -48,6 +54,15 @@ def foreach_norm(tensors, ord=2):
     if _foreach_norm is not None:
         return list(_foreach_norm(tensors, ord))
     return [torch.linalg.vector_norm(t, ord) for t in tensors]
+
+
+def foreach_add_(tensors, value):
+    """Add ``value`` to every tensor in place (one kernel launch when torch allows)."""
+    if _foreach_add_ is not None:
+        _foreach_add_(tensors, value)
+        return
+    for t in tensors:
+        t.add_(value)
 
 
 def foreach_clamp_(tensors, low, high):
@@ -95,6 +110,63 @@ _leaky_relu_kernel = _aten_kernel("leaky_relu_backward")
 _elu_kernel = _aten_kernel("elu_backward")
 _tanh_kernel = _aten_kernel("tanh_backward")
 _sigmoid_kernel = _aten_kernel("sigmoid_backward")
+_gelu_kernel = _aten_kernel("gelu_backward")
+_silu_kernel = _aten_kernel("silu_backward")
+_mish_kernel = _aten_kernel("mish_backward")
+
+
+# BatchNorm in training: the forward kernel returns the batch mean and inverse
+# standard deviation that its backward kernel takes (what autograd saves).
+def _aten_overload(name):
+    packet = _aten_kernel(name)
+    return None if packet is None else getattr(packet, "default", packet)
+
+
+_native_batch_norm = _aten_overload("native_batch_norm")
+_native_batch_norm_backward = _aten_overload("native_batch_norm_backward")
+
+
+def batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
+    """What ``BatchNorm1d`` computes, and what :func:`batch_norm_backward` needs.
+
+    In training mode the batch statistics normalize ``x`` and update the
+    running ones in place exactly as the module does (``num_batches_tracked``
+    is the caller's); in evaluation mode the running statistics normalize.
+    Returns ``(output, saved)``.
+    """
+    if _native_batch_norm is not None:
+        out, mean, invstd = _native_batch_norm(x, weight, bias, running_mean, running_var,
+                                               training, momentum, eps)
+        return out, (x, mean, invstd, training)
+    if training:
+        mean = x.mean(dim=0)
+        var = x.var(dim=0, unbiased=False)
+        n = x.shape[0]
+        running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+        running_var.mul_(1 - momentum).add_(var * (n / max(n - 1, 1)), alpha=momentum)
+    else:
+        mean, var = running_mean, running_var
+    invstd = torch.rsqrt(var + eps)
+    return (x - mean) * (invstd * weight) + bias, (x, mean, invstd, training)
+
+
+def batch_norm_backward(g, saved, weight, running_mean, running_var, eps, input_grad=True):
+    """Gradients of BatchNorm: ``(input or None, weight, bias)``, from its output's ``g``."""
+    x, mean, invstd, training = saved
+    if _native_batch_norm_backward is not None:
+        return _native_batch_norm_backward(g, x, weight, running_mean, running_var, mean,
+                                           invstd, training, eps, [input_grad, True, True])
+    x_hat = (x - mean) * invstd
+    grad_bias = g.sum(dim=0)
+    grad_weight = (g * x_hat).sum(dim=0)
+    grad_input = None
+    if input_grad:
+        if training:
+            grad_input = (weight * invstd) * (
+                g - grad_bias / len(x) - x_hat * (grad_weight / len(x)))
+        else:
+            grad_input = g * (weight * invstd)
+    return grad_input, grad_weight, grad_bias
 
 
 def _relu_backward(g, z, a):
@@ -127,6 +199,31 @@ def _sigmoid_backward(g, z, a):
     return g * a * (1 - a)
 
 
+def _gelu_backward(g, z, a, approximate="none"):
+    if _gelu_kernel is not None:
+        return _gelu_kernel(g, z, approximate=approximate)
+    if approximate == "tanh":  # 0.5 z (1 + tanh(u)), u = sqrt(2/pi) (z + 0.044715 z^3)
+        k = math.sqrt(2 / math.pi)
+        t = torch.tanh(k * (z + 0.044715 * z ** 3))
+        return g * (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * k * (1 + 3 * 0.044715 * z * z))
+    cdf = 0.5 * (1 + torch.erf(z / math.sqrt(2)))
+    return g * (cdf + z * torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi))
+
+
+def _silu_backward(g, z, a):
+    if _silu_kernel is not None:
+        return _silu_kernel(g, z)
+    s = torch.sigmoid(z)
+    return g * s * (1 + z * (1 - s))
+
+
+def _mish_backward(g, z, a):
+    if _mish_kernel is not None:
+        return _mish_kernel(g, z)
+    t = torch.tanh(torch.nn.functional.softplus(z))
+    return g * (t + z * torch.sigmoid(z) * (1 - t * t))
+
+
 #: name -> backward(g, z, a, *params); ``params`` are the activation's constants.
 ACTIVATION_BACKWARD = {
     "relu": _relu_backward,
@@ -134,12 +231,17 @@ ACTIVATION_BACKWARD = {
     "elu": _elu_backward,
     "tanh": _tanh_backward,
     "sigmoid": _sigmoid_backward,
+    "gelu": _gelu_backward,
+    "silu": _silu_backward,
+    "mish": _mish_backward,
 }
 
 
-_PRIVATE = ("_foreach_norm", "_foreach_clamp_min_", "_foreach_clamp_max_", "_fused_adam_",
+_PRIVATE = ("_foreach_norm", "_foreach_clamp_min_", "_foreach_clamp_max_", "_foreach_add_",
+            "_fused_adam_",
             "_fused_adamw_", "_threshold_backward", "_leaky_relu_kernel", "_elu_kernel",
-            "_tanh_kernel", "_sigmoid_kernel")
+            "_tanh_kernel", "_sigmoid_kernel", "_gelu_kernel", "_silu_kernel", "_mish_kernel",
+            "_native_batch_norm", "_native_batch_norm_backward")
 
 
 def _use_fallbacks_for_tests():

@@ -53,13 +53,14 @@ from ._engine import Batches, TensorData, to_tensor
 from ._graph_step import GraphStep
 from ._inference import predict_raw
 from ._lbfgs import LbfgsStep
+from ._manual_step import ManualStep
 from ._optim import (
     SOLVERS,
     build_optimizer,
     complete_momentum_buffers,
     separate_step_counters,
 )
-from ._steps import EagerStep, ManualStep, Regularization, select_step
+from ._steps import EagerStep, Regularization, select_step
 
 __all__ = ["BATCH_EVENTS", "OWN_CALLBACKS", "TrainingNet", "implements_event"]
 

@@ -20,8 +20,9 @@ X, y = load_digits(return_X_y=True)
 X = StandardScaler().fit_transform(X).astype(np.float32)
 CONFIGS = {
     "manual": dict(),
-    "eager-bn-dropout": dict(activation="elu", batch_norm="before", dropout=0.2,
-                             solver="nadam"),
+    "bn-dropout": dict(activation="elu", batch_norm="before", dropout=0.2, solver="nadam"),
+    "eager-prelu-bn-dropout": dict(activation="prelu", batch_norm="before", dropout=0.2,
+                                   solver="nadam"),
     "tanh-sgd": dict(activation="tanh", solver="sgd", learning_rate_init=0.05),
 }
 RANDOM_LAYERS = {"rrelu": dict(activation="rrelu"), "alpha-dropout": dict(activation="selu",

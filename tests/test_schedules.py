@@ -36,14 +36,15 @@ def test_constant_keeps_the_learning_rate(clf_data):
 
 
 @pytest.mark.parametrize("solver", ["adam", "momentum", "sgd", "rmsprop"])
-@pytest.mark.parametrize("dropout", [0.0, 0.1], ids=["cpu-manual", "eager"])
-def test_step_schedules_follow_their_formulas_on_every_path(solver, dropout, clf_data):
+@pytest.mark.parametrize("activation", ["relu", "prelu"], ids=["cpu-manual", "eager"])
+def test_step_schedules_follow_their_formulas_on_every_path(solver, activation, clf_data):
     t = np.arange(16)  # 4 epochs x 4 batches
-    clf, rates, _ = _fit(clf_data, solver=solver, dropout=dropout, learning_rate="power",
+    kw = dict(solver=solver, activation=activation, dropout=0.1)
+    clf, rates, _ = _fit(clf_data, **kw, learning_rate="power",
                          learning_rate_init=0.1, decay_steps=3, power_t=0.7)
     np.testing.assert_allclose(rates, 0.1 / (1 + t / 3) ** 0.7, rtol=1e-6)
-    assert clf.engine_ == ("cpu-manual" if dropout == 0 else "eager")
-    _, rates, _ = _fit(clf_data, solver=solver, dropout=dropout, learning_rate="exponential",
+    assert clf.engine_ == ("cpu-manual" if activation == "relu" else "eager")  # PReLU: autograd
+    _, rates, _ = _fit(clf_data, **kw, learning_rate="exponential",
                        learning_rate_init=0.1, decay_steps=5)
     np.testing.assert_allclose(rates, 0.1 * 0.1 ** (t / 5), rtol=1e-6)
 

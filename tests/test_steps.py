@@ -15,15 +15,14 @@ from sklearn_deepnet._losses import (
     multiclass_log_loss,
     squared_error,
 )
+from sklearn_deepnet._manual_step import ManualStep, manual_blockers
 from sklearn_deepnet._module import MLP
 from sklearn_deepnet._optim import SOLVERS, build_optimizer
 from sklearn_deepnet._steps import (
     EagerStep,
-    ManualStep,
     Regularization,
     apply_max_norm,
     clip_gradients,
-    manual_blockers,
     select_step,
     weight_penalty,
 )
@@ -54,6 +53,7 @@ def _run(step_cls, module, loss, solver, batches, uniform_weights=None, **kwargs
     opt = build_optimizer(solver, module.named_parameters(), HP)
     extra = {} if uniform_weights is None else dict(uniform_weights=uniform_weights)
     step = step_cls(module, loss, opt, Regularization(**kwargs), **extra)
+    torch.manual_seed(1234)  # the same dropout masks on both paths
     losses = [float(step.train_batch(*b)) for b in batches]
     return module, losses
 
@@ -64,10 +64,12 @@ def _batches(X, y, w, size=16, n_steps=N_STEPS):
             for s in itertools.islice(starts, n_steps)]
 
 
-def _assert_same(m1, m2, l1, l2):
+def _assert_same(m1, m2, l1, l2, skip=()):
     np.testing.assert_allclose(l1, l2, rtol=RTOL, atol=ATOL)
     for (name, p1), (_, p2) in zip(m1.state_dict().items(), m2.state_dict().items(),
                                    strict=True):
+        if name in skip:
+            continue
         np.testing.assert_allclose(p1.numpy(), p2.numpy(), rtol=RTOL, atol=ATOL, err_msg=name)
 
 
@@ -169,12 +171,9 @@ def test_uniform_weights_shortcut_matches_weighted_path():
 
 
 @pytest.mark.parametrize("kwargs, reason", [
-    (dict(batch_norm="before"), "batch_norm"),
-    (dict(batch_norm="after"), "batch_norm"),
-    (dict(batch_norm_input=True), "batch_norm_input"),
-    (dict(dropout=0.1), "dropout"),
-    (dict(activation="gelu"), "GELU"),
     (dict(activation="prelu"), "PReLU"),
+    (dict(activation="rrelu"), "RReLU"),
+    (dict(activation=torch.nn.Hardswish), "Hardswish"),
 ])
 def test_manual_blockers(kwargs, reason):
     module = MLP(4, [5], 2, **kwargs)
@@ -185,12 +184,96 @@ def test_manual_blockers(kwargs, reason):
     assert "CPU" in manual_blockers(MLP(4, [5], 2), multiclass_log_loss, "cuda")
 
 
+@pytest.mark.parametrize("kwargs", [
+    dict(batch_norm="before"), dict(batch_norm="after"), dict(batch_norm_input=True),
+    dict(batch_norm="before", batch_norm_input=True), dict(dropout=0.3), dict(dropout=0.9),
+    dict(dropout=0.25, activation="selu"),  # alpha dropout
+    dict(dropout=0.2, batch_norm="after", batch_norm_input=True, activation="elu"),
+    dict(dropout=0.1, batch_norm="before", activation="gelu"),
+    dict(activation="swish"), dict(activation="mish"), dict(activation="gelu"),
+], ids=str)
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_manual_step_matches_eager_batch_norm_dropout_activations(kwargs, solver):
+    # Every configuration the extended fast path accepts; state_dict includes
+    # BatchNorm's running mean, variance and batch count.
+    X, y, w = _problem(multiclass_log_loss)
+    torch.manual_seed(6)
+    module = MLP(7, [10, 8, 6], 3, **kwargs).initialize_()
+    assert manual_blockers(module, multiclass_log_loss, "cpu") is None
+    batches = _batches(X, y, w)
+    m1, m2, l1, l2 = _pair(module, multiclass_log_loss, solver, batches, alpha=0.05)
+    skip = ()
+    if solver == "adam" and kwargs.get("batch_norm") == "before" and kwargs.get(
+            "batch_norm_input"):
+        # BatchNorm right after the first linear layer removes the batch mean of
+        # its gradient, so the input norm's shift has a gradient of exactly 0 up
+        # to rounding; Adam divides that rounding noise by its own size and
+        # takes full steps in its sign, which differs between any two backward
+        # implementations. Only the first BatchNorm's running mean sees that shift
+        # (its output does not); everything else has to agree.
+        skip = ("input_norm.bias", "hidden.0.batch_norm.running_mean")
+    _assert_same(m1, m2, l1, l2, skip)
+    if kwargs.get("batch_norm") or kwargs.get("batch_norm_input"):
+        stats = [k for k in m1.state_dict() if "running" in k or "num_batches" in k]
+        assert stats and all(m1.state_dict()[k].abs().sum() > 0 for k in stats)
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=lambda f: f.__name__)
+def test_manual_step_batch_norm_every_loss_and_regularization(loss):
+    X, y, w = _problem(loss)
+    torch.manual_seed(7)
+    module = MLP(7, [9, 9], 3, batch_norm="after", batch_norm_input=True, dropout=0.2,
+                 activation="mish").initialize_()
+    batches = _batches(X, y, w, size=12)
+    _assert_same(*_pair(module, loss, "nadam", batches, alpha=0.1, l1_ratio=0.3,
+                        clip_norm=0.5, max_norm=1.0))
+
+
+@pytest.mark.parametrize("n_frozen", [1, 2])
+def test_manual_step_frozen_layers_with_batch_norm_and_dropout(n_frozen):
+    # Frozen layers: no gradients, BatchNorm in evaluation mode (running stats
+    # unchanged), dropout still active: the same as autograd's step.
+    X, y, w = _problem(multiclass_log_loss)
+    torch.manual_seed(8)
+    module = MLP(7, [8, 8, 8], 3, batch_norm="after", batch_norm_input=True,
+                 dropout=0.2).initialize_()
+    module.freeze_(n_frozen)
+    module.train()
+    assert manual_blockers(module, multiclass_log_loss, "cpu") is None
+    before = copy.deepcopy(module.state_dict())
+    m1, m2, l1, l2 = _pair(module, multiclass_log_loss, "momentum", _batches(X, y, w))
+    _assert_same(m1, m2, l1, l2)
+    frozen = ["input_norm."] + [f"hidden.{i}." for i in range(n_frozen)]
+    for key, value in m2.state_dict().items():
+        if any(key.startswith(prefix) for prefix in frozen):
+            assert torch.equal(value, before[key]), key
+
+
+def test_manual_dropout_draws_what_nn_dropout_draws():
+    x = torch.randn(64, 9)
+    for layer in (torch.nn.Dropout(0.3), torch.nn.AlphaDropout(0.3)):
+        module = MLP(9, [9], 2, dropout=0.3,
+                     activation="selu" if isinstance(layer, torch.nn.AlphaDropout) else "relu")
+        from sklearn_deepnet._manual_step import _Layer
+
+        manual = _Layer(module.hidden[0])
+        torch.manual_seed(0)
+        expected = layer.train()(x)
+        torch.manual_seed(0)
+        got, _ = manual._dropout(x)
+        assert torch.equal(got, expected)
+
+
 def test_select_step():
     module = MLP(4, [5], 2)
     adam, adagrad = SOLVERS["adam"], SOLVERS["adagrad"]
     assert select_step(module, multiclass_log_loss, "cpu", adam) == ("cpu-manual", None)
-    name, reason = select_step(MLP(4, [5], 2, dropout=0.2), multiclass_log_loss, "cpu", adam)
-    assert name == "eager" and "dropout" in reason
+    name, reason = select_step(MLP(4, [5], 2, dropout=0.2, batch_norm="before"),
+                               multiclass_log_loss, "cpu", adam)
+    assert (name, reason) == ("cpu-manual", None)
+    name, reason = select_step(MLP(4, [5], 2, activation="prelu"), multiclass_log_loss, "cpu",
+                               adam)
+    assert name == "eager" and "PReLU" in reason
     assert select_step(module, multiclass_log_loss, "cpu", adam, fast=False)[0] == "eager"
     assert select_step(module, multiclass_log_loss, "cuda", adam) == ("cuda-graph", None)
     name, reason = select_step(module, multiclass_log_loss, "cuda", adagrad)

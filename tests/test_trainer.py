@@ -25,7 +25,7 @@ from sklearn_deepnet._validation import InvalidParameterError
 PATHS = {
     "cpu-manual-adam": dict(solver="adam"),  # hand-written step + direct fused Adam
     "cpu-manual-sgd": dict(solver="momentum"),
-    "eager": dict(solver="adam", dropout=0.1),  # dropout: autograd step
+    "eager": dict(solver="adam", activation="prelu", dropout=0.1),  # PReLU: autograd step
 }
 
 
@@ -473,3 +473,36 @@ def test_tensors_recorded_by_callbacks_become_floats(clf_data, tmp_path):
     rows = pickle.loads(pickle.dumps(list(clf.history_)))
     assert not any(isinstance(v, torch.Tensor) for row in rows
                    for record in [row, *row["batches"]] for v in record.values())
+
+
+@pytest.mark.parametrize("params", [
+    # momentum, not Adam: the input norm's shift has a zero gradient up to rounding
+    # here (BatchNorm follows the first linear layer), and Adam would turn each
+    # path's rounding noise into full steps (see tests/test_steps.py)
+    dict(activation="elu", batch_norm="before", batch_norm_input=True, solver="momentum"),
+    dict(activation="relu", batch_norm="after", dropout=0.2, solver="momentum"),
+    dict(activation="selu", dropout=0.1, solver="nadam"),  # alpha dropout
+    dict(activation="gelu", batch_norm="before", dropout=0.3, max_norm=2.0, alpha=1e-3),
+    dict(activation="swish", batch_norm="after", batch_norm_input=True, solver="adamw"),
+], ids=["bn-before-input", "bn-after-dropout", "alpha-dropout", "gelu-bn-dropout-maxnorm",
+        "swish-bn-after-input"])
+def test_batch_norm_and_dropout_fits_take_the_hand_written_step_and_match_eager(
+        params, clf_data):
+    # A seeded fit draws the same dropout masks on both paths, so a whole fit
+    # (shuffling, masks, BatchNorm statistics, early stopping's held-out score)
+    # agrees with the autograd step up to float32 rounding.
+    X, y = clf_data
+    fits = {}
+    for fast in (True, False):
+        est = _clf(hidden_layer_sizes=(16, 12), max_iter=4, tol=0, early_stopping=True,
+                   n_iter_no_change=10, **params)
+        est._fast_engine = fast
+        fits[fast] = est.fit(X, y)
+    assert (fits[True].engine_, fits[False].engine_) == ("cpu-manual", "eager")
+    assert fits[True].engine_reason_ is None
+    np.testing.assert_allclose(fits[True].loss_curve_, fits[False].loss_curve_, rtol=1e-4)
+    for (k, a), b in zip(fits[True].module_.state_dict().items(),
+                         fits[False].module_.state_dict().values(), strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-4, err_msg=k)
+    np.testing.assert_allclose(fits[True].predict_proba(X), fits[False].predict_proba(X),
+                               atol=1e-4)

@@ -44,10 +44,11 @@ def _assert_changed(a, b, prefix):
 
 @pytest.mark.parametrize("config", [
     dict(),                                                       # hand-written CPU step
-    dict(batch_norm="before", dropout=0.2, max_norm=1.0, solver="nadam"),   # eager step
+    dict(batch_norm="before", dropout=0.2, max_norm=1.0, solver="nadam"),
+    dict(activation="prelu", batch_norm="after", dropout=0.2, solver="nadam"),  # eager step
     dict(solver="sgd", alpha=1e-2, clip_norm=0.5),
     dict(solver="adamw", weight_decay=0.1, l1_ratio=0.5, alpha=1e-3),
-], ids=["manual", "bn-dropout-maxnorm", "sgd-clip", "adamw-decay"])
+], ids=["manual", "bn-dropout-maxnorm", "eager-prelu-bn", "sgd-clip", "adamw-decay"])
 def test_frozen_layers_are_bit_identical_and_the_rest_trains(config):
     src = _source(**config)
     source_state = _state(src.module_)
@@ -65,12 +66,15 @@ def test_frozen_layers_are_bit_identical_and_the_rest_trains(config):
     assert all(p.requires_grad for p in clf.module_.parameters())
 
 
-def test_frozen_fast_step_equals_eager_step():
-    src = _source()
+@pytest.mark.parametrize("config", [
+    dict(), dict(batch_norm="before", batch_norm_input=True, dropout=0.2, activation="elu"),
+], ids=["plain", "bn-input-dropout"])
+def test_frozen_fast_step_equals_eager_step(config):
+    src = _source(**config)
     fits = []
     for fast in (True, False):
         clf = DeepMLPClassifier((16, 16), init_from=src, freeze_layers=1, unfreeze_after=2,
-                                max_iter=4, random_state=1)
+                                max_iter=4, random_state=1, **config)
         clf._fast_engine = fast
         fits.append(clf.fit(X[B], y[B]))
     assert fits[0].engine_ == "cpu-manual" and fits[1].engine_ == "eager"

@@ -1,0 +1,409 @@
+"""The hand-written CPU training step: forward and backward without autograd.
+
+On small layers the CPU cost of a step is per-operation overhead, and
+autograd's graph bookkeeping is most of it. :class:`ManualStep` runs the
+forward pass keeping what the backward pass needs, then the backward pass
+with the ATen kernels autograd itself would call (``_torch_compat``), so its
+gradients are autograd's up to float32 rounding. It covers the configurations
+the estimators build: ``Linear [-> BatchNorm] -> activation [-> BatchNorm]
+[-> dropout or alpha dropout]`` per hidden layer, BatchNorm on the inputs,
+frozen lower layers, every activation of the table except PReLU and RReLU,
+and the log-loss and squared-error losses. Dropout masks are drawn from
+torch's generator exactly as ``nn.Dropout`` / ``nn.AlphaDropout`` draw them
+(same calls, same order), so a seeded fit draws the same masks on this path
+as on the eager one. ``tests/test_steps.py`` compares it with
+:class:`~._steps.EagerStep` on every configuration it accepts, BatchNorm's
+running statistics included.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._losses import binary_log_loss, loss_function, multiclass_log_loss, squared_error
+from ._steps import EagerStep, weight_penalty
+from ._torch_compat import (
+    ACTIVATION_BACKWARD,
+    batch_norm_backward,
+    batch_norm_forward,
+    foreach_add_,
+    fused_adam_kernel,
+    has_hooks,
+)
+
+__all__ = ["ManualStep", "manual_blockers"]
+
+_SELU_ALPHA = 1.6732632423543772
+_SELU_SCALE = 1.0507009873554805
+# alpha dropout's constant (-scale * alpha of SELU), as in ATen's _dropout_impl
+_ALPHA_DROPOUT = 1.7580993408473766
+
+# activation module type -> factory(activation) -> (forward(z), backward(g, z, a)).
+# Exact types only: a subclass may override forward.
+MANUAL_ACTIVATIONS = {
+    nn.ReLU: lambda act: (F.relu, ACTIVATION_BACKWARD["relu"]),
+    nn.LeakyReLU: lambda act: (
+        partial(F.leaky_relu, negative_slope=act.negative_slope),
+        partial(ACTIVATION_BACKWARD["leaky_relu"], slope=act.negative_slope),
+    ),
+    nn.ELU: lambda act: (
+        partial(F.elu, alpha=act.alpha), partial(ACTIVATION_BACKWARD["elu"], alpha=act.alpha)
+    ),
+    nn.SELU: lambda act: (
+        F.selu,
+        partial(ACTIVATION_BACKWARD["elu"], alpha=_SELU_ALPHA, scale=_SELU_SCALE),
+    ),
+    nn.GELU: lambda act: (
+        partial(F.gelu, approximate=act.approximate),
+        partial(ACTIVATION_BACKWARD["gelu"], approximate=act.approximate),
+    ),
+    nn.SiLU: lambda act: (F.silu, ACTIVATION_BACKWARD["silu"]),
+    nn.Mish: lambda act: (F.mish, ACTIVATION_BACKWARD["mish"]),
+    nn.Tanh: lambda act: (torch.tanh, ACTIVATION_BACKWARD["tanh"]),
+    nn.Sigmoid: lambda act: (torch.sigmoid, ACTIVATION_BACKWARD["sigmoid"]),
+    nn.Identity: lambda act: ((lambda z: z), (lambda g, z, a: g)),
+}
+
+_MINUS_ONES = {}  # (rows, dtype) -> column of -1: no allocation per step
+
+
+def _multiclass_output_grad(z, yb):
+    logp = torch.log_softmax(z, dim=1)
+    idx = yb[:, None]
+    losses = -logp.gather(1, idx).squeeze(1)
+    g = logp.exp_()
+    key = (len(z), z.dtype)
+    if key not in _MINUS_ONES:
+        if len(_MINUS_ONES) > 64:  # a few batch sizes per fit: keep it small
+            _MINUS_ONES.clear()
+        _MINUS_ONES[key] = torch.full((len(z), 1), -1.0, dtype=z.dtype)
+    g.scatter_add_(1, idx, _MINUS_ONES[key])
+    return losses, g
+
+
+def _binary_output_grad(z, yb):
+    losses = F.binary_cross_entropy_with_logits(z, yb, reduction="none").sum(dim=1)
+    return losses, torch.sigmoid(z).sub_(yb)
+
+
+def _squared_error_output_grad(z, yb):
+    d = z - yb
+    return 0.5 * d.pow(2).mean(dim=1), d.div_(z.shape[1])
+
+
+# per-sample loss -> output_grad(z, y) giving (per-sample losses, d(sum loss)/dz)
+OUTPUT_GRADIENTS = {
+    multiclass_log_loss: _multiclass_output_grad,
+    binary_log_loss: _binary_output_grad,
+    squared_error: _squared_error_output_grad,
+}
+
+
+def _manual_activation(act):
+    factory = MANUAL_ACTIVATIONS.get(type(act))
+    return None if factory is None or has_hooks(act) else factory(act)
+
+
+def _plain(module):
+    """Whether ``module`` is exactly a layer type the step reproduces, without hooks."""
+    return not has_hooks(module)
+
+
+def manual_blockers(module, per_sample_loss, device):
+    """Why :class:`ManualStep` cannot run this configuration (``None`` if it can)."""
+    if torch.device(device).type != "cpu":
+        return "the hand-written step is for CPU"
+    norm = module.input_norm
+    if not (type(norm) is nn.Identity or (type(norm) is nn.BatchNorm1d and _plain(norm))):
+        return "input normalization " + type(norm).__name__
+    for block in module.hidden:
+        children = dict(block.named_children())
+        extra = set(children) - {"linear", "batch_norm", "activation", "dropout"}
+        if extra:
+            return ", ".join(sorted(extra))
+        if "batch_norm" in children and not (
+                type(children["batch_norm"]) is nn.BatchNorm1d
+                and _plain(children["batch_norm"])):
+            return "batch_norm " + type(children["batch_norm"]).__name__
+        if "dropout" in children and not (
+                type(children["dropout"]) in (nn.Dropout, nn.AlphaDropout)
+                and _plain(children["dropout"]) and not children["dropout"].inplace):
+            return "dropout " + type(children["dropout"]).__name__
+        if _manual_activation(block.activation) is None:
+            return f"activation {type(block.activation).__name__}"
+        if has_hooks(block) or has_hooks(block.linear):
+            return "forward hooks"
+    if loss_function(per_sample_loss) not in OUTPUT_GRADIENTS:
+        return "loss"
+    frozen = {id(p) for m in module.frozen_modules() for p in m.parameters()}
+    if any(not p.requires_grad and id(p) not in frozen for p in module.parameters()):
+        return "parameters with requires_grad=False outside the frozen layers"
+    return None
+
+
+class _Norm:
+    """A ``BatchNorm1d``'s tensors, read once (module attribute lookups cost per step)."""
+
+    __slots__ = ("module", "weight", "bias", "running_mean", "running_var", "momentum", "eps")
+
+    def __init__(self, bn):
+        self.module = bn
+        self.weight, self.bias = bn.weight, bn.bias
+        self.running_mean, self.running_var = bn.running_mean, bn.running_var
+        self.momentum, self.eps = bn.momentum, bn.eps
+
+    def forward(self, x):
+        # ``training`` is read at every step: frozen layers' norms stay in eval mode
+        return batch_norm_forward(x, self.weight, self.bias, self.running_mean,
+                                  self.running_var, self.module.training, self.momentum,
+                                  self.eps)
+
+    def backward(self, g, saved, input_grad=True):
+        gi, self.weight.grad, self.bias.grad = batch_norm_backward(
+            g, saved, self.weight, self.running_mean, self.running_var, self.eps, input_grad)
+        return gi
+
+
+class _Layer:
+    """One hidden layer as the step runs it: the modules and their order."""
+
+    def __init__(self, block):
+        self.linear = block.linear
+        self.weight_t = block.linear.weight.t()  # a view: in-place updates show through
+        self.bias = block.linear.bias
+        self.forward, self.backward = _manual_activation(block.activation)
+        bn = getattr(block, "batch_norm", None)
+        names = list(dict(block.named_children()))
+        before = bn is not None and names.index("batch_norm") < names.index("activation")
+        self.bn_before = _Norm(bn) if before else None
+        self.bn_after = _Norm(bn) if bn is not None and not before else None
+        drop = getattr(block, "dropout", None)
+        self.drop_p = 0.0 if drop is None else float(drop.p)
+        self.alpha_drop = isinstance(drop, nn.AlphaDropout)
+
+    def run(self, a):
+        """Forward pass of the layer in training mode; returns (output, saved)."""
+        z = (torch.mm(a, self.weight_t) if self.bias is None
+             else torch.addmm(self.bias, a, self.weight_t))
+        saved_before = saved_after = noise = None
+        if self.bn_before is not None:
+            z, saved_before = self.bn_before.forward(z)
+        h = self.forward(z)
+        out = h
+        if self.bn_after is not None:
+            out, saved_after = self.bn_after.forward(h)
+        if self.drop_p > 0:
+            out, noise = self._dropout(out)
+        return out, (z, h, saved_before, saved_after, noise)
+
+    def _dropout(self, x):
+        # The calls of ATen's _dropout_impl (CPU), in its order: same draws, same values.
+        p = self.drop_p
+        noise = torch.empty_like(x).bernoulli_(1 - p)
+        if not self.alpha_drop:
+            noise.div_(1 - p)
+            return x * noise, noise
+        a = 1.0 / math.sqrt((_ALPHA_DROPOUT ** 2 * p + 1) * (1 - p))
+        b = noise.add(-1).mul_(_ALPHA_DROPOUT * a).add_(_ALPHA_DROPOUT * a * p)
+        noise.mul_(a)
+        return (x * noise).add_(b), noise
+
+    def backprop(self, g, saved):
+        """Gradient at the linear output, from ``g`` at the layer's output.
+
+        Sets the BatchNorm parameters' gradients on the way.
+        """
+        z, h, saved_before, saved_after, noise = saved
+        if noise is not None:
+            g = g * noise
+        if saved_after is not None:
+            g = self.bn_after.backward(g, saved_after)
+        g = self.backward(g, z, h)
+        if saved_before is not None:
+            g = self.bn_before.backward(g, saved_before)
+        return g
+
+
+class _DirectFusedAdam:
+    """Adam/AdamW update through torch's fused kernel without ``Optimizer.step``.
+
+    ``torch.optim.Adam.step`` spends ~100 us of Python per call on small
+    networks (grouping tensors, a per-tensor step-counter increment on CPU);
+    the fused kernel itself takes ~20 us per parameter group. This calls the
+    kernel on the optimizer's own state, with each group's step counters
+    aliased to one tensor that is incremented once. The learning rate, betas,
+    epsilon and weight decay are read from the param group at every step.
+    :meth:`release` restores separate counters, so the optimizer stays a
+    normal torch optimizer. Used only for fused Adam/AdamW without AMSGrad,
+    once ``Optimizer.step`` has created the state.
+    """
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self.groups = []
+        decoupled_default = isinstance(optimizer, torch.optim.AdamW)
+        for group in optimizer.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            states = [optimizer.state[p] for p in params]
+            shared = states[0]["step"]
+            for st in states:
+                st["step"] = shared
+            kernel = fused_adam_kernel(group.get("decoupled_weight_decay", decoupled_default))
+            self.groups.append((
+                group, kernel, params, [st["exp_avg"] for st in states],
+                [st["exp_avg_sq"] for st in states], shared, [shared] * len(params),
+            ))
+
+    @staticmethod
+    def applies(optimizer):
+        """Whether the direct call reproduces ``optimizer.step()`` exactly."""
+        if not isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW):
+            return False
+        if fused_adam_kernel(False) is None or fused_adam_kernel(True) is None:
+            return False
+        for group in optimizer.param_groups:
+            if not group.get("fused") or group.get("amsgrad") or group.get("maximize"):
+                return False
+            if group.get("differentiable"):
+                return False
+            for p in group["params"]:
+                state = optimizer.state.get(p)
+                if p.grad is None or not state or "step" not in state:
+                    return False
+                if state["step"] != optimizer.state[group["params"][0]]["step"]:
+                    return False
+        return True
+
+    def current(self):
+        """Whether the optimizer still holds the groups and state this was built on.
+
+        ``optimizer.load_state_dict`` (a callback loading a checkpoint)
+        replaces both; the caller then goes back to ``optimizer.step()``.
+        """
+        groups = self.optimizer.param_groups
+        return len(groups) == len(self.groups) and all(
+            group is entry[0] and self.optimizer.state[entry[2][0]].get("exp_avg") is entry[3][0]
+            for group, entry in zip(groups, self.groups, strict=False)
+        )
+
+    def step(self):
+        """One Adam update of every parameter (gradients already in ``p.grad``)."""
+        for group, kernel, params, exp_avgs, exp_avg_sqs, shared, steps in self.groups:
+            shared.add_(1)
+            beta1, beta2 = group["betas"]
+            kernel(params, [p.grad for p in params], exp_avgs, exp_avg_sqs, [], steps,
+                   amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
+                   weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
+
+    def release(self):
+        """Give every parameter its own step counter again."""
+        for _, _, params, _, _, shared, _ in self.groups:
+            for p in params:
+                self.optimizer.state[p]["step"] = shared.clone()
+
+
+class ManualStep(EagerStep):
+    """CPU step with an explicit backward pass (see the module docstring).
+
+    Same parameters as :class:`~._steps.EagerStep`, plus ``uniform_weights``
+    (every sample weight is 1: the weighting is skipped). Only configurations
+    for which :func:`manual_blockers` returns ``None`` are supported. The
+    gradients are the ones autograd computes, up to float32 rounding;
+    ``tests/test_steps.py`` compares weights, BatchNorm statistics and losses
+    after several steps against :class:`~._steps.EagerStep`.
+    """
+
+    def __init__(self, module, per_sample_loss, optimizer, regularization=None, *,
+                 uniform_weights=False):
+        super().__init__(module, per_sample_loss, optimizer, regularization)
+        self.module = module
+        self.layers = [_Layer(block) for block in module.hidden]
+        norm = module.input_norm
+        self.input_norm = _Norm(norm) if isinstance(norm, nn.BatchNorm1d) else None
+        # BatchNorm1d counts its training-mode batches; one multi-tensor add per step
+        self.counters = [(m, m.num_batches_tracked) for m in module.modules()
+                         if isinstance(m, nn.BatchNorm1d)]
+        self.out_linear = module.output.linear
+        self.output_grad = OUTPUT_GRADIENTS[loss_function(per_sample_loss)]
+        # Transposed views stay valid: the optimizer updates weights in place.
+        self.weights_t = [lin.weight.t() for lin in module.linears()]
+        self.uniform_weights = uniform_weights
+        self.direct_adam = None
+        self.allow_direct_adam = True
+
+    def optimizer_step(self):
+        """Optimizer step; Adam through :class:`_DirectFusedAdam` once possible."""
+        if self.direct_adam is not None:
+            if self.direct_adam.current():
+                self.direct_adam.step()
+                return
+            self.direct_adam = None  # state reloaded: its counters are its own
+        self.optimizer.step()
+        if self.allow_direct_adam and _DirectFusedAdam.applies(self.optimizer):
+            self.direct_adam = _DirectFusedAdam(self.optimizer)
+
+    def release(self):
+        """Leave the optimizer as ``torch.optim`` expects it (separate step counters)."""
+        if self.direct_adam is not None:
+            self.direct_adam.release()
+            self.direct_adam = None
+
+    def train_batch(self, xb, yb, wb):
+        """Train on one batch; return its loss (0-d tensor)."""
+        # The lowest layers frozen by MLP.freeze_ (and the input norm with them)
+        # get no gradients, and the backward pass stops above them.
+        n_frozen = self.module.n_frozen
+        with torch.no_grad():
+            if self.uniform_weights:  # every weight is 1: skip the weighting
+                wsum = float(len(wb))
+                c = 1.0 / wsum
+            else:
+                wsum = float(wb.sum())
+                c = (wb / wsum)[:, None]
+            a = xb
+            saved_input = None
+            if self.counters:
+                counting = [count for m, count in self.counters if m.training]
+                if counting:
+                    foreach_add_(counting, 1)
+            if self.input_norm is not None:
+                a, saved_input = self.input_norm.forward(a)
+            acts, saved = [a], []
+            for layer in self.layers:
+                a, s = layer.run(a)
+                acts.append(a)
+                saved.append(s)
+            z = torch.addmm(self.out_linear.bias, a, self.weights_t[-1])
+            losses, g = self.output_grad(z, yb)
+            g.mul_(c)
+            total = losses.sum() if self.uniform_weights else torch.dot(losses, wb)
+            reg = self.reg
+            l2 = reg.alpha * (1 - reg.l1_ratio) / wsum
+            l1 = reg.alpha * reg.l1_ratio / wsum
+            linears = [layer.linear for layer in self.layers] + [self.out_linear]
+            for i in range(len(linears) - 1, n_frozen - 1, -1):
+                lin = linears[i]
+                if i < len(self.layers):  # to the linear output of hidden layer i
+                    g = self.layers[i].backprop(g, saved[i])
+                a_prev = acts[i]
+                if l2 > 0:
+                    lin.weight.grad = torch.addmm(lin.weight, g.t(), a_prev, beta=l2)
+                else:
+                    lin.weight.grad = torch.mm(g.t(), a_prev)
+                if l1 > 0:
+                    lin.weight.grad.add_(torch.sign(lin.weight), alpha=l1)
+                if lin.bias is not None:
+                    lin.bias.grad = g.sum(dim=0)
+                if i > n_frozen or (i == 0 and saved_input is not None):
+                    g = torch.mm(g, lin.weight)  # to the output of the layer below
+            if n_frozen == 0 and saved_input is not None:
+                self.input_norm.backward(g, saved_input, input_grad=False)
+            if reg.alpha > 0:
+                total = total + weight_penalty(self.weights, reg.alpha, reg.l1_ratio)
+            self.update()
+        return total / wsum
