@@ -41,7 +41,7 @@ Data (nothing downloaded)::
 
 Run::
 
-    python benchmarks/bench_accuracy.py --seeds 3 --fashion-seeds 1   # ~35 min, 2 cores
+    python benchmarks/bench_accuracy.py --seeds 3 --fashion-seeds 1   # ~13 min, 2 cores
     python benchmarks/bench_accuracy.py --datasets adult letter --seeds 3
     python benchmarks/bench_accuracy.py --quick              # smoke test: 2,000 rows, 2 epochs
 
@@ -208,7 +208,7 @@ def main():
     parser.add_argument("--realmlp-seeds", type=int, default=1,
                         help="RealMLP-TD takes minutes per fit on CPU: seeds 0..N-1 only")
     parser.add_argument("--realmlp-fashion", action="store_true",
-                        help="also fit RealMLP-TD on Fashion-MNIST (~40 min on 2 cores)")
+                        help="also fit RealMLP-TD on Fashion-MNIST (> 20 min on 2 cores)")
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny data, 2 epochs")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()

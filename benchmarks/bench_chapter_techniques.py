@@ -102,10 +102,10 @@ def depth(data, epochs, seed, n_seeds):
     for lr in (1e-3, 1e-4):
         for act, init in (("selu", "lecun_normal"), ("relu", "he_normal")):
             for s in range(seed, seed + n_seeds):
-                clf = DeepMLPClassifier((100,) * 100, activation=act, kernel_initializer=init,
+                clf = DeepMLPClassifier((100,) * 100, kernel_initializer=init,
                                         solver="momentum", momentum=0.9, learning_rate_init=lr,
                                         batch_size=32, max_iter=max(1, epochs // 2),
-                                        random_state=s, **DENSE)
+                                        random_state=s, **{**DENSE, "activation": act})
                 key = f"{act.upper() if act == 'selu' else 'ReLU'} 100 layers, {lr:.0e}"
                 found.setdefault(key.replace("e-0", "e-"), []).append(
                     _fit(clf, X, y).score(Xv, yv))

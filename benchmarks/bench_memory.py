@@ -9,12 +9,15 @@ every 5 ms during ``fit``. ``ru_maxrss`` is a lifetime high-water mark, so it on
 serves as a cross-check: when it rose during fit, its new value is the exact peak
 and is used if the sampler missed a short spike. Reported: peak - before in MB and
 as a multiple of one float32 copy of X (n * d * 4 bytes). Fit is on the CPU with
-hidden_layer_sizes=(100, 100), max_iter=2, batch_size=200. Linux only.
+hidden_layer_sizes=(100, 100), max_iter=2, batch_size=200 (``--network
+batchnorm-dropout`` adds BatchNorm on the inputs and before each activation and
+dropout 0.2). Linux only.
 
 Run::
 
     python benchmarks/bench_memory.py                     # 400,000 x 64, all cases
     python benchmarks/bench_memory.py --n-samples 50000 --dtypes float32 --json mem.json
+    python benchmarks/bench_memory.py --network batchnorm-dropout   # BatchNorm + dropout
 """
 
 import argparse
@@ -63,13 +66,20 @@ class PeakSampler(threading.Thread):
         return self.peak
 
 
+# --network: the plain stack, or BatchNorm on the inputs and before each
+# activation plus dropout (the hand-written CPU step's other layers)
+NETWORKS = {"plain": {},
+            "batchnorm-dropout": dict(batch_norm="before", batch_norm_input=True, dropout=0.2)}
+
+
 def make_estimator(args, max_iter):
     """The estimator measured (and, with ``max_iter=1``, its warm-up twin)."""
     from sklearn_deepnet import DeepMLPClassifier
 
+    extra = NETWORKS[args.network]
     return DeepMLPClassifier(
         hidden_layer_sizes=(100, 100), max_iter=max_iter, batch_size=200,
-        early_stopping=args.early_stopping, random_state=0, device="cpu",
+        early_stopping=args.early_stopping, random_state=0, device="cpu", **extra,
     )
 
 
@@ -102,6 +112,7 @@ def worker(args):
         "added_mb": (peak - before) / MB, "added_x_float32": (peak - before) / x32,
         "sampled_added_mb": (sampled - before) / MB, "samples": sampler.samples,
         "fit_seconds": seconds, "engine": getattr(est, "engine_", None),
+        "network": args.network,
     }))
 
 
@@ -109,7 +120,8 @@ def run_case(args, dtype, early_stopping):
     """Run one case in a fresh subprocess and return its result dict."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--dtype", dtype,
            "--n-samples", str(args.n_samples), "--n-features", str(args.n_features),
-           "--max-iter", str(args.max_iter), "--interval-ms", str(args.interval_ms)]
+           "--max-iter", str(args.max_iter), "--interval-ms", str(args.interval_ms),
+           "--network", args.network]
     if early_stopping:
         cmd.append("--early-stopping")
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -125,6 +137,8 @@ def parse_args(argv=None):
     p.add_argument("--n-features", type=int, default=64)
     p.add_argument("--dtypes", default="float64,float32")
     p.add_argument("--max-iter", type=int, default=2)
+    p.add_argument("--network", default="plain", choices=list(NETWORKS),
+                   help="plain (100, 100) or with BatchNorm (input and hidden) and dropout 0.2")
     p.add_argument("--interval-ms", type=float, default=5.0, help="RSS sampling period")
     p.add_argument("--json", default=None, help="write all results to this path")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -143,9 +157,10 @@ def main(argv=None):
     x32 = args.n_samples * args.n_features * 4 / MB
     print(f"command: {command}")
     print(f"X: {args.n_samples} x {args.n_features}; one float32 copy = {x32:.1f} MB; "
-          f"hidden (100, 100), max_iter={args.max_iter}, batch_size=200, CPU\n")
+          f"hidden (100, 100) {args.network}, max_iter={args.max_iter}, batch_size=200, "
+          "CPU\n")
     print(f"{'dtype':<9}{'early_stop':>11}{'X MB':>9}{'before MB':>11}{'added MB':>10}"
-          f"{'x f32 X':>9}{'sampled MB':>12}{'fit s':>8}")
+          f"{'x f32 X':>9}{'sampled MB':>12}{'fit s':>8}  engine")
     results = []
     for dtype in args.dtypes.split(","):
         for early_stopping in (False, True):
@@ -153,7 +168,8 @@ def main(argv=None):
             results.append(r)
             print(f"{dtype:<9}{early_stopping!s:>11}{r['X_mb']:>9.1f}{r['before_mb']:>11.1f}"
                   f"{r['added_mb']:>10.1f}{r['added_x_float32']:>9.2f}"
-                  f"{r['sampled_added_mb']:>12.1f}{r['fit_seconds']:>8.2f}", flush=True)
+                  f"{r['sampled_added_mb']:>12.1f}{r['fit_seconds']:>8.2f}  {r['engine']}",
+                  flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"command": command, "results": results}, f, indent=2)

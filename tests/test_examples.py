@@ -95,9 +95,37 @@ def test_plot_dying_relus(tmp_path):
     assert "dead units per layer" in out and "cannot die" in out
 
 
+def test_plot_optimizers(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = _run("plot_optimizers.py", "--epochs", "2", "--output", "o.png", cwd=tmp_path)
+    assert (tmp_path / "o.png").stat().st_size > 10_000
+    assert out.count("test accuracy") == 9
+
+
+def test_plot_regularization(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = _run("plot_regularization.py", "--epochs", "3", "--output", "r.png", cwd=tmp_path)
+    assert (tmp_path / "r.png").stat().st_size > 10_000
+    assert out.count("held-out") == 6
+    # max-norm caps every unit's incoming weight norm at 1
+    line = next(row for row in out.splitlines() if row.startswith("max-norm"))
+    assert float(line.rsplit(" ", 1)[1]) <= 1.0 + 1e-5
+
+
+def test_plot_gradient_clipping(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = _run("plot_gradient_clipping.py", "--epochs", "3", "--output", "g.png",
+               cwd=tmp_path)
+    assert (tmp_path / "g.png").stat().st_size > 10_000
+    assert out.count("test accuracy") == 3
+    # unclipped, this rate diverges; clipped by norm, it does not
+    assert "diverged" in out.splitlines()[0] and "diverged" not in out.splitlines()[1]
+
+
 def test_every_example_has_a_smoke_test():
     tested = {"quickstart.py", "plot_vanishing_gradients.py", "plot_callbacks.py",
               "plot_self_normalization.py", "plot_dying_relus.py",
               "plot_lr_schedules.py", "plot_lr_finder.py", "plot_mc_dropout.py",
-              "plot_transfer_learning.py", "plot_pretraining.py"}
+              "plot_transfer_learning.py", "plot_pretraining.py", "plot_optimizers.py",
+              "plot_regularization.py", "plot_gradient_clipping.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested

@@ -172,12 +172,15 @@ SMALL_ARGS = {
     "plot_vanishing_gradients.py": ["--epochs", "2"],
     "plot_self_normalization.py": ["--depth", "10", "--epochs", "1"],
     "plot_dying_relus.py": ["--epochs", "2"],
-    "plot_lr_schedules.py": ["--epochs", "6"],
-    "plot_lr_finder.py": ["--epochs", "2", "--steps", "60"],
-    "plot_callbacks.py": ["--epochs", "4"],
-    "plot_mc_dropout.py": ["--epochs", "5"],
+    "plot_gradient_clipping.py": ["--epochs", "3"],
     "plot_transfer_learning.py": ["--sizes", "10,40", "--seeds", "1", "--epochs", "3"],
     "plot_pretraining.py": ["--shares", "0.05", "--seeds", "1", "--pretrain-epochs", "2"],
+    "plot_optimizers.py": ["--epochs", "2"],
+    "plot_lr_schedules.py": ["--epochs", "6"],
+    "plot_lr_finder.py": ["--epochs", "2", "--steps", "60"],
+    "plot_regularization.py": ["--epochs", "3"],
+    "plot_mc_dropout.py": ["--epochs", "5"],
+    "plot_callbacks.py": ["--epochs", "4"],
 }
 
 #: Gallery order: the chapter's, then the quickstart.
