@@ -109,9 +109,10 @@ def _manual_activation(act):
     return None if factory is None or has_hooks(act) else factory(act)
 
 
-def _plain(module):
-    """Whether ``module`` is exactly a layer type the step reproduces, without hooks."""
-    return not has_hooks(module)
+def _exact(module, *types):
+    """Whether ``module`` is exactly one of ``types`` (a subclass may override forward)
+    and has no forward hooks (the step would skip them)."""
+    return type(module) in types and not has_hooks(module)
 
 
 def manual_blockers(module, per_sample_loss, device):
@@ -119,21 +120,19 @@ def manual_blockers(module, per_sample_loss, device):
     if torch.device(device).type != "cpu":
         return "the hand-written step is for CPU"
     norm = module.input_norm
-    if not (type(norm) is nn.Identity or (type(norm) is nn.BatchNorm1d and _plain(norm))):
+    if not (type(norm) is nn.Identity or _exact(norm, nn.BatchNorm1d)):
         return "input normalization " + type(norm).__name__
     for block in module.hidden:
         children = dict(block.named_children())
         extra = set(children) - {"linear", "batch_norm", "activation", "dropout"}
         if extra:
             return ", ".join(sorted(extra))
-        if "batch_norm" in children and not (
-                type(children["batch_norm"]) is nn.BatchNorm1d
-                and _plain(children["batch_norm"])):
-            return "batch_norm " + type(children["batch_norm"]).__name__
-        if "dropout" in children and not (
-                type(children["dropout"]) in (nn.Dropout, nn.AlphaDropout)
-                and _plain(children["dropout"]) and not children["dropout"].inplace):
-            return "dropout " + type(children["dropout"]).__name__
+        bn, drop = children.get("batch_norm"), children.get("dropout")
+        if bn is not None and not _exact(bn, nn.BatchNorm1d):
+            return "batch_norm " + type(bn).__name__
+        if drop is not None and not (_exact(drop, nn.Dropout, nn.AlphaDropout)
+                                     and not drop.inplace):
+            return "dropout " + type(drop).__name__
         if _manual_activation(block.activation) is None:
             return f"activation {type(block.activation).__name__}"
         if has_hooks(block) or has_hooks(block.linear):
@@ -321,7 +320,6 @@ class ManualStep(EagerStep):
     def __init__(self, module, per_sample_loss, optimizer, regularization=None, *,
                  uniform_weights=False):
         super().__init__(module, per_sample_loss, optimizer, regularization)
-        self.module = module
         self.layers = [_Layer(block) for block in module.hidden]
         norm = module.input_norm
         self.input_norm = _Norm(norm) if isinstance(norm, nn.BatchNorm1d) else None
@@ -330,8 +328,8 @@ class ManualStep(EagerStep):
                          if isinstance(m, nn.BatchNorm1d)]
         self.out_linear = module.output.linear
         self.output_grad = OUTPUT_GRADIENTS[loss_function(per_sample_loss)]
-        # Transposed views stay valid: the optimizer updates weights in place.
-        self.weights_t = [lin.weight.t() for lin in module.linears()]
+        # A transposed view stays valid: the optimizer updates weights in place.
+        self.out_weight_t = self.out_linear.weight.t()
         self.uniform_weights = uniform_weights
         self.direct_adam = None
         self.allow_direct_adam = True
@@ -378,7 +376,7 @@ class ManualStep(EagerStep):
                 a, s = layer.run(a)
                 acts.append(a)
                 saved.append(s)
-            z = torch.addmm(self.out_linear.bias, a, self.weights_t[-1])
+            z = torch.addmm(self.out_linear.bias, a, self.out_weight_t)
             losses, g = self.output_grad(z, yb)
             g.mul_(c)
             total = losses.sum() if self.uniform_weights else torch.dot(losses, wb)
