@@ -36,6 +36,7 @@ from ._persist import load_optimizer_state, net_from_state, net_to_state
 from ._reuse import KeepsSource, reuse_warnings, start_network_
 from ._schedules import SCHEDULES
 from ._steps import Regularization
+from ._torch_compat import optimizer_state_dict
 from ._trainer import TrainingNet
 from ._validation import (
     Integral,
@@ -470,7 +471,7 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
         same_solver = (self.solver, solver_params) == (net.solver, net.solver_params)
         keep_optimizer = incremental and same_solver
         moved = torch.device(net.device) != torch.device(device)
-        old_state = net.optimizer_.state_dict() if keep_optimizer and moved else None
+        old_state = optimizer_state_dict(net.optimizer_) if keep_optimizer and moved else None
         for name, value in settings.items():
             setattr(net, name, value)
         net.criterion = self._per_sample_loss()

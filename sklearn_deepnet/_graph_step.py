@@ -11,6 +11,7 @@ import logging
 import torch
 
 __all__ = ["GraphStep"]
+from sklearn_deepnet._torch_compat import optimizer_zero_grad
 
 logger = logging.getLogger("sklearn_deepnet")
 
@@ -125,7 +126,7 @@ class GraphStep:
         # Before every capture, also a re-capture: a float rate set since the
         # last replay must not be baked into the new graph.
         self._install_lr_tensors()
-        self.step.optimizer.zero_grad(set_to_none=True)
+        optimizer_zero_grad(self.step.optimizer, set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             self._captured_body()
@@ -185,7 +186,7 @@ class GraphStep:
     def release(self):
         """Free the graph and its gradients; learning rates back to floats."""
         self.graph = None
-        self.step.optimizer.zero_grad(set_to_none=True)
+        optimizer_zero_grad(self.step.optimizer, set_to_none=True)
         for group, t in zip(self.step.optimizer.param_groups, self.lr_tensors or (),
                             strict=False):
             if group["lr"] is t:

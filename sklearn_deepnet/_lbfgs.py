@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from ._steps import EagerStep, weight_penalty
+from ._torch_compat import optimizer_zero_grad
 
 __all__ = ["LBFGS_CHUNK_ROWS", "LbfgsStep"]
 
@@ -73,7 +74,7 @@ class LbfgsStep(EagerStep):
             return loss
 
         def closure():
-            self.optimizer.zero_grad(set_to_none=False)
+            optimizer_zero_grad(self.optimizer, set_to_none=False)
             return evaluate(backward=True)
 
         state = self.optimizer.state[self.optimizer.param_groups[0]["params"][0]]
@@ -85,7 +86,7 @@ class LbfgsStep(EagerStep):
         self.converged = self.n_iter < group["max_iter"] and self.n_evals < group["max_eval"]
         with torch.no_grad():  # the loss at the final weights
             final = evaluate(backward=False)
-        self.optimizer.zero_grad(set_to_none=True)
+        optimizer_zero_grad(self.optimizer, set_to_none=True)
         return final * len(data)
 
     def release(self):

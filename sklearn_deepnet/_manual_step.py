@@ -34,6 +34,7 @@ from ._torch_compat import (
     foreach_add_,
     fused_adam_kernel,
     has_hooks,
+    optimizer_step,
 )
 
 __all__ = ["ManualStep", "manual_blockers"]
@@ -341,7 +342,7 @@ class ManualStep(EagerStep):
                 self.direct_adam.step()
                 return
             self.direct_adam = None  # state reloaded: its counters are its own
-        self.optimizer.step()
+        optimizer_step(self.optimizer)
         if self.allow_direct_adam and _DirectFusedAdam.applies(self.optimizer):
             self.direct_adam = _DirectFusedAdam(self.optimizer)
 

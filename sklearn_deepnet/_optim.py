@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ._torch_compat import make_optimizer
+
 __all__ = ["SOLVERS", "Solver", "build_optimizer", "complete_momentum_buffers",
            "separate_step_counters"]
 
@@ -69,12 +71,12 @@ def _make(cls, groups, impl, **kwargs):
     if opts.get("fused"):
         opts.pop("foreach", None)
         try:
-            return cls(groups, **kwargs, **opts)
+            return make_optimizer(cls, groups, **kwargs, **opts)
         except (RuntimeError, ValueError):  # no fused kernel for this device/dtype
             opts.pop("fused")
             opts["foreach"] = True
     opts.pop("fused", None)
-    return cls(groups, **kwargs, **opts)
+    return make_optimizer(cls, groups, **kwargs, **opts)
 
 
 SOLVERS: dict[str, Solver] = {
@@ -180,7 +182,8 @@ SOLVERS: dict[str, Solver] = {
     ),
     "lbfgs": Solver(
         # One group: torch's LBFGS has no per-group options (no weight decay anyway).
-        lambda p, hp, impl: torch.optim.LBFGS(
+        lambda p, hp, impl: make_optimizer(
+            torch.optim.LBFGS,
             [q for group in p for q in group["params"]], lr=1.0, max_iter=hp["max_iter"],
             max_eval=hp["max_fun"], tolerance_grad=hp["tol"], tolerance_change=1e-9,
             history_size=10, line_search_fn="strong_wolfe",

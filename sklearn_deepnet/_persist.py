@@ -21,6 +21,7 @@ import torch
 from skorch.history import History
 
 from ._optim import separate_step_counters
+from ._torch_compat import optimizer_load_state_dict, optimizer_state_dict
 
 __all__ = ["TRUSTED_TYPES", "load_optimizer_state", "net_from_state", "net_to_state"]
 
@@ -65,12 +66,12 @@ def load_optimizer_state(optimizer, saved):
     was built with for its own device, and torch moves the moments there.
     """
     saved = dict(saved)
-    fresh_groups = optimizer.state_dict()["param_groups"]
+    fresh_groups = optimizer_state_dict(optimizer)["param_groups"]
     saved["param_groups"] = [
         {**group, **{k: fresh[k] for k in _IMPL_KEYS if k in fresh}}
         for group, fresh in zip(saved["param_groups"], fresh_groups, strict=True)
     ]
-    optimizer.load_state_dict(saved)
+    optimizer_load_state_dict(optimizer, saved)
     separate_step_counters(optimizer)
 
 
@@ -81,7 +82,7 @@ def net_to_state(net):
         "regularization": dataclasses.asdict(net.regularization),
         "device": str(net.device),
         "module": {k: v.detach().cpu().numpy() for k, v in net.module_.state_dict().items()},
-        "optimizer": _to_numpy(net.optimizer_.state_dict()),
+        "optimizer": _to_numpy(optimizer_state_dict(net.optimizer_)),
         "history": [dict(row) for row in net.history],
     }
 

@@ -36,6 +36,8 @@ import torch
 from ._torch_compat import (
     foreach_clamp_,
     foreach_norm,
+    optimizer_step,
+    optimizer_zero_grad,
 )
 
 __all__ = [
@@ -161,11 +163,11 @@ class EagerStep:
 
     def optimizer_step(self):
         """Apply the optimizer to the gradients in ``p.grad``."""
-        self.optimizer.step()
+        optimizer_step(self.optimizer)
 
     def train_batch(self, xb, yb, wb):
         """Train on one batch; return its loss (0-d tensor, detached)."""
-        self.optimizer.zero_grad(set_to_none=self.set_to_none)
+        optimizer_zero_grad(self.optimizer, set_to_none=self.set_to_none)
         loss = self.loss(xb, yb, wb)
         loss.backward()
         self.update()

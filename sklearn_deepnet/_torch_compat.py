@@ -15,8 +15,11 @@ fallback, so a torch upgrade that changes one of them fails there first.
 from __future__ import annotations
 
 import math
+import sys
+import types
 
 import torch
+import torch.optim.optimizer as _optimizer_module
 
 __all__ = [
     "ACTIVATION_BACKWARD",
@@ -27,6 +30,11 @@ __all__ = [
     "foreach_norm",
     "fused_adam_kernel",
     "has_hooks",
+    "make_optimizer",
+    "optimizer_load_state_dict",
+    "optimizer_state_dict",
+    "optimizer_step",
+    "optimizer_zero_grad",
 ]
 
 _aten = getattr(torch.ops, "aten", None)
@@ -237,11 +245,122 @@ ACTIVATION_BACKWARD = {
 }
 
 
+# ``torch.optim`` wraps ``Optimizer.step`` (``_use_grad_for_differentiable``)
+# and ``add_param_group``/``state_dict``/``load_state_dict`` (``_disable_dynamo``)
+# in decorators that import ``torch._dynamo`` on their first call, so that
+# ``torch.compile`` skips them. That import takes about a second, once per
+# process: it was most of a fresh process's first ``fit`` (1.1 s for a 100-row
+# fit, 0.005 s for the second) and of unpickling a model to predict. While
+# ``torch._dynamo`` is not loaded nothing can be compiling, so the functions
+# below call the undecorated methods then, doing what the decorators do
+# outside compilation, and the decorated ones once it is loaded.
+
+
+def _undecorated(fn):
+    """The function ``functools.wraps`` decorated into ``fn``, or ``None``."""
+    return getattr(fn, "__wrapped__", None)
+
+
+_raw_add_param_group = _undecorated(torch.optim.Optimizer.add_param_group)
+_raw_state_dict = _undecorated(torch.optim.Optimizer.state_dict)
+_raw_load_state_dict = _undecorated(torch.optim.Optimizer.load_state_dict)
+_raw_zero_grad = _undecorated(torch.optim.Optimizer.zero_grad)
+try:  # the code object every ``@_use_grad_for_differentiable`` step shares
+    _use_grad_code = _optimizer_module._use_grad_for_differentiable(lambda self: None).__code__
+except (AttributeError, TypeError):
+    _use_grad_code = None
+
+
+def _dynamo_loaded():
+    return "torch._dynamo" in sys.modules
+
+
+def _base_method(optimizer, name, raw):
+    """``raw`` when ``optimizer``'s class keeps ``Optimizer``'s ``name`` and dynamo is unloaded."""
+    if raw is None or _dynamo_loaded():
+        return None
+    if getattr(type(optimizer), name) is not getattr(torch.optim.Optimizer, name):
+        return None
+    return raw
+
+
+def make_optimizer(cls, params, **kwargs):
+    """``cls(params, **kwargs)``, without importing ``torch._dynamo``.
+
+    ``Optimizer.__init__`` calls ``self.add_param_group``; the undecorated
+    method is set on the new instance for the duration of ``__init__`` only.
+    """
+    if _raw_add_param_group is None or _dynamo_loaded() or (
+            cls.add_param_group is not torch.optim.Optimizer.add_param_group):
+        return cls(params, **kwargs)
+    optimizer = cls.__new__(cls)
+    optimizer.add_param_group = types.MethodType(_raw_add_param_group, optimizer)
+    try:
+        optimizer.__init__(params, **kwargs)
+    finally:
+        optimizer.__dict__.pop("add_param_group", None)
+    return optimizer
+
+
+def _has_step_hooks(optimizer):
+    return bool(
+        getattr(_optimizer_module, "_global_optimizer_pre_hooks", True)
+        or getattr(_optimizer_module, "_global_optimizer_post_hooks", True)
+        or getattr(optimizer, "_optimizer_step_pre_hooks", True)
+        or getattr(optimizer, "_optimizer_step_post_hooks", True))
+
+
+def optimizer_step(optimizer):
+    """``optimizer.step()``, without importing ``torch._dynamo``.
+
+    The undecorated step runs with gradients enabled as the decorator sets
+    them (``defaults["differentiable"]``); with any step hook registered, or a
+    step that is not the usual ``profile_hook_step(_use_grad(step))`` chain,
+    ``optimizer.step()`` itself runs.
+    """
+    inner = _undecorated(type(optimizer).step)
+    raw = _undecorated(inner)
+    if (raw is None or _use_grad_code is None or _dynamo_loaded()
+            or getattr(inner, "__code__", None) is not _use_grad_code
+            or _has_step_hooks(optimizer)):
+        return optimizer.step()
+    previous = torch.is_grad_enabled()
+    try:
+        torch.set_grad_enabled(optimizer.defaults["differentiable"])
+        out = raw(optimizer)
+    finally:
+        torch.set_grad_enabled(previous)
+    optimizer._optimizer_step_code()
+    return out
+
+
+def optimizer_state_dict(optimizer):
+    """``optimizer.state_dict()``, without importing ``torch._dynamo``."""
+    raw = _base_method(optimizer, "state_dict", _raw_state_dict)
+    return optimizer.state_dict() if raw is None else raw(optimizer)
+
+
+def optimizer_load_state_dict(optimizer, state):
+    """``optimizer.load_state_dict(state)``, without importing ``torch._dynamo``."""
+    raw = _base_method(optimizer, "load_state_dict", _raw_load_state_dict)
+    return optimizer.load_state_dict(state) if raw is None else raw(optimizer, state)
+
+
+
+def optimizer_zero_grad(optimizer, set_to_none=True):
+    """``optimizer.zero_grad(set_to_none)``, without importing ``torch._dynamo``."""
+    raw = _base_method(optimizer, "zero_grad", _raw_zero_grad)
+    if raw is None:
+        return optimizer.zero_grad(set_to_none=set_to_none)
+    return raw(optimizer, set_to_none=set_to_none)
+
+
 _PRIVATE = ("_foreach_norm", "_foreach_clamp_min_", "_foreach_clamp_max_", "_foreach_add_",
             "_fused_adam_",
             "_fused_adamw_", "_threshold_backward", "_leaky_relu_kernel", "_elu_kernel",
             "_tanh_kernel", "_sigmoid_kernel", "_gelu_kernel", "_silu_kernel", "_mish_kernel",
-            "_native_batch_norm", "_native_batch_norm_backward")
+            "_native_batch_norm", "_native_batch_norm_backward", "_raw_add_param_group",
+            "_raw_state_dict", "_raw_load_state_dict", "_raw_zero_grad", "_use_grad_code")
 
 
 def _use_fallbacks_for_tests():

@@ -61,6 +61,7 @@ from ._optim import (
     separate_step_counters,
 )
 from ._steps import EagerStep, Regularization, select_step
+from ._torch_compat import optimizer_load_state_dict, optimizer_state_dict
 
 __all__ = ["BATCH_EVENTS", "OWN_CALLBACKS", "TrainingNet", "implements_event"]
 
@@ -312,7 +313,7 @@ class TrainingNet(NeuralNet):
     def snapshot_state(self):
         """Copies of the weights and optimizer state (restored by :meth:`restore_state`)."""
         module = {k: v.detach().clone() for k, v in self.module_.state_dict().items()}
-        optimizer = copy.deepcopy(self.optimizer_.state_dict())
+        optimizer = copy.deepcopy(optimizer_state_dict(self.optimizer_))
         for group in optimizer["param_groups"]:  # a CUDA graph's tensor rate -> float
             if isinstance(group.get("lr"), torch.Tensor):
                 group["lr"] = float(group["lr"])
@@ -322,7 +323,7 @@ class TrainingNet(NeuralNet):
         """Load weights and optimizer state saved by :meth:`snapshot_state`."""
         module, optimizer = snapshot
         self.module_.load_state_dict(module)
-        self.optimizer_.load_state_dict(optimizer)
+        optimizer_load_state_dict(self.optimizer_, optimizer)
         # The snapshot may come from a time when step counters were shared
         # (direct fused Adam).
         separate_step_counters(self.optimizer_)
