@@ -49,6 +49,7 @@ import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EpochTimer
 
+from ._callbacks import ProgressBar
 from ._engine import Batches, TensorData, to_tensor
 from ._graph_step import GraphStep
 from ._inference import predict_raw
@@ -429,6 +430,13 @@ class TrainingNet(NeuralNet):
                     self.stop_reason = "interrupted"  # the epochs are complete
                     if watch.nested:
                         raise
+            except BaseException:
+                # on_train_end does not run when training raises (as in skorch):
+                # close the progress bar here rather than leave it to the collector
+                for _, cb in self.callbacks_:
+                    if isinstance(cb, ProgressBar):
+                        cb.on_train_end(self)
+                raise
             finally:
                 self._sigint = None
         return self

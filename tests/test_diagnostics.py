@@ -175,6 +175,35 @@ def test_progress_bar_on_a_terminal(monkeypatch):
     assert text.count("diagnostics epoch") == 3  # written above the bar
 
 
+def test_progress_bar_is_closed_when_the_fit_raises(monkeypatch):
+    from skorch.callbacks import Callback
+
+    from sklearn_deepnet._callbacks import ProgressBar
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    class Fails(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            if len(net.history) == 2:
+                raise RuntimeError("callback failed")
+
+    bars, opened = [], ProgressBar.on_train_begin
+
+    def keep(self, net, **kwargs):
+        opened(self, net, **kwargs)
+        bars.append(self.bar_)  # a reference: garbage collection cannot close it
+
+    monkeypatch.setattr(ProgressBar, "on_train_begin", keep)
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    clf = DeepMLPClassifier((8,), max_iter=5, random_state=0, verbose=1, callbacks=[Fails()])
+    with pytest.raises(RuntimeError, match="callback failed"):
+        clf.fit(X, y)
+    assert len(bars) == 1 and bars[0].disable  # tqdm's close() disables the bar
+    assert "2/5" in sys.stderr.getvalue()
+
+
 def test_importing_the_package_and_the_plot_module_does_not_import_matplotlib():
     code = ("import sys, sklearn_deepnet, sklearn_deepnet.plot; "
             "assert 'matplotlib' not in sys.modules, 'imported'")

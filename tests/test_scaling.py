@@ -97,3 +97,71 @@ def test_streaming_from_a_memory_mapped_file(tmp_path):
             clf.partial_fit(X_map[start:start + 200], y[start:start + 200],
                             classes=np.unique(y))
     assert clf.t_ == 5 * len(X_map) and clf.score(X_map, y) > 0.8
+
+
+# --- GPUs (docs/scaling.md, "GPUs"): run where CUDA is present ----------------
+
+def _cuda_search(**kwargs):
+    pipe = make_pipeline(StandardScaler(),
+                         DeepMLPClassifier(max_iter=4, random_state=0, device="cuda"))
+    return GridSearchCV(pipe, GRID, cv=2, error_score="raise", **kwargs)
+
+
+def _close_search(a, b):
+    # Two CUDA processes need not round alike (cuBLAS may pick other kernels):
+    # the same best candidate and scores within float32 noise.
+    assert a.best_params_ == b.best_params_
+    np.testing.assert_allclose(a.cv_results_["mean_test_score"],
+                               b.cv_results_["mean_test_score"], atol=2e-3)
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), atol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def cuda_serial():
+    return _cuda_search(n_jobs=1).fit(X, y)
+
+
+@pytest.mark.gpu
+def test_search_with_workers_sharing_one_gpu(cuda_serial):
+    from joblib import parallel_backend
+
+    with parallel_backend("loky", n_jobs=2):  # two processes, one CUDA context each
+        shared = _cuda_search(n_jobs=2).fit(X, y)
+    _close_search(cuda_serial, shared)
+    assert next(shared.best_estimator_[-1].module_.parameters()).is_cuda
+
+
+def _one_gpu_per_worker_cluster(distributed, n_gpus):
+    """Dask workers each seeing one GPU as cuda:0 (what dask_cuda's LocalCUDACluster does)."""
+    workers = {
+        f"gpu{i}": {"cls": distributed.Nanny,
+                    "options": {"nthreads": 1, "env": {"CUDA_VISIBLE_DEVICES": str(i)},
+                                "host": "127.0.0.1", "silence_logs": 40}}
+        for i in range(n_gpus)
+    }
+    scheduler = {"cls": distributed.Scheduler,
+                 "options": {"host": "127.0.0.1", "dashboard_address": None}}
+    return distributed.SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40)
+
+
+@pytest.mark.gpu
+def test_search_with_one_gpu_per_worker(cuda_serial):
+    import torch
+
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two CUDA devices")
+    distributed = pytest.importorskip("distributed")
+    from joblib import parallel_backend
+
+    def seen():
+        import os
+
+        import torch
+        return os.environ["CUDA_VISIBLE_DEVICES"], torch.cuda.device_count()
+
+    with _one_gpu_per_worker_cluster(distributed, 2) as cluster, \
+            distributed.Client(cluster) as client:
+        assert sorted(client.run(seen).values()) == [("0", 1), ("1", 1)]
+        with parallel_backend("dask"):
+            spread = _cuda_search().fit(X, y)
+    _close_search(cuda_serial, spread)
