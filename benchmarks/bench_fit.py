@@ -197,41 +197,52 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def time_method(method, X, y, setting, epochs, device, repeat):
-    """Warm up once, then time ``repeat`` fits and predictions of one method.
+def time_methods(methods, X, y, setting, epochs, device, repeat):
+    """Warm every method up once, then time ``repeat`` rounds of one fit per method.
+
+    The rounds interleave the methods (a, b, c, a, b, c, ...): on a shared VM
+    whose speed drifts by tens of percent over a minute, back-to-back repeats
+    of one method would give it a lucky or an unlucky stretch of its own.
 
     Returns
     -------
     dict
-        ``fit_seconds`` (all runs), ``fit_samples_per_s`` (best run), ``final_loss``,
-        ``predict_samples_per_s`` (ours and sklearn only) and ``engine`` (ours only).
+        Method -> ``fit_seconds`` (all runs), ``fit_samples_per_s`` (best run),
+        ``final_loss``, ``predict_samples_per_s`` (ours and sklearn only) and
+        ``engine`` (ours only).
     """
-    fitter = FITTERS[method]
-    dev = "cpu" if method == "sklearn" else device
-    fitter(X[:N_WARMUP], y[:N_WARMUP], setting, 1, dev)
-    sync(dev)
-    seconds = []
+    devices = {m: "cpu" if m == "sklearn" else device for m in methods}
+    for m in methods:
+        FITTERS[m](X[:N_WARMUP], y[:N_WARMUP], setting, 1, devices[m])
+        sync(devices[m])
+    seconds = {m: [] for m in methods}
+    fitted = {}
     for _ in range(repeat):
-        sync(dev)
-        start = time.perf_counter()
-        model, loss = fitter(X, y, setting, epochs, dev)
-        sync(dev)
-        seconds.append(time.perf_counter() - start)
-    out = {
-        "device": dev, "fit_seconds": seconds, "final_loss": float(loss),
-        "fit_samples_per_s": len(X) * epochs / min(seconds),
-        "predict_samples_per_s": None, "engine": getattr(model, "engine_", None),
-        "engine_reason": getattr(model, "engine_reason_", None),
-    }
-    if method in ("ours", "ours-eager", "sklearn"):
-        best = float("inf")
-        for _ in range(3):
+        for m in methods:
+            sync(devices[m])
             start = time.perf_counter()
-            model.predict_proba(X)
-            sync(dev)
-            best = min(best, time.perf_counter() - start)
-        out["predict_samples_per_s"] = len(X) / best
-    return out
+            fitted[m] = FITTERS[m](X, y, setting, epochs, devices[m])
+            sync(devices[m])
+            seconds[m].append(time.perf_counter() - start)
+    rows = {}
+    for m in methods:
+        model, loss = fitted[m]
+        out = {
+            "device": devices[m], "fit_seconds": seconds[m], "final_loss": float(loss),
+            "fit_samples_per_s": len(X) * epochs / min(seconds[m]),
+            "predict_samples_per_s": None, "engine": getattr(model, "engine_", None),
+            "engine_reason": getattr(model, "engine_reason_", None),
+        }
+        if m in ("ours", "ours-eager", "sklearn"):
+            best = float("inf")
+            for _ in range(3):
+                start = time.perf_counter()
+                model.predict_proba(X)
+                sync(devices[m])
+                best = min(best, time.perf_counter() - start)
+            out["predict_samples_per_s"] = len(X) / best
+        rows[m] = out
+    return rows
 
 
 def cpu_name():
@@ -291,7 +302,7 @@ def parse_args(argv=None):
     p.add_argument("--n-samples", type=int, default=None,
                    help="rows (default 50,000 synthetic, 60,000 Fashion-MNIST)")
     p.add_argument("--methods", default=",".join(METHODS))
-    p.add_argument("--repeat", type=int, default=1, help="best of R timed fits")
+    p.add_argument("--repeat", type=int, default=1, help="best of R timed fits, the methods interleaved")
     p.add_argument("--json", default=None, help="write all results to this path")
     args = p.parse_args(argv)
     args.settings = args.settings.split(",")
@@ -322,13 +333,13 @@ def main(argv=None):
         X, y = data
         for name in args.settings:
             setting = SETTINGS[name]
-            rows = {}
+            # MLPClassifier has no ELU, batch norm or dropout
+            skip = setting[1] == "elu" or setting[4] > 0
+            runnable = [m for m in args.methods if not (m == "sklearn" and skip)]
+            timed = time_methods(runnable, X, y, setting, args.epochs, args.device,
+                                 args.repeat)
+            rows = {m: timed.get(m) for m in args.methods}
             for method in args.methods:
-                if method == "sklearn" and (setting[1] == "elu" or setting[4] > 0):
-                    rows[method] = None  # MLPClassifier has no ELU or batch norm
-                else:
-                    rows[method] = time_method(method, X, y, setting, args.epochs,
-                                               args.device, args.repeat)
                 results.append({"dataset": dataset, "setting": name, "method": method,
                                 "n_samples": len(X), "n_features": X.shape[1],
                                 "epochs": args.epochs, "hidden": list(setting[0]),
