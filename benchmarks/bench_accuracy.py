@@ -15,8 +15,9 @@ Models, each with its library's defaults except where said:
 
 * ``ours: defaults`` -- ``DeepMLPClassifier()`` / ``DeepMLPRegressor()`` as
   constructed (3 x 100 ReLU, Adam, 200 epochs);
-* ``ours: recommended`` -- ``recommended_params()``: the chapter's default deep
-  network (3 x 256 ELU + BatchNorm, AdamW, 1cycle, 30 epochs, early stopping);
+* ``ours: recommended`` -- ``recommended_params()``: the chapter's default
+  network (3 x 256 ELU, AdamW, 1cycle peaking at 1e-3 over up to 100 epochs,
+  early stopping with a patience of 20);
 * ``MLPClassifier`` / ``MLPRegressor`` -- scikit-learn's, defaults;
 * ``HistGradientBoosting`` -- scikit-learn's, defaults, categorical columns
   handled natively (``categorical_features="from_dtype"``);

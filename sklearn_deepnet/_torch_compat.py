@@ -281,6 +281,8 @@ def _base_method(optimizer, name, raw):
         return None
     if getattr(type(optimizer), name) is not getattr(torch.optim.Optimizer, name):
         return None
+    if name in vars(optimizer):  # set on the instance: it must run
+        return None
     return raw
 
 
@@ -302,6 +304,14 @@ def make_optimizer(cls, params, **kwargs):
     return optimizer
 
 
+_profiler = getattr(torch.autograd, "profiler", None)
+
+
+def _profiling():
+    """Whether torch's autograd profiler is recording (``True`` when unknown)."""
+    return bool(getattr(_profiler, "_is_profiler_enabled", True))
+
+
 def _has_step_hooks(optimizer):
     return bool(
         getattr(_optimizer_module, "_global_optimizer_pre_hooks", True)
@@ -314,20 +324,37 @@ def optimizer_step(optimizer):
     """``optimizer.step()``, without importing ``torch._dynamo``.
 
     The undecorated step runs with gradients enabled as the decorator sets
-    them (``defaults["differentiable"]``); with any step hook registered, or a
-    step that is not the usual ``profile_hook_step(_use_grad(step))`` chain,
+    them (``defaults["differentiable"]``), under the profiler label
+    ``profile_hook_step`` gives it when the autograd profiler records, and
+    marks the step as done for an LR scheduler that wrapped it. With any step
+    hook registered, another ``step`` set on the instance, or a step that is
+    not the usual ``profile_hook_step(_use_grad(step))`` chain,
     ``optimizer.step()`` itself runs.
     """
-    inner = _undecorated(type(optimizer).step)
+    hooked = type(optimizer).step
+    inner = _undecorated(hooked)
     raw = _undecorated(inner)
+    own = vars(optimizer).get("step")  # a step set on the instance
+    lr_scheduler_wrapper = own is not None and getattr(
+        own, "_wrapped_by_lr_sched", False) and _undecorated(own) is hooked
     if (raw is None or _use_grad_code is None or _dynamo_loaded()
             or getattr(inner, "__code__", None) is not _use_grad_code
+            or (own is not None and not lr_scheduler_wrapper)
             or _has_step_hooks(optimizer)):
         return optimizer.step()
+    if lr_scheduler_wrapper:
+        # torch's LR schedulers wrap the instance's step to record that it ran
+        # (else their first step warns that it came before the optimizer's)
+        optimizer._opt_called = True
     previous = torch.is_grad_enabled()
     try:
         torch.set_grad_enabled(optimizer.defaults["differentiable"])
-        out = raw(optimizer)
+        if _profiling():  # the label profile_hook_step gives the step
+            name = f"Optimizer.step#{type(optimizer).__name__}.step"
+            with torch.autograd.profiler.record_function(name):
+                out = raw(optimizer)
+        else:
+            out = raw(optimizer)
     finally:
         torch.set_grad_enabled(previous)
     optimizer._optimizer_step_code()

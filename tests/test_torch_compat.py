@@ -5,6 +5,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_deepnet import DeepMLPClassifier, _torch_compat
 from sklearn_deepnet._losses import multiclass_log_loss
@@ -295,3 +296,57 @@ print("torch._dynamo" in sys.modules)
     out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True,
                          text=True, timeout=120, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_optimizer_step_marks_the_step_for_an_lr_scheduler():
+    # torch's schedulers wrap the instance's step to see that it ran; without
+    # the mark, their first step warns that it came before the optimizer's.
+    import warnings
+
+    (module, opt), _ = _optimizer_pair("sgd", HP)
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    _give_gradients(module, 0)
+    _torch_compat.optimizer_step(opt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scheduler.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(HP["learning_rate_init"] / 2)
+
+
+def test_fit_with_skorch_lr_scheduler_does_not_warn():
+    import warnings
+
+    from skorch.callbacks import LRScheduler
+
+    X = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.simplefilter("ignore", category=ConvergenceWarning)
+        clf = DeepMLPClassifier(
+            (8,), max_iter=3, solver="sgd", random_state=0,
+            callbacks=[LRScheduler(policy="StepLR", step_size=1, gamma=0.5)]).fit(X, y)
+    assert clf.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(1e-3 / 8)
+
+
+def test_optimizer_step_runs_a_step_set_on_the_instance():
+    (module, opt), _ = _optimizer_pair("adam", HP)
+    calls, original = [], opt.step
+
+    def step(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    opt.step = step
+    _give_gradients(module, 0)
+    _torch_compat.optimizer_step(opt)
+    assert calls == [1]
+
+
+def test_optimizer_step_keeps_the_profiler_label():
+    assert hasattr(torch.autograd.profiler, "_is_profiler_enabled")
+    (module, opt), _ = _optimizer_pair("adam", HP)
+    _give_gradients(module, 0)
+    with torch.autograd.profiler.profile() as prof:
+        _torch_compat.optimizer_step(opt)
+    assert "Optimizer.step#Adam.step" in {e.name for e in prof.function_events}
