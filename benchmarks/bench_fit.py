@@ -302,7 +302,8 @@ def parse_args(argv=None):
     p.add_argument("--n-samples", type=int, default=None,
                    help="rows (default 50,000 synthetic, 60,000 Fashion-MNIST)")
     p.add_argument("--methods", default=",".join(METHODS))
-    p.add_argument("--repeat", type=int, default=1, help="best of R timed fits, the methods interleaved")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="best of R timed fits, the methods interleaved")
     p.add_argument("--json", default=None, help="write all results to this path")
     args = p.parse_args(argv)
     args.settings = args.settings.split(",")
