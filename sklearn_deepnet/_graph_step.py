@@ -10,8 +10,9 @@ import logging
 
 import torch
 
+from ._torch_compat import optimizer_zero_grad
+
 __all__ = ["GraphStep"]
-from sklearn_deepnet._torch_compat import optimizer_zero_grad
 
 logger = logging.getLogger("sklearn_deepnet")
 

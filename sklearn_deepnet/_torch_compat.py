@@ -275,11 +275,15 @@ def _dynamo_loaded():
     return "torch._dynamo" in sys.modules
 
 
+def _undecorated_usable(raw, cls, name):
+    """Whether ``raw`` (``Optimizer.name`` undecorated) may stand in for ``cls.name`` now."""
+    return (raw is not None and not _dynamo_loaded()
+            and getattr(cls, name) is getattr(torch.optim.Optimizer, name))
+
+
 def _base_method(optimizer, name, raw):
-    """``raw`` when ``optimizer``'s class keeps ``Optimizer``'s ``name`` and dynamo is unloaded."""
-    if raw is None or _dynamo_loaded():
-        return None
-    if getattr(type(optimizer), name) is not getattr(torch.optim.Optimizer, name):
+    """``raw`` when it may stand in for ``optimizer.name`` (see ``_undecorated_usable``)."""
+    if not _undecorated_usable(raw, type(optimizer), name):
         return None
     if name in vars(optimizer):  # set on the instance: it must run
         return None
@@ -292,8 +296,7 @@ def make_optimizer(cls, params, **kwargs):
     ``Optimizer.__init__`` calls ``self.add_param_group``; the undecorated
     method is set on the new instance for the duration of ``__init__`` only.
     """
-    if _raw_add_param_group is None or _dynamo_loaded() or (
-            cls.add_param_group is not torch.optim.Optimizer.add_param_group):
+    if not _undecorated_usable(_raw_add_param_group, cls, "add_param_group"):
         return cls(params, **kwargs)
     optimizer = cls.__new__(cls)
     optimizer.add_param_group = types.MethodType(_raw_add_param_group, optimizer)
@@ -371,7 +374,6 @@ def optimizer_load_state_dict(optimizer, state):
     """``optimizer.load_state_dict(state)``, without importing ``torch._dynamo``."""
     raw = _base_method(optimizer, "load_state_dict", _raw_load_state_dict)
     return optimizer.load_state_dict(state) if raw is None else raw(optimizer, state)
-
 
 
 def optimizer_zero_grad(optimizer, set_to_none=True):
