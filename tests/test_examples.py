@@ -20,6 +20,14 @@ def _run(script, *args, cwd):
     return result.stdout
 
 
+def _run_plot(script, *args, cwd):
+    """Run a plotting example writing ``figure.png`` in ``cwd``; check the figure."""
+    pytest.importorskip("matplotlib")
+    out = _run(script, *args, "--output", "figure.png", cwd=cwd)
+    assert (cwd / "figure.png").stat().st_size > 10_000
+    return out
+
+
 @pytest.mark.slow
 def test_quickstart(tmp_path):
     out = _run("quickstart.py", cwd=tmp_path)
@@ -27,85 +35,60 @@ def test_quickstart(tmp_path):
 
 
 def test_plot_vanishing_gradients(tmp_path):
-    pytest.importorskip("matplotlib")
-    out = _run("plot_vanishing_gradients.py", "--epochs", "2", "--output", "vg.png",
-               cwd=tmp_path)
-    assert (tmp_path / "vg.png").stat().st_size > 10_000
+    out = _run_plot("plot_vanishing_gradients.py", "--epochs", "2", cwd=tmp_path)
     assert out.count("grad norm") == 5
 
 
 def test_plot_callbacks(tmp_path):
-    pytest.importorskip("matplotlib")
-    out = _run("plot_callbacks.py", "--epochs", "4", "--output", "cb.png", cwd=tmp_path)
-    assert (tmp_path / "cb.png").stat().st_size > 10_000
+    out = _run_plot("plot_callbacks.py", "--epochs", "4", cwd=tmp_path)
     assert out.count("best checkpoint") == 4
     assert "stopped by: max_iter" in out
 
 
 def test_plot_lr_schedules(tmp_path):
-    pytest.importorskip("matplotlib")
-    out = _run("plot_lr_schedules.py", "--epochs", "6", "--output", "s.png", cwd=tmp_path)
-    assert (tmp_path / "s.png").stat().st_size > 10_000
+    out = _run_plot("plot_lr_schedules.py", "--epochs", "6", cwd=tmp_path)
     assert out.count("validation log-loss") == 8
 
 
 def test_plot_lr_finder(tmp_path):
-    pytest.importorskip("matplotlib")
-    out = _run("plot_lr_finder.py", "--epochs", "2", "--steps", "60", "--output", "f.png",
-               cwd=tmp_path)
-    assert (tmp_path / "f.png").stat().st_size > 10_000
+    out = _run_plot("plot_lr_finder.py", "--epochs", "2", "--steps", "60", cwd=tmp_path)
     assert "suggested learning rate" in out and out.count("test accuracy") == 4
 
 
 def test_plot_mc_dropout(tmp_path):
-    pytest.importorskip("matplotlib")
-    out = _run("plot_mc_dropout.py", "--epochs", "5", "--output", "m.png", cwd=tmp_path)
-    assert (tmp_path / "m.png").stat().st_size > 10_000
+    out = _run_plot("plot_mc_dropout.py", "--epochs", "5", cwd=tmp_path)
     assert "with 100" in out and "beyond it" in out
 
 
 def test_plot_transfer_learning(tmp_path):
-    pytest.importorskip("matplotlib")
-    out = _run("plot_transfer_learning.py", "--sizes", "10,40", "--seeds", "1", "--epochs", "3",
-               "--output", "t.png", cwd=tmp_path)
-    assert (tmp_path / "t.png").stat().st_size > 10_000
+    out = _run_plot("plot_transfer_learning.py", "--sizes", "10,40", "--seeds", "1",
+                    "--epochs", "3", cwd=tmp_path)
     assert out.count("labeled B images") == 2 and "frozen 20 epochs" in out
 
 
 def test_plot_pretraining(tmp_path):
-    pytest.importorskip("matplotlib")
-    out = _run("plot_pretraining.py", "--shares", "0.05", "--seeds", "1", "--pretrain-epochs",
-               "2", "--output", "p.png", cwd=tmp_path)
-    assert (tmp_path / "p.png").stat().st_size > 10_000
+    out = _run_plot("plot_pretraining.py", "--shares", "0.05", "--seeds", "1",
+                    "--pretrain-epochs", "2", cwd=tmp_path)
     assert "autoencoder pretraining" in out and "better in" in out
 
 
 def test_plot_self_normalization(tmp_path):
-    pytest.importorskip("matplotlib")
-    out = _run("plot_self_normalization.py", "--depth", "10", "--epochs", "1", "--output",
-               "n.png", cwd=tmp_path)
-    assert (tmp_path / "n.png").stat().st_size > 10_000
+    out = _run_plot("plot_self_normalization.py", "--depth", "10", "--epochs", "1", cwd=tmp_path)
     assert out.count("over 10 layers") == 3
 
 
 def test_plot_dying_relus(tmp_path):
-    pytest.importorskip("matplotlib")
-    out = _run("plot_dying_relus.py", "--epochs", "2", "--output", "d.png", cwd=tmp_path)
-    assert (tmp_path / "d.png").stat().st_size > 10_000
+    out = _run_plot("plot_dying_relus.py", "--epochs", "2", cwd=tmp_path)
     assert "dead units per layer" in out and "cannot die" in out
 
 
 def test_plot_optimizers(tmp_path):
-    pytest.importorskip("matplotlib")
-    out = _run("plot_optimizers.py", "--epochs", "2", "--output", "o.png", cwd=tmp_path)
-    assert (tmp_path / "o.png").stat().st_size > 10_000
+    out = _run_plot("plot_optimizers.py", "--epochs", "2", cwd=tmp_path)
     assert out.count("test accuracy") == 9
 
 
 def test_plot_regularization(tmp_path):
-    pytest.importorskip("matplotlib")
-    out = _run("plot_regularization.py", "--epochs", "3", "--output", "r.png", cwd=tmp_path)
-    assert (tmp_path / "r.png").stat().st_size > 10_000
+    out = _run_plot("plot_regularization.py", "--epochs", "3", cwd=tmp_path)
     assert out.count("held-out") == 6
     # max-norm caps every unit's incoming weight norm at 1
     line = next(row for row in out.splitlines() if row.startswith("max-norm"))
@@ -113,10 +96,7 @@ def test_plot_regularization(tmp_path):
 
 
 def test_plot_gradient_clipping(tmp_path):
-    pytest.importorskip("matplotlib")
-    out = _run("plot_gradient_clipping.py", "--epochs", "3", "--output", "g.png",
-               cwd=tmp_path)
-    assert (tmp_path / "g.png").stat().st_size > 10_000
+    out = _run_plot("plot_gradient_clipping.py", "--epochs", "3", cwd=tmp_path)
     assert out.count("test accuracy") == 3
     # unclipped, this rate diverges; clipped by norm, it does not
     assert "diverged" in out.splitlines()[0] and "diverged" not in out.splitlines()[1]
