@@ -32,7 +32,14 @@ from ._inference import GLOBAL_RNG_LOCK, predict_raw, predict_raw_mc, seeded_glo
 from ._init import INITIALIZERS, VarianceScaling
 from ._module import MLP
 from ._optim import SOLVERS, build_optimizer
-from ._persist import load_optimizer_state, net_from_state, net_to_state
+from ._persist import (
+    history_attributes,
+    load_optimizer_state,
+    net_from_state,
+    net_to_state,
+    state_during_fit,
+    validation_fingerprint,
+)
 from ._reuse import KeepsSource, reuse_warnings, start_network_
 from ._schedules import SCHEDULES
 from ._steps import Regularization
@@ -49,6 +56,9 @@ from ._validation import (
     resolve_device,
 )
 
+# Private attributes that exist only while the estimator's own fit runs: its
+# state when the call began, and (net, epochs before the call) once training runs.
+_FIT_STARTED, _TRAINING = "_fit_started", "_training"
 # Parameters that shape the network: warm starts and partial_fit need them unchanged.
 _ARCHITECTURE_PARAMS = (
     "hidden_layer_sizes", "activation", "activation_alpha", "batch_norm",
@@ -208,14 +218,18 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
         place, are restored from a snapshot too.
         """
         saved = dict(self.__dict__)
+        saved.pop(_FIT_STARTED, None)
+        saved.pop(_TRAINING, None)
         net = getattr(self, "net_", None)
         snapshot = None
         if net is not None and (incremental or self.warm_start):
             # The trainer is reused: its settings, weights, optimizer and
             # history are all changed by this call.
             snapshot = (dict(net.__dict__), net.snapshot_state(), len(net.history))
+        # What a pickle taken during this call holds (see __getstate__).
+        self.__dict__[_FIT_STARTED] = saved
         try:
-            pending = self._fit_unsafe(
+            pending, interrupted = self._fit_unsafe(
                 X, y, sample_weight, incremental=incremental, classes=classes
             )
         except BaseException:
@@ -230,10 +244,15 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
                 net.restore_state(state)
                 del net.history[n_epochs:]
             raise
+        finally:
+            self.__dict__.pop(_FIT_STARTED, None)
+            self.__dict__.pop(_TRAINING, None)
         # Warnings only once the fit is complete: with warnings turned into
         # errors they must not undo it (as with scikit-learn's MLP).
         for message, category in pending:
             warnings.warn(message, category, stacklevel=3)
+        if interrupted is not None:  # Ctrl-C: the caller (a search, a loop) must stop too
+            raise KeyboardInterrupt(interrupted)
         return self
 
     def _fit_unsafe(self, X, y, sample_weight, *, incremental, classes):
@@ -254,14 +273,26 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
         # A fresh, reproducible seed for every call (fit, warm start, partial_fit).
         seq = np.random.SeedSequence([self._seed, self._n_fit_calls])
         call_seed = int(seq.generate_state(1)[0])
-        validation = None
+        validation = fingerprint = None
         stochastic = SOLVERS[self.solver].stochastic
         if self.early_stopping and not incremental and stochastic:
             # (scikit-learn's early stopping applies to mini-batch solvers only)
-            rows, val_rows = self._validation_split(rows, y_model, call_seed)
+            # One split per network (the first call's seed): a warm start on
+            # the same data validates on the same rows and never on rows it
+            # trained on before.
+            split_seed = int(np.random.SeedSequence([self._seed, 0]).generate_state(1)[0])
+            rows, val_rows = self._validation_split(rows, y_model, split_seed)
             validation = (
                 RowSubset(X, val_rows), y_model[val_rows], sample_weight[val_rows]
             )
+            fingerprint = validation_fingerprint(X, val_rows, y_model, sample_weight)
+        carry = None
+        if continuing:
+            count, best_loss, best_score = (*getattr(self, "_convergence_carry", (0, np.inf)),
+                                            None)[:3]
+            if fingerprint is None or fingerprint != getattr(self, "_validation_fp", None):
+                best_score = None  # scores on other rows (or none) do not compare
+            carry = (count, best_loss, best_score)
         n_train = X.shape[0] if rows is None else len(rows)
         batch_size = self._effective_batch_size(n_train) if stochastic else n_train
 
@@ -283,7 +314,7 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
                         return self._pretraining_data(X_t, user_weight, device)
                 net = self._prepare_net(
                     X.shape[1], n_outputs, device, batch_size, decay, validation, incremental,
-                    continuing, pretraining=pretraining, seed=call_seed,
+                    continuing, pretraining=pretraining, seed=call_seed, carry=carry,
                 )
                 data = TensorData(
                     X_t,
@@ -293,19 +324,36 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
                     uniform_weights=bool(np.all(sample_weight == 1)),
                 )
             random = net.draws_random_numbers()
+            self.__dict__[_TRAINING] = (net, n_before)  # for a pickle taken meanwhile
             with seeded_global_rng(call_seed, cuda_devices) if random else nullcontext():
                 net.partial_fit(X, y_model, data=data, seed=self._seed)
 
+        n_done = len(net.history) - n_before
+        kept = ("of the best validation score" if validation is not None
+                else "of the last complete epoch")
+        if net.stop_reason == "interrupted" and n_done == 0:
+            # Nothing of this call is worth keeping: _fit restores the estimator
+            # as it was before the call (unfitted, or the previous model).
+            raise KeyboardInterrupt(
+                "Training was interrupted before its first epoch finished; the estimator "
+                "is as it was before this call."
+            )
+        monitor = dict(net.callbacks_)["convergence"]
+        best_score = (monitor.best_score_ if validation is not None
+                      and np.isfinite(monitor.best_score_) else None)
         self._n_fit_calls += 1
         self.net_ = net
         self._fitted_architecture = self._architecture()
-        n_done = len(net.history) - n_before
-        self._record_history(net, n_done)
+        previous = getattr(self, "best_validation_score_", None) if continuing else None
+        vars(self).update(history_attributes(
+            net.history, n_done, len(net.module_.hidden),
+            best_score if validation is not None else previous))
         # scikit-learn's counter (its tests read it): epochs in a row without
         # an improvement of at least tol when this call ended.
-        monitor = dict(net.callbacks_)["convergence"]
         self._no_improvement_count = monitor.no_improvement_count_
-        self._convergence_carry = (monitor.no_improvement_count_, monitor.best_loss_)
+        self._convergence_carry = (monitor.no_improvement_count_, monitor.best_loss_,
+                                   best_score)
+        self._validation_fp = fingerprint
         self.engine_, self.engine_reason_ = net.engine, net.engine_reason
         pending = [] if continuing else [
             (msg, UserWarning) for msg in (*self._self_normalization_warnings(X, rows, decay),
@@ -320,15 +368,13 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
                 f"learning_rate_init (now {self.learning_rate_init}) or standardized inputs.",
                 ConvergenceWarning,
             ))
-        kept = ("of the best validation score" if self.early_stopping and not incremental
-                else "of the last complete epoch")
+        interrupted = None
         if net.stop_reason == "interrupted":
-            pending.append((
+            interrupted = (
                 f"Training was interrupted after {n_done} complete epoch(s) of this call; "
                 f"the model keeps the weights {kept} and can be used or trained further "
-                "(warm_start=True or partial_fit).",
-                UserWarning,
-            ))
+                "(warm_start=True or partial_fit)."
+            )
         elif net.stop_reason == "diverged":
             pending.append((
                 f"Training diverged: in epoch {n_done + 1} of this call the loss or the "
@@ -361,7 +407,7 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
                 "the optimization hasn't converged yet.",
                 ConvergenceWarning,
             ))
-        return pending
+        return pending, interrupted
 
     def _validate_inputs(self, X, y, sample_weight, *, continuing, incremental, classes):
         """Validated float32 ``X``, model targets, sample weights, output width, rows.
@@ -411,7 +457,7 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
         )
 
     def _prepare_net(self, n_features, n_outputs, device, batch_size, decay, validation,
-                     incremental, continuing, *, pretraining=None, seed=0):
+                     incremental, continuing, *, pretraining=None, seed=0, carry=None):
         """The trainer for this call: a new one for a fresh fit, else the fitted one
         with this call's settings (and, unless ``partial_fit`` continues with the
         same solver settings, a fresh optimizer, as in scikit-learn)."""
@@ -427,7 +473,7 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
             tol=self.tol, n_iter_no_change=self.n_iter_no_change, validation=validation,
             scorer=self._score_raw, validation_loss=self._validation_loss,
             verbose=verbose >= 1 and bar is None, adaptive=self.learning_rate == "adaptive",
-            carry=getattr(self, "_convergence_carry", None) if continuing else None,
+            carry=carry,
         )
         factory = SCHEDULES[self.learning_rate].factory
         schedule = [] if factory is None else [("schedule", factory(self))]
@@ -529,26 +575,6 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
             losses = self._per_sample_loss()(torch.from_numpy(raw), torch.from_numpy(y_model))
         return float(np.average(losses.numpy(), weights=sample_weight))
 
-    def _record_history(self, net, n_done):
-        history = net.history
-        self.history_ = history
-        self.n_iter_ = n_done  # epochs of this call, as scikit-learn counts
-        if n_done and "lbfgs_iterations" in history[-1]:  # one L-BFGS run per call
-            self.n_iter_ = int(history[-1]["lbfgs_iterations"])
-        self.n_layers_ = len(net.module_.hidden) + 2
-        self.loss_ = float(history[-1, "train_loss"]) if history else None
-        self.t_ = int(sum(h["train_samples"] for h in history))
-        self.loss_curve_ = [float(h["train_loss"]) for h in history]
-        scores = [float(h["valid_score"]) for h in history if "valid_score" in h]
-        if scores:  # some call used early stopping (partial_fit afterwards keeps them)
-            self.validation_scores_ = scores
-            self.best_validation_score_ = max(scores)
-            self.best_loss_ = None
-        else:
-            self.validation_scores_ = None
-            self.best_validation_score_ = None
-            self.best_loss_ = min(self.loss_curve_, default=None)
-
     def _validation_split(self, rows, y_model, seed):
         """Split the training rows (``None``: all) into training and validation indices."""
         if rows is None:
@@ -589,8 +615,17 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
 
     # ----------------------------------------------------------- persistence
     def __getstate__(self):
-        """State without torch objects: the fitted net as numpy arrays (see ``_persist``)."""
+        """State without torch objects: the fitted net as numpy arrays (see ``_persist``).
+
+        Taken during the estimator's own fit (from a callback, say), the state
+        is the estimator as it was before the call or, once training runs, as
+        if the call had stopped after its last finished epoch
+        (:func:`~._persist.state_during_fit`).
+        """
         state = dict(super().__getstate__())  # may be self.__dict__ itself: copy
+        fit_started, training = state.pop(_FIT_STARTED, None), state.pop(_TRAINING, None)
+        if fit_started is not None:
+            state = state_during_fit(state, fit_started, training, self._architecture())
         net = state.pop("net_", None)
         state.pop("history_", None)
         if net is not None:
@@ -613,6 +648,9 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
             state.setdefault("reused_layers_", 0)
             state.setdefault("pretrain_loss_curve_", None)
             net_state["attrs"]["solver_params"].setdefault("nesterovs_momentum", True)
+            # The schedule the optimizer's rate follows (states before it was kept:
+            # the estimator's, as fitted unless set_params changed it since).
+            net_state["attrs"].setdefault("schedule", state["learning_rate"])
         super().__setstate__(state)
         if net_state is not None:
             n_outputs = len(net_state["module"]["output.linear.bias"])
@@ -626,6 +664,10 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True  # densified batch by batch
         return tags
+
+    def __sklearn_is_fitted__(self):
+        """Fitted once a network exists (not merely once ``fit`` has validated ``X``)."""
+        return "net_" in vars(self)
 
     @property
     def coefs_(self):

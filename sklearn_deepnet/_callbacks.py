@@ -56,8 +56,19 @@ class ConvergenceMonitor(Callback):
         training, divide the learning rate by 5 and go on, until it is at most
         1e-6.
     carry : tuple or None, default=None
-        ``(no_improvement_count, best_loss)`` of the previous call, continued
-        by a warm start or ``partial_fit`` as scikit-learn's MLP does.
+        ``(no_improvement_count, best_loss, best_score)`` of the previous
+        call, continued by a warm start or ``partial_fit`` as scikit-learn's
+        MLP does. ``best_score`` is the validation score of the weights the
+        network holds now (the previous call's best), or ``None`` when there
+        is none to compare with (no early stopping then, or another
+        validation set now): with a score, the current weights compete as
+        the best so far and are restored if no epoch of this call beats them.
+
+    Attributes
+    ----------
+    best_score_ : float
+        After training: the validation score of the weights restored (the
+        best of this call, or the carried one), ``-inf`` without validation.
     """
 
     def __init__(
@@ -75,10 +86,16 @@ class ConvergenceMonitor(Callback):
 
     def on_train_begin(self, net, **kwargs):
         """Reset the counters for a new call to fit (or continue the carried ones)."""
-        self.no_improvement_count_, self.best_loss_ = self.carry or (0, math.inf)
+        count, best_loss, best_score = self.carry or (0, math.inf, None)
+        self.no_improvement_count_, self.best_loss_ = count, best_loss
         self.best_valid_loss_ = math.inf
         self.best_score_ = -math.inf
-        self.best_state_ = None  # (epoch, weights) of the best validation score
+        # (epochs in the history, weights, score) of the best validation score
+        self.best_state_ = None
+        if self.validation is not None and best_score is not None:
+            self.best_score_ = best_score  # the weights now: the last call's best
+            self.best_state_ = (len(net.history), copy.deepcopy(net.module_.state_dict()),
+                                best_score)
         self.previous_best_state_ = None  # the best before it
         self.stop_message_ = None
 
@@ -102,7 +119,8 @@ class ConvergenceMonitor(Callback):
             if score > self.best_score_:
                 self.best_score_ = score
                 self.previous_best_state_ = self.best_state_
-                self.best_state_ = (len(history), copy.deepcopy(net.module_.state_dict()))
+                self.best_state_ = (len(history), copy.deepcopy(net.module_.state_dict()),
+                                    score)
         else:
             what = "Training loss"
             improved = loss <= self.best_loss_ - self.tol
@@ -144,6 +162,9 @@ class ConvergenceMonitor(Callback):
             best = self.previous_best_state_
         if best is not None:
             net.module_.load_state_dict(best[1])
+            self.best_score_ = best[2]
+        elif self.validation is not None:
+            self.best_score_ = -math.inf
         self.best_state_ = self.previous_best_state_ = None
         self.validation = None
         self.scorer = None

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import warnings
 
 import numpy as np
@@ -23,7 +24,8 @@ from skorch.history import History
 from ._optim import separate_step_counters
 from ._torch_compat import optimizer_load_state_dict, optimizer_state_dict
 
-__all__ = ["TRUSTED_TYPES", "load_optimizer_state", "net_from_state", "net_to_state"]
+__all__ = ["TRUSTED_TYPES", "history_attributes", "load_optimizer_state", "net_from_state",
+           "net_to_state", "state_during_fit", "validation_fingerprint"]
 
 #: Types to pass to ``skops.io.load(..., trusted=TRUSTED_TYPES)`` for models that
 #: use the named activations and initializers and no callbacks (a custom
@@ -35,7 +37,7 @@ TRUSTED_TYPES = [
 ]
 
 _NET_ATTRS = ("solver", "solver_params", "shuffle", "min_batch", "fast", "batch_size",
-              "max_epochs", "engine", "engine_reason")
+              "max_epochs", "engine", "engine_reason", "schedule")
 _IMPL_KEYS = ("fused", "foreach", "capturable")
 _REGULARIZATION_FIELDS = ("alpha", "l1_ratio", "clip_norm", "clip_value", "max_norm")
 
@@ -76,15 +78,131 @@ def load_optimizer_state(optimizer, saved):
 
 
 def net_to_state(net):
-    """Everything needed to rebuild a fitted :class:`TrainingNet`, without torch types."""
+    """Everything needed to rebuild a fitted :class:`TrainingNet`, without torch types.
+
+    During an epoch (a callback pickling the estimator mid-fit) the state is
+    the one at the end of the last finished epoch: the weights and optimizer
+    state of the trainer's epoch snapshot and the history without the
+    unfinished epoch's row, exactly what an interrupt would keep.
+    """
+    epoch_start = getattr(net, "epoch_start", None)
+    if epoch_start is not None:
+        (module, optimizer), n_rows = epoch_start
+    else:
+        module, optimizer = net.module_.state_dict(), optimizer_state_dict(net.optimizer_)
+        n_rows = len(net.history)
     return {
-        "attrs": {name: getattr(net, name) for name in _NET_ATTRS},
+        "attrs": {name: getattr(net, name, None) for name in _NET_ATTRS},
         "regularization": dataclasses.asdict(net.regularization),
         "device": str(net.device),
-        "module": {k: v.detach().cpu().numpy() for k, v in net.module_.state_dict().items()},
-        "optimizer": _to_numpy(optimizer_state_dict(net.optimizer_)),
-        "history": [dict(row) for row in net.history],
+        "module": {k: v.detach().cpu().numpy() for k, v in module.items()},
+        "optimizer": _to_numpy(optimizer),
+        "history": [dict(row) for row in net.history[:n_rows]],
     }
+
+
+def history_attributes(history, n_done, n_hidden, best_validation_score):
+    """The fitted attributes that summarize a network's training history.
+
+    Parameters
+    ----------
+    history : skorch History
+        Every finished epoch of the network (all calls).
+    n_done : int
+        Epochs of the last call (``n_iter_``; L-BFGS counts its iterations).
+    n_hidden : int
+        Hidden layers.
+    best_validation_score : float or None
+        Validation score of the weights held (early stopping), else ``None``.
+
+    Returns
+    -------
+    dict
+        ``history_``, ``n_iter_``, ``n_layers_``, ``loss_``, ``t_``,
+        ``loss_curve_``, ``validation_scores_``, ``best_validation_score_``
+        and ``best_loss_``, as scikit-learn's MLP defines them.
+    """
+    n_iter = n_done
+    if n_done and "lbfgs_iterations" in history[-1]:  # one L-BFGS run per call
+        n_iter = int(history[-1]["lbfgs_iterations"])
+    curve = [float(h["train_loss"]) for h in history]
+    scores = [float(h["valid_score"]) for h in history if "valid_score" in h]
+    return {
+        "history_": history,
+        "n_iter_": n_iter,  # epochs of this call, as scikit-learn counts
+        "n_layers_": n_hidden + 2,
+        "loss_": curve[-1] if curve else None,
+        "t_": int(sum(h["train_samples"] for h in history)),
+        "loss_curve_": curve,
+        # Some call used early stopping (partial_fit afterwards keeps them).
+        "validation_scores_": scores or None,
+        "best_validation_score_": best_validation_score if scores else None,
+        "best_loss_": None if scores else min(curve, default=None),
+    }
+
+
+def validation_fingerprint(X, val_rows, y_model, sample_weight, chunk=65536):
+    """A digest of the validation rows' data, targets and weights.
+
+    A warm start compares validation scores with the previous call's only
+    when it validates on exactly the same data (see ``ConvergenceMonitor``).
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(np.asarray(X.shape, np.int64).tobytes())
+    digest.update(np.ascontiguousarray(val_rows, np.int64).tobytes())
+    for start in range(0, len(val_rows), chunk):
+        part = X[val_rows[start : start + chunk]]
+        for array in (part.data, part.indices, part.indptr) if hasattr(part, "indptr") else (
+                part,):
+            digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update(np.ascontiguousarray(y_model[val_rows]).tobytes())
+    digest.update(np.ascontiguousarray(sample_weight[val_rows]).tobytes())
+    return digest.hexdigest()
+
+
+def state_during_fit(state, fit_started, training, architecture):
+    """What ``__getstate__`` pickles while the estimator's own fit runs.
+
+    A callback (or another thread) may pickle the estimator in the middle of
+    its fit. Until the call's first epoch has finished (validation, building,
+    pretraining, the first epoch) the pickle holds the estimator as it was
+    before the call; afterwards, the estimator as if the call had stopped
+    after its last finished epoch:
+    that network (see :func:`net_to_state`) with the attributes it would
+    have then. Either way it loads, predicts and trains further.
+
+    Parameters
+    ----------
+    state : dict
+        The estimator's ``__dict__`` now (private markers removed).
+    fit_started : dict
+        Its ``__dict__`` when the call began.
+    training : tuple or None
+        ``(net, n_epochs_before_the_call)`` once training has started.
+    architecture : dict
+        The architecture being trained.
+
+    Returns
+    -------
+    dict
+    """
+    if training is None:
+        return dict(fit_started)
+    net, n_before = training
+    epoch_start = getattr(net, "epoch_start", None)
+    n_rows = len(net.history) if epoch_start is None else epoch_start[1]
+    if n_rows == n_before:  # no epoch of this call finished yet
+        return dict(fit_started)
+    state = dict(state)
+    history = net.history[:n_rows]
+    scores = [row["valid_score"] for row in history[n_before:] if "valid_score" in row]
+    best = scores[-1] if scores else state.get("best_validation_score_")
+    state.update(history_attributes(history, n_rows - n_before,
+                                    len(net.module_.hidden), best))
+    state.update(net_=net, _fitted_architecture=architecture,
+                 _n_fit_calls=state.get("_n_fit_calls", 0) + 1,
+                 engine_=net.engine, engine_reason_=net.engine_reason)
+    return state
 
 
 def _load_device(saved):
@@ -122,6 +240,7 @@ def net_from_state(state, module, criterion):
     loose = {k: attrs.pop(k) for k in _REGULARIZATION_FIELDS if k in attrs}
     attrs["regularization"] = Regularization(**state.get("regularization", loose))
     engine, reason = attrs.pop("engine"), attrs.pop("engine_reason")
+    schedule = attrs.pop("schedule", None)  # None: a state written before it was kept
     module.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state["module"].items()})
     net = TrainingNet(module, criterion, callbacks=[], device=device, **attrs).initialize()
     saved = dict(state["optimizer"])
@@ -130,4 +249,6 @@ def net_from_state(state, module, criterion):
     net.history = History()
     net.history.extend(dict(row) for row in state["history"])
     net.engine, net.engine_reason = engine, reason
+    if schedule is not None:
+        net.schedule = schedule
     return net

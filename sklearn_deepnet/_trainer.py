@@ -264,6 +264,9 @@ class TrainingNet(NeuralNet):
         self.engine = None
         self.engine_reason = None
         self._sigint = None
+        # ((weights, optimizer state), history rows) at the start of the epoch
+        # in progress; None between epochs (read by _persist.net_to_state).
+        self.epoch_start = None
 
     def get_default_callbacks(self):
         """Only the epoch timer: losses are recorded by the epoch loop."""
@@ -484,6 +487,7 @@ class TrainingNet(NeuralNet):
                     _seed_epoch(seed, n_rows, generator, global_rng)
                 try:
                     good = self.snapshot_state()
+                    self.epoch_start = (good, n_rows)
                     self.notify("on_epoch_begin", dataset_train=data, dataset_valid=None)
                     if _trainable(self.module_) != trainable:
                         # A callback froze or unfroze parameters (e.g. the
@@ -507,6 +511,7 @@ class TrainingNet(NeuralNet):
                         self.history.record("lbfgs_iterations", step.n_iter)
                         self.history.record("lbfgs_evaluations", step.n_evals)
                         self.history.record("lbfgs_converged", step.converged)
+                    self.epoch_start = None  # the epoch's records are complete
                     if not (math.isfinite(self.history[-1, "train_loss"])
                             and self._finite_state()):
                         self.stop_reason = "diverged"
@@ -529,6 +534,7 @@ class TrainingNet(NeuralNet):
                 if self.stop_reason is not None:
                     break
         finally:
+            self.epoch_start = None
             if step.fallback_reason is not None:
                 self.engine, self.engine_reason = "eager", step.fallback_reason
             if not released:

@@ -11,7 +11,9 @@ from numbers import Integral, Real
 import torch
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import (
-    Interval,
+    Interval as _Interval,
+)
+from sklearn.utils._param_validation import (
     InvalidParameterError,
     Options,
     StrOptions,
@@ -33,6 +35,21 @@ __all__ = [
 ]
 
 fit_context = _fit_context
+
+
+class Interval(_Interval):
+    """scikit-learn's ``Interval`` constraint without booleans.
+
+    ``True`` and ``False`` are instances of ``numbers.Integral`` (and
+    ``Real``), so scikit-learn's constraint takes ``max_iter=True`` as 1 and
+    ``mc_dropout=True`` as one Monte Carlo pass. Every count and rate of the
+    estimators is a number, never a switch: a bool is refused with the usual
+    message (``... must be an int in the range [0, inf). Got True instead.``).
+    """
+
+    def is_satisfied_by(self, val):
+        """Whether ``val`` is a number (not a bool) of the type, inside the bounds."""
+        return not isinstance(val, bool) and super().is_satisfied_by(val)
 
 
 def check_sample_weight(sample_weight, X):

@@ -303,7 +303,7 @@ def test_keyboard_interrupt_keeps_the_last_finished_epoch(clf_data, monkeypatch)
     two_epochs = DeepMLPClassifier(**kw, max_iter=2, n_iter_no_change=5).fit(X, y)
     _interrupt_after(monkeypatch, 9)  # 4 batches per epoch: stops inside epoch 3
     clf = DeepMLPClassifier(**kw, max_iter=50)
-    with pytest.warns(UserWarning, match="interrupted after 2 complete epoch"):
+    with pytest.raises(KeyboardInterrupt, match="interrupted after 2 complete epoch"):
         clf.fit(X, y)
     assert clf.n_iter_ == 2 and len(clf.loss_curve_) == 2 and clf.t_ == 400
     for p, q in zip(clf.net_.module_.parameters(), two_epochs.net_.module_.parameters(),
@@ -315,14 +315,32 @@ def test_keyboard_interrupt_keeps_the_last_finished_epoch(clf_data, monkeypatch)
     assert clf.n_iter_ == 3 and len(clf.loss_curve_) == 5
 
 
-def test_keyboard_interrupt_in_first_epoch_leaves_initial_weights(clf_data, monkeypatch):
+def test_keyboard_interrupt_in_first_epoch_leaves_the_estimator_as_before(clf_data,
+                                                                         monkeypatch):
+    # Issue 22, item 5: a Ctrl-C early in a refit returned normally with
+    # random weights. Now it reaches the caller, and a call that finished no
+    # epoch leaves the estimator exactly as it was (here: unfitted, then the
+    # previously fitted model).
+    from sklearn.exceptions import NotFittedError
+
     X, y = clf_data
     _interrupt_after(monkeypatch, 2)
     clf = DeepMLPClassifier((8,), batch_size=50, max_iter=5, random_state=0)
-    with pytest.warns(UserWarning, match="after 0 complete epoch"):
+    with pytest.raises(KeyboardInterrupt, match="before its first epoch finished"):
         clf.fit(X, y)
-    assert clf.n_iter_ == 0 and clf.loss_curve_ == [] and clf.best_loss_ is None
-    assert np.isfinite(clf.predict_proba(X)).all()
+    with pytest.raises(NotFittedError):
+        clf.predict(X)
+    monkeypatch.undo()
+    clf.fit(X, y)
+    before, n_iter = clf.predict_proba(X), clf.n_iter_
+    for extra in ({}, {"warm_start": True}):
+        _interrupt_after(monkeypatch, 2)
+        clf.set_params(**extra)
+        with pytest.raises(KeyboardInterrupt, match="estimator is as it was"):
+            clf.fit(X[::-1], y[::-1])
+        monkeypatch.undo()
+        np.testing.assert_array_equal(clf.predict_proba(X), before)
+        assert clf.n_iter_ == n_iter and len(clf.history_) == n_iter
 
 
 @pytest.mark.parametrize("kwargs", [dict(), dict(batch_norm="after", dropout=0.1),
@@ -389,7 +407,7 @@ def test_rollback_leaves_one_step_counter_per_parameter(clf_data, monkeypatch):
     X, y = clf_data
     _interrupt_after(monkeypatch, 25)  # 10 batches per epoch: inside epoch 3
     clf = DeepMLPClassifier((8,), batch_size=20, max_iter=10, random_state=0)
-    with pytest.warns(UserWarning, match="interrupted after 2 complete"):
+    with pytest.raises(KeyboardInterrupt, match="interrupted after 2 complete"):
         clf.fit(X, y)
     monkeypatch.undo()
     steps = [st["step"] for st in clf.net_.optimizer_.state.values()]
@@ -416,7 +434,7 @@ def test_interrupt_during_validation_scoring_is_reported_and_consistent(clf_data
 
     monkeypatch.setattr(callbacks, "predict_raw", scoring)
     clf = DeepMLPClassifier((8,), early_stopping=True, max_iter=10, random_state=0)
-    with pytest.warns(UserWarning, match="interrupted after 2 complete"):
+    with pytest.raises(KeyboardInterrupt, match="interrupted after 2 complete"):
         clf.fit(X, y)
     assert clf.n_iter_ == len(clf.loss_curve_) == len(clf.validation_scores_) == 2
 
@@ -467,3 +485,65 @@ def test_n_partial_fits_train_exactly_like_a_fit_of_n_epochs(kwargs, clf_data):
         streamed.partial_fit(X, y, classes=[0, 1, 2])
     assert streamed.loss_curve_ == fitted.loss_curve_
     np.testing.assert_array_equal(streamed.predict_proba(X), fitted.predict_proba(X))
+
+
+@pytest.mark.parametrize("tool", ["GridSearchCV", "cross_validate"])
+def test_ctrl_c_stops_a_search_and_reaches_the_caller(tool, clf_data, monkeypatch):
+    # Issue 22, item 4: the running fit swallowed the KeyboardInterrupt, the
+    # search went on and scored the interrupted candidate as if trained.
+    from sklearn.model_selection import GridSearchCV, cross_validate
+
+    X, y = clf_data
+    _interrupt_after(monkeypatch, 5)  # inside the second epoch of the first fit
+    clf = DeepMLPClassifier((8,), batch_size=50, max_iter=20, random_state=0)
+    fits = {"n": 0}
+    original = DeepMLPClassifier._fit_unsafe
+
+    def counting(self, *args, **kwargs):
+        fits["n"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeepMLPClassifier, "_fit_unsafe", counting)
+    with pytest.raises(KeyboardInterrupt, match="interrupted after 1 complete epoch"):
+        if tool == "GridSearchCV":
+            GridSearchCV(clf, {"alpha": [1e-4, 1e-3]}, cv=3, error_score="raise").fit(X, y)
+        else:
+            cross_validate(clf, X, y, cv=3)
+    assert fits["n"] == 1  # no further candidate or fold was fitted
+
+
+def test_warm_start_early_stopping_keeps_split_and_best_consistent(clf_data, monkeypatch):
+    # Issue 22, item 8: after a second warm-start call best_validation_score_
+    # was the first call's best while the weights were the second call's best,
+    # and each call drew a new validation split (rows trained on before were
+    # validated on later).
+    X, y = clf_data
+    splits = []
+    original = DeepMLPClassifier._validation_split
+
+    def recording(self, *args):
+        train, val = original(self, *args)
+        splits.append(np.sort(val))
+        return train, val
+
+    monkeypatch.setattr(DeepMLPClassifier, "_validation_split", recording)
+    kw = dict(hidden_layer_sizes=(16,), early_stopping=True, n_iter_no_change=50, tol=0.0,
+              random_state=np.random.RandomState(3))
+    clf = DeepMLPClassifier(max_iter=15, learning_rate_init=0.01, **kw).fit(X, y)
+    first_best = clf.best_validation_score_
+    # A far too high rate: the second call only makes the network worse, so
+    # the first call's best weights must stay (scikit-learn's rule: the best
+    # over all calls), and the score must describe them.
+    clf.set_params(warm_start=True, learning_rate_init=3.0, max_iter=5).fit(X, y)
+    np.testing.assert_array_equal(splits[0], splits[1])
+    assert len(clf.validation_scores_) == 20
+    assert max(clf.validation_scores_[15:]) < first_best
+    assert clf.best_validation_score_ == first_best == max(clf.validation_scores_)
+    val = splits[0]
+    assert clf.score(X[val], y[val]) == pytest.approx(clf.best_validation_score_)
+    # Data of another size: another validation set, so no comparison with the
+    # old score; the best of this call is kept and reported.
+    clf.set_params(learning_rate_init=0.01).fit(X[:150], y[:150])
+    assert clf.best_validation_score_ == max(clf.validation_scores_[20:])
+    assert clf.score(X[:150][splits[2]], y[:150][splits[2]]) == pytest.approx(
+        clf.best_validation_score_)

@@ -7,6 +7,7 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from skorch.callbacks import Callback
 
 from sklearn_deepnet import DeepMLPClassifier, DeepMLPRegressor
 
@@ -130,3 +131,130 @@ def test_pickles_of_the_previous_release_load_predict_and_train():
     clf.partial_fit(blob["X"], clf.predict(blob["X"]))
     reg.partial_fit(blob["Xr"], reg.predict(blob["Xr"]))
     assert clf.coefs_[0].dtype == np.float64
+
+
+def _schedule_params(name):
+    params = dict(learning_rate=name, solver="sgd", tol=0.5, n_iter_no_change=1, lr_patience=1)
+    if name == "piecewise":
+        params.update(lr_milestones=[2, 4], lr_values=[0.1, 0.01, 0.001])
+    return params
+
+
+def _all_roundtrips(est):
+    yield from _roundtrips(est)
+    skops_io = pytest.importorskip("skops.io")
+    from sklearn_deepnet import TRUSTED_TYPES
+
+    yield "skops", skops_io.loads(skops_io.dumps(est), trusted=TRUSTED_TYPES)
+
+
+@pytest.mark.parametrize("name", sorted(__import__("sklearn_deepnet._schedules",
+                                                   fromlist=["SCHEDULES"]).SCHEDULES))
+def test_every_schedule_continues_exactly_after_a_round_trip(name, clf_data):
+    # Issue 22, item 6: the "adaptive" rate (lowered by the stopping rule and
+    # kept in the optimizer) came back at learning_rate_init after a pickle.
+    X, y = clf_data
+    clf = DeepMLPClassifier((8,), max_iter=6, random_state=0, **_schedule_params(name))
+    clf.fit(X, y)
+    for _ in range(3):
+        clf.partial_fit(X, y)
+    if name == "adaptive":  # the stopping rule did lower it: the state to keep
+        assert clf.net_.optimizer_.param_groups[0]["lr"] < clf.learning_rate_init
+    copies = list(_all_roundtrips(clf))
+    for how, loaded in copies:
+        assert (loaded.net_.optimizer_.param_groups[0]["lr"]
+                == clf.net_.optimizer_.param_groups[0]["lr"]), how
+    for est in [clf] + [loaded for _, loaded in copies]:
+        est.partial_fit(X, y)
+        est.set_params(warm_start=True, max_iter=3).fit(X, y)
+    for how, loaded in copies:
+        assert loaded.loss_curve_ == clf.loss_curve_, how
+        assert [h["lr"] for h in loaded.history_] == [h["lr"] for h in clf.history_], how
+        np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X),
+                                      err_msg=how)
+
+
+class PickleSelf(Callback):
+    """Pickles the estimator it trains at ``event`` when the history has ``at`` rows."""
+
+    def __init__(self, event, at):
+        self.event, self.at = event, at
+        self.estimator, self.saved = None, []
+
+    def __getstate__(self):  # pickled with the estimator: not itself again
+        return {**vars(self), "estimator": None, "saved": []}
+
+    def _save(self, net, event):
+        if event == self.event and len(net.history) == self.at:
+            self.saved.append(pickle.dumps(self.estimator))
+
+    def on_train_begin(self, net, **kwargs):
+        self._save(net, "on_train_begin")
+
+    def on_epoch_begin(self, net, **kwargs):
+        self._save(net, "on_epoch_begin")
+
+    def on_batch_end(self, net, **kwargs):
+        self._save(net, "on_batch_end")
+
+    def on_epoch_end(self, net, **kwargs):
+        self._save(net, "on_epoch_end")
+
+
+@pytest.mark.parametrize("event", ["on_train_begin", "on_epoch_begin", "on_batch_end",
+                                   "on_epoch_end"])
+@pytest.mark.parametrize("warm", [False, True], ids=["refit", "warm-start"])
+def test_pickled_during_its_own_fit_loads_predicts_and_trains(event, warm, clf_data):
+    # Issue 22, item 7: such a pickle loaded and predicted, but fit and
+    # partial_fit raised KeyError('train_samples') (a half-written epoch row).
+    X, y = clf_data
+    kw = dict(hidden_layer_sizes=(8,), batch_size=50, random_state=0, tol=0)
+    first = DeepMLPClassifier(max_iter=3, **kw).fit(X, y)
+    # On the second epoch of this call: 3 + 2 rows with a warm start, 2 without.
+    at = (5 if warm else 2) - (event == "on_train_begin") * 2
+    spy = PickleSelf(event, at)
+    est = pickle.loads(pickle.dumps(first)).set_params(warm_start=warm, max_iter=4,
+                                                        callbacks=[spy])
+    spy.estimator = est
+    est.fit(X, y)
+    assert spy.saved
+    loaded = pickle.loads(spy.saved[0])
+    loaded.set_params(callbacks=None)
+    n_rows = len(loaded.history_)
+    assert all("train_samples" in row for row in loaded.history_)
+    assert loaded.t_ == 200 * n_rows and len(loaded.loss_curve_) == n_rows
+    if event == "on_train_begin":  # training had not started: the model before the call
+        np.testing.assert_array_equal(loaded.predict_proba(X), first.predict_proba(X))
+    elif event != "on_batch_end":  # between epochs: the same as a fit of that many epochs
+        epochs = n_rows - (3 if warm else 0)
+        assert loaded.n_iter_ == epochs
+        if warm:
+            twin = pickle.loads(pickle.dumps(first)).set_params(warm_start=True,
+                                                                max_iter=epochs).fit(X, y)
+        else:
+            twin = DeepMLPClassifier(max_iter=epochs, **kw).fit(X, y)
+        np.testing.assert_array_equal(loaded.predict_proba(X), twin.predict_proba(X))
+    else:  # inside an epoch: the end of the last finished one
+        assert n_rows == at - 1
+        assert np.isfinite(loaded.predict_proba(X)).all()
+    loaded.partial_fit(X, y)
+    loaded.set_params(warm_start=True, max_iter=2).fit(X, y)
+    loaded.set_params(warm_start=False).fit(X, y)
+    assert loaded.n_iter_ == 2
+
+
+def test_pickled_during_its_first_fit_before_training_is_unfitted(clf_data):
+    from sklearn.exceptions import NotFittedError
+
+    X, y = clf_data
+    spy = PickleSelf("on_train_begin", 0)
+    est = DeepMLPClassifier((8,), max_iter=2, random_state=0, callbacks=[spy])
+    spy.estimator = est
+    est.fit(X, y)
+    loaded = pickle.loads(spy.saved[0])
+    with pytest.raises(NotFittedError):
+        loaded.predict(X)
+    loaded.set_params(callbacks=None).fit(X, y)
+    np.testing.assert_array_equal(
+        loaded.predict_proba(X),
+        DeepMLPClassifier((8,), max_iter=2, random_state=0).fit(X, y).predict_proba(X))

@@ -197,8 +197,9 @@ def test_ctrl_c_inside_a_callback_is_a_user_interrupt(clf_data):
                 time.sleep(1)  # interrupted by the signal
 
     handler = signal.getsignal(signal.SIGINT)
-    with pytest.warns(UserWarning, match="interrupted after 2 complete epoch"):
-        clf = _clf(max_iter=10, tol=0, callbacks=[PressCtrlC()]).fit(X, y)
+    clf = _clf(max_iter=10, tol=0, callbacks=[PressCtrlC()])
+    with pytest.raises(KeyboardInterrupt, match="interrupted after 2 complete epoch"):
+        clf.fit(X, y)
     assert clf.n_iter_ == 2 and clf.net_.stop_reason == "interrupted"
     assert signal.getsignal(signal.SIGINT) is handler  # the caller's handler is back
 
@@ -404,8 +405,9 @@ def test_ctrl_c_after_scoring_does_not_keep_the_rolled_back_epochs_weights(clf_d
 
     kw = dict(max_iter=20, tol=0, early_stopping=True, n_iter_no_change=50,
               learning_rate_init=0.01)
-    with pytest.warns(UserWarning, match="interrupted after 3 complete epoch"):
-        clf = _clf(**kw, callbacks=[CtrlCAtEpoch4()]).fit(X, y)
+    clf = _clf(**kw, callbacks=[CtrlCAtEpoch4()])
+    with pytest.raises(KeyboardInterrupt, match="interrupted after 3 complete epoch"):
+        clf.fit(X, y)
     reference = _clf(**{**kw, "max_iter": 3}).fit(X, y)  # best of the same 3 epochs
     assert clf.validation_scores_ == reference.validation_scores_
     np.testing.assert_array_equal(clf.predict_proba(X), reference.predict_proba(X))
@@ -425,8 +427,9 @@ def test_ctrl_c_in_a_nested_fit_stops_the_outer_fit(clf_data):
                 _clf(max_iter=5, callbacks=[PressCtrlC()]).fit(X, y)
 
     handler = signal.getsignal(signal.SIGINT)
-    with pytest.warns(UserWarning, match="interrupted after 1 complete epoch"):
-        outer = _clf(max_iter=10, tol=0, callbacks=[FitsAnotherModel()]).fit(X, y)
+    outer = _clf(max_iter=10, tol=0, callbacks=[FitsAnotherModel()])
+    with pytest.raises(KeyboardInterrupt, match="interrupted after 1 complete epoch"):
+        outer.fit(X, y)
     assert outer.n_iter_ == 1 and outer.net_.stop_reason == "interrupted"
     assert signal.getsignal(signal.SIGINT) is handler
 
@@ -444,8 +447,9 @@ def test_interrupt_in_on_train_end_keeps_the_fit(how, clf_data):
 
     reference = _clf(max_iter=3, tol=0).fit(X, y)
     if how == "ctrl-c":
-        with pytest.warns(UserWarning, match="interrupted after 3 complete epoch"):
-            clf = _clf(max_iter=3, tol=0, callbacks=[AtTrainEnd()]).fit(X, y)
+        clf = _clf(max_iter=3, tol=0, callbacks=[AtTrainEnd()])
+        with pytest.raises(KeyboardInterrupt, match="interrupted after 3 complete epoch"):
+            clf.fit(X, y)
     else:
         clf = _clf(max_iter=3, tol=0, callbacks=[AtTrainEnd()]).fit(X, y)
     assert clf.n_iter_ == 3
