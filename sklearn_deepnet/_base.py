@@ -355,9 +355,10 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
                                    best_score)
         self._validation_fp = fingerprint
         self.engine_, self.engine_reason_ = net.engine, net.engine_reason
-        pending = [] if continuing else [
-            (msg, UserWarning) for msg in (*self._self_normalization_warnings(X, rows, decay),
-                                           *reuse_warnings(self))]
+        pending = [(msg, UserWarning) for msg in self._unused_settings()]
+        if not continuing:
+            pending += [(msg, UserWarning) for msg in (
+                *self._self_normalization_warnings(X, rows, decay), *reuse_warnings(self))]
         pretrained = len(self.pretrain_loss_curve_ or ()) if not continuing else None
         if pretrained is not None and self.pretrain is not None and (
                 pretrained < self.pretrain_epochs):
@@ -438,7 +439,11 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
         rows = None if keep.all() else np.flatnonzero(keep)
         if rows is not None and len(rows) == 0:
             raise ValueError("All sample weights are zero: there is nothing to fit.")
+        self._check_target_scale(y_model, sample_weight)
         return X, y_model, sample_weight, n_outputs, rows, user_weight
+
+    def _check_target_scale(self, y_model, sample_weight):
+        """Raise when the targets are too large to train on in float32 (regressors)."""
 
     def _pretraining_data(self, X_t, user_weight, device):
         """The autoencoder's data: every row of ``X`` with a non-zero weight, as its own target."""

@@ -9,6 +9,9 @@ self-normalizing conditions of SELU, transfer learning and pretraining via
 
 from __future__ import annotations
 
+import inspect
+import math
+import os
 from numbers import Integral, Real
 
 import numpy as np
@@ -16,17 +19,81 @@ import scipy.sparse as sp
 import torch
 from skorch.callbacks import Callback, LRScheduler
 
-from ._activations import check_activation_alpha, is_self_normalizing
+from ._activations import build_activation, check_activation_alpha, is_self_normalizing
+from ._inference import GLOBAL_RNG_LOCK
 from ._init import VarianceScaling
 from ._optim import SOLVERS, resolve_weight_decay
 from ._reuse import check_reuse_params
+from ._schedules import SCHEDULES
 from ._trainer import BATCH_EVENTS, OWN_CALLBACKS, implements_event
 from ._validation import invalid_combination, invalid_parameter
 
-__all__ = ["RESERVED_CALLBACK_NAMES", "ParameterChecks", "column_moments"]
+__all__ = ["DEPENDENT_PARAMS", "RESERVED_CALLBACK_NAMES", "ParameterChecks", "column_moments"]
 
 # Callback names the estimator uses itself.
 RESERVED_CALLBACK_NAMES = OWN_CALLBACKS
+
+# Parameters used always by every solver (the stopping rule, the epoch budget).
+_ALWAYS_USED = {"tol", "n_iter_no_change", "max_iter"}
+
+
+def _schedule_rows():
+    """Rows of DEPENDENT_PARAMS read off the schedule table (one source of truth)."""
+    names = sorted({p for row in SCHEDULES.values() for p in row.params} - _ALWAYS_USED)
+    rows = []
+    for name in names:
+        users = [k for k, row in SCHEDULES.items() if name in row.params]
+        rows.append((name, lambda est, name=name: name in SCHEDULES[est.learning_rate].params,
+                     "learning_rate in " + "/".join(map(repr, users))))
+    return rows
+
+
+def _solver_rows():
+    """Rows of DEPENDENT_PARAMS read off the optimizer table."""
+    names = sorted({p for row in SOLVERS.values() for p in row.uses}
+                   - _ALWAYS_USED - {"weight_decay"})  # (weight_decay: resolve_weight_decay)
+    rows = []
+    for name in names:
+        users = [k for k, row in SOLVERS.items() if name in row.uses]
+        rows.append((name, lambda est, name=name: name in SOLVERS[est.solver].uses,
+                     "solver in " + "/".join(map(repr, users))))
+    return rows
+
+
+def _stochastic(est):
+    return SOLVERS[est.solver].stochastic
+
+
+def _batch_norm(est):
+    return est.batch_norm is not None or est.batch_norm_input
+
+
+#: ``(parameter, used(estimator), "where it is used")``: a parameter set to a
+#: value other than its default while ``used`` is false is reported with a
+#: ``UserWarning`` by every fit (scikit-learn's way, e.g. ``LogisticRegression``'s
+#: ``l1_ratio``): it has no effect there. Rows of the estimator's other class
+#: only (``huber_delta``) are skipped.
+DEPENDENT_PARAMS = [
+    *_schedule_rows(),
+    *_solver_rows(),
+    *[(name, _stochastic, "mini-batch solvers (not 'lbfgs')")
+      for name in ("learning_rate_init", "batch_size", "shuffle", "early_stopping")],
+    ("validation_fraction", lambda est: est.early_stopping and _stochastic(est),
+     "early_stopping=True with a mini-batch solver"),
+    ("l1_ratio", lambda est: est.alpha > 0, "alpha > 0"),
+    ("batch_norm_momentum", _batch_norm, "batch_norm or batch_norm_input"),
+    ("batch_norm_epsilon", _batch_norm, "batch_norm or batch_norm_input"),
+    ("unfreeze_after", lambda est: est.freeze_layers > 0, "freeze_layers > 0"),
+    ("pretrain_epochs", lambda est: est.pretrain is not None, "pretrain='autoencoder'"),
+    ("huber_delta", lambda est: est.loss == "huber", "loss='huber'"),
+]
+
+
+def _differs(value, default):
+    if isinstance(value, Real) and isinstance(default, Real) and not isinstance(
+            value, bool) and not isinstance(default, bool):
+        return value != default
+    return not (value is default or (type(value) is type(default) and value == default))
 
 
 def column_moments(X, rows=None, chunk=65536):
@@ -69,6 +136,15 @@ class ParameterChecks:
                 "a name or a zero-argument callable returning a torch.nn.Module, such as "
                 f"the class {type(self.activation).__name__} itself (one instance is made "
                 "per layer), not an instance", self.activation,
+            )
+        if callable(self.activation) and not isinstance(self.activation, str):
+            self._check_activation_factory()
+        if self.n_threads is not None and self.n_threads > (os.cpu_count() or 1):
+            raise invalid_parameter(
+                self, "n_threads",
+                f"None or an int in the range [1, {os.cpu_count() or 1}] (this machine's "
+                "CPUs; more threads only contend for them, and far more exhaust the "
+                "thread library's memory)", self.n_threads,
             )
         if isinstance(self.activation, str):
             msg = check_activation_alpha(self.activation, self.activation_alpha)
@@ -146,12 +222,57 @@ class ParameterChecks:
             raise invalid_parameter(
                 self, "lr_milestones", "increasing positive epoch numbers", self.lr_milestones)
         if len(values) != len(milestones) + 1 or not all(
-                isinstance(v, Real) and v > 0 for v in values):
+                isinstance(v, Real) and not isinstance(v, bool) and 0 < v < math.inf
+                for v in values):
             raise invalid_combination(
                 self, "lr_values", self.lr_values,
-                f"lr_values needs {len(milestones) + 1} positive rates (one more than the "
-                f"{len(milestones)} lr_milestones).",
+                f"lr_values needs {len(milestones) + 1} positive finite rates (one more "
+                f"than the {len(milestones)} lr_milestones).",
             )
+
+    def _check_activation_factory(self):
+        """A callable ``activation`` must build a new module, with its own
+        parameters, on every call: one per layer, and per fit of each clone."""
+        # (Inside a fork of torch's generators: building may draw random numbers.)
+        with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
+            try:
+                first, second = (build_activation(self.activation) for _ in range(2))
+            except TypeError as exc:
+                raise invalid_parameter(
+                    self, "activation", f"a callable returning a torch.nn.Module ({exc})",
+                    self.activation) from None
+        shared = {id(p) for p in first.parameters()} & {id(p) for p in second.parameters()}
+        if first is second or shared:
+            raise invalid_parameter(
+                self, "activation",
+                "a callable that builds a new module on every call (one per layer; a "
+                "returned instance, or parameters, shared between calls would be shared "
+                "by every layer and by every clone in a search), such as a module class "
+                "or functools.partial(nn.PReLU, init=0.1)", self.activation,
+            )
+
+    def _unused_settings(self):
+        """Warnings for parameters set away from their default that have no effect here."""
+        defaults = {k: p.default for k, p in
+                    inspect.signature(type(self).__init__).parameters.items()}
+        unused = {}
+        for name, used, where in DEPENDENT_PARAMS:
+            if name in defaults and _differs(getattr(self, name), defaults[name]) and (
+                    not used(self)):
+                unused.setdefault(where, []).append(name)
+        schedule = SCHEDULES[self.learning_rate]
+        for name in schedule.overrides:
+            if name in SOLVERS[self.solver].uses and _differs(getattr(self, name),
+                                                              defaults[name]):
+                unused.setdefault(
+                    f"learning_rate={self.learning_rate!r} sets it itself", []).append(name)
+        return [
+            f"{', '.join(f'{n}={getattr(self, n)!r}' for n in names)} "
+            f"{'has' if len(names) == 1 else 'have'} no effect here: "
+            + (where if where.startswith("learning_rate=") else f"only used with {where}")
+            + "."
+            for where, names in unused.items()
+        ]
 
     def _callback_items(self):
         """``(name or None, callback)`` for each entry of ``callbacks``."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from numbers import Real
+
 import numpy as np
 from scipy.special import expit, log_expit, log_softmax, softmax
 from sklearn.base import ClassifierMixin
@@ -215,6 +218,18 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
                                                           classes)
         if unlabeled is None:
             return y_model, weight, n_outputs
+        first = labels.flat[0]
+        if unlabeled.any() and isinstance(first, Real | np.number) and not isinstance(
+                first, bool | np.bool_):
+            # Numeric labels: -1 could have been meant as a class.
+            warnings.warn(
+                f"y has {int(unlabeled.sum())} row(s) labeled -1: with pretrain="
+                f"{self.pretrain!r} they are unlabeled rows (scikit-learn's semi-supervised "
+                "convention), used for pretraining only, and -1 is not a class (classes_ = "
+                f"{self.classes_.tolist()}). If -1 is a class, encode the labels so that "
+                "none is -1 (e.g. with LabelEncoder).",
+                UserWarning, stacklevel=4,
+            )
         full = np.zeros((len(y), *y_model.shape[1:]), dtype=y_model.dtype)
         full[~unlabeled] = y_model
         labeled = (~unlabeled).astype(np.float64)  # unlabeled rows: weight 0
@@ -305,14 +320,38 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
             raise ValueError(
                 f"class_weight has labels not in classes_ {self.classes_.tolist()}: {unknown}."
             )
-        bad = {k: v for k, v in cw.items() if not (np.isfinite(v) and v >= 0)}
+        bad = {k: v for k, v in cw.items() if not (
+            isinstance(v, Real) and not isinstance(v, bool) and np.isfinite(v) and v >= 0)}
         if bad:
             raise ValueError(
-                f"class_weight values must be finite and non-negative (a weight of 0 "
+                f"class_weight values must be finite non-negative numbers (a weight of 0 "
                 f"drops the class); got {bad}."
             )
         lookup = np.array([cw.get(c, 1.0) for c in self.classes_.tolist()], dtype=np.float64)
         return lookup[np.searchsorted(self.classes_, y)]
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy of :meth:`predict` on ``X`` against ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Test samples.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            True labels; a missing label (``None`` or NaN) is an error, a label
+            not in ``classes_`` counts as a wrong prediction.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        score : float
+            Accuracy (subset accuracy for multilabel targets).
+        """
+        y = np.asarray(y)
+        if y.dtype.kind == "O" and any(v is None or v != v for v in y.ravel()):
+            raise ValueError("Input y contains a missing label (None or NaN).")
+        return super().score(X, y, sample_weight=sample_weight)
 
     def _per_sample_loss(self):
         multiclass = self.out_activation_ == "softmax"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import clone
@@ -114,6 +115,25 @@ def _smooth(losses, beta=0.9):
     return out
 
 
+def _is_number(value, kind=Real):
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
+def _check_finder_args(min_lr, max_lr, n_steps, blowup):
+    """Each argument of :func:`find_learning_rate` is a number in its range, or a ValueError."""
+    problems = []
+    if not (_is_number(min_lr) and 0 < min_lr < math.inf):
+        problems.append(f"min_lr must be a finite float > 0, got {min_lr!r}")
+    elif not (_is_number(max_lr) and min_lr < max_lr < math.inf):
+        problems.append(f"max_lr must be a finite float > min_lr={min_lr!r}, got {max_lr!r}")
+    if not (_is_number(n_steps, Integral) and n_steps >= 2):
+        problems.append(f"n_steps must be an int >= 2, got {n_steps!r}")
+    if not (_is_number(blowup) and 1 < blowup < math.inf):
+        problems.append(f"blowup must be a finite float > 1, got {blowup!r}")
+    if problems:
+        raise ValueError("find_learning_rate: " + "; ".join(problems) + ".")
+
+
 def find_learning_rate(estimator, X, y, *, min_lr=1e-6, max_lr=10.0, n_steps=300,
                        blowup=4.0):
     """Train a copy of ``estimator`` with an exponentially growing learning rate.
@@ -126,12 +146,13 @@ def find_learning_rate(estimator, X, y, *, min_lr=1e-6, max_lr=10.0, n_steps=300
     X : {array-like, sparse matrix} of shape (n_samples, n_features)
     y : array-like of shape (n_samples,) or (n_samples, n_outputs)
     min_lr, max_lr : float, default=1e-6, 10.0
-        The rate of the first and the last step.
+        The rate of the first and the last step (finite, ``0 < min_lr < max_lr``).
     n_steps : int, default=300
-        Optimizer steps at most (epochs are repeated as needed).
+        Optimizer steps at most (epochs are repeated as needed); at least 2.
     blowup : float, default=4.0
         Stop once the smoothed loss (exponential moving average, weight 0.9
-        on the past) exceeds this many times its lowest value so far.
+        on the past) exceeds this many times its lowest value so far; finite,
+        above 1.
 
     Returns
     -------
@@ -153,11 +174,7 @@ def find_learning_rate(estimator, X, y, *, min_lr=1e-6, max_lr=10.0, n_steps=300
             f"find_learning_rate needs a mini-batch solver; solver={estimator.solver!r} "
             "has no learning rate to search."
         )
-    if not (0 < min_lr < max_lr) or n_steps < 2:
-        raise ValueError(
-            f"Need 0 < min_lr < max_lr and n_steps >= 2; got min_lr={min_lr}, "
-            f"max_lr={max_lr}, n_steps={n_steps}."
-        )
+    _check_finder_args(min_lr, max_lr, n_steps, blowup)
     rates = min_lr * (max_lr / min_lr) ** (np.arange(n_steps) / (n_steps - 1))
     n = X.shape[0] if hasattr(X, "shape") else len(X)
     batch = min(200, n) if estimator.batch_size == "auto" else min(estimator.batch_size, n)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import column_or_1d
+from sklearn.utils.validation import check_array, column_or_1d
 
 from ._base import BaseDeepMLP
 from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS
 from ._losses import OUT_ACTIVATIONS, REGRESSION_LOSSES, PerSampleLoss
 from ._validation import Interval, Real, StrOptions, fit_context
+
+_SCALE_Y = ("Scale the target, e.g. TransformedTargetRegressor(regressor=..., "
+            "transformer=StandardScaler()).")
 
 
 def _loss_lines():
@@ -186,7 +190,22 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
         y = np.asarray(y)
         if y.ndim == 2 and y.shape[1] == 1:  # as MLPRegressor: a column is a 1-D target
             y = column_or_1d(y, warn=True)
-        y2 = y.reshape(len(y), -1).astype(np.float32)
+        if y.dtype.kind not in "fiub":  # e.g. strings: "could not convert string to float"
+            y = y.astype(np.float64)
+        if not np.isfinite(y).all():
+            # (a None in an object y became NaN in validate_data's conversion)
+            raise ValueError(
+                "Input y contains NaN or a missing value (None): every row needs a finite "
+                "target. Drop those rows or impute them first."
+            )
+        with np.errstate(over="ignore"):
+            y2 = y.reshape(len(y), -1).astype(np.float32)
+        if not np.isfinite(y2).all():
+            raise ValueError(
+                f"Input y contains a value too large for float32 (|y| up to "
+                f"{float(np.abs(y).max()):.3g}; the network trains in float32, whose "
+                f"largest value is {np.finfo(np.float32).max:.3g}). {_SCALE_Y}"
+            )
         if continuing and (y.ndim, y2.shape[1]) != (self._y_ndim, self.n_outputs_):
             raise ValueError(
                 f"y has shape {y.shape} but the network was fitted on targets with "
@@ -204,6 +223,52 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
 
     def _per_sample_loss(self):
         return PerSampleLoss(REGRESSION_LOSSES[self.loss].factory(self.huber_delta))
+
+    def _check_target_scale(self, y_model, sample_weight):
+        """The untrained network's loss must be finite in float32 arithmetic.
+
+        Its outputs start near 0, so the loss of a zero output (e.g. ``y**2 / 2``
+        for squared error), summed with the weights as a batch's loss is, must
+        fit float32; a larger one overflows to inf in the first step and
+        training could only diverge.
+        """
+        y_t = torch.from_numpy(y_model)
+        losses = self._per_sample_loss()(torch.zeros_like(y_t), y_t).double().numpy()
+        total = float(np.dot(losses, sample_weight.astype(np.float64)))
+        if not total <= np.finfo(np.float32).max:
+            raise ValueError(
+                f"y is too large for loss={self.loss!r} in float32 (|y| up to "
+                f"{float(np.abs(y_model).max()):.3g}): the untrained network's loss summed "
+                f"over the rows overflows float32, the precision the network trains in. "
+                f"{_SCALE_Y}"
+            )
+
+    def score(self, X, y, sample_weight=None):
+        """Coefficient of determination R² of :meth:`predict` on ``X`` against ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Test samples.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            True values; NaN, infinity or a missing value (``None``) is an error.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        score : float
+            R² (uniform average over targets), as ``r2_score``.
+        """
+        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        with np.errstate(over="ignore", invalid="ignore"):  # reported below
+            result = super().score(X, y, sample_weight=sample_weight)
+        if np.isnan(result) and len(y) >= 2:
+            raise ValueError(
+                f"R² cannot be computed: y's values (|y| up to {float(np.abs(y).max()):.3g}) "
+                f"overflow float64 when squared. {_SCALE_Y}"
+            )
+        return result
 
     def _predict_from_raw(self, raw):
         # The fitted link, not self.loss: set_params after fit must not change predictions.

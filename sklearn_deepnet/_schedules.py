@@ -117,6 +117,17 @@ class PlateauSchedule(EpochSchedule):
                 self.wait_ = 0
 
 
+def _decayed(lr, base, power):
+    """``lr / base ** power`` for ``base >= 1``, as 0.0 where the power overflows a float.
+
+    (Python's float power raises ``OverflowError`` there, e.g. ``power_t=1e6``.)
+    """
+    try:
+        return lr / base**power
+    except OverflowError:
+        return 0.0
+
+
 def _one_cycle_rate(peak):
     def rate(t, epoch, samples, f):
         if f < 0.45:
@@ -156,18 +167,23 @@ class Schedule:
         Hyperparameters the schedule reads besides ``learning_rate_init``.
     summary : str
         One-line description for the documentation.
+    overrides : tuple of str
+        Solver hyperparameters the schedule sets itself (their values are
+        not used).
     """
 
     factory: Callable | None = None
     params: tuple = ()
     summary: str = ""
+    overrides: tuple = ()
 
 
 SCHEDULES: dict[str, Schedule] = {
     "constant": Schedule(summary="learning_rate_init throughout training"),
     "invscaling": Schedule(
         lambda est: EpochSchedule(
-            lambda t, epoch, samples, f: est.learning_rate_init / (samples + 1) ** est.power_t),
+            lambda t, epoch, samples, f: _decayed(est.learning_rate_init, samples + 1,
+                                                  est.power_t)),
         params=("power_t",),
         summary="as MLPClassifier: learning_rate_init / (samples seen + 1) ** power_t, "
                 "updated every epoch",
@@ -180,8 +196,8 @@ SCHEDULES: dict[str, Schedule] = {
     ),
     "power": Schedule(
         lambda est: StepSchedule(
-            lambda t, epoch, samples, f: est.learning_rate_init
-            / (1 + t / est.decay_steps) ** est.power_t),
+            lambda t, epoch, samples, f: _decayed(est.learning_rate_init,
+                                                  1 + t / est.decay_steps, est.power_t)),
         params=("decay_steps", "power_t"),
         summary="learning_rate_init / (1 + t / decay_steps) ** power_t, t counting "
                 "optimizer steps",
@@ -206,6 +222,7 @@ SCHEDULES: dict[str, Schedule] = {
     ),
     "1cycle": Schedule(
         lambda est: StepSchedule(_one_cycle_rate(est.learning_rate_init), _one_cycle_momentum),
+        overrides=("momentum", "beta_1"),
         summary="the chapter's 1cycle over each fit call, learning_rate_init as the peak: "
                 "up from a tenth over 45% of the steps, down over 45%, then to a "
                 "thousandth; momentum (or beta_1) cycled 0.95-0.85-0.95",

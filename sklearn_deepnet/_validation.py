@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from numbers import Integral, Real
 
+import numpy as np
 import torch
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import (
@@ -56,11 +57,26 @@ def check_sample_weight(sample_weight, X):
     """Validate sample weights: finite, non-negative, one per sample, float32.
 
     A ``None`` input gives weights of one, so that weighted and unweighted
-    fits run exactly the same arithmetic.
+    fits run exactly the same arithmetic. Weights are checked in float64
+    and must fit float32 training arithmetic: the largest at least float32's
+    smallest normal number (else every weight, and the batch sums the loss
+    is divided by, underflow) and their sum at most float32's largest.
     """
-    return _check_sample_weight(
-        sample_weight, X, dtype=X.dtype, ensure_non_negative=True
-    )
+    if sample_weight is None:
+        return _check_sample_weight(None, X, dtype=X.dtype)
+    weights = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                   ensure_non_negative=True)
+    f32 = np.finfo(np.float32)
+    top, total = (float(weights.max()), float(weights.sum())) if len(weights) else (0.0, 0.0)
+    if 0 < top < f32.tiny or total > f32.max:
+        raise ValueError(
+            f"sample_weight is out of float32's range for training: the largest weight "
+            f"is {top:.3g} and their sum {total:.3g} (needed: largest >= {f32.tiny:.3g}, "
+            f"sum <= {f32.max:.3g}). Rescale them: the weighted loss depends only on "
+            "their ratios (the L2 penalty alpha is divided by their sum, as in "
+            "MLPClassifier)."
+        )
+    return weights.astype(X.dtype)
 
 
 def invalid_parameter(estimator, name, allowed, got):

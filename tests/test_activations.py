@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -107,3 +108,46 @@ def test_error_message_reads_as_a_sentence(clf_data):
         "Invalid value 0.3 for the 'activation_alpha' parameter of DeepMLPClassifier: "
         "activation='relu' has no parameter; leave activation_alpha=None."
     )
+
+
+def test_factory_returning_a_shared_instance_is_refused(clf_data):
+    # Issue 22, item 9: every layer, and every clone in a search, shared the
+    # one PReLU's parameters: fitting a clone changed the original's predictions.
+    from sklearn.base import clone
+
+    X, y = clf_data
+    shared = nn.PReLU()
+    wrapped = nn.PReLU()
+    for factory in (lambda: shared, lambda: nn.Sequential(wrapped)):
+        clf = DeepMLPClassifier((8, 8), activation=factory, max_iter=2)
+        with pytest.raises(InvalidParameterError,
+                           match="builds a new module on every call.*shared by every layer"):
+            clf.fit(X, y)
+    # A class or a partial builds one per call: each layer and clone owns its own.
+    import functools
+
+    clf = DeepMLPClassifier((8, 8), activation=functools.partial(nn.PReLU, init=0.1),
+                            max_iter=2, random_state=0).fit(X, y)
+    before = clf.predict_proba(X)
+    clone(clf).set_params(max_iter=5).fit(X, y)
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
+    slopes = [m.weight for m in clf.module_.modules() if isinstance(m, nn.PReLU)]
+    assert len(slopes) == 2 and slopes[0] is not slopes[1]
+
+
+def test_checking_a_custom_factory_leaves_the_callers_rng_alone(clf_data):
+    X, y = clf_data
+
+    class Noisy(nn.Module):  # draws random numbers when built
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.rand(1) + 0.5)
+
+        def forward(self, x):
+            return torch.relu(x) * self.scale
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    DeepMLPClassifier((8,), activation=Noisy, max_iter=1, random_state=0).fit(X, y)
+    assert torch.equal(torch.rand(3), expected)

@@ -27,6 +27,12 @@ def _with(X, row, col, value):
     return X
 
 
+def _none_at(y, row):
+    y = np.asarray(y).astype(object)
+    y[row] = None
+    return y
+
+
 def _obj_X():
     X = Xc.astype(object)
     X[:, 2] = "red"
@@ -82,6 +88,24 @@ CASES = [
     ("negative-y-poisson", "reg", "fit", {"loss": "poisson"}, (Xr, yr), ValueError,
      "loss='poisson' requires non-negative y"),
     ("y-none", "clf", "fit", {}, (Xc, None), ValueError, "requires y to be passed"),
+    # Issue 22, items 1-2: these returned an untrained model with a "diverged"
+    # warning (and threw away the fitted one) instead of raising.
+    ("none-in-object-y-regressor", "reg", "fit", {}, (Xr, _none_at(yr, 0)), ValueError,
+     r"Input y contains NaN or a missing value \(None\)"),
+    ("none-in-list-y-regressor", "reg", "fit", {}, (Xr, list(_none_at(yr, 5))), ValueError,
+     r"missing value \(None\)"),
+    ("none-in-2d-object-y-regressor", "reg", "fit", {},
+     (Xr, np.c_[_none_at(yr, 3), yr.astype(object)]), ValueError, r"missing value \(None\)"),
+    ("none-in-y-partial-fit", "reg", "partial_fit", {}, (Xr, _none_at(yr, 0)), ValueError,
+     r"missing value \(None\)"),
+    ("float32-overflow-in-y", "reg", "fit", {}, (Xr, np.r_[1e300, yr[1:]]), ValueError,
+     r"y contains a value too large for float32 \(\|y\| up to 1e\+300"),
+    ("squared-loss-overflow-in-y", "reg", "fit", {}, (Xr, np.r_[1e20, yr[1:]]), ValueError,
+     r"y is too large for loss='squared_error' in float32.*TransformedTargetRegressor"),
+    ("loss-overflow-in-y-lbfgs", "reg", "fit", {"solver": "lbfgs"}, (Xr, yr * 1e31),
+     ValueError, "y is too large for loss='squared_error'"),
+    ("loss-overflow-in-y-partial-fit", "reg", "partial_fit", {}, (Xr, yr * 1e19),
+     ValueError, "y is too large for loss='squared_error'"),
     # ------------------------------------------------------------- sample weights
     ("sample-weight-length", "clf", "fit", {}, (Xc, yc, np.ones(59)), ValueError,
      r"sample_weight.shape == \(59,\), expected \(60,\)"),
@@ -93,6 +117,10 @@ CASES = [
      "at least one non-zero|All sample weights are zero"),
     ("2d-sample-weight", "clf", "fit", {}, (Xc, yc, np.ones((60, 2))), ValueError,
      "Sample weights must be 1D"),
+    ("sample-weights-below-float32", "clf", "fit", {}, (Xc, yc, np.full(60, 1e-45)),
+     ValueError, r"sample_weight is out of float32's range.*largest weight is 1e-45"),
+    ("sample-weights-sum-above-float32", "reg", "fit", {}, (Xr, yr, np.full(60, 1e37)),
+     ValueError, r"sample_weight is out of float32's range.*sum 6e\+38"),
     # ----------------------------------------------------------------- partial_fit
     ("partial-fit-unknown-label", "clf", "partial_fit", {}, (Xc, np.r_[7, yc[1:]]),
      ValueError, r"y contains labels not in classes_ \[0, 1, 2\]: \[7\]"),
@@ -138,6 +166,13 @@ CASES = [
      "'decay_steps' parameter"),
     ("mc-dropout-negative", "clf", "fit", {"mc_dropout": -2}, (Xc, yc), InvalidParameterError,
      "'mc_dropout' parameter"),
+    # Issue 22, item 11: passed validation, then predict raised a TypeError.
+    ("mc-dropout-true", "clf", "fit", {"dropout": 0.2, "mc_dropout": True}, (Xc, yc),
+     InvalidParameterError, r"'mc_dropout' parameter.*an int.*Got True"),
+    ("max-iter-true", "reg", "fit", {"max_iter": True}, (Xr, yr), InvalidParameterError,
+     r"'max_iter' parameter.*Got True"),
+    ("alpha-true", "reg", "fit", {"alpha": True}, (Xr, yr), InvalidParameterError,
+     r"'alpha' parameter.*Got True"),
     ("lr-factor-one", "clf", "fit", {"lr_factor": 1.0}, (Xc, yc), InvalidParameterError,
      "'lr_factor' parameter"),
     ("lr-patience-zero", "clf", "fit", {"lr_patience": 0}, (Xc, yc), InvalidParameterError,
@@ -147,7 +182,11 @@ CASES = [
      (Xc, yc), InvalidParameterError, "'lr_milestones' parameter.*increasing"),
     ("lr-values-too-few", "clf", "fit",
      {"learning_rate": "piecewise", "lr_milestones": [2], "lr_values": [0.1]},
-     (Xc, yc), InvalidParameterError, "lr_values needs 2 positive rates"),
+     (Xc, yc), InvalidParameterError, "lr_values needs 2 positive finite rates"),
+    # Issue 22, item 14: accepted while learning_rate_init=inf is rejected.
+    ("lr-values-infinite", "clf", "fit",
+     {"learning_rate": "piecewise", "lr_milestones": [1], "lr_values": [1e-3, np.inf]},
+     (Xc, yc), InvalidParameterError, "lr_values needs 2 positive finite rates"),
     ("max-fun-zero", "clf", "fit", {"max_fun": 0}, (Xc, yc), InvalidParameterError,
      "'max_fun' parameter"),
     ("n-iter-no-change-zero", "clf", "fit", {"n_iter_no_change": 0}, (Xc, yc),
@@ -169,12 +208,18 @@ CASES = [
      "'device' parameter.*Got 'tpu'"),
     ("n-threads-zero", "clf", "fit", {"n_threads": 0}, (Xc, yc), InvalidParameterError,
      "'n_threads' parameter"),
+    # Issue 22, item 10: killed the process (the thread library ran out of memory).
+    ("n-threads-huge", "clf", "fit", {"n_threads": 10**6}, (Xc, yc), InvalidParameterError,
+     r"'n_threads' parameter.*in the range \[1, \d+\] \(this machine's CPUs"),
     ("class-weight-unknown-class", "clf", "fit", {"class_weight": {9: 2.0}}, (Xc, yc),
      ValueError, r"class_weight has labels not in classes_.*\[9\]"),
     ("class-weight-negative", "clf", "fit", {"class_weight": {0: -1.0}}, (Xc, yc),
-     ValueError, r"class_weight values must be finite and non-negative.*\{0: -1.0\}"),
+     ValueError, r"class_weight values must be finite non-negative.*\{0: -1.0\}"),
     ("class-weight-nan", "clf", "fit", {"class_weight": {1: float("nan")}}, (Xc, yc),
      ValueError, r"class_weight values must be finite"),
+    # Issue 22, item 12: a numpy isfinite TypeError.
+    ("class-weight-string", "clf", "fit", {"class_weight": {0: "2"}}, (Xc, yc),
+     ValueError, r"class_weight values must be finite non-negative numbers.*\{0: '2'\}"),
     ("activation-module-instance", "clf", "fit", {"activation": torch.nn.ReLU()}, (Xc, yc),
      InvalidParameterError, r"'activation' parameter.*the class ReLU itself.*not an instance"),
     ("loss-unknown", "reg", "fit", {"loss": "hinge"}, (Xr, yr), InvalidParameterError,
@@ -281,3 +326,19 @@ def test_bad_input_at_predict(bad, exc, match):
     for method in ("predict", "predict_proba"):
         with pytest.raises(exc, match=match):
             getattr(clf, method)(bad)
+
+
+@pytest.mark.parametrize("kind, y, exc, match", [
+    ("reg", _none_at(yr, 2), ValueError, "Input y contains NaN"),
+    ("reg", np.r_[np.inf, yr[1:]], ValueError, "Input y contains infinity"),
+    ("reg", np.r_[1e300, yr[1:]], ValueError, "R² cannot be computed.*overflow float64"),
+    ("reg", yr[:-1], ValueError, "inconsistent numbers of samples"),
+    ("clf", _none_at(yc, 2), ValueError, r"Input y contains a missing label \(None or NaN\)"),
+    ("clf", np.r_[np.nan, yc[1:]], ValueError, "Input y_true contains NaN"),
+], ids=["reg-none", "reg-inf", "reg-overflow", "reg-length", "clf-none", "clf-nan"])
+def test_bad_y_at_score(kind, y, exc, match):
+    # Issue 22: y validated as strictly at score as at fit (a None label was a
+    # TypeError from sorting, a y of 1e300 scored R² = nan).
+    est = _estimator(kind, {}).fit(*((Xc, yc) if kind == "clf" else (Xr, yr)))
+    with pytest.raises(exc, match=match):
+        est.score(Xc if kind == "clf" else Xr, y)

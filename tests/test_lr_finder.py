@@ -53,8 +53,37 @@ def test_finder_plot_and_bad_arguments(digits):
     found = find_learning_rate(DeepMLPClassifier((16,), random_state=0), X, y, n_steps=50)
     ax = found.plot()
     assert ax.get_xscale() == "log" and len(ax.lines) == 3
-    with pytest.raises(ValueError, match="0 < min_lr < max_lr"):
+    with pytest.raises(ValueError, match="max_lr must be a finite float > min_lr=1.0"):
         find_learning_rate(DeepMLPClassifier(), X, y, min_lr=1.0, max_lr=0.1)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    # Issue 22, item 13: max_lr=inf suggested inf; n_steps=2.5 and blowup=nan ran.
+    (dict(max_lr=np.inf), "max_lr must be a finite float > min_lr=1e-06, got inf"),
+    (dict(min_lr=0.0), "min_lr must be a finite float > 0, got 0.0"),
+    (dict(min_lr=np.nan), "min_lr must be a finite float > 0, got nan"),
+    (dict(n_steps=2.5), "n_steps must be an int >= 2, got 2.5"),
+    (dict(n_steps=True), "n_steps must be an int >= 2, got True"),
+    (dict(n_steps=1), "n_steps must be an int >= 2, got 1"),
+    (dict(blowup=np.nan), "blowup must be a finite float > 1, got nan"),
+    (dict(blowup=1.0), "blowup must be a finite float > 1, got 1.0"),
+    (dict(blowup=np.inf, n_steps=0), "n_steps must be an int >= 2.*blowup must be"),
+], ids=str)
+def test_finder_refuses_bad_arguments_by_name(kwargs, match, digits):
+    X, y = digits
+    with pytest.raises(ValueError, match=match):
+        find_learning_rate(DeepMLPClassifier((8,)), X, y, **kwargs)
+
+
+def test_finder_validates_y_like_fit(reg_data):
+    X, y = reg_data
+    y = y.astype(object)
+    y[3] = None
+    with pytest.raises(ValueError, match=r"missing value \(None\)"):
+        find_learning_rate(DeepMLPRegressor((8,)), X, y, n_steps=5)
+    with pytest.raises(ValueError, match="y is too large for loss='squared_error'"):
+        find_learning_rate(DeepMLPRegressor((8,)), X, np.r_[1e20, reg_data[1][1:]],
+                           n_steps=5)
 
 
 def test_importing_the_package_does_not_import_matplotlib():

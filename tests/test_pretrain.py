@@ -138,3 +138,27 @@ def test_object_labels_with_minus_one_and_clear_errors_for_other_forms():
         DeepMLPClassifier(**P).fit(X, np.where(UNLABELED, "-1", names.astype(str)))
     with pytest.raises(ValueError, match="Unknown label type|multiclass-multioutput"):
         DeepMLPClassifier(**P).fit(X, np.c_[y_semi, y])
+
+
+def test_minus_one_treated_as_unlabeled_is_reported_for_numeric_labels():
+    # Issue 22, item 3: y in {-1, 0, 1} with pretrain silently dropped the
+    # real class -1 (classes_ = [0, 1], -1 never predicted, no warning).
+    y3 = np.array([-1, 0, 1] * 100)
+    with pytest.warns(UserWarning, match=r"100 row\(s\) labeled -1.*unlabeled.*"
+                                         r"classes_ = \[0, 1\].*LabelEncoder"):
+        clf = DeepMLPClassifier(**P).fit(X, y3)
+    assert clf.classes_.tolist() == [0, 1]
+    # The remedy: encoded labels have no -1, every class is kept, no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = DeepMLPClassifier(**P).fit(X, y3 + 1)
+    assert clf.classes_.tolist() == [0, 1, 2]
+    # String labels with a -1 placeholder cannot be meant as a class: no warning.
+    labels = np.array(["a", "b", "c"], dtype=object)[y]
+    labels[UNLABELED] = -1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = DeepMLPClassifier(**P).fit(X, labels)
+    assert clf.classes_.tolist() == ["a", "b", "c"]

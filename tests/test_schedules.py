@@ -218,3 +218,12 @@ def test_one_cycle_running_all_its_epochs_is_not_a_convergence_failure(clf_data)
         DeepMLPClassifier(learning_rate="1cycle", **kw).fit(X, y)
     with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(3\)"):
         DeepMLPClassifier(learning_rate="constant", **kw).fit(X, y)
+
+
+@pytest.mark.parametrize("name", ["power", "invscaling"])
+def test_a_decay_that_underflows_reaches_zero_instead_of_raising(name, clf_data):
+    # Issue 22, item 12: power_t=1e6 raised OverflowError from Python's float power.
+    clf, rates, _ = _fit(clf_data, solver="sgd", learning_rate=name, decay_steps=1,
+                         power_t=1e6)
+    assert rates[0] == 0.001 and rates[-1] == 0.0  # (t = 0 and 0 samples seen: no decay)
+    assert clf.n_iter_ == 4 and np.isfinite(clf.predict_proba(clf_data[0])).all()

@@ -1,0 +1,94 @@
+"""Cross-parameter checks (``_checks``): settings that have no effect are reported."""
+
+import contextlib
+import warnings
+
+import pytest
+from sklearn.datasets import make_classification, make_regression
+from sklearn.exceptions import ConvergenceWarning
+
+from sklearn_deepnet import DeepMLPClassifier, DeepMLPRegressor, recommended_params
+from sklearn_deepnet._checks import DEPENDENT_PARAMS
+from sklearn_deepnet._optim import SOLVERS
+from sklearn_deepnet._schedules import SCHEDULES
+
+Xc, yc = make_classification(n_samples=60, n_features=5, n_informative=3, random_state=0)
+Xr, yr = make_regression(n_samples=60, n_features=5, random_state=0)
+FAST = dict(hidden_layer_sizes=(4,), max_iter=1, random_state=0)
+
+
+@contextlib.contextmanager
+def _no_user_warnings():
+    """UserWarnings are errors, except the ones about training length and batch size."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.filterwarnings("ignore", message="Got batch_size=")
+        yield
+
+
+@pytest.mark.parametrize("params, match", [
+    # Issue 22, item 14: silently ignored before.
+    (dict(lr_milestones=[2], lr_values=[1e-3, 1e-4]),
+     r"lr_milestones=\[2\], lr_values=\[0.001, 0.0001\] have no effect here: only used "
+     r"with learning_rate in 'piecewise'"),
+    (dict(unfreeze_after=2), "unfreeze_after=2 has no effect here: only used with "
+                             "freeze_layers > 0"),
+    (dict(power_t=0.25), "power_t=0.25 has no effect.*learning_rate in 'invscaling'/'power'"),
+    (dict(lr_patience=3, learning_rate="exponential"), "lr_patience=3 has no effect"),
+    (dict(momentum=0.5), r"momentum=0.5 has no effect.*solver in 'sgd'/'momentum'/'nesterov'"),
+    (dict(beta_1=0.8, solver="sgd"), "beta_1=0.8 has no effect"),
+    (dict(max_fun=100), "max_fun=100 has no effect.*solver in 'lbfgs'"),
+    (dict(solver="lbfgs", batch_size=16, shuffle=False),
+     r"batch_size=16, shuffle=False have no effect.*mini-batch solvers"),
+    (dict(solver="lbfgs", early_stopping=True), "early_stopping=True has no effect"),
+    (dict(validation_fraction=0.2), "validation_fraction=0.2 has no effect.*early_stopping"),
+    (dict(l1_ratio=0.5, alpha=0.0), "l1_ratio=0.5 has no effect.*alpha > 0"),
+    (dict(batch_norm_momentum=0.01), "batch_norm_momentum=0.01 has no effect"),
+    (dict(pretrain_epochs=3), "pretrain_epochs=3 has no effect"),
+    (dict(learning_rate="1cycle", solver="adam", beta_1=0.8),
+     "beta_1=0.8 has no effect here: learning_rate='1cycle' sets it itself"),
+], ids=str)
+def test_settings_without_effect_are_reported(params, match):
+    with pytest.warns(UserWarning, match=match):
+        DeepMLPClassifier(**FAST, **params).fit(Xc, yc)
+
+
+def test_regressor_only_rows_and_a_warm_start_report_too():
+    reg = DeepMLPRegressor(**FAST, huber_delta=2.0)
+    with pytest.warns(UserWarning, match="huber_delta=2.0 has no effect.*loss='huber'"):
+        reg.fit(Xr, yr)
+    with pytest.warns(UserWarning, match="huber_delta=2.0 has no effect"):
+        reg.set_params(warm_start=True).fit(Xr, yr)
+    with _no_user_warnings():
+        DeepMLPRegressor(**FAST, loss="huber", huber_delta=2.0).fit(Xr, yr)
+
+
+@pytest.mark.parametrize("params", [
+    {},
+    recommended_params(),
+    recommended_params("self_normalizing"),
+    dict(learning_rate="piecewise", lr_milestones=[1], lr_values=[1e-2, 1e-3]),
+    dict(solver="sgd", momentum=0.5, nesterovs_momentum=False, learning_rate="invscaling",
+         power_t=0.25),
+    dict(solver="lbfgs", max_fun=100),
+    dict(batch_norm="before", batch_norm_momentum=0.01, alpha=1e-3, l1_ratio=0.5),
+    dict(early_stopping=True, validation_fraction=0.2),
+    # Defaults given explicitly are not "settings": scikit-learn's own
+    # parameter values (momentum=0.9 with adam) stay silent.
+    dict(solver="adam", momentum=0.9, power_t=0.5, max_fun=15000),
+], ids=str)
+def test_settings_that_are_used_or_default_are_silent(params):
+    with _no_user_warnings():
+        DeepMLPClassifier(**{**FAST, "hidden_layer_sizes": (4, 4, 4), **params}).fit(
+            Xc * 0.5, yc)
+
+
+def test_dependent_params_cover_every_schedule_and_solver_parameter():
+    names = {row[0] for row in DEPENDENT_PARAMS}
+    schedule = {p for row in SCHEDULES.values() for p in row.params}
+    solver = {p for row in SOLVERS.values() for p in row.uses}
+    always = {"tol", "n_iter_no_change", "max_iter", "weight_decay"}
+    assert (schedule | solver) - always <= names
+    for cls in (DeepMLPClassifier, DeepMLPRegressor):
+        assert names <= set(cls().get_params()) | {"huber_delta"}
