@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import warnings
 from abc import ABCMeta, abstractmethod
 from contextlib import nullcontext
@@ -11,7 +10,6 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, is_regressor
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -28,16 +26,17 @@ from ._engine import (
     to_tensor,
     torch_threads,
 )
-from ._inference import GLOBAL_RNG_LOCK, predict_raw, predict_raw_mc, seeded_global_rng
+from ._inference import predict_raw, predict_raw_mc, seeded_global_rng
 from ._init import INITIALIZERS, VarianceScaling
 from ._module import MLP
 from ._optim import SOLVERS, build_optimizer
+from ._outcome import fit_outcome
 from ._persist import (
+    FIT_STARTED,
+    TRAINING,
+    PersistsState,
     history_attributes,
     load_optimizer_state,
-    net_from_state,
-    net_to_state,
-    state_during_fit,
     validation_fingerprint,
 )
 from ._reuse import KeepsSource, reuse_warnings, start_network_
@@ -56,9 +55,6 @@ from ._validation import (
     resolve_device,
 )
 
-# Private attributes that exist only while the estimator's own fit runs: its
-# state when the call began, and (net, epochs before the call) once training runs.
-_FIT_STARTED, _TRAINING = "_fit_started", "_training"
 # Parameters that shape the network: warm starts and partial_fit need them unchanged.
 _ARCHITECTURE_PARAMS = (
     "hidden_layer_sizes", "activation", "activation_alpha", "batch_norm",
@@ -66,14 +62,7 @@ _ARCHITECTURE_PARAMS = (
 )
 _SOLVER_PARAMS = ("learning_rate_init", "momentum", "nesterovs_momentum", "beta_1", "beta_2",
                   "epsilon", "rho")
-# Parameters added after the first pickles were written, with their defaults.
-_ADDED_PARAMS = {"power_t": 0.5, "nesterovs_momentum": True, "max_fun": 15000, "callbacks": None,
-                 "mc_dropout": 0,
-                 "decay_steps": 10_000, "lr_milestones": None, "lr_values": None,
-                 "lr_factor": 0.5, "lr_patience": 5,
-                 "init_from": None, "reuse_layers": None, "freeze_layers": 0,
-                 "unfreeze_after": None, "pretrain": None, "pretrain_epochs": 10,
-                 "diagnostics": False}
+
 
 
 def _mlp(n_features, n_outputs, arch):
@@ -90,20 +79,8 @@ def _output_dtype(X):
     return "float32" if getattr(X, "dtype", None) == np.float32 else "float64"
 
 
-def _without_fit_state(item):
-    """A shallow copy of a callback (or ``(name, callback)`` pair) without the
-    attributes a fit set (skorch's convention: names ending in ``_``)."""
-    if isinstance(item, tuple):
-        return item[0], _without_fit_state(item[1])
-    if isinstance(item, type):
-        return item
-    cb = copy.copy(item)
-    for name in [k for k in vars(cb) if k.endswith("_") and not k.startswith("__")]:
-        delattr(cb, name)
-    return cb
-
-
-class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta):
+class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
+                  metaclass=ABCMeta):
     """Base class of :class:`DeepMLPClassifier` and :class:`DeepMLPRegressor`.
 
     Not for direct use. Subclasses supply the target handling (label encoding
@@ -218,8 +195,8 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
         place, are restored from a snapshot too.
         """
         saved = dict(self.__dict__)
-        saved.pop(_FIT_STARTED, None)
-        saved.pop(_TRAINING, None)
+        saved.pop(FIT_STARTED, None)
+        saved.pop(TRAINING, None)
         net = getattr(self, "net_", None)
         snapshot = None
         if net is not None and (incremental or self.warm_start):
@@ -227,7 +204,7 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
             # history are all changed by this call.
             snapshot = (dict(net.__dict__), net.snapshot_state(), len(net.history))
         # What a pickle taken during this call holds (see __getstate__).
-        self.__dict__[_FIT_STARTED] = saved
+        self.__dict__[FIT_STARTED] = saved
         try:
             pending, interrupted = self._fit_unsafe(
                 X, y, sample_weight, incremental=incremental, classes=classes
@@ -245,8 +222,8 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
                 del net.history[n_epochs:]
             raise
         finally:
-            self.__dict__.pop(_FIT_STARTED, None)
-            self.__dict__.pop(_TRAINING, None)
+            self.__dict__.pop(FIT_STARTED, None)
+            self.__dict__.pop(TRAINING, None)
         # Warnings only once the fit is complete: with warnings turned into
         # errors they must not undo it (as with scikit-learn's MLP).
         for message, category in pending:
@@ -324,7 +301,7 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
                     uniform_weights=bool(np.all(sample_weight == 1)),
                 )
             random = net.draws_random_numbers()
-            self.__dict__[_TRAINING] = (net, n_before)  # for a pickle taken meanwhile
+            self.__dict__[TRAINING] = (net, n_before)  # for a pickle taken meanwhile
             with seeded_global_rng(call_seed, cuda_devices) if random else nullcontext():
                 net.partial_fit(X, y_model, data=data, seed=self._seed)
 
@@ -359,55 +336,8 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
         if not continuing:
             pending += [(msg, UserWarning) for msg in (
                 *self._self_normalization_warnings(X, rows, decay), *reuse_warnings(self))]
-        pretrained = len(self.pretrain_loss_curve_ or ()) if not continuing else None
-        if pretrained is not None and self.pretrain is not None and (
-                pretrained < self.pretrain_epochs):
-            pending.append((
-                f"Pretraining diverged: the autoencoder's loss or weights became NaN or inf "
-                f"in epoch {pretrained + 1} of {self.pretrain_epochs}, so pretraining "
-                f"stopped with the weights of epoch {pretrained}. Try a lower "
-                f"learning_rate_init (now {self.learning_rate_init}) or standardized inputs.",
-                ConvergenceWarning,
-            ))
-        interrupted = None
-        if net.stop_reason == "interrupted":
-            interrupted = (
-                f"Training was interrupted after {n_done} complete epoch(s) of this call; "
-                f"the model keeps the weights {kept} and can be used or trained further "
-                "(warm_start=True or partial_fit)."
-            )
-        elif net.stop_reason == "diverged":
-            pending.append((
-                f"Training diverged: in epoch {n_done + 1} of this call the loss or the "
-                f"weights became NaN or inf, so training stopped and the weights "
-                f"{kept.replace('complete', 'finite')} are kept ({n_done} epoch(s) of this "
-                "call). Remedies: a lower "
-                f"learning_rate_init (now {self.learning_rate_init}), gradient clipping "
-                "(e.g. clip_norm=1.0), batch_norm='before', standardized inputs "
-                "(StandardScaler), or a smaller alpha.",
-                ConvergenceWarning,
-            ))
-        elif net.stop_reason is not None and net.stop_reason.startswith("callback "):
-            pass  # a user's callback stopped training on purpose
-        elif not SOLVERS[self.solver].stochastic:
-            last = net.history[-1] if n_done else {}
-            if n_done and not last.get("lbfgs_converged", True):
-                limit = ("max_iter" if last["lbfgs_iterations"] >= self.max_iter
-                         else "max_fun")
-                pending.append((
-                    f"lbfgs failed to converge after {last['lbfgs_iterations']} iteration(s) "
-                    f"and {last['lbfgs_evaluations']} loss evaluation(s): it reached "
-                    f"{limit}={getattr(self, limit)}. Increase {limit} or scale the data "
-                    "(e.g. StandardScaler).",
-                    ConvergenceWarning,
-                ))
-        elif (not incremental and net.stop_reason is None and n_done == self.max_iter
-              and self.learning_rate != "1cycle"):  # 1cycle runs max_iter epochs by design
-            pending.append((
-                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
-                "the optimization hasn't converged yet.",
-                ConvergenceWarning,
-            ))
+        interrupted = fit_outcome(self, net, n_done, kept, pending, incremental=incremental,
+                                  continuing=continuing)
         return pending, interrupted
 
     def _validate_inputs(self, X, y, sample_weight, *, continuing, incremental, classes):
@@ -454,6 +384,10 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
             None if rows is None else to_tensor(rows, device, index_dtype(X_t.shape[0])),
             uniform_weights=bool(np.all(user_weight == 1)),
         )
+
+    def _empty_module(self, n_outputs):
+        """An :class:`MLP` of the fitted architecture (weights to be loaded)."""
+        return _mlp(self.n_features_in_, n_outputs, self._fitted_architecture)
 
     def _build_module(self, n_features, n_outputs):
         """A freshly initialized :class:`MLP` (call inside the seeded RNG fork)."""
@@ -619,52 +553,6 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, BaseEstimator, metaclass=ABCMeta
         return size
 
     # ----------------------------------------------------------- persistence
-    def __getstate__(self):
-        """State without torch objects: the fitted net as numpy arrays (see ``_persist``).
-
-        Taken during the estimator's own fit (from a callback, say), the state
-        is the estimator as it was before the call or, once training runs, as
-        if the call had stopped after its last finished epoch
-        (:func:`~._persist.state_during_fit`).
-        """
-        state = dict(super().__getstate__())  # may be self.__dict__ itself: copy
-        fit_started, training = state.pop(_FIT_STARTED, None), state.pop(_TRAINING, None)
-        if fit_started is not None:
-            state = state_during_fit(state, fit_started, training, self._architecture())
-        net = state.pop("net_", None)
-        state.pop("history_", None)
-        if net is not None:
-            state["_net_state"] = net_to_state(net)
-        if state.get("callbacks"):
-            # The callbacks as passed, without what the last fit left in them
-            # (e.g. an LRScheduler's torch scheduler, which holds the optimizer).
-            state["callbacks"] = [_without_fit_state(item) for item in state["callbacks"]]
-        return state
-
-    def __setstate__(self, state):
-        state = dict(state)
-        net_state = state.pop("_net_state", None)
-        # Pickles of version 0.1.0 before these parameters existed: their
-        # defaults (the float64 output dtype is what those versions returned).
-        for name, default in _ADDED_PARAMS.items():
-            state.setdefault(name, default)
-        if net_state is not None:
-            state.setdefault("_output_dtype", "float64")
-            state.setdefault("reused_layers_", 0)
-            state.setdefault("pretrain_loss_curve_", None)
-            net_state["attrs"]["solver_params"].setdefault("nesterovs_momentum", True)
-            # The schedule the optimizer's rate follows (states before it was kept:
-            # the estimator's, as fitted unless set_params changed it since).
-            net_state["attrs"].setdefault("schedule", state["learning_rate"])
-        super().__setstate__(state)
-        if net_state is not None:
-            n_outputs = len(net_state["module"]["output.linear.bias"])
-            # building the module draws weights
-            with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
-                module = _mlp(self.n_features_in_, n_outputs, self._fitted_architecture)
-            self.net_ = net_from_state(net_state, module, self._per_sample_loss())
-            self.history_ = self.net_.history
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True  # densified batch by batch

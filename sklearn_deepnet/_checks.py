@@ -26,7 +26,7 @@ from ._optim import SOLVERS, resolve_weight_decay
 from ._reuse import check_reuse_params
 from ._schedules import SCHEDULES
 from ._trainer import BATCH_EVENTS, OWN_CALLBACKS, implements_event
-from ._validation import invalid_combination, invalid_parameter
+from ._validation import invalid_combination, invalid_parameter, resolve_device
 
 __all__ = ["DEPENDENT_PARAMS", "RESERVED_CALLBACK_NAMES", "ParameterChecks", "column_moments"]
 
@@ -77,7 +77,10 @@ DEPENDENT_PARAMS = [
     *_schedule_rows(),
     *_solver_rows(),
     *[(name, _stochastic, "mini-batch solvers (not 'lbfgs')")
-      for name in ("learning_rate_init", "batch_size", "shuffle", "early_stopping")],
+      for name in ("learning_rate_init", "batch_size", "shuffle", "early_stopping",
+                   "n_iter_no_change")],
+    ("n_threads", lambda est: resolve_device(est, est.device).type == "cpu",
+     "training on the CPU"),
     ("validation_fraction", lambda est: est.early_stopping and _stochastic(est),
      "early_stopping=True with a mini-batch solver"),
     ("l1_ratio", lambda est: est.alpha > 0, "alpha > 0"),

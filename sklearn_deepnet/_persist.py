@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import warnings
@@ -21,11 +22,15 @@ import numpy as np
 import torch
 from skorch.history import History
 
+from ._inference import GLOBAL_RNG_LOCK
 from ._optim import separate_step_counters
 from ._torch_compat import optimizer_load_state_dict, optimizer_state_dict
 
-__all__ = ["TRUSTED_TYPES", "history_attributes", "load_optimizer_state", "net_from_state",
-           "net_to_state", "state_during_fit", "validation_fingerprint"]
+__all__ = [
+    "FIT_STARTED", "TRAINING", "TRUSTED_TYPES", "PersistsState", "history_attributes",
+    "load_optimizer_state", "net_from_state", "net_to_state", "state_during_fit",
+    "validation_fingerprint",
+]
 
 #: Types to pass to ``skops.io.load(..., trusted=TRUSTED_TYPES)`` for models that
 #: use the named activations and initializers and no callbacks (a custom
@@ -35,6 +40,19 @@ TRUSTED_TYPES = [
     "sklearn_deepnet._classifier.DeepMLPClassifier",
     "sklearn_deepnet._regressor.DeepMLPRegressor",
 ]
+
+# Parameters added after the first pickles were written, with their defaults.
+_ADDED_PARAMS = {"power_t": 0.5, "nesterovs_momentum": True, "max_fun": 15000, "callbacks": None,
+                 "mc_dropout": 0,
+                 "decay_steps": 10_000, "lr_milestones": None, "lr_values": None,
+                 "lr_factor": 0.5, "lr_patience": 5,
+                 "init_from": None, "reuse_layers": None, "freeze_layers": 0,
+                 "unfreeze_after": None, "pretrain": None, "pretrain_epochs": 10,
+                 "diagnostics": False}
+
+# Private attributes that exist only while the estimator's own fit runs: its
+# state when the call began, and (net, epochs before the call) once training runs.
+FIT_STARTED, TRAINING = "_fit_started", "_training"
 
 _NET_ATTRS = ("solver", "solver_params", "shuffle", "min_batch", "fast", "batch_size",
               "max_epochs", "engine", "engine_reason", "schedule")
@@ -199,6 +217,9 @@ def state_during_fit(state, fit_started, training, architecture):
     best = scores[-1] if scores else state.get("best_validation_score_")
     state.update(history_attributes(history, n_rows - n_before,
                                     len(net.module_.hidden), best))
+    carry = state.get("_convergence_carry")
+    if carry is not None:  # the carried best score described the weights before the call
+        state["_convergence_carry"] = (*carry[:2], None)
     state.update(net_=net, _fitted_architecture=architecture,
                  _n_fit_calls=state.get("_n_fit_calls", 0) + 1,
                  engine_=net.engine, engine_reason_=net.engine_reason)
@@ -252,3 +273,70 @@ def net_from_state(state, module, criterion):
     if schedule is not None:
         net.schedule = schedule
     return net
+
+
+def _without_fit_state(item):
+    """A shallow copy of a callback (or ``(name, callback)`` pair) without the
+    attributes a fit set (skorch's convention: names ending in ``_``)."""
+    if isinstance(item, tuple):
+        return item[0], _without_fit_state(item[1])
+    if isinstance(item, type):
+        return item
+    cb = copy.copy(item)
+    for name in [k for k in vars(cb) if k.endswith("_") and not k.startswith("__")]:
+        delattr(cb, name)
+    return cb
+
+
+class PersistsState:
+    """Pickling of ``BaseDeepMLP`` (a mixin): the fitted net as numpy arrays.
+
+    Needs ``_architecture()``, ``_empty_module(n_outputs)`` and
+    ``_per_sample_loss()`` from the estimator.
+    """
+
+    def __getstate__(self):
+        """State without torch objects: the fitted net as numpy arrays (see ``_persist``).
+
+        Taken during the estimator's own fit (from a callback, say), the state
+        is the estimator as it was before the call or, once training runs, as
+        if the call had stopped after its last finished epoch
+        (:func:`~._persist.state_during_fit`).
+        """
+        state = dict(super().__getstate__())  # may be self.__dict__ itself: copy
+        fit_started, training = state.pop(FIT_STARTED, None), state.pop(TRAINING, None)
+        if fit_started is not None:
+            state = state_during_fit(state, fit_started, training, self._architecture())
+        net = state.pop("net_", None)
+        state.pop("history_", None)
+        if net is not None:
+            state["_net_state"] = net_to_state(net)
+        if state.get("callbacks"):
+            # The callbacks as passed, without what the last fit left in them
+            # (e.g. an LRScheduler's torch scheduler, which holds the optimizer).
+            state["callbacks"] = [_without_fit_state(item) for item in state["callbacks"]]
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        net_state = state.pop("_net_state", None)
+        # Pickles of version 0.1.0 before these parameters existed: their
+        # defaults (the float64 output dtype is what those versions returned).
+        for name, default in _ADDED_PARAMS.items():
+            state.setdefault(name, default)
+        if net_state is not None:
+            state.setdefault("_output_dtype", "float64")
+            state.setdefault("reused_layers_", 0)
+            state.setdefault("pretrain_loss_curve_", None)
+            net_state["attrs"]["solver_params"].setdefault("nesterovs_momentum", True)
+            # The schedule the optimizer's rate follows (states before it was kept:
+            # the estimator's, as fitted unless set_params changed it since).
+            net_state["attrs"].setdefault("schedule", state["learning_rate"])
+        super().__setstate__(state)
+        if net_state is not None:
+            n_outputs = len(net_state["module"]["output.linear.bias"])
+            # building the module draws weights
+            with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
+                module = self._empty_module(n_outputs)
+            self.net_ = net_from_state(net_state, module, self._per_sample_loss())
+            self.history_ = self.net_.history

@@ -42,6 +42,7 @@ def _no_user_warnings():
     (dict(solver="lbfgs", batch_size=16, shuffle=False),
      r"batch_size=16, shuffle=False have no effect.*mini-batch solvers"),
     (dict(solver="lbfgs", early_stopping=True), "early_stopping=True has no effect"),
+    (dict(solver="lbfgs", n_iter_no_change=3), "n_iter_no_change=3 has no effect"),
     (dict(validation_fraction=0.2), "validation_fraction=0.2 has no effect.*early_stopping"),
     (dict(l1_ratio=0.5, alpha=0.0), "l1_ratio=0.5 has no effect.*alpha > 0"),
     (dict(batch_norm_momentum=0.01), "batch_norm_momentum=0.01 has no effect"),

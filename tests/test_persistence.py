@@ -94,6 +94,44 @@ def test_skops_round_trip_with_documented_trusted_types(cls, config, clf_data):
         skops_io.loads(data, trusted=[])
 
 
+def test_skops_pipeline_needs_only_the_documented_types():
+    # docs/guarantees.md, "Loading files you did not write": a whole Pipeline
+    # of scikit-learn transformers adds no type to trust; a custom activation
+    # and a callback add exactly their own.
+    import functools
+
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from skorch.callbacks import LRScheduler
+
+    from sklearn_deepnet import TRUSTED_TYPES
+
+    rng = np.random.RandomState(0)
+    X = pd.DataFrame({"num": rng.randn(80), "cat": rng.choice(["a", "b", "c"], 80)})
+    y = rng.randint(0, 2, 80)
+
+    def pipeline(**params):
+        prep = ColumnTransformer([("num", StandardScaler(), ["num"]),
+                                  ("cat", OneHotEncoder(dtype=np.float32,
+                                                        handle_unknown="ignore"), ["cat"])])
+        return make_pipeline(prep, DeepMLPClassifier((8,), max_iter=2, random_state=0,
+                                                     **params)).fit(X, y)
+
+    pipe = pipeline()
+    data = skops_io.dumps(pipe)
+    assert skops_io.get_untrusted_types(data=data) == [
+        "sklearn_deepnet._classifier.DeepMLPClassifier"]
+    loaded = skops_io.loads(data, trusted=TRUSTED_TYPES)
+    np.testing.assert_array_equal(loaded.predict_proba(X), pipe.predict_proba(X))
+    custom = pipeline(activation=functools.partial(torch.nn.LeakyReLU, 0.2),
+                      callbacks=[LRScheduler("StepLR", step_size=1)])
+    assert set(skops_io.get_untrusted_types(data=skops_io.dumps(custom))) == {
+        *TRUSTED_TYPES[:1], "functools.partial", "torch.nn.modules.activation.LeakyReLU",
+        "skorch.callbacks.lr_scheduler.LRScheduler"}
+
+
 # ------------------------------------------------- GPU-fitted model, CPU-only host
 def test_cuda_fitted_state_loads_on_a_cpu_only_machine(clf_data, monkeypatch):
     # A model fitted on CUDA persists its net as numpy arrays plus the device

@@ -1,0 +1,92 @@
+"""What a fit call reports when training ends: warnings, and the interrupt message.
+
+Called by ``BaseDeepMLP._fit_unsafe`` once the network and the fitted
+attributes are in place; the warnings are emitted only after the fit has
+completed (with warnings turned into errors they must not undo it, as with
+scikit-learn's MLP).
+"""
+
+from __future__ import annotations
+
+from sklearn.exceptions import ConvergenceWarning
+
+from ._optim import SOLVERS
+
+__all__ = ["fit_outcome"]
+
+
+def fit_outcome(est, net, n_done, kept, pending, *, incremental, continuing):
+    """Append the call's outcome warnings to ``pending``; return the interrupt message.
+
+    Parameters
+    ----------
+    est : BaseDeepMLP
+        The estimator, with this call's fitted attributes.
+    net : TrainingNet
+        Its trainer after training (``stop_reason``, history).
+    n_done : int
+        Epochs this call finished.
+    kept : str
+        Which weights the model keeps ("of the best validation score" or "of
+        the last complete epoch"), for the messages.
+    pending : list of (str, type)
+        Warnings to emit once the fit is complete; extended in place.
+    incremental, continuing : bool
+        ``partial_fit``; a call that continues a fitted network.
+
+    Returns
+    -------
+    str or None
+        The message of the ``KeyboardInterrupt`` to re-raise after a Ctrl-C,
+        or ``None``.
+    """
+    pretrained = len(est.pretrain_loss_curve_ or ()) if not continuing else None
+    if pretrained is not None and est.pretrain is not None and (
+            pretrained < est.pretrain_epochs):
+        pending.append((
+            f"Pretraining diverged: the autoencoder's loss or weights became NaN or inf "
+            f"in epoch {pretrained + 1} of {est.pretrain_epochs}, so pretraining "
+            f"stopped with the weights of epoch {pretrained}. Try a lower "
+            f"learning_rate_init (now {est.learning_rate_init}) or standardized inputs.",
+            ConvergenceWarning,
+        ))
+    interrupted = None
+    if net.stop_reason == "interrupted":
+        interrupted = (
+            f"Training was interrupted after {n_done} complete epoch(s) of this call; "
+            f"the model keeps the weights {kept} and can be used or trained further "
+            "(warm_start=True or partial_fit)."
+        )
+    elif net.stop_reason == "diverged":
+        pending.append((
+            f"Training diverged: in epoch {n_done + 1} of this call the loss or the "
+            f"weights became NaN or inf, so training stopped and the weights "
+            f"{kept.replace('complete', 'finite')} are kept ({n_done} epoch(s) of this "
+            "call). Remedies: a lower "
+            f"learning_rate_init (now {est.learning_rate_init}), gradient clipping "
+            "(e.g. clip_norm=1.0), batch_norm='before', standardized inputs "
+            "(StandardScaler), or a smaller alpha.",
+            ConvergenceWarning,
+        ))
+    elif net.stop_reason is not None and net.stop_reason.startswith("callback "):
+        pass  # a user's callback stopped training on purpose
+    elif not SOLVERS[est.solver].stochastic:
+        last = net.history[-1] if n_done else {}
+        if n_done and not last.get("lbfgs_converged", True):
+            limit = ("max_iter" if last["lbfgs_iterations"] >= est.max_iter
+                     else "max_fun")
+            pending.append((
+                f"lbfgs failed to converge after {last['lbfgs_iterations']} iteration(s) "
+                f"and {last['lbfgs_evaluations']} loss evaluation(s): it reached "
+                f"{limit}={getattr(est, limit)}. Increase {limit} or scale the data "
+                "(e.g. StandardScaler).",
+                ConvergenceWarning,
+            ))
+    elif (not incremental and net.stop_reason is None and n_done == est.max_iter
+          and est.learning_rate != "1cycle"):  # 1cycle runs max_iter epochs by design
+        pending.append((
+            f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached and "
+            "the optimization hasn't converged yet.",
+            ConvergenceWarning,
+        ))
+    return interrupted
