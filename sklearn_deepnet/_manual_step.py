@@ -110,39 +110,102 @@ def _manual_activation(act):
     return None if factory is None or has_hooks(act) else factory(act)
 
 
-def _exact(module, *types):
-    """Whether ``module`` is exactly one of ``types`` (a subclass may override forward)
-    and has no forward hooks (the step would skip them)."""
-    return type(module) in types and not has_hooks(module)
+# What each leaf module the step runs may hold: exactly these parameters and
+# buffers (a parameter added to a module is one the step would never train).
+_LEAF_STATE = {
+    nn.Linear: ({"weight", "bias"}, set()),
+    nn.BatchNorm1d: ({"weight", "bias"}, {"running_mean", "running_var",
+                                         "num_batches_tracked"}),
+}
+# The orders of a hidden block's children the step runs.
+_BLOCK_ORDERS = (
+    ("linear", "activation"), ("linear", "batch_norm", "activation"),
+    ("linear", "activation", "batch_norm"),
+)
+
+
+def _leaf_blocker(name, module, *types):
+    """Why ``module`` is not a plain leaf of one of ``types`` (``None`` if it is)."""
+    if type(module) not in types:  # exact types: a subclass may override forward
+        return f"{name} is a {type(module).__name__}"
+    params, buffers = _LEAF_STATE.get(type(module), (set(), set()))
+    if set(module._parameters) - params or set(module._buffers) - buffers:
+        return f"{name} holds parameters or buffers the step does not know"
+    if isinstance(module, nn.BatchNorm1d) and not (
+            module.affine and module.track_running_stats and module.momentum is not None):
+        return f"{name} is not an affine BatchNorm with running statistics and a momentum"
+    if isinstance(module, nn.Dropout | nn.AlphaDropout) and module.inplace:
+        return f"{name} is in place"
+    return None
+
+
+def _structure_blocker(module):
+    """Why ``module`` is not exactly the network the estimator builds (``None`` if it is).
+
+    An allow-list: the step runs only ``MLP``'s own layout, each part of an
+    exact type holding exactly its own parameters; anything else (a replaced
+    or added submodule, a subclass, another order) takes the eager step.
+    """
+    from ._module import MLP
+
+    if type(module) is not MLP:
+        return f"the network is a {type(module).__name__}, not the MLP it builds"
+    if [n for n, _ in module.named_children()] != ["input_norm", "hidden", "output"] or (
+            module._parameters or module._buffers):
+        return "the network's layout was changed"
+    blocker = _leaf_blocker("the input normalization", module.input_norm, nn.Identity,
+                            nn.BatchNorm1d)
+    if blocker or type(module.hidden) is not nn.ModuleList:
+        return blocker or "the hidden layers were replaced"
+    for i, block in enumerate(module.hidden, 1):
+        if type(block) is not nn.Sequential:
+            return f"hidden layer {i} is a {type(block).__name__}"
+        names = tuple(n for n, _ in block.named_children())
+        core = names[:-1] if names and names[-1] == "dropout" else names
+        if core not in _BLOCK_ORDERS:
+            return f"hidden layer {i} has the layers {', '.join(names)}"
+        for name, child in block.named_children():
+            if name == "activation":
+                if type(child) not in MANUAL_ACTIVATIONS or child._parameters:
+                    return f"activation {type(child).__name__}"
+                continue
+            types = {"linear": (nn.Linear,), "batch_norm": (nn.BatchNorm1d,),
+                     "dropout": (nn.Dropout, nn.AlphaDropout)}[name]
+            blocker = _leaf_blocker(f"hidden layer {i}'s {name}", child, *types)
+            if blocker:
+                return blocker
+    out = module.output
+    if type(out) is not nn.Sequential or [n for n, _ in out.named_children()] != ["linear"]:
+        return "the output layer was replaced"
+    blocker = _leaf_blocker("the output layer", out.linear, nn.Linear)
+    if blocker or out.linear.bias is None:
+        return blocker or "the output layer has no bias"
+    return None
 
 
 def manual_blockers(module, per_sample_loss, device):
-    """Why :class:`ManualStep` cannot run this configuration (``None`` if it can)."""
+    """Why :class:`ManualStep` cannot run this configuration (``None`` if it can).
+
+    It runs only what it was written for (an allow-list): the estimator's own
+    ``MLP`` layout, with nothing attached that autograd would run and it
+    would skip (see :func:`~._steps.untouched_blockers`), a loss it has the
+    output gradient of, and trainable parameters exactly those outside the
+    frozen layers.
+    """
+    from ._steps import untouched_blockers
+
     if torch.device(device).type != "cpu":
         return "the hand-written step is for CPU"
-    norm = module.input_norm
-    if not (type(norm) is nn.Identity or _exact(norm, nn.BatchNorm1d)):
-        return "input normalization " + type(norm).__name__
-    for block in module.hidden:
-        children = dict(block.named_children())
-        extra = set(children) - {"linear", "batch_norm", "activation", "dropout"}
-        if extra:
-            return ", ".join(sorted(extra))
-        bn, drop = children.get("batch_norm"), children.get("dropout")
-        if bn is not None and not _exact(bn, nn.BatchNorm1d):
-            return "batch_norm " + type(bn).__name__
-        if drop is not None and not (_exact(drop, nn.Dropout, nn.AlphaDropout)
-                                     and not drop.inplace):
-            return "dropout " + type(drop).__name__
-        if _manual_activation(block.activation) is None:
-            return f"activation {type(block.activation).__name__}"
-        if has_hooks(block) or has_hooks(block.linear):
-            return "forward hooks"
+    blocker = untouched_blockers(module, parametrized=True) or _structure_blocker(module)
+    if blocker:
+        return blocker
     if loss_function(per_sample_loss) not in OUTPUT_GRADIENTS:
         return "loss"
     frozen = {id(p) for m in module.frozen_modules() for p in m.parameters()}
     if any(not p.requires_grad and id(p) not in frozen for p in module.parameters()):
         return "parameters with requires_grad=False outside the frozen layers"
+    if any(p.dtype != torch.float32 or not p.is_leaf for p in module.parameters()):
+        return "parameters that are not float32 leaf tensors"
     return None
 
 

@@ -32,17 +32,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.nn.utils import parametrize
 
 from ._torch_compat import (
     foreach_clamp_,
     foreach_norm,
+    global_module_hooks,
+    module_hooks,
     optimizer_step,
     optimizer_zero_grad,
+    tensor_hooks,
 )
 
 __all__ = [
     "EagerStep", "Regularization", "apply_max_norm", "clip_gradients", "select_step",
-    "weight_penalty",
+    "untouched_blockers", "weight_penalty",
 ]
 
 
@@ -135,10 +139,21 @@ class EagerStep:
         self.optimizer = optimizer
         self.reg = regularization or Regularization()
         self.params = [p for p in module.parameters() if p.requires_grad]
+        # A parametrized layer (e.g. weight_norm) computes its weight at every
+        # access: it is read anew at every step, never kept.
+        self.parametrized = any(parametrize.is_parametrized(lin, "weight")
+                                for lin in module.linears())
         self.weights = [lin.weight for lin in module.linears()]
         # Max-norm constrains the layers that train (not frozen ones).
         self.max_norm_linears = [lin for lin in module.hidden_linears()
                                  if lin.weight.requires_grad]
+        if self.reg.max_norm is not None and any(
+                parametrize.is_parametrized(lin, "weight") for lin in self.max_norm_linears):
+            raise ValueError(
+                "max_norm rescales each layer's weight in place, but a hidden layer's "
+                "weight is parametrized (e.g. by weight_norm) and computed from other "
+                "tensors: remove the parametrization or set max_norm=None."
+            )
         self.set_to_none = True
         self.events = None
 
@@ -147,7 +162,9 @@ class EagerStep:
         out = self.module(xb)
         total = torch.dot(self.per_sample_loss(out, yb), wb)
         if self.reg.alpha > 0:
-            total = total + weight_penalty(self.weights, self.reg.alpha, self.reg.l1_ratio)
+            weights = ([lin.weight for lin in self.module.linears()] if self.parametrized
+                       else self.weights)
+            total = total + weight_penalty(weights, self.reg.alpha, self.reg.l1_ratio)
         return total / wb.sum()
 
     def update(self):
@@ -209,6 +226,36 @@ class EagerStep:
         """Leave the optimizer as ``torch.optim`` expects it (nothing to do here)."""
 
 
+def untouched_blockers(module, parametrized=False):
+    """What is attached to ``module`` that a fast step would skip (``None``: nothing).
+
+    Autograd runs hooks, parametrizations and an instance's own ``forward``;
+    the hand-written CPU step never calls the modules, and a CUDA graph
+    replays what one captured call did. So a fast step runs only on a
+    module with none of: global module hooks (``register_module_forward_hook``
+    and the like), hooks on any submodule (forward, backward, pre), hooks on
+    a parameter (``register_hook``, post-accumulate-grad hooks), a ``forward``
+    set on an instance, and — with ``parametrized`` — parametrized
+    submodules (``weight_norm`` through ``torch.nn.utils.parametrize``).
+    """
+    kinds = global_module_hooks()
+    if kinds:
+        return "global module hooks (" + ", ".join(kinds) + ")"
+    for name, sub in module.named_modules():
+        where = name or "the network"
+        kinds = module_hooks(sub)
+        if kinds:
+            return f"hooks on {where} ({', '.join(kinds)})"
+        if "forward" in vars(sub):
+            return f"a forward method set on {where}"
+        if parametrized and parametrize.is_parametrized(sub):
+            return f"a parametrization of {where}"
+    for name, p in module.named_parameters():
+        if tensor_hooks(p):
+            return f"hooks on the parameter {name}"
+    return None
+
+
 def select_step(module, per_sample_loss, device, solver_row, fast=True, needs_gradients=False,
                 sparse=False):
     """Pick the training step for a fit.
@@ -246,6 +293,9 @@ def select_step(module, per_sample_loss, device, solver_row, fast=True, needs_gr
             reason = f"not supported by the hand-written CPU step: {reason}"
         return ("cpu-manual", None) if reason is None else ("eager", reason)
     if device.type == "cuda":
+        blocker = untouched_blockers(module)
+        if blocker is not None:
+            return "eager", f"not capturable in a CUDA graph: {blocker}"
         if not solver_row.graph_safe:
             return "eager", "the optimizer keeps host-side state (not capturable)"
         if needs_gradients:

@@ -377,12 +377,17 @@ class TrainingNet(NeuralNet):
                           to_tensor(y, self.device),
                           to_tensor(w, self.device, torch.float32), uniform_weights=uniform)
 
-    def _make_step(self, data, needs_gradients):
-        # Layers that start training (unfrozen) may lack optimizer state.
-        complete_momentum_buffers(self.optimizer_)
+    def _step_choice(self, data, needs_gradients):
+        """``(trainable parameters, step name, reason)``: what the step is built for."""
         name, reason = select_step(self.module_, self.criterion_, self.device,
                                    SOLVERS[self.solver], self.fast, needs_gradients,
                                    sparse=data.sparse)
+        return _trainable(self.module_), name, reason
+
+    def _make_step(self, data, needs_gradients):
+        # Layers that start training (unfrozen) may lack optimizer state.
+        complete_momentum_buffers(self.optimizer_)
+        _, name, reason = self._step_choice(data, needs_gradients)
         args = (self.module_, self.criterion_, self.optimizer_, self.regularization)
         if not SOLVERS[self.solver].stochastic:
             self.engine, self.engine_reason = "lbfgs", None
@@ -469,7 +474,7 @@ class TrainingNet(NeuralNet):
         events = _BatchEvents(self) if self._wants_batch_events() else None
         needs_gradients = events is not None and events.wants_gradients
         step = self._make_step(data, needs_gradients)
-        trainable = _trainable(self.module_)
+        built_for = self._step_choice(data, needs_gradients)[:2]
         global_rng = self.draws_random_numbers()
         released = False
 
@@ -489,13 +494,16 @@ class TrainingNet(NeuralNet):
                     good = self.snapshot_state()
                     self.epoch_start = (good, n_rows)
                     self.notify("on_epoch_begin", dataset_train=data, dataset_valid=None)
-                    if _trainable(self.module_) != trainable:
+                    choice = self._step_choice(data, needs_gradients)
+                    if choice[:2] != built_for:
                         # A callback froze or unfroze parameters (e.g. the
-                        # estimator's unfreeze_after): the step is built for
-                        # one set of trainable parameters.
+                        # estimator's unfreeze_after), or attached a hook, a
+                        # parametrization, a module the fast step cannot run:
+                        # the step is built for one set of trainable
+                        # parameters and one module as it was.
                         step.release()
                         step = self._make_step(data, needs_gradients)
-                        trainable = _trainable(self.module_)
+                        built_for = choice[:2]
                     self.history.record("lr", _plain(self.optimizer_.param_groups[0]["lr"]))
                     total = step.run_epoch(batches, events)
                     if events is not None:

@@ -3,6 +3,7 @@
 import copy
 import itertools
 import math
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -446,4 +447,147 @@ def test_manual_step_refuses_activation_subclasses_and_hooks():
     assert "Clamped" in manual_blockers(module, multiclass_log_loss, "cpu")
     hooked = MLP(4, [5], 2)
     hooked.hidden[0].activation.register_forward_hook(lambda m, i, o: o * 2)
-    assert manual_blockers(hooked, multiclass_log_loss, "cpu") == "activation ReLU"
+    assert manual_blockers(hooked, multiclass_log_loss, "cpu") == (
+        "hooks on hidden.0.activation (forward_hooks)")
+
+
+# ------------------------------------------------ the allow-list of the fast step
+def _changed(how):
+    """An MLP changed after it was built, in one of the ways the fast step cannot run."""
+    module = MLP(4, [5, 5], 2, batch_norm="before", dropout=0.1)
+    if how == "tensor hook":
+        module.hidden[1].linear.weight.register_hook(lambda g: g * 2)
+    elif how == "post-accumulate hook":
+        module.output.linear.bias.register_post_accumulate_grad_hook(lambda p: None)
+    elif how == "backward hook":
+        module.hidden[0].register_full_backward_hook(lambda m, gi, go: None)
+    elif how == "forward pre-hook":
+        module.output.register_forward_pre_hook(lambda m, i: None)
+    elif how == "weight_norm":
+        torch.nn.utils.parametrizations.weight_norm(module.hidden[0].linear)
+    elif how == "instance forward":
+        module.hidden[0].activation.forward = lambda x: x * 0
+    elif how == "replaced submodule":
+        module.hidden[0].activation = torch.nn.Softplus()
+    elif how == "added submodule":
+        module.hidden[0].add_module("scale", torch.nn.Identity())
+    elif how == "added parameter":
+        module.hidden[0].linear.register_parameter("scale", torch.nn.Parameter(torch.ones(1)))
+    elif how == "reordered layers":
+        block = module.hidden[0]
+        module.hidden[0] = torch.nn.Sequential(OrderedDict(
+            linear=block.linear, activation=block.activation, dropout=block.dropout,
+            batch_norm=block.batch_norm))
+    elif how == "bn without momentum":
+        module.hidden[0].batch_norm.momentum = None
+    elif how == "subclassed network":
+        class Doubled(MLP):
+            def forward(self, x):
+                return 2 * super().forward(x)
+        module = Doubled(4, [5], 2)
+    return module
+
+
+CHANGES = ["tensor hook", "post-accumulate hook", "backward hook", "forward pre-hook",
+           "weight_norm", "instance forward", "replaced submodule", "added submodule",
+           "added parameter", "reordered layers", "bn without momentum", "subclassed network"]
+
+
+@pytest.mark.parametrize("how", CHANGES)
+def test_fast_step_runs_only_the_network_it_was_written_for(how):
+    # Issue 23: the fast step decided from a list of known blockers, so a
+    # parameter hook, a weight_norm layer or a global hook were silently skipped.
+    assert manual_blockers(MLP(4, [5, 5], 2, batch_norm="before", dropout=0.1),
+                           multiclass_log_loss, "cpu") is None
+    reason = manual_blockers(_changed(how), multiclass_log_loss, "cpu")
+    assert reason is not None
+    name, why = select_step(_changed(how), multiclass_log_loss, "cpu", SOLVERS["adam"])
+    assert name == "eager" and reason in why
+
+
+def test_global_module_hooks_keep_every_fast_step_off():
+    from torch.nn.modules.module import register_module_forward_hook
+
+    module = MLP(4, [5], 2)
+    handle = register_module_forward_hook(lambda m, i, o: None)
+    try:
+        assert manual_blockers(module, multiclass_log_loss, "cpu") == (
+            "global module hooks (global_forward_hooks)")
+        name, why = select_step(module, multiclass_log_loss, "cuda", SOLVERS["adam"])
+        assert name == "eager" and "global module hooks" in why
+    finally:
+        handle.remove()
+    assert manual_blockers(module, multiclass_log_loss, "cpu") is None
+
+
+class _AtTrainBegin:
+    """A skorch callback running ``fn(net)`` in ``on_train_begin``."""
+
+    def __new__(cls, fn):
+        from skorch.callbacks import Callback
+
+        class Run(Callback):
+            def on_train_begin(self, net, **kwargs):
+                fn(net)
+
+        return Run()
+
+
+def test_a_gradient_hook_from_a_callback_runs_in_training(clf_data):
+    X, y = clf_data
+    calls = []
+
+    def hook(net):
+        net.module_.hidden[0].linear.weight.register_hook(lambda g: calls.append(1))
+
+    clf = DeepMLPClassifier((8,), max_iter=2, batch_size=50, random_state=0,
+                            callbacks=[_AtTrainBegin(hook)]).fit(X, y)
+    assert len(calls) == 8  # every step of 2 epochs x 4 batches
+    assert clf.engine_ == "eager" and "hooks on the parameter hidden.0.linear.weight" in (
+        clf.engine_reason_)
+
+
+def test_a_hook_attached_mid_fit_switches_to_the_eager_step_from_that_epoch(clf_data):
+    from skorch.callbacks import Callback
+
+    X, y = clf_data
+    calls = []
+
+    class HookFromEpoch3(Callback):
+        def on_epoch_begin(self, net, **kwargs):
+            if len(net.history) == 3:
+                net.module_.output.linear.weight.register_hook(lambda g: calls.append(1))
+
+    clf = DeepMLPClassifier((8,), max_iter=4, batch_size=50, random_state=0, tol=0,
+                            callbacks=[HookFromEpoch3()]).fit(X, y)
+    assert len(calls) == 8 and clf.engine_ == "eager"
+
+
+def test_a_global_forward_hook_sees_every_training_forward_pass(clf_data):
+    from torch.nn.modules.module import register_module_forward_hook
+
+    X, y = clf_data
+    seen = []
+    handle = register_module_forward_hook(
+        lambda m, i, o: seen.append(1) if isinstance(m, MLP) and m.training else None)
+    try:
+        DeepMLPClassifier((8,), max_iter=2, batch_size=50, random_state=0).fit(X, y)
+    finally:
+        handle.remove()
+    assert len(seen) == 8
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1e-3])
+def test_a_weight_norm_layer_trains_on_the_eager_step(alpha, clf_data):
+    # Issue 23: a weight_norm layer never trained on the fast step (only its
+    # bias changed), and the eager step, which kept lin.weight, crashed.
+    X, y = clf_data
+    clf = DeepMLPClassifier((8,), max_iter=1, random_state=0, alpha=alpha).fit(X, y)
+    layer = torch.nn.utils.parametrizations.weight_norm(clf.module_.hidden[0].linear)
+    before = layer.weight.detach().clone()
+    clf.set_params(warm_start=True, max_iter=3, learning_rate_init=0.01).fit(X, y)
+    assert clf.engine_ == "eager" and "parametrization of hidden.0.linear" in (
+        clf.engine_reason_)
+    assert not torch.allclose(layer.weight, before)
+    with pytest.raises(ValueError, match="max_norm rescales.*parametrized"):
+        clf.set_params(max_norm=1.0).fit(X, y)
