@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from abc import ABCMeta, abstractmethod
 from contextlib import nullcontext
@@ -50,7 +51,9 @@ from ._validation import (
     Options,
     Real,
     StrOptions,
+    check_no_missing_targets,
     check_sample_weight,
+    check_weight_range,
     invalid_parameter,
     resolve_device,
 )
@@ -277,8 +280,10 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
         n_before = len(self.net_.history) if continuing else 0
         threads = torch.get_num_threads()
         if device.type == "cpu":
-            threads = self.n_threads or choose_num_threads(batch_size, X.shape[1], sizes,
-                                                           threads)
+            # At most the machine's CPUs: more only contend, and far more (10**6)
+            # exhaust the thread library's memory and kill the process.
+            threads = (min(self.n_threads, os.cpu_count() or 1) if self.n_threads
+                       else choose_num_threads(batch_size, X.shape[1], sizes, threads))
         with torch_threads(threads):
             # Building (initialization draws, pretraining) uses torch's seeded
             # global generators; training only if the network or a user's
@@ -332,7 +337,8 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
                                    best_score)
         self._validation_fp = fingerprint
         self.engine_, self.engine_reason_ = net.engine, net.engine_reason
-        pending = [(msg, UserWarning) for msg in self._unused_settings()]
+        pending = [*vars(self).pop("_target_warnings", []),
+                   *((msg, UserWarning) for msg in self._unused_settings())]
         if not continuing:
             pending += [(msg, UserWarning) for msg in (
                 *self._self_normalization_warnings(X, rows, decay), *reuse_warnings(self))]
@@ -348,12 +354,15 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
         a zero weight in the loss, and keeps them out of BatchNorm statistics.
         ``X`` is never copied beyond the one float32 conversion.
         """
+        if y is not None:
+            check_no_missing_targets(y)
         if not continuing:  # the dtype coefs_ and regression outputs are reported in
             self._output_dtype = _output_dtype(X)
         X, y = validate_data(
             self, X, y, reset=not continuing, dtype=np.float32, multi_output=True,
             y_numeric=is_regressor(self), accept_sparse="csr",
         )
+        self._target_warnings = []  # what _prepare_y finds worth saying, said after the fit
         y_model, extra_weight, n_outputs = self._prepare_y(
             y, continuing=continuing, incremental=incremental, classes=classes
         )
@@ -363,7 +372,9 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
                 f"{self.net_.module_.output.linear.out_features}."
             )
         user_weight = sample_weight = check_sample_weight(sample_weight, X)
-        if extra_weight is not None:
+        if extra_weight is not None:  # class weights (checked in float64, applied in float32)
+            check_weight_range(sample_weight.astype(np.float64) * extra_weight,
+                               "sample_weight times class_weight")
             sample_weight = sample_weight * extra_weight.astype(np.float32)
         keep = sample_weight > 0
         rows = None if keep.all() else np.flatnonzero(keep)
@@ -600,7 +611,8 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
     def _predict_raw_passes(self, X):
         """Raw outputs of every prediction pass, shape ``(n_passes, n, n_outputs)``:
         ``mc_dropout`` stochastic passes, or the one deterministic pass."""
-        if not (isinstance(self.mc_dropout, Integral) and self.mc_dropout >= 0):
+        if not (isinstance(self.mc_dropout, Integral) and not isinstance(self.mc_dropout, bool)
+                and self.mc_dropout >= 0):  # (set_params after fit skips fit's validation)
             raise invalid_parameter(self, "mc_dropout", "an int >= 0", self.mc_dropout)
         if not self.mc_dropout:
             return self._predict_raw(X)[None]

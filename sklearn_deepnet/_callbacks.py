@@ -69,6 +69,9 @@ class ConvergenceMonitor(Callback):
     best_score_ : float
         After training: the validation score of the weights restored (the
         best of this call, or the carried one), ``-inf`` without validation.
+    restored_ : bool
+        Whether training has ended and the best weights are back in the
+        network (``on_train_end`` ran).
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class ConvergenceMonitor(Callback):
                                 best_score)
         self.previous_best_state_ = None  # the best before it
         self.stop_message_ = None
+        self.restored_ = False
 
     def on_epoch_end(self, net, **kwargs):
         """Record the validation score, update the counters, ask to stop."""
@@ -165,6 +169,7 @@ class ConvergenceMonitor(Callback):
             self.best_score_ = best[2]
         elif self.validation is not None:
             self.best_score_ = -math.inf
+        self.restored_ = True
         self.best_state_ = self.previous_best_state_ = None
         self.validation = None
         self.scorer = None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
 from numbers import Integral, Real
 
 import numpy as np
@@ -84,6 +83,10 @@ DEPENDENT_PARAMS = [
     ("validation_fraction", lambda est: est.early_stopping and _stochastic(est),
      "early_stopping=True with a mini-batch solver"),
     ("l1_ratio", lambda est: est.alpha > 0, "alpha > 0"),
+    ("nesterovs_momentum", lambda est: est.momentum > 0, "momentum > 0"),
+    ("tol", lambda est: not _stochastic(est) or est.n_iter_no_change != math.inf,
+     "a finite n_iter_no_change (or solver='lbfgs')"),
+    ("mc_dropout", lambda est: est.dropout > 0, "dropout > 0 (predict refuses it without)"),
     ("batch_norm_momentum", _batch_norm, "batch_norm or batch_norm_input"),
     ("batch_norm_epsilon", _batch_norm, "batch_norm or batch_norm_input"),
     ("unfreeze_after", lambda est: est.freeze_layers > 0, "freeze_layers > 0"),
@@ -142,13 +145,6 @@ class ParameterChecks:
             )
         if callable(self.activation) and not isinstance(self.activation, str):
             self._check_activation_factory()
-        if self.n_threads is not None and self.n_threads > (os.cpu_count() or 1):
-            raise invalid_parameter(
-                self, "n_threads",
-                f"None or an int in the range [1, {os.cpu_count() or 1}] (this machine's "
-                "CPUs; more threads only contend for them, and far more exhaust the "
-                "thread library's memory)", self.n_threads,
-            )
         if isinstance(self.activation, str):
             msg = check_activation_alpha(self.activation, self.activation_alpha)
             if msg:
@@ -219,7 +215,8 @@ class ParameterChecks:
                 "(one more rate than milestones).",
             )
         milestones, values = list(milestones), list(values)
-        ok = (all(isinstance(m, Integral) and m >= 1 for m in milestones)
+        ok = (all(isinstance(m, Integral) and not isinstance(m, bool) and m >= 1
+                  for m in milestones)
               and all(a < b for a, b in zip(milestones, milestones[1:], strict=False)))
         if not ok:
             raise invalid_parameter(
@@ -244,14 +241,18 @@ class ParameterChecks:
                 raise invalid_parameter(
                     self, "activation", f"a callable returning a torch.nn.Module ({exc})",
                     self.activation) from None
-        shared = {id(p) for p in first.parameters()} & {id(p) for p in second.parameters()}
-        if first is second or shared:
+        def tensors(module):
+            return {id(t) for t in (*module.parameters(), *module.buffers())}
+
+        # One stateless instance (e.g. a ReLU) may serve every layer; one
+        # holding parameters or buffers may not.
+        if tensors(first) & tensors(second):
             raise invalid_parameter(
                 self, "activation",
-                "a callable that builds a new module on every call (one per layer; a "
-                "returned instance, or parameters, shared between calls would be shared "
-                "by every layer and by every clone in a search), such as a module class "
-                "or functools.partial(nn.PReLU, init=0.1)", self.activation,
+                "a callable that builds a new module on every call (one per layer; "
+                "parameters or buffers returned by two calls would be shared by every "
+                "layer and by every clone in a search), such as a module class or "
+                "functools.partial(nn.PReLU, init=0.1)", self.activation,
             )
 
     def _unused_settings(self):
@@ -264,9 +265,10 @@ class ParameterChecks:
                     not used(self)):
                 unused.setdefault(where, []).append(name)
         schedule = SCHEDULES[self.learning_rate]
-        for name in schedule.overrides:
-            if name in SOLVERS[self.solver].uses and _differs(getattr(self, name),
-                                                              defaults[name]):
+        for name, replaced in schedule.overrides:
+            value = getattr(self, name)
+            if (name in SOLVERS[self.solver].uses and _differs(value, defaults[name])
+                    and replaced(value)):
                 unused.setdefault(
                     f"learning_rate={self.learning_rate!r} sets it itself", []).append(name)
         return [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from numbers import Real
 
 import numpy as np
@@ -21,7 +20,7 @@ from ._base import BaseDeepMLP
 from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS
 from ._losses import PerSampleLoss, classification_loss
 from ._reuse import unlabeled_mask
-from ._validation import StrOptions, fit_context
+from ._validation import StrOptions, check_no_missing_targets, fit_context
 
 
 class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
@@ -221,15 +220,16 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         first = labels.flat[0]
         if unlabeled.any() and isinstance(first, Real | np.number) and not isinstance(
                 first, bool | np.bool_):
-            # Numeric labels: -1 could have been meant as a class.
-            warnings.warn(
+            # Numeric labels: -1 could have been meant as a class. (Emitted once
+            # the fit is complete, like every warning of a fit.)
+            self._target_warnings.append((
                 f"y has {int(unlabeled.sum())} row(s) labeled -1: with pretrain="
                 f"{self.pretrain!r} they are unlabeled rows (scikit-learn's semi-supervised "
                 "convention), used for pretraining only, and -1 is not a class (classes_ = "
                 f"{self.classes_.tolist()}). If -1 is a class, encode the labels so that "
                 "none is -1 (e.g. with LabelEncoder).",
-                UserWarning, stacklevel=4,
-            )
+                UserWarning,
+            ))
         full = np.zeros((len(y), *y_model.shape[1:]), dtype=y_model.dtype)
         full[~unlabeled] = y_model
         labeled = (~unlabeled).astype(np.float64)  # unlabeled rows: weight 0
@@ -338,8 +338,8 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         X : array-like of shape (n_samples, n_features)
             Test samples.
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
-            True labels; a missing label (``None`` or NaN) is an error, a label
-            not in ``classes_`` counts as a wrong prediction.
+            True labels; a missing label (``None``, NaN, ``pandas.NA``) is an
+            error, a label not in ``classes_`` counts as a wrong prediction.
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
 
@@ -348,9 +348,7 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         score : float
             Accuracy (subset accuracy for multilabel targets).
         """
-        y = np.asarray(y)
-        if y.dtype.kind == "O" and any(v is None or v != v for v in y.ravel()):
-            raise ValueError("Input y contains a missing label (None or NaN).")
+        check_no_missing_targets(y)
         return super().score(X, y, sample_weight=sample_weight)
 
     def _per_sample_loss(self):

@@ -246,8 +246,11 @@ SHARED_PARAMETERS = f"""\
         CPU threads torch may use while fitting on the CPU. ``None`` picks by
         problem size: one thread when each step's largest matrix product is
         small (per-operation overhead dominates and threads only add
-        synchronization), all of torch's threads otherwise. The caller's
-        ``torch.get_num_threads()`` is restored when fit returns.
+        synchronization), all of torch's threads otherwise. At most the
+        machine's CPU count (``os.cpu_count()``) is used, whatever is asked:
+        more threads only contend for the CPUs, and far more exhaust the
+        thread library's memory. The caller's ``torch.get_num_threads()`` is
+        restored when fit returns.
 
     mc_dropout : int, default=0
         Monte Carlo dropout: with ``mc_dropout=N`` (``N >= 1``) predictions

@@ -175,7 +175,12 @@ def find_learning_rate(estimator, X, y, *, min_lr=1e-6, max_lr=10.0, n_steps=300
             "has no learning rate to search."
         )
     _check_finder_args(min_lr, max_lr, n_steps, blowup)
-    rates = min_lr * (max_lr / min_lr) ** (np.arange(n_steps) / (n_steps - 1))
+    ratio = max_lr / min_lr
+    if math.isfinite(ratio):
+        rates = min_lr * ratio ** (np.arange(n_steps) / (n_steps - 1))
+    else:  # the ratio overflows a float (1e10 / 1e-300): spaced in log space
+        rates = np.exp(np.linspace(math.log(min_lr), math.log(max_lr), n_steps))
+        rates[0], rates[-1] = min_lr, max_lr
     n = X.shape[0] if hasattr(X, "shape") else len(X)
     batch = min(200, n) if estimator.batch_size == "auto" else min(estimator.batch_size, n)
     epochs = math.ceil(n_steps / max(1, n // batch)) + 1

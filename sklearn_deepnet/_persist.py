@@ -214,7 +214,11 @@ def state_during_fit(state, fit_started, training, architecture):
     state = dict(state)
     history = net.history[:n_rows]
     scores = [row["valid_score"] for row in history[n_before:] if "valid_score" in row]
-    best = scores[-1] if scores else state.get("best_validation_score_")
+    monitor = dict(net.callbacks_).get("convergence")
+    if scores and getattr(monitor, "restored_", False):  # on_train_end: the best is back
+        best = monitor.best_score_
+    else:  # the weights of the last finished epoch
+        best = scores[-1] if scores else state.get("best_validation_score_")
     state.update(history_attributes(history, n_rows - n_before,
                                     len(net.module_.hidden), best))
     carry = state.get("_convergence_carry")
@@ -305,6 +309,7 @@ class PersistsState:
         """
         state = dict(super().__getstate__())  # may be self.__dict__ itself: copy
         fit_started, training = state.pop(FIT_STARTED, None), state.pop(TRAINING, None)
+        state.pop("_target_warnings", None)  # (a fit's, said when it completes)
         if fit_started is not None:
             state = state_during_fit(state, fit_started, training, self._architecture())
         net = state.pop("net_", None)

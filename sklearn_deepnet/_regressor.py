@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_array, column_or_1d
 from ._base import BaseDeepMLP
 from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS
 from ._losses import OUT_ACTIVATIONS, REGRESSION_LOSSES, PerSampleLoss
-from ._validation import Interval, Real, StrOptions, fit_context
+from ._validation import Interval, Real, StrOptions, check_no_missing_targets, fit_context
 
 _SCALE_Y = ("Scale the target, e.g. TransformedTargetRegressor(regressor=..., "
             "transformer=StandardScaler()).")
@@ -260,6 +260,7 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
         score : float
             R² (uniform average over targets), as ``r2_score``.
         """
+        check_no_missing_targets(y)
         y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
         with np.errstate(over="ignore", invalid="ignore"):  # reported below
             result = super().score(X, y, sample_weight=sample_weight)

@@ -123,7 +123,7 @@ def _decayed(lr, base, power):
     (Python's float power raises ``OverflowError`` there, e.g. ``power_t=1e6``.)
     """
     try:
-        return lr / base**power
+        return lr / float(base) ** float(power)  # Python floats: no numpy overflow warning
     except OverflowError:
         return 0.0
 
@@ -167,9 +167,10 @@ class Schedule:
         Hyperparameters the schedule reads besides ``learning_rate_init``.
     summary : str
         One-line description for the documentation.
-    overrides : tuple of str
-        Solver hyperparameters the schedule sets itself (their values are
-        not used).
+    overrides : tuple of (str, callable)
+        Solver hyperparameters the schedule sets itself, each with a test of
+        the value: ``True`` where the schedule replaces that value (so it has
+        no effect).
     """
 
     factory: Callable | None = None
@@ -222,7 +223,8 @@ SCHEDULES: dict[str, Schedule] = {
     ),
     "1cycle": Schedule(
         lambda est: StepSchedule(_one_cycle_rate(est.learning_rate_init), _one_cycle_momentum),
-        overrides=("momentum", "beta_1"),
+        # (momentum is cycled only when it is on: momentum=0 keeps plain SGD)
+        overrides=(("momentum", lambda value: value > 0), ("beta_1", lambda value: True)),
         summary="the chapter's 1cycle over each fit call, learning_rate_init as the peak: "
                 "up from a tenth over 45% of the steps, down over 45%, then to a "
                 "thousandth; momentum (or beta_1) cycled 0.95-0.85-0.95",

@@ -430,14 +430,8 @@ class TrainingNet(NeuralNet):
                     self.stop_reason = "interrupted"
                     if watch.nested:  # the fit around this one must stop too
                         raise
-                try:
-                    self.notify("on_train_end", X=X, y=y)
-                except _CallbackStop:
-                    pass  # training has ended anyway
-                except KeyboardInterrupt:
-                    self.stop_reason = "interrupted"  # the epochs are complete
-                    if watch.nested:
-                        raise
+                if self._end_training(X, y) and watch.nested:
+                    raise KeyboardInterrupt
             except BaseException:
                 # on_train_end does not run when training raises (as in skorch):
                 # close the progress bar here rather than leave it to the collector
@@ -448,6 +442,35 @@ class TrainingNet(NeuralNet):
             finally:
                 self._sigint = None
         return self
+
+    def _end_training(self, X, y):
+        """``on_train_end`` on the net and every callback, whatever interrupts it.
+
+        Every callback's ``on_train_end`` runs: a callback's stop there
+        (``KeyboardInterrupt`` without SIGINT) ends only that callback's
+        handler. After a Ctrl-C the remaining handlers still run (the epochs
+        are complete; ``stop_reason`` becomes ``"interrupted"``), and the
+        estimator's own callbacks, which restore the best weights, unfreeze
+        the layers and close the progress bar, are run again if the Ctrl-C
+        cut one short: what the fit reports about its weights stays true.
+        Returns whether a Ctrl-C arrived.
+        """
+        interrupted = False
+        self.on_train_end(self, X=X, y=y)
+        for name, cb in self.callbacks_:
+            for attempt in (1, 2):
+                try:
+                    cb.on_train_end(self, X=X, y=y)
+                except KeyboardInterrupt:
+                    if self._sigint is not None and not self._sigint.seen:
+                        break  # a callback's stop: training has ended anyway
+                    interrupted = True
+                    if name in OWN_CALLBACKS and attempt == 1:
+                        continue  # idempotent: finish its job
+                break
+        if interrupted:
+            self.stop_reason = "interrupted"
+        return interrupted
 
     def fit_loop(self, X, y=None, epochs=None, data=None, seed=None, **fit_params):
         """Run up to ``epochs`` epochs (see the module docstring for the events).

@@ -28,7 +28,9 @@ __all__ = [
     "Options",
     "Real",
     "StrOptions",
+    "check_no_missing_targets",
     "check_sample_weight",
+    "check_weight_range",
     "fit_context",
     "invalid_combination",
     "invalid_parameter",
@@ -66,17 +68,58 @@ def check_sample_weight(sample_weight, X):
         return _check_sample_weight(None, X, dtype=X.dtype)
     weights = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                    ensure_non_negative=True)
+    check_weight_range(weights, "sample_weight")
+    return weights.astype(X.dtype)
+
+
+def _is_missing(value):
+    return (value is None or (isinstance(value, float) and value != value)
+            or type(value).__name__ in ("NAType", "NaTType"))  # pandas.NA, pandas.NaT
+
+
+def check_no_missing_targets(y):
+    """Raise a ``ValueError`` naming the rows where an object ``y`` holds a missing value.
+
+    ``None``, a float NaN and ``pandas.NA`` in an object array, a list or a
+    pandas column (any dtype that converts to object) are caught here, before
+    scikit-learn's validation, whose messages for them are a sorting
+    ``TypeError`` or a float conversion error. Numeric arrays are left to that
+    validation ("Input y contains NaN").
+    """
+    try:
+        array = np.asarray(y)
+    except Exception:  # ragged and the like: validate_data says what is wrong
+        return
+    if array.dtype.kind != "O" or array.ndim == 0:
+        return
+    mask = np.fromiter((_is_missing(v) for v in array.ravel()), dtype=bool,
+                       count=array.size).reshape(array.shape)
+    if mask.any():
+        rows = np.flatnonzero(mask.reshape(len(array), -1).any(axis=1))
+        shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
+        raise ValueError(
+            f"Input y contains a missing value (None, NaN or pandas.NA) in {len(rows)} "
+            f"row(s) ({shown}): every row needs a target. Drop or impute those rows first."
+        )
+
+
+def check_weight_range(weights, name):
+    """Raise unless float64 ``weights`` fit float32 training arithmetic.
+
+    The largest must be at least float32's smallest normal number (else every
+    weight, and the batch sums the loss is divided by, underflow) and their
+    sum at most float32's largest. ``name`` says which weights, for the message.
+    """
     f32 = np.finfo(np.float32)
     top, total = (float(weights.max()), float(weights.sum())) if len(weights) else (0.0, 0.0)
-    if 0 < top < f32.tiny or total > f32.max:
+    if 0 < top < f32.tiny or not total <= f32.max:
         raise ValueError(
-            f"sample_weight is out of float32's range for training: the largest weight "
-            f"is {top:.3g} and their sum {total:.3g} (needed: largest >= {f32.tiny:.3g}, "
-            f"sum <= {f32.max:.3g}). Rescale them: the weighted loss depends only on "
-            "their ratios (the L2 penalty alpha is divided by their sum, as in "
-            "MLPClassifier)."
+            f"{name} is out of float32's range for training: the largest weight is "
+            f"{top:.3g} and their sum {total:.3g} (needed: largest >= {f32.tiny:.3g}, "
+            f"sum <= {f32.max:.3g}). Rescale them: the data loss depends only on their "
+            "ratios, but the L2 penalty (alpha) is divided by their sum, as in "
+            "MLPClassifier, so their scale sets the penalty's weight."
         )
-    return weights.astype(X.dtype)
 
 
 def invalid_parameter(estimator, name, allowed, got):

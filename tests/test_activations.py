@@ -135,6 +135,17 @@ def test_factory_returning_a_shared_instance_is_refused(clf_data):
     assert len(slopes) == 2 and slopes[0] is not slopes[1]
 
 
+def test_a_stateless_shared_instance_is_allowed(clf_data):
+    # Without parameters or buffers, one instance serving every layer is harmless.
+    X, y = clf_data
+    relu = nn.ReLU()
+    clf = DeepMLPClassifier((8, 8), activation=lambda: relu, max_iter=2, random_state=0)
+    reference = DeepMLPClassifier((8, 8), max_iter=2, random_state=0,
+                                  kernel_initializer="glorot_uniform").fit(X, y)
+    np.testing.assert_allclose(clf.fit(X, y).predict_proba(X), reference.predict_proba(X),
+                               rtol=1e-5)
+
+
 def test_checking_a_custom_factory_leaves_the_callers_rng_alone(clf_data):
     X, y = clf_data
 

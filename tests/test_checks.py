@@ -3,6 +3,7 @@
 import contextlib
 import warnings
 
+import numpy as np
 import pytest
 from sklearn.datasets import make_classification, make_regression
 from sklearn.exceptions import ConvergenceWarning
@@ -49,6 +50,12 @@ def _no_user_warnings():
     (dict(pretrain_epochs=3), "pretrain_epochs=3 has no effect"),
     (dict(learning_rate="1cycle", solver="adam", beta_1=0.8),
      "beta_1=0.8 has no effect here: learning_rate='1cycle' sets it itself"),
+    (dict(learning_rate="1cycle", solver="sgd", momentum=0.5),
+     "momentum=0.5 has no effect here: learning_rate='1cycle' sets it itself"),
+    (dict(solver="sgd", momentum=0.0, nesterovs_momentum=False),
+     "nesterovs_momentum=False has no effect.*momentum > 0"),
+    (dict(n_iter_no_change=np.inf, tol=1e-2), "tol=0.01 has no effect.*finite n_iter_no_change"),
+    (dict(mc_dropout=3), r"mc_dropout=3 has no effect.*dropout > 0"),
 ], ids=str)
 def test_settings_without_effect_are_reported(params, match):
     with pytest.warns(UserWarning, match=match):
@@ -73,6 +80,11 @@ def test_regressor_only_rows_and_a_warm_start_report_too():
     dict(solver="sgd", momentum=0.5, nesterovs_momentum=False, learning_rate="invscaling",
          power_t=0.25),
     dict(solver="lbfgs", max_fun=100),
+    # 1cycle cycles momentum only when it is on: momentum=0 keeps plain SGD.
+    dict(solver="sgd", learning_rate="1cycle", momentum=0.0),
+    dict(solver="lbfgs", tol=1e-3),
+    dict(tol=1e-3, n_iter_no_change=5),
+    dict(dropout=0.2, mc_dropout=3),
     dict(batch_norm="before", batch_norm_momentum=0.01, alpha=1e-3, l1_ratio=0.5),
     dict(early_stopping=True, validation_fraction=0.2),
     # Defaults given explicitly are not "settings": scikit-learn's own

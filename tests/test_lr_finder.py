@@ -75,11 +75,20 @@ def test_finder_refuses_bad_arguments_by_name(kwargs, match, digits):
         find_learning_rate(DeepMLPClassifier((8,)), X, y, **kwargs)
 
 
+def test_finder_rates_stay_finite_when_their_ratio_overflows(reg_data):
+    # max_lr / min_lr = 1e310 overflows: the rates are spaced in log space.
+    X, y = reg_data
+    found = find_learning_rate(DeepMLPRegressor((8,), batch_size=20), X, y, min_lr=1e-300,
+                               max_lr=1e10, n_steps=20)
+    assert np.isfinite(found.learning_rates).all() and found.learning_rates[0] == 1e-300
+    assert 0 < found.suggested_learning_rate < np.inf
+
+
 def test_finder_validates_y_like_fit(reg_data):
     X, y = reg_data
     y = y.astype(object)
     y[3] = None
-    with pytest.raises(ValueError, match=r"missing value \(None\)"):
+    with pytest.raises(ValueError, match=r"missing value \(None, NaN or pandas.NA\)"):
         find_learning_rate(DeepMLPRegressor((8,)), X, y, n_steps=5)
     with pytest.raises(ValueError, match="y is too large for loss='squared_error'"):
         find_learning_rate(DeepMLPRegressor((8,)), X, np.r_[1e20, reg_data[1][1:]],

@@ -223,7 +223,7 @@ class PickleSelf(Callback):
         return {**vars(self), "estimator": None, "saved": []}
 
     def _save(self, net, event):
-        if event == self.event and len(net.history) == self.at:
+        if event == self.event and self.at in (None, len(net.history)):
             self.saved.append(pickle.dumps(self.estimator))
 
     def on_train_begin(self, net, **kwargs):
@@ -237,6 +237,9 @@ class PickleSelf(Callback):
 
     def on_epoch_end(self, net, **kwargs):
         self._save(net, "on_epoch_end")
+
+    def on_train_end(self, net, **kwargs):
+        self._save(net, "on_train_end")
 
 
 @pytest.mark.parametrize("event", ["on_train_begin", "on_epoch_begin", "on_batch_end",
@@ -296,3 +299,18 @@ def test_pickled_during_its_first_fit_before_training_is_unfitted(clf_data):
     np.testing.assert_array_equal(
         loaded.predict_proba(X),
         DeepMLPClassifier((8,), max_iter=2, random_state=0).fit(X, y).predict_proba(X))
+
+
+def test_pickled_at_train_end_with_early_stopping_holds_the_best_and_its_score(reg_data):
+    # Found in review: at on_train_end the best weights are back, and the
+    # pickle must report their score, not the last epoch's.
+    X, y = reg_data
+    spy = PickleSelf("on_train_end", None)
+    est = DeepMLPRegressor((8,), early_stopping=True, learning_rate_init=0.1, max_iter=8,
+                           n_iter_no_change=100, random_state=0, callbacks=[spy])
+    spy.estimator = est
+    est.fit(X, y)
+    assert max(est.validation_scores_) > est.validation_scores_[-1]  # not the last epoch
+    loaded = pickle.loads(spy.saved[0])
+    assert loaded.best_validation_score_ == est.best_validation_score_
+    np.testing.assert_array_equal(loaded.predict(X), est.predict(X))

@@ -162,3 +162,15 @@ def test_minus_one_treated_as_unlabeled_is_reported_for_numeric_labels():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf = DeepMLPClassifier(**P).fit(X, labels)
     assert clf.classes_.tolist() == ["a", "b", "c"]
+
+
+def test_the_unlabeled_rows_warning_comes_after_the_fit_is_complete():
+    # With warnings turned into errors, the fit is done when it is raised.
+    y3 = np.array([-1, 0, 1] * 100)
+    clf = DeepMLPClassifier(**P)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with pytest.raises(UserWarning, match="labeled -1"):
+            clf.fit(X, y3)
+    assert clf.n_iter_ == 3 and clf.classes_.tolist() == [0, 1]

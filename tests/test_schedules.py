@@ -222,8 +222,13 @@ def test_one_cycle_running_all_its_epochs_is_not_a_convergence_failure(clf_data)
 
 @pytest.mark.parametrize("name", ["power", "invscaling"])
 def test_a_decay_that_underflows_reaches_zero_instead_of_raising(name, clf_data):
-    # Issue 22, item 12: power_t=1e6 raised OverflowError from Python's float power.
-    clf, rates, _ = _fit(clf_data, solver="sgd", learning_rate=name, decay_steps=1,
-                         power_t=1e6)
+    # Issue 22, item 12: power_t=1e6 raised OverflowError from Python's float power
+    # (and a numpy float, as np.logspace grids give, warned of an overflow each epoch).
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        clf, rates, _ = _fit(clf_data, solver="sgd", learning_rate=name, decay_steps=1,
+                             power_t=np.float64(1e6))
     assert rates[0] == 0.001 and rates[-1] == 0.0  # (t = 0 and 0 samples seen: no decay)
     assert clf.n_iter_ == 4 and np.isfinite(clf.predict_proba(clf_data[0])).all()

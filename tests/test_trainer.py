@@ -510,3 +510,32 @@ def test_batch_norm_and_dropout_fits_take_the_hand_written_step_and_match_eager(
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-4, err_msg=k)
     np.testing.assert_allclose(fits[True].predict_proba(X), fits[False].predict_proba(X),
                                atol=1e-4)
+
+
+def test_ctrl_c_while_the_best_weights_are_restored_still_restores_them(clf_data,
+                                                                      monkeypatch):
+    # Found in review: a SIGINT at the start of the stopping rule's
+    # on_train_end left the last epoch's weights, while the message and
+    # best_validation_score_ spoke of the best epoch's.
+    from sklearn_deepnet._callbacks import ConvergenceMonitor
+
+    X, y = clf_data
+    kw = dict(max_iter=8, tol=0, early_stopping=True, n_iter_no_change=50,
+              learning_rate_init=0.05)
+    reference = _clf(**kw).fit(X, y)
+    original, calls = ConvergenceMonitor.on_train_end, {"n": 0}
+
+    def interrupted(self, net, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        return original(self, net, **kwargs)
+
+    monkeypatch.setattr(ConvergenceMonitor, "on_train_end", interrupted)
+    clf = _clf(**kw)
+    with pytest.raises(KeyboardInterrupt, match="after 8 complete epoch.*best validation"):
+        clf.fit(X, y)
+    assert calls["n"] == 2
+    assert clf.best_validation_score_ == reference.best_validation_score_
+    np.testing.assert_array_equal(clf.predict_proba(X), reference.predict_proba(X))
