@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
+import threading
 import warnings
 from abc import ABCMeta, abstractmethod
 from contextlib import nullcontext
@@ -27,13 +30,15 @@ from ._engine import (
     to_tensor,
     torch_threads,
 )
-from ._inference import predict_raw, predict_raw_mc, seeded_global_rng
+from ._inference import mode_view, predict_raw, predict_raw_mc, seeded_global_rng
 from ._init import INITIALIZERS, VarianceScaling
 from ._module import MLP
 from ._optim import SOLVERS, build_optimizer
 from ._outcome import fit_outcome
 from ._persist import (
+    FIT_OWNER,
     FIT_STARTED,
+    SERVING,
     TRAINING,
     PersistsState,
     history_attributes,
@@ -58,6 +63,30 @@ from ._validation import (
     resolve_device,
 )
 
+
+def consistent(method):
+    """Run a prediction method on a snapshot of the estimator's attributes.
+
+    ``dict(vars(self))`` is one atomic copy, and a fit publishes its
+    attributes in one step: the method sees one model throughout (its
+    ``classes_``, network, output activation, ...), also while another
+    thread refits the estimator.
+    """
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        state = vars(self)
+        if state.get(_SNAPSHOT):  # already one (predict_proba called by predict)
+            return method(self, *args, **kwargs)
+        snapshot = object.__new__(type(self))
+        snapshot.__dict__ = {**state, _SNAPSHOT: True}
+        return method(snapshot, *args, **kwargs)
+
+    return wrapper
+
+
+_SNAPSHOT = "_prediction_snapshot"
+# Checks and marks "a fit is running" on an estimator, for all threads.
+_FIT_GUARD = threading.Lock()
 # Parameters that shape the network: warm starts and partial_fit need them unchanged.
 _ARCHITECTURE_PARAMS = (
     "hidden_layer_sizes", "activation", "activation_alpha", "batch_norm",
@@ -190,31 +219,45 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
 
     # ------------------------------------------------------------------- fit
     def _fit(self, X, y, sample_weight=None, *, incremental=False, classes=None):
-        """Validate everything, then train; on any failure restore the old state.
+        """Validate everything, then train; on any failure keep the old state.
 
-        The estimator's attributes are restored from a shallow copy; when the
-        fitted network is being continued (``warm_start``, ``partial_fit``),
-        its weights, optimizer state and history, which training changes in
-        place, are restored from a snapshot too.
+        The call builds its attributes on a working copy and publishes them
+        only when it succeeds, so a failure leaves the estimator's attributes
+        as they were; when the fitted network is being continued
+        (``warm_start``, ``partial_fit``), its weights, optimizer state and
+        history, which training changes in place, are restored from a
+        snapshot.
         """
-        saved = dict(self.__dict__)
-        saved.pop(FIT_STARTED, None)
-        saved.pop(TRAINING, None)
-        net = getattr(self, "net_", None)
+        # The fit works on its own copy of the attributes (``work``) and
+        # publishes them in one step when it succeeds (``self.__dict__ = ...``,
+        # atomic): other threads predicting meanwhile see the old model or the
+        # new one, never a mix. A failed fit leaves the attributes untouched.
+        with _FIT_GUARD:
+            if FIT_STARTED in vars(self):
+                raise RuntimeError(
+                    f"This {type(self).__name__} is already being fitted (in another thread, "
+                    "or by a callback of its own fit); a second fit or partial_fit on it "
+                    "would corrupt both. Fit a clone (sklearn.base.clone) instead, or wait "
+                    "for the first fit to return."
+                )
+            saved = dict(vars(self))
+            # What a pickle taken during this call holds (see __getstate__).
+            vars(self)[FIT_STARTED] = saved
+        net = saved.get("net_")
         snapshot = None
-        if net is not None and (incremental or self.warm_start):
-            # The trainer is reused: its settings, weights, optimizer and
-            # history are all changed by this call.
-            snapshot = (dict(net.__dict__), net.snapshot_state(), len(net.history))
-        # What a pickle taken during this call holds (see __getstate__).
-        self.__dict__[FIT_STARTED] = saved
+        work = object.__new__(type(self))
+        work.__dict__.update(saved, **{FIT_OWNER: self})
         try:
-            pending, interrupted = self._fit_unsafe(
+            if net is not None and (incremental or self.warm_start):
+                # The trainer is reused: its settings, weights, optimizer and
+                # history are all changed by this call. Predictions meanwhile
+                # use a copy of the weights as they are now.
+                snapshot = (dict(net.__dict__), net.snapshot_state(), len(net.history))
+                vars(self)[SERVING] = mode_view(copy.deepcopy(net.module_))
+            pending, interrupted = work._fit_unsafe(
                 X, y, sample_weight, incremental=incremental, classes=classes
             )
         except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
             if snapshot is not None:
                 settings, state, n_epochs = snapshot
                 net.__dict__.clear()
@@ -223,10 +266,12 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
                 net.module_.freeze_(0)  # a failed call may have left layers frozen
                 net.restore_state(state)
                 del net.history[n_epochs:]
+            for key in (FIT_STARTED, TRAINING, SERVING):
+                vars(self).pop(key, None)
             raise
         finally:
-            self.__dict__.pop(FIT_STARTED, None)
-            self.__dict__.pop(TRAINING, None)
+            vars(work).pop(FIT_OWNER, None)
+        self.__dict__ = vars(work)  # published: one pointer swap
         # Warnings only once the fit is complete: with warnings turned into
         # errors they must not undo it (as with scikit-learn's MLP).
         for message, category in pending:
@@ -306,7 +351,9 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
                     uniform_weights=bool(np.all(sample_weight == 1)),
                 )
             random = net.draws_random_numbers()
-            self.__dict__[TRAINING] = (net, n_before)  # for a pickle taken meanwhile
+            owner = vars(self).get(FIT_OWNER)
+            if owner is not None:  # for a pickle of the estimator taken meanwhile
+                vars(owner)[TRAINING] = (net, n_before, vars(self))
             with seeded_global_rng(call_seed, cuda_devices) if random else nullcontext():
                 net.partial_fit(X, y_model, data=data, seed=self._seed)
 
@@ -603,10 +650,16 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
         check_is_fitted(self)
         return validate_data(self, X, reset=False, dtype=np.float32, accept_sparse="csr")
 
+    def _served_module(self):
+        """The module predictions run: the fitted one or, while a fit continues it
+        (warm start, ``partial_fit``), a copy of its weights from before that fit."""
+        serving = vars(self).get(SERVING)
+        return self.net_.module_ if serving is None else serving
+
     def _predict_raw(self, X):
         """Validated raw network outputs for ``X`` (float32 numpy)."""
         X = self._validated_X(X)  # (first: NotFittedError before net_ is read)
-        return predict_raw(self.net_.module_, X, self.net_.device)
+        return predict_raw(self._served_module(), X, self.net_.device)
 
     def _predict_raw_passes(self, X):
         """Raw outputs of every prediction pass, shape ``(n_passes, n, n_outputs)``:
@@ -623,5 +676,5 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
                 f"mc_dropout={self.mc_dropout} needs a network with dropout, but this one "
                 f"was fitted with dropout={self._fitted_architecture['dropout']}."
             )
-        return predict_raw_mc(self.net_.module_, X, self.net_.device, self.mc_dropout,
+        return predict_raw_mc(self._served_module(), X, self.net_.device, self.mc_dropout,
                               seed=self._seed)

@@ -16,7 +16,7 @@ from sklearn.utils.multiclass import (
 )
 from sklearn.utils.validation import column_or_1d
 
-from ._base import BaseDeepMLP
+from ._base import BaseDeepMLP, consistent
 from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS
 from ._losses import PerSampleLoss, classification_loss
 from ._reuse import unlabeled_mask
@@ -330,6 +330,7 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         lookup = np.array([cw.get(c, 1.0) for c in self.classes_.tolist()], dtype=np.float64)
         return lookup[np.searchsorted(self.classes_, y)]
 
+    @consistent
     def score(self, X, y, sample_weight=None):
         """Mean accuracy of :meth:`predict` on ``X`` against ``y``.
 
@@ -375,6 +376,7 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         return None if self._multilabel else y_model.reshape(len(y_model), -1)[:, 0]
 
     # -------------------------------------------------------------- predict
+    @consistent
     def predict(self, X):
         """Predict class labels (an indicator matrix for multilabel targets).
 
@@ -396,6 +398,7 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         labels = self._labels_from_raw(self._predict_raw(X))
         return labels if self._multilabel else self.classes_[labels]
 
+    @consistent
     def predict_proba(self, X):
         """Class probabilities.
 
@@ -427,6 +430,7 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         # for z above ~37 while predict_log_proba still says about -z.
         return np.hstack([expit(-raw), expit(raw)])
 
+    @consistent
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`, computed stably from logits.
 

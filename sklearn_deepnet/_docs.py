@@ -405,7 +405,10 @@ SHARED_ATTRIBUTES = """\
         graph), ``"eager"`` (autograd; every configuration) or ``"lbfgs"``.
 
     engine_reason_ : str or None
-        Why the device's fast step was not used, or ``None``.
+        Why the device's fast step was not used (a hook, a parametrization,
+        a module it was not written for, a private torch kernel missing or
+        failing its check, ...), or, when it was, which private kernels it
+        replaced by public code; ``None`` when the fast step ran as written.
 
     reused_layers_ : int
         Hidden layers copied from ``init_from`` when the network was built

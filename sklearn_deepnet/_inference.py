@@ -33,7 +33,7 @@ products padded; one with forward hooks is simply called in evaluation mode
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from functools import partial
 
 import numpy as np
@@ -46,7 +46,7 @@ from ._engine import choose_num_threads, to_tensor, torch_threads
 from ._module import MLP
 from ._torch_compat import has_hooks
 
-__all__ = ["GLOBAL_RNG_LOCK", "PREDICT_BATCH_SIZE", "predict_raw", "predict_raw_mc",
+__all__ = ["GLOBAL_RNG_LOCK", "PREDICT_BATCH_SIZE", "mode_view", "predict_raw", "predict_raw_mc",
            "seed_forked", "seeded_global_rng"]
 
 # torch's default generators are shared by every thread of the process: code
@@ -245,6 +245,23 @@ def _chunks(X, device, batch_size):
         yield start, chunk.to(device=device, dtype=torch.float32)
 
 
+def mode_view(module, training=()):
+    """A copy of ``module``'s tree that shares its parameters, buffers and hooks,
+    in evaluation mode except the modules of the types ``training``.
+
+    Predictions run on a view, so they never change the mode of a module that
+    may be training in another thread (a warm start), and need no lock for it.
+    Building one costs a few microseconds per submodule.
+    """
+    view = object.__new__(type(module))
+    state = dict(module.__dict__)
+    state["_modules"] = {name: None if child is None else mode_view(child, training)
+                         for name, child in module._modules.items()}
+    state["training"] = isinstance(module, training) if training else False
+    view.__dict__ = state
+    return view
+
+
 def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None):
     """Raw network outputs for ``X`` in evaluation mode, as a float32 numpy array.
 
@@ -282,8 +299,8 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
     if padded:
         with torch.inference_mode(False), torch.no_grad():
             plan = _plan(module)
-    toggle = plan is None
-    was_training = module.training
+    if plan is None:  # called as a module: an evaluation-mode view of it
+        module = mode_view(module)
     wanted = torch.get_num_threads()
     if device.type == "cpu":
         widths = [lin.out_features for lin in module.linears()] if is_mlp else []
@@ -293,26 +310,17 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
     # per-chunk tensors would interleave small long-lived blocks with the
     # large per-chunk temporaries and keep the C allocator from reusing them.
     out = None
-    # Switching the module's mode (layers not known to the plan) is shared
-    # state: predictions from other threads wait.
-    with torch_threads(wanted), GLOBAL_RNG_LOCK if toggle else nullcontext():
-        try:
-            if toggle:
-                module.eval()
-            with torch.inference_mode():
-                for start, chunk in _chunks(X, device, batch_size):
-                    if plan is not None:
-                        res = _run_plan(plan, chunk)
-                    elif padded:
-                        res = _run_padded_modules(module, chunk)
-                    else:
-                        res = module(chunk)
-                    if out is None:
-                        out = np.empty((X.shape[0], res.shape[1]), dtype=np.float32)
-                    out[start : start + len(chunk)] = res.cpu().numpy()
-        finally:
-            if toggle:
-                module.train(was_training)
+    with torch_threads(wanted), torch.inference_mode():
+        for start, chunk in _chunks(X, device, batch_size):
+            if plan is not None:
+                res = _run_plan(plan, chunk)
+            elif padded:
+                res = _run_padded_modules(module, chunk)
+            else:
+                res = module(chunk)
+            if out is None:
+                out = np.empty((X.shape[0], res.shape[1]), dtype=np.float32)
+            out[start : start + len(chunk)] = res.cpu().numpy()
     if out is None:
         return np.empty((0, module.output.linear.out_features), dtype=np.float32)
     return out
@@ -342,20 +350,11 @@ def predict_raw_mc(module, X, device, n_passes, seed, batch_size=PREDICT_BATCH_S
     ndarray of shape (n_passes, n_samples, n_outputs), float32
     """
     device = torch.device(device)
-    dropouts = [m for m in module.modules() if isinstance(m, nn.Dropout | nn.AlphaDropout)]
+    view = mode_view(module, training=(nn.Dropout, nn.AlphaDropout))  # the rest evaluates
     out = np.empty((n_passes, X.shape[0], module.output.linear.out_features), np.float32)
     cuda = [device.index or 0] if device.type == "cuda" else []
-    # The lock covers the mode switches too: another thread predicting with
-    # the same module must not switch its dropout layers off meanwhile.
     with seeded_global_rng(seed, cuda), torch.inference_mode():
-        was_training = module.training
-        try:
-            module.eval()
-            for m in dropouts:
-                m.train()
-            for start, chunk in _chunks(X, device, batch_size):
-                for k in range(n_passes):
-                    out[k, start : start + len(chunk)] = module(chunk).cpu().numpy()
-        finally:
-            module.train(was_training)
+        for start, chunk in _chunks(X, device, batch_size):
+            for k in range(n_passes):
+                out[k, start : start + len(chunk)] = view(chunk).cpu().numpy()
     return out

@@ -31,9 +31,11 @@ from ._torch_compat import (
     ACTIVATION_BACKWARD,
     batch_norm_backward,
     batch_norm_forward,
+    batch_norm_kernels_usable,
     foreach_add_,
     fused_adam_kernel,
     has_hooks,
+    kernel_fallbacks,
     optimizer_step,
 )
 
@@ -69,6 +71,12 @@ MANUAL_ACTIVATIONS = {
     nn.Sigmoid: lambda act: (torch.sigmoid, ACTIVATION_BACKWARD["sigmoid"]),
     nn.Identity: lambda act: ((lambda z: z), (lambda g, z, a: g)),
 }
+
+# activation module type -> its entry in ACTIVATION_BACKWARD (the private
+# kernel the step's speed depends on)
+_BACKWARD_KERNEL = {nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu", nn.ELU: "elu", nn.SELU: "elu",
+                    nn.GELU: "gelu", nn.SiLU: "silu", nn.Mish: "mish", nn.Tanh: "tanh",
+                    nn.Sigmoid: "sigmoid"}
 
 _MINUS_ONES = {}  # (rows, dtype) -> column of -1: no allocation per step
 
@@ -206,6 +214,27 @@ def manual_blockers(module, per_sample_loss, device):
         return "parameters with requires_grad=False outside the frozen layers"
     if any(p.dtype != torch.float32 or not p.is_leaf for p in module.parameters()):
         return "parameters that are not float32 leaf tensors"
+    return _kernel_blocker(module)
+
+
+def _kernel_blocker(module):
+    """Why the private kernels this network needs are not used (``None``: they are).
+
+    With their public formulas the step is slower than autograd (ELU and
+    BatchNorm, 5 x 100, batch 32: 0.32 s against 0.26 s eager), so a kernel
+    that is missing or failed its check (``_torch_compat``) means the eager step.
+    """
+    needed = {_BACKWARD_KERNEL[type(block.activation)] for block in module.hidden
+              if type(block.activation) in _BACKWARD_KERNEL}
+    for name in sorted(needed):
+        kernel = ACTIVATION_BACKWARD[name]
+        if not kernel.usable():
+            return (f"the private {name} backward kernel is not used "
+                    f"({kernel_fallbacks([kernel.key])[kernel.key]})")
+    norms = [m for m in module.modules() if isinstance(m, nn.BatchNorm1d)]
+    if norms and not batch_norm_kernels_usable():
+        return ("the private batch-norm kernels are not used "
+                f"({kernel_fallbacks(['_native_batch_norm'])['_native_batch_norm']})")
     return None
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._torch_compat import make_optimizer
+from ._torch_compat import fused_optimizer_usable, make_optimizer
 
 __all__ = ["SOLVERS", "Solver", "build_optimizer", "complete_momentum_buffers",
            "separate_step_counters"]
@@ -68,6 +68,9 @@ def _make(cls, groups, impl, **kwargs):
     """
     accepted = inspect.signature(cls).parameters
     opts = {k: v for k, v in impl.items() if k in accepted}
+    if opts.get("fused") and not fused_optimizer_usable(cls):
+        opts.pop("fused")  # its fused kernel failed its check here (kernel_fallbacks)
+        opts["foreach"] = True
     if opts.get("fused"):
         opts.pop("foreach", None)
         try:

@@ -27,7 +27,8 @@ from ._optim import separate_step_counters
 from ._torch_compat import optimizer_load_state_dict, optimizer_state_dict
 
 __all__ = [
-    "FIT_STARTED", "TRAINING", "TRUSTED_TYPES", "PersistsState", "history_attributes",
+    "FIT_OWNER", "FIT_STARTED", "SERVING", "TRAINING", "TRUSTED_TYPES", "PersistsState",
+    "history_attributes",
     "load_optimizer_state", "net_from_state", "net_to_state", "state_during_fit",
     "validation_fingerprint",
 ]
@@ -50,9 +51,13 @@ _ADDED_PARAMS = {"power_t": 0.5, "nesterovs_momentum": True, "max_fun": 15000, "
                  "unfreeze_after": None, "pretrain": None, "pretrain_epochs": 10,
                  "diagnostics": False}
 
-# Private attributes that exist only while the estimator's own fit runs: its
-# state when the call began, and (net, epochs before the call) once training runs.
-FIT_STARTED, TRAINING = "_fit_started", "_training"
+# Private attributes that exist only while the estimator's own fit runs, on
+# the estimator: its state when the call began; once training runs, (net,
+# epochs before the call, the attributes the fit is building); and, when the
+# fit continues the fitted network, the copy of its weights predictions use
+# meanwhile. On the fit's working copy: the estimator it will publish to.
+FIT_STARTED, TRAINING, SERVING = "_fit_started", "_training", "_serving_module"
+FIT_OWNER = "_fit_owner"
 
 _NET_ATTRS = ("solver", "solver_params", "shuffle", "min_batch", "fast", "batch_size",
               "max_epochs", "engine", "engine_reason", "schedule")
@@ -196,7 +201,8 @@ def state_during_fit(state, fit_started, training, architecture):
     fit_started : dict
         Its ``__dict__`` when the call began.
     training : tuple or None
-        ``(net, n_epochs_before_the_call)`` once training has started.
+        ``(net, n_epochs_before_the_call, attributes)`` once training has
+        started, ``attributes`` being those the fit is building.
     architecture : dict
         The architecture being trained.
 
@@ -206,12 +212,13 @@ def state_during_fit(state, fit_started, training, architecture):
     """
     if training is None:
         return dict(fit_started)
-    net, n_before = training
+    net, n_before, building = training
     epoch_start = getattr(net, "epoch_start", None)
     n_rows = len(net.history) if epoch_start is None else epoch_start[1]
     if n_rows == n_before:  # no epoch of this call finished yet
         return dict(fit_started)
-    state = dict(state)
+    state = dict(building)
+    state.pop(FIT_OWNER, None)
     history = net.history[:n_rows]
     scores = [row["valid_score"] for row in history[n_before:] if "valid_score" in row]
     monitor = dict(net.callbacks_).get("convergence")
@@ -309,6 +316,8 @@ class PersistsState:
         """
         state = dict(super().__getstate__())  # may be self.__dict__ itself: copy
         fit_started, training = state.pop(FIT_STARTED, None), state.pop(TRAINING, None)
+        state.pop(SERVING, None)
+        state.pop(FIT_OWNER, None)
         state.pop("_target_warnings", None)  # (a fit's, said when it completes)
         if fit_started is not None:
             state = state_during_fit(state, fit_started, training, self._architecture())

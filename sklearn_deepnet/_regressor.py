@@ -9,7 +9,7 @@ from sklearn.metrics import r2_score
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_array, column_or_1d
 
-from ._base import BaseDeepMLP
+from ._base import BaseDeepMLP, consistent
 from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS
 from ._losses import OUT_ACTIVATIONS, REGRESSION_LOSSES, PerSampleLoss
 from ._validation import Interval, Real, StrOptions, check_no_missing_targets, fit_context
@@ -243,6 +243,7 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
                 f"{_SCALE_Y}"
             )
 
+    @consistent
     def score(self, X, y, sample_weight=None):
         """Coefficient of determination R² of :meth:`predict` on ``X`` against ``y``.
 
@@ -281,6 +282,7 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
         pred = REGRESSION_LOSSES[self.loss].inverse_link(raw.astype(np.float64))
         return r2_score(y_model, pred, sample_weight=sample_weight)
 
+    @consistent
     def predict(self, X, return_std=False):
         """Predict target values.
 

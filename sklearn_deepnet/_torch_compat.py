@@ -3,10 +3,15 @@
 The training steps use a few private torch entry points because they are
 faster on small networks (multi-tensor ``_foreach_*`` kernels, the fused Adam
 kernel without ``Optimizer.step``'s Python overhead, the ATen backward kernels
-autograd itself calls). Private names can move between torch releases, so
-each one is looked up once here; when it is missing the public equivalent is
-used instead, with the same result up to float rounding (and, for the fused
-Adam kernel, the caller falls back to ``optimizer.step()``).
+autograd itself calls). Private names and signatures can change between torch
+releases, so each one is looked up once here, and the kernels the steps'
+results depend on (activation and batch-norm backward, the direct fused
+Adam call, the fused optimizers) are *checked, not trusted*: on first use in
+a process each is compared with its public formula on a small input, and one
+that is missing, raises (a changed signature) or differs is replaced by the
+public code for the rest of the process (``kernel_fallbacks`` says which and
+why; the hand-written step then gives way to autograd, and an optimizer
+whose fused kernel failed is built with ``foreach``).
 
 ``tests/test_torch_compat.py`` checks every fast function against its
 fallback, so a torch upgrade that changes one of them fails there first.
@@ -25,12 +30,15 @@ __all__ = [
     "ACTIVATION_BACKWARD",
     "batch_norm_backward",
     "batch_norm_forward",
+    "batch_norm_kernels_usable",
     "foreach_add_",
     "foreach_clamp_",
     "foreach_norm",
     "fused_adam_kernel",
+    "fused_optimizer_usable",
     "global_module_hooks",
     "has_hooks",
+    "kernel_fallbacks",
     "module_hooks",
     "tensor_hooks",
     "make_optimizer",
@@ -89,9 +97,79 @@ def foreach_clamp_(tensors, low, high):
 def fused_adam_kernel(decoupled):
     """torch's in-place fused Adam (``decoupled=False``) or AdamW kernel, or ``None``.
 
+    The kernel only once it has matched the non-fused torch optimizer in this
+    process (called as the direct step calls it, see ``_FUSED_ADAM``);
     ``None`` tells the caller to use ``optimizer.step()``.
     """
+    checked = _FUSED_ADAM[bool(decoupled)]
+    if not checked.usable():
+        return None
     return _fused_adamw_ if decoupled else _fused_adam_
+
+
+def fused_optimizer_usable(cls):
+    """Whether ``cls(..., fused=True)`` steps as ``cls(..., foreach=True)`` does here.
+
+    Checked once per class and process on a small problem; a fused kernel
+    that raises (a changed signature) or differs is not used: the caller
+    builds the ``foreach`` implementation instead, and
+    :func:`kernel_fallbacks` reports it under ``"fused " + cls.__name__``.
+    """
+    key = "fused " + cls.__name__
+    if key not in _FUSED_OPTIMIZERS:
+        try:
+            fused, reference = (_one_problem_steps(cls, {"fused": True}),
+                                _one_problem_steps(cls, {"foreach": True}))
+            if not _close(fused, reference):
+                raise AssertionError("its steps differ from the foreach implementation")
+            _FUSED_OPTIMIZERS[key] = True
+            _FALLBACKS.pop(key, None)
+        except Exception as exc:
+            _FUSED_OPTIMIZERS[key] = False
+            _FALLBACKS[key] = f"{type(exc).__name__}: {exc}"[:300]
+    return _FUSED_OPTIMIZERS[key]
+
+
+_FUSED_OPTIMIZERS = {}
+
+
+def _one_problem_steps(cls, impl, kwargs=None):
+    """Parameters after two steps of ``cls`` on a fixed small problem."""
+    params = [torch.nn.Parameter(torch.linspace(-1.0, 1.0, 12).reshape(3, 4)),
+              torch.nn.Parameter(torch.linspace(0.5, -0.5, 3))]
+    extra = {"momentum": 0.9} if cls is torch.optim.SGD else {}
+    optimizer = make_optimizer(cls, params, lr=0.1, **extra, **(kwargs or {}), **impl)
+    for k in (1, 2):
+        for p in params:
+            p.grad = torch.cos(p.detach() * k) + 0.1 * k
+        optimizer_step(optimizer)
+    return [p.detach() for p in params]
+
+
+def _adam_direct(decoupled):
+    """Two Adam steps through the kernel, called exactly as the direct step calls it."""
+    def run():
+        params = [torch.linspace(-1.0, 1.0, 12).reshape(3, 4), torch.linspace(0.5, -0.5, 3)]
+        exp_avgs = [torch.zeros_like(p) for p in params]
+        exp_avg_sqs = [torch.zeros_like(p) for p in params]
+        steps = [torch.tensor(0.0) for _ in params]
+        kernel = _fused_adamw_ if decoupled else _fused_adam_
+        for k in (1, 2):
+            grads = [torch.cos(p * k) + 0.1 * k for p in params]
+            foreach_add_(steps, 1)
+            kernel(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=0.1,
+                   beta1=0.9, beta2=0.999, weight_decay=0.01, eps=1e-8, maximize=False)
+        return params
+    return run
+
+
+def _adam_reference(decoupled):
+    """The same two steps by the non-fused torch optimizer."""
+    cls = torch.optim.AdamW if decoupled else torch.optim.Adam
+
+    def run():
+        return _one_problem_steps(cls, {"foreach": True}, {"weight_decay": 0.01})
+    return run
 
 
 def has_hooks(module):
@@ -167,18 +245,217 @@ _native_batch_norm = _aten_overload("native_batch_norm")
 _native_batch_norm_backward = _aten_overload("native_batch_norm_backward")
 
 
-def batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
-    """What ``BatchNorm1d`` computes, and what :func:`batch_norm_backward` needs.
+# Each backward: the ATen kernel autograd calls (``*_fast``) and the same
+# formula in public operations (``*_public``).
+def _relu_fast(g, z, a):
+    return _threshold_backward(g, a, 0.0)
 
-    In training mode the batch statistics normalize ``x`` and update the
-    running ones in place exactly as the module does (``num_batches_tracked``
-    is the caller's); in evaluation mode the running statistics normalize.
-    Returns ``(output, saved)``.
+
+def _relu_public(g, z, a):
+    return g * (a > 0)
+
+
+def _leaky_relu_fast(g, z, a, slope):
+    return _leaky_relu_kernel(g, z, slope, False)
+
+
+def _leaky_relu_public(g, z, a, slope):
+    return torch.where(z > 0, g, g * slope)
+
+
+def _elu_fast(g, z, a, alpha, scale=1.0):
+    return _elu_kernel(g, alpha, scale, 1.0, False, z)
+
+
+def _elu_public(g, z, a, alpha, scale=1.0):
+    return torch.where(z > 0, g * scale, g * (scale * alpha) * torch.exp(z))
+
+
+def _tanh_fast(g, z, a):
+    return _tanh_kernel(g, a)
+
+
+def _tanh_public(g, z, a):
+    return g * (1 - a * a)
+
+
+def _sigmoid_fast(g, z, a):
+    return _sigmoid_kernel(g, a)
+
+
+def _sigmoid_public(g, z, a):
+    return g * a * (1 - a)
+
+
+def _gelu_fast(g, z, a, approximate="none"):
+    return _gelu_kernel(g, z, approximate=approximate)
+
+
+def _gelu_public(g, z, a, approximate="none"):
+    if approximate == "tanh":  # 0.5 z (1 + tanh(u)), u = sqrt(2/pi) (z + 0.044715 z^3)
+        k = math.sqrt(2 / math.pi)
+        t = torch.tanh(k * (z + 0.044715 * z ** 3))
+        return g * (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * k * (1 + 3 * 0.044715 * z * z))
+    cdf = 0.5 * (1 + torch.erf(z / math.sqrt(2)))
+    return g * (cdf + z * torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi))
+
+
+def _silu_fast(g, z, a):
+    return _silu_kernel(g, z)
+
+
+def _silu_public(g, z, a):
+    s = torch.sigmoid(z)
+    return g * s * (1 + z * (1 - s))
+
+
+def _mish_fast(g, z, a):
+    return _mish_kernel(g, z)
+
+
+def _mish_public(g, z, a):
+    t = torch.tanh(torch.nn.functional.softplus(z))
+    return g * (t + z * torch.sigmoid(z) * (1 - t * t))
+
+
+# ------------------------------------------------------- checked, not trusted
+# A private kernel is used only once it has matched its public formula in this
+# process, on a small input, on its first use: a kernel that is missing, whose
+# signature changed (any exception) or whose result differs is replaced by the
+# public formula for the rest of the process, and ``kernel_fallbacks`` says why.
+
+_FALLBACKS = {}  # private name -> why this process does not use it
+_GENERATION = [0]  # bumped when tests switch private entry points off and on
+
+
+def kernel_fallbacks(names=None):
+    """``{private name: why}`` for the private kernels this process does not use.
+
+    Parameters
+    ----------
+    names : iterable of str or None
+        Only these (``None``: every kernel checked so far).
     """
-    if _native_batch_norm is not None:
-        out, mean, invstd = _native_batch_norm(x, weight, bias, running_mean, running_var,
-                                               training, momentum, eps)
-        return out, (x, mean, invstd, training)
+    if names is None:
+        return dict(_FALLBACKS)
+    return {n: _FALLBACKS[n] for n in names if n in _FALLBACKS}
+
+
+def _close(got, want):
+    got = got if isinstance(got, tuple | list) else (got,)
+    want = want if isinstance(want, tuple | list) else (want,)
+    return len(got) == len(want) and all(
+        (a is None and b is None) or (
+            isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+            and torch.allclose(a, b, rtol=1e-4, atol=1e-5))
+        for a, b in zip(got, want, strict=True))
+
+
+class _Checked:
+    """A private kernel (``fast``) behind its public formula, used once checked.
+
+    Parameters
+    ----------
+    name : str
+        The module global holding the private kernel (``None`` when this
+        torch lacks it, or tests switched it off).
+    fast, public : callable
+        The same computation through the kernel and in public operations.
+    cases : callable
+        ``cases()`` returns ``[(args, kwargs), ...]`` to compare both on.
+    """
+
+    def __init__(self, name, fast, public, cases):
+        self.name, self.fast, self.public, self.cases = name, fast, public, cases
+        self.ok = None  # the check's verdict (None: not run yet)
+        self._answer = (None, False)  # (generation, usable) last computed
+
+    def usable(self):
+        """Whether the kernel is here and matched its formula (checked once)."""
+        generation, answer = self._answer
+        if generation == _GENERATION[0]:  # the hot path: one comparison
+            return answer
+        names = (self.name,) if isinstance(self.name, str) else self.name
+        missing = [n for n in names if globals()[n] is None]
+        if missing:
+            _FALLBACKS[self.key] = f"not in this torch ({', '.join(missing)})"
+            answer = False
+        else:
+            if self.ok is None:
+                self.ok = self._check()
+            answer = self.ok
+            if answer:
+                _FALLBACKS.pop(self.key, None)
+        self._answer = (_GENERATION[0], answer)
+        return answer
+
+    @property
+    def key(self):
+        """The name this kernel is reported under in :func:`kernel_fallbacks`."""
+        return self.name if isinstance(self.name, str) else self.name[0]
+
+    def _check(self):
+        try:
+            for args, kwargs in self.cases():
+                # (copies: a kernel may update its inputs in place)
+                fast = self.fast(*_copies(args), **kwargs)
+                public = self.public(*_copies(args), **kwargs)
+                if not _close(fast, public):
+                    raise AssertionError("its result differs from the public formula")
+        except Exception as exc:  # any failure: the public formula from now on
+            _FALLBACKS[self.key] = f"{type(exc).__name__}: {exc}"[:300]
+            return False
+        _FALLBACKS.pop(self.key, None)
+        return True
+
+    def __call__(self, *args, **kwargs):
+        return (self.fast if self.usable() else self.public)(*args, **kwargs)
+
+
+def _copies(args):
+    return [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
+
+
+def _activation_cases(forward, *param_sets):
+    def cases():
+        z = torch.linspace(-3.0, 3.0, 30).reshape(5, 6)
+        g = torch.linspace(1.0, -0.5, 30).reshape(5, 6)
+        return [((g, z, forward(z, **params)), params) for params in param_sets or [{}]]
+    return cases
+
+
+_F = torch.nn.functional
+#: name -> backward(g, z, a, *params); ``params`` are the activation's constants.
+ACTIVATION_BACKWARD = {
+    "relu": _Checked("_threshold_backward", _relu_fast, _relu_public,
+                     _activation_cases(lambda z: _F.relu(z))),
+    "leaky_relu": _Checked("_leaky_relu_kernel", _leaky_relu_fast, _leaky_relu_public,
+                           _activation_cases(lambda z, slope: _F.leaky_relu(z, slope),
+                                             {"slope": 0.1})),
+    "elu": _Checked("_elu_kernel", _elu_fast, _elu_public, _activation_cases(
+        lambda z, alpha, scale=1.0: scale * _F.elu(z, alpha), {"alpha": 1.0},
+        {"alpha": 1.6732632423543772, "scale": 1.0507009873554805})),
+    "tanh": _Checked("_tanh_kernel", _tanh_fast, _tanh_public,
+                     _activation_cases(lambda z: torch.tanh(z))),
+    "sigmoid": _Checked("_sigmoid_kernel", _sigmoid_fast, _sigmoid_public,
+                        _activation_cases(lambda z: torch.sigmoid(z))),
+    "gelu": _Checked("_gelu_kernel", _gelu_fast, _gelu_public, _activation_cases(
+        lambda z, approximate: _F.gelu(z, approximate=approximate),
+        {"approximate": "none"}, {"approximate": "tanh"})),
+    "silu": _Checked("_silu_kernel", _silu_fast, _silu_public,
+                     _activation_cases(lambda z: _F.silu(z))),
+    "mish": _Checked("_mish_kernel", _mish_fast, _mish_public,
+                     _activation_cases(lambda z: _F.mish(z))),
+}
+
+
+def _bn_forward_fast(x, weight, bias, running_mean, running_var, training, momentum, eps):
+    out, mean, invstd = _native_batch_norm(x, weight, bias, running_mean, running_var,
+                                           training, momentum, eps)
+    return out, (x, mean, invstd, training)
+
+
+def _bn_forward_public(x, weight, bias, running_mean, running_var, training, momentum, eps):
     if training:
         mean = x.mean(dim=0)
         var = x.var(dim=0, unbiased=False)
@@ -191,12 +468,14 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, training, mom
     return (x - mean) * (invstd * weight) + bias, (x, mean, invstd, training)
 
 
-def batch_norm_backward(g, saved, weight, running_mean, running_var, eps, input_grad=True):
-    """Gradients of BatchNorm: ``(input or None, weight, bias)``, from its output's ``g``."""
+def _bn_backward_fast(g, saved, weight, running_mean, running_var, eps, input_grad=True):
     x, mean, invstd, training = saved
-    if _native_batch_norm_backward is not None:
-        return _native_batch_norm_backward(g, x, weight, running_mean, running_var, mean,
-                                           invstd, training, eps, [input_grad, True, True])
+    return _native_batch_norm_backward(g, x, weight, running_mean, running_var, mean,
+                                       invstd, training, eps, [input_grad, True, True])
+
+
+def _bn_backward_public(g, saved, weight, running_mean, running_var, eps, input_grad=True):
+    x, mean, invstd, training = saved
     x_hat = (x - mean) * invstd
     grad_bias = g.sum(dim=0)
     grad_weight = (g * x_hat).sum(dim=0)
@@ -210,71 +489,56 @@ def batch_norm_backward(g, saved, weight, running_mean, running_var, eps, input_
     return grad_input, grad_weight, grad_bias
 
 
-def _relu_backward(g, z, a):
-    if _threshold_backward is not None:
-        return _threshold_backward(g, a, 0.0)
-    return g * (a > 0)
+def _bn_round_trip(forward, backward):
+    """Forward then backward, with the running statistics they leave (for the check)."""
+    def run(x, weight, bias, running_mean, running_var, training, g):
+        out, saved = forward(x, weight, bias, running_mean, running_var, training, 0.1, 1e-5)
+        grads = backward(g, saved, weight, running_mean, running_var, 1e-5, True)
+        return (out, *grads, running_mean, running_var)
+    return run
 
 
-def _leaky_relu_backward(g, z, a, slope):
-    if _leaky_relu_kernel is not None:
-        return _leaky_relu_kernel(g, z, slope, False)
-    return torch.where(z > 0, g, g * slope)
+def _bn_cases():
+    x = torch.linspace(-2.0, 3.0, 24).reshape(6, 4) ** 2
+    g = torch.linspace(1.0, -1.0, 24).reshape(6, 4)
+    weight, bias = torch.linspace(0.5, 2.0, 4), torch.linspace(-1.0, 1.0, 4)
+    stats = (torch.linspace(-0.5, 0.5, 4), torch.linspace(0.5, 1.5, 4))
+    return [((x, weight, bias, *stats, training, g), {}) for training in (True, False)]
 
 
-def _elu_backward(g, z, a, alpha, scale=1.0):
-    if _elu_kernel is not None:
-        return _elu_kernel(g, alpha, scale, 1.0, False, z)
-    return torch.where(z > 0, g * scale, g * (scale * alpha) * torch.exp(z))
+_BATCH_NORM = _Checked(("_native_batch_norm", "_native_batch_norm_backward"),
+                       _bn_round_trip(_bn_forward_fast, _bn_backward_fast),
+                       _bn_round_trip(_bn_forward_public, _bn_backward_public), _bn_cases)
 
 
-def _tanh_backward(g, z, a):
-    if _tanh_kernel is not None:
-        return _tanh_kernel(g, a)
-    return g * (1 - a * a)
+def batch_norm_kernels_usable():
+    """Whether ATen's batch-norm kernels passed their check (see ``_Checked``)."""
+    return _BATCH_NORM.usable()
 
 
-def _sigmoid_backward(g, z, a):
-    if _sigmoid_kernel is not None:
-        return _sigmoid_kernel(g, a)
-    return g * a * (1 - a)
+def batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
+    """What ``BatchNorm1d`` computes, and what :func:`batch_norm_backward` needs.
+
+    In training mode the batch statistics normalize ``x`` and update the
+    running ones in place exactly as the module does (``num_batches_tracked``
+    is the caller's); in evaluation mode the running statistics normalize.
+    Returns ``(output, saved)``. ATen's kernels once they passed their check.
+    """
+    forward = _bn_forward_fast if _BATCH_NORM.usable() else _bn_forward_public
+    return forward(x, weight, bias, running_mean, running_var, training, momentum, eps)
 
 
-def _gelu_backward(g, z, a, approximate="none"):
-    if _gelu_kernel is not None:
-        return _gelu_kernel(g, z, approximate=approximate)
-    if approximate == "tanh":  # 0.5 z (1 + tanh(u)), u = sqrt(2/pi) (z + 0.044715 z^3)
-        k = math.sqrt(2 / math.pi)
-        t = torch.tanh(k * (z + 0.044715 * z ** 3))
-        return g * (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * k * (1 + 3 * 0.044715 * z * z))
-    cdf = 0.5 * (1 + torch.erf(z / math.sqrt(2)))
-    return g * (cdf + z * torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi))
+def batch_norm_backward(g, saved, weight, running_mean, running_var, eps, input_grad=True):
+    """Gradients of BatchNorm: ``(input or None, weight, bias)``, from its output's ``g``."""
+    backward = _bn_backward_fast if _BATCH_NORM.usable() else _bn_backward_public
+    return backward(g, saved, weight, running_mean, running_var, eps, input_grad)
 
 
-def _silu_backward(g, z, a):
-    if _silu_kernel is not None:
-        return _silu_kernel(g, z)
-    s = torch.sigmoid(z)
-    return g * s * (1 + z * (1 - s))
-
-
-def _mish_backward(g, z, a):
-    if _mish_kernel is not None:
-        return _mish_kernel(g, z)
-    t = torch.tanh(torch.nn.functional.softplus(z))
-    return g * (t + z * torch.sigmoid(z) * (1 - t * t))
-
-
-#: name -> backward(g, z, a, *params); ``params`` are the activation's constants.
-ACTIVATION_BACKWARD = {
-    "relu": _relu_backward,
-    "leaky_relu": _leaky_relu_backward,
-    "elu": _elu_backward,
-    "tanh": _tanh_backward,
-    "sigmoid": _sigmoid_backward,
-    "gelu": _gelu_backward,
-    "silu": _silu_backward,
-    "mish": _mish_backward,
+_FUSED_ADAM = {
+    decoupled: _Checked("_fused_adamw_" if decoupled else "_fused_adam_",
+                        _adam_direct(decoupled), _adam_reference(decoupled),
+                        lambda: [((), {})])
+    for decoupled in (False, True)
 }
 
 
@@ -433,8 +697,21 @@ def _use_fallbacks_for_tests():
     module = globals()
     saved = {name: module[name] for name in _PRIVATE}
     module.update(dict.fromkeys(_PRIVATE))
+    _GENERATION[0] += 1
 
     def restore():
         module.update(saved)
+        _GENERATION[0] += 1
+        for name in [k for k, why in _FALLBACKS.items() if why.startswith("not in this")]:
+            del _FALLBACKS[name]
 
     return restore
+
+
+def _recheck_for_tests():
+    """Forget every check's verdict, so the next use checks again (tests only)."""
+    for checked in (*ACTIVATION_BACKWARD.values(), _BATCH_NORM, *_FUSED_ADAM.values()):
+        checked.ok = None
+    _FUSED_OPTIMIZERS.clear()
+    _FALLBACKS.clear()
+    _GENERATION[0] += 1

@@ -62,7 +62,7 @@ from ._optim import (
     separate_step_counters,
 )
 from ._steps import EagerStep, Regularization, select_step
-from ._torch_compat import optimizer_load_state_dict, optimizer_state_dict
+from ._torch_compat import kernel_fallbacks, optimizer_load_state_dict, optimizer_state_dict
 
 __all__ = ["BATCH_EVENTS", "OWN_CALLBACKS", "TrainingNet", "implements_event"]
 
@@ -568,6 +568,10 @@ class TrainingNet(NeuralNet):
             self.epoch_start = None
             if step.fallback_reason is not None:
                 self.engine, self.engine_reason = "eager", step.fallback_reason
+            notes = kernel_fallbacks()  # e.g. the fused Adam kernel: optimizer.step() ran
+            if self.engine == "cpu-manual" and notes:
+                self.engine_reason = "public code instead of private torch kernels: " + (
+                    "; ".join(f"{kernel} ({why})" for kernel, why in sorted(notes.items())))
             if not released:
                 step.release()
         return self

@@ -547,3 +547,103 @@ def test_warm_start_early_stopping_keeps_split_and_best_consistent(clf_data, mon
     assert clf.best_validation_score_ == max(clf.validation_scores_[20:])
     assert clf.score(X[:150][splits[2]], y[:150][splits[2]]) == pytest.approx(
         clf.best_validation_score_)
+
+
+# -------------------------------------------------- concurrency (issue 23)
+class _Scaled(torch.nn.Module):
+    """An activation the inference plan does not know: predictions call the module."""
+
+    def forward(self, x):
+        return torch.relu(x) * 1.5
+
+
+def test_predictions_during_a_refit_see_one_model_or_the_other():
+    # While one thread refitted, predict_proba in others saw widths 1, 2, 3, 6
+    # and labels of the wrong model (classes_ was set before the network).
+    import threading
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(600, 6)
+    y6 = rng.randint(0, 6, 600)
+    clf = DeepMLPClassifier((16,), max_iter=2, random_state=0).fit(X, y6 % 2)
+    widths, labels, errors = set(), set(), []
+    done = threading.Event()
+
+    def predict_loop():
+        while not done.is_set():
+            try:
+                widths.add(clf.predict_proba(X[:5]).shape[1])
+                labels.update(clf.predict(X[:50]).tolist())
+            except Exception as exc:  # pragma: no cover - the failure being tested
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=predict_loop) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for k in range(3):  # refits between the 2-class and the 6-class model
+            clf.fit(X, y6 if k % 2 == 0 else y6 % 2)
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
+    assert not errors and widths <= {2, 6}
+    assert labels <= set(range(6))
+
+
+def test_predicting_threads_do_not_change_a_warm_start_fit(clf_data):
+    # predict flipped the shared module to evaluation mode: 8 predicting
+    # threads changed a concurrent warm-start fit (BatchNorm in training
+    # used its running statistics) and left module_.training False.
+    import threading
+
+    X, y = clf_data
+    kw = dict(hidden_layer_sizes=(16,), activation=_Scaled, batch_norm="before",
+              max_iter=2, batch_size=20, random_state=0)
+    alone = DeepMLPClassifier(**kw).fit(X, y)
+    clf = pickle.loads(pickle.dumps(alone))
+    before = clf.predict_proba(X)
+    alone.set_params(warm_start=True, max_iter=6).fit(X, y)
+    seen, done = [], threading.Event()
+
+    def predict_loop():
+        while not done.is_set():
+            seen.append(np.array_equal(clf.predict_proba(X), before))
+
+    threads = [threading.Thread(target=predict_loop) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        clf.set_params(warm_start=True, max_iter=6).fit(X, y)
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
+    assert clf.loss_curve_ == alone.loss_curve_
+    np.testing.assert_array_equal(clf.predict_proba(X), alone.predict_proba(X))
+    assert clf.module_.training  # in training mode between fits, as documented
+    assert seen and all(seen)  # during the fit: the model as it was before it
+
+
+def test_a_second_fit_while_one_runs_is_refused(clf_data):
+    # Two concurrent warm-start fits on one estimator corrupted its history.
+    from skorch.callbacks import Callback
+
+    X, y = clf_data
+    clf = DeepMLPClassifier((8,), max_iter=3, random_state=0)
+    refused = []
+
+    class FitsItsOwnEstimator(Callback):
+        def on_epoch_begin(self, net, **kwargs):
+            for method in ("fit", "partial_fit"):
+                try:
+                    getattr(clf, method)(X, y, **({"classes": [0, 1, 2]} if method ==
+                                                  "partial_fit" else {}))
+                except RuntimeError as exc:
+                    refused.append(str(exc))
+
+    clf.set_params(callbacks=[FitsItsOwnEstimator()]).fit(X, y)
+    assert len(refused) == 6 and all("already being fitted" in m for m in refused)
+    assert clf.n_iter_ == 3 and len(clf.history_) == 3
+    assert all("train_loss" in row for row in clf.history_)
+    clf.set_params(callbacks=None).fit(X, y)  # and fits again afterwards

@@ -171,7 +171,11 @@ def test_training_with_every_fallback_matches_the_fast_calls(clf_data):
         slow = DeepMLPClassifier(**kw).fit(X, y)
     finally:
         restore()
-    assert fast.engine_ == slow.engine_ == "cpu-manual"
+    # Without its kernels the hand-written step is slower than autograd (issue
+    # 23): the eager step trains, and says why.
+    assert fast.engine_ == "cpu-manual" and fast.engine_reason_ is None
+    assert slow.engine_ == "eager" and "private elu backward kernel is not used (not in " in (
+        slow.engine_reason_)
     np.testing.assert_allclose(slow.loss_curve_, fast.loss_curve_, rtol=1e-5)
     for p, q in zip(fast.module_.parameters(), slow.module_.parameters(), strict=True):
         np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=1e-4,
@@ -350,3 +354,62 @@ def test_optimizer_step_keeps_the_profiler_label():
     with torch.autograd.profiler.profile() as prof:
         _torch_compat.optimizer_step(opt)
     assert "Optimizer.step#Adam.step" in {e.name for e in prof.function_events}
+
+
+
+# --- private kernels are checked, not trusted (issue 23) ----------------------
+@pytest.fixture
+def recheck():
+    """Every kernel checked again on its next use, before and after the test."""
+    _torch_compat._recheck_for_tests()
+    yield
+    _torch_compat._recheck_for_tests()
+
+
+def _raises_type_error(*args, **kwargs):
+    raise TypeError("_fused_adam_() got an unexpected keyword argument 'lr'")
+
+
+def test_a_direct_kernel_whose_signature_changed_is_not_used(clf_data, monkeypatch, recheck):
+    # Simulated: the private fused Adam kernel raises TypeError when called as
+    # the direct step calls it. The fit crashed; now optimizer.step() runs.
+    X, y = clf_data
+    kw = dict(hidden_layer_sizes=(16, 16), max_iter=3, random_state=0, device="cpu")
+    reference = DeepMLPClassifier(**kw).fit(X, y)
+    monkeypatch.setattr(_torch_compat, "_fused_adam_", _raises_type_error)
+    _torch_compat._recheck_for_tests()  # as in a new process with that torch
+    clf = DeepMLPClassifier(**kw).fit(X, y)
+    assert clf.engine_ == "cpu-manual"
+    assert "_fused_adam_ (TypeError: _fused_adam_() got an unexpected" in clf.engine_reason_
+    np.testing.assert_allclose(clf.predict_proba(X), reference.predict_proba(X), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_a_broken_fused_optimizer_kernel_means_foreach(clf_data, monkeypatch, recheck):
+    # torch's own fused Adam raising: the optimizer is built with foreach.
+    X, y = clf_data
+    monkeypatch.setattr(torch, "_fused_adam_", _raises_type_error)
+    monkeypatch.setattr(_torch_compat, "_fused_adam_", _raises_type_error)
+    clf = DeepMLPClassifier((16,), max_iter=2, random_state=0, device="cpu").fit(X, y)
+    group = clf.net_.optimizer_.param_groups[0]
+    assert not group.get("fused") and group.get("foreach")
+    assert "fused Adam (TypeError" in clf.engine_reason_
+
+
+@pytest.mark.parametrize("kernel, activation", [("_elu_kernel", "elu"),
+                                                ("_native_batch_norm", "relu")])
+def test_a_kernel_that_computes_something_else_means_the_eager_step(
+        kernel, activation, clf_data, monkeypatch, recheck):
+    X, y = clf_data
+    original = getattr(_torch_compat, kernel)
+
+    def off_by_a_bit(*args, **kwargs):
+        out = original(*args, **kwargs)
+        return (out[0] * 1.01, *out[1:]) if isinstance(out, tuple) else out * 1.01
+
+    monkeypatch.setattr(_torch_compat, kernel, off_by_a_bit)
+    clf = DeepMLPClassifier((16,), activation=activation, batch_norm="before", max_iter=2,
+                            random_state=0, device="cpu").fit(X, y)
+    assert clf.engine_ == "eager"
+    assert "differs from the public formula" in clf.engine_reason_
+    assert _torch_compat.kernel_fallbacks()  # for the rest of the process

@@ -372,6 +372,29 @@ def test_checkpoint_taken_mid_fit_loads_with_separate_step_counters(clf_data, tm
     assert {float(st["step"]) for st in clf.net_.optimizer_.state.values()} == {16.0}
 
 
+def test_checkpoint_optimizer_file_continues_in_a_plain_torch_adam(clf_data, tmp_path):
+    # Issue 23: the direct fused-Adam step shared one step counter per group,
+    # so skorch's Checkpoint wrote 2 step tensors for 6 parameters; loaded
+    # into a plain torch Adam, one step moved the counter by 3, not 1.
+    X, y = clf_data
+    cp = Checkpoint(monitor=None, dirname=str(tmp_path))  # every epoch, mid-fit
+    clf = _clf(hidden_layer_sizes=(8, 8), max_iter=3, tol=0, callbacks=[cp]).fit(X, y)
+    assert clf.engine_ == "cpu-manual"
+    saved = torch.load(tmp_path / "optimizer.pt")
+    counters = [st["step"] for st in saved["state"].values()]
+    assert len(counters) == 6 and len({id(t) for t in counters}) == 6
+    params = [torch.nn.Parameter(p.detach().clone()) for p in clf.module_.parameters()]
+    decay = [params[i] for i, (name, _) in enumerate(clf.module_.named_parameters())
+             if name.endswith("linear.weight")]
+    rest = [p for p in params if all(p is not q for q in decay)]
+    plain = torch.optim.Adam([{"params": decay}, {"params": rest, "weight_decay": 0.0}])
+    plain.load_state_dict(saved)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    plain.step()
+    assert [float(plain.state[p]["step"]) for p in params] == [13.0] * 6
+
+
 def test_rate_change_after_a_callback_reloads_the_optimizer(clf_data, tmp_path):
     X, y = clf_data
     saved = _clf(max_iter=1).fit(X, y)
