@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import functools
 import os
 import threading
@@ -30,7 +29,7 @@ from ._engine import (
     to_tensor,
     torch_threads,
 )
-from ._inference import mode_view, predict_raw, predict_raw_mc, seeded_global_rng
+from ._inference import predict_raw, predict_raw_mc, seeded_global_rng, weights_copy
 from ._init import INITIALIZERS, VarianceScaling
 from ._module import MLP
 from ._optim import SOLVERS, build_optimizer
@@ -253,7 +252,7 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
                 # history are all changed by this call. Predictions meanwhile
                 # use a copy of the weights as they are now.
                 snapshot = (dict(net.__dict__), net.snapshot_state(), len(net.history))
-                vars(self)[SERVING] = mode_view(copy.deepcopy(net.module_))
+                vars(self)[SERVING] = weights_copy(net.module_)
             pending, interrupted = work._fit_unsafe(
                 X, y, sample_weight, incremental=incremental, classes=classes
             )
@@ -271,7 +270,18 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
             raise
         finally:
             vars(work).pop(FIT_OWNER, None)
-        self.__dict__ = vars(work)  # published: one pointer swap
+        # Published in one pointer swap. What others set on the estimator during
+        # the fit (a callback's attribute, another thread's set_params) stays,
+        # unless the fit itself changed that attribute: its value comes last,
+        # as if written when the fit returned.
+        built = vars(work)
+        published = {k: v for k, v in vars(self).items()
+                     if k not in (FIT_STARTED, TRAINING, SERVING)}
+        for key in saved.keys() - built.keys():  # removed by the fit
+            published.pop(key, None)
+        published.update({k: v for k, v in built.items()
+                          if k not in saved or v is not saved[k]})
+        self.__dict__ = published
         # Warnings only once the fit is complete: with warnings turned into
         # errors they must not undo it (as with scikit-learn's MLP).
         for message, category in pending:

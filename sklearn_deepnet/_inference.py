@@ -33,7 +33,7 @@ products padded; one with forward hooks is simply called in evaluation mode
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import partial
 
 import numpy as np
@@ -46,8 +46,8 @@ from ._engine import choose_num_threads, to_tensor, torch_threads
 from ._module import MLP
 from ._torch_compat import has_hooks
 
-__all__ = ["GLOBAL_RNG_LOCK", "PREDICT_BATCH_SIZE", "mode_view", "predict_raw", "predict_raw_mc",
-           "seed_forked", "seeded_global_rng"]
+__all__ = ["GLOBAL_RNG_LOCK", "PREDICT_BATCH_SIZE", "predict_raw", "predict_raw_mc",
+           "seed_forked", "seeded_global_rng", "weights_copy"]
 
 # torch's default generators are shared by every thread of the process: code
 # that seeds or draws from them holds this lock, so that fits and predictions
@@ -245,21 +245,26 @@ def _chunks(X, device, batch_size):
         yield start, chunk.to(device=device, dtype=torch.float32)
 
 
-def mode_view(module, training=()):
-    """A copy of ``module``'s tree that shares its parameters, buffers and hooks,
-    in evaluation mode except the modules of the types ``training``.
+def weights_copy(module):
+    """A copy of ``module``'s tree with its own parameters and buffers (clones),
+    sharing everything else (hooks, settings) with it.
 
-    Predictions run on a view, so they never change the mode of a module that
-    may be training in another thread (a warm start), and need no lock for it.
-    Building one costs a few microseconds per submodule.
+    What predictions use while a fit continues training ``module`` in place
+    (a warm start): they keep the weights from before that fit, and their
+    mode switches touch only the copy. Unlike ``copy.deepcopy`` it copies no
+    hook, so a hook holding an unpicklable object (a lock) is no obstacle.
     """
-    view = object.__new__(type(module))
+    clone = object.__new__(type(module))
     state = dict(module.__dict__)
-    state["_modules"] = {name: None if child is None else mode_view(child, training)
-                         for name, child in module._modules.items()}
-    state["training"] = isinstance(module, training) if training else False
-    view.__dict__ = state
-    return view
+    state["_parameters"] = {
+        k: None if p is None else torch.nn.Parameter(p.detach().clone(), requires_grad=False)
+        for k, p in module._parameters.items()}
+    state["_buffers"] = {k: None if b is None else b.detach().clone()
+                         for k, b in module._buffers.items()}
+    state["_modules"] = {k: None if c is None else weights_copy(c)
+                         for k, c in module._modules.items()}
+    clone.__dict__ = state
+    return clone
 
 
 def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None):
@@ -299,8 +304,8 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
     if padded:
         with torch.inference_mode(False), torch.no_grad():
             plan = _plan(module)
-    if plan is None:  # called as a module: an evaluation-mode view of it
-        module = mode_view(module)
+    toggle = plan is None
+    was_training = module.training
     wanted = torch.get_num_threads()
     if device.type == "cpu":
         widths = [lin.out_features for lin in module.linears()] if is_mlp else []
@@ -310,17 +315,27 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
     # per-chunk tensors would interleave small long-lived blocks with the
     # large per-chunk temporaries and keep the C allocator from reusing them.
     out = None
-    with torch_threads(wanted), torch.inference_mode():
-        for start, chunk in _chunks(X, device, batch_size):
-            if plan is not None:
-                res = _run_plan(plan, chunk)
-            elif padded:
-                res = _run_padded_modules(module, chunk)
-            else:
-                res = module(chunk)
-            if out is None:
-                out = np.empty((X.shape[0], res.shape[1]), dtype=np.float32)
-            out[start : start + len(chunk)] = res.cpu().numpy()
+    # Switching the module's mode (layers not known to the plan) is shared
+    # state: predictions from other threads wait. (No fit trains this module
+    # meanwhile: during a warm start predictions use a weights_copy.)
+    with torch_threads(wanted), GLOBAL_RNG_LOCK if toggle else nullcontext():
+        try:
+            if toggle:
+                module.eval()
+            with torch.inference_mode():
+                for start, chunk in _chunks(X, device, batch_size):
+                    if plan is not None:
+                        res = _run_plan(plan, chunk)
+                    elif padded:
+                        res = _run_padded_modules(module, chunk)
+                    else:
+                        res = module(chunk)
+                    if out is None:
+                        out = np.empty((X.shape[0], res.shape[1]), dtype=np.float32)
+                    out[start : start + len(chunk)] = res.cpu().numpy()
+        finally:
+            if toggle:
+                module.train(was_training)
     if out is None:
         return np.empty((0, module.output.linear.out_features), dtype=np.float32)
     return out
@@ -350,11 +365,20 @@ def predict_raw_mc(module, X, device, n_passes, seed, batch_size=PREDICT_BATCH_S
     ndarray of shape (n_passes, n_samples, n_outputs), float32
     """
     device = torch.device(device)
-    view = mode_view(module, training=(nn.Dropout, nn.AlphaDropout))  # the rest evaluates
+    dropouts = [m for m in module.modules() if isinstance(m, nn.Dropout | nn.AlphaDropout)]
     out = np.empty((n_passes, X.shape[0], module.output.linear.out_features), np.float32)
     cuda = [device.index or 0] if device.type == "cuda" else []
+    # The lock covers the mode switches too: another thread predicting with
+    # the same module must not switch its dropout layers off meanwhile.
     with seeded_global_rng(seed, cuda), torch.inference_mode():
-        for start, chunk in _chunks(X, device, batch_size):
-            for k in range(n_passes):
-                out[k, start : start + len(chunk)] = view(chunk).cpu().numpy()
+        was_training = module.training
+        try:
+            module.eval()
+            for m in dropouts:
+                m.train()
+            for start, chunk in _chunks(X, device, batch_size):
+                for k in range(n_passes):
+                    out[k, start : start + len(chunk)] = module(chunk).cpu().numpy()
+        finally:
+            module.train(was_training)
     return out

@@ -29,8 +29,7 @@ from ._losses import binary_log_loss, loss_function, multiclass_log_loss, square
 from ._steps import EagerStep, weight_penalty
 from ._torch_compat import (
     ACTIVATION_BACKWARD,
-    batch_norm_backward,
-    batch_norm_forward,
+    batch_norm_functions,
     batch_norm_kernels_usable,
     foreach_add_,
     fused_adam_kernel,
@@ -39,7 +38,7 @@ from ._torch_compat import (
     optimizer_step,
 )
 
-__all__ = ["ManualStep", "manual_blockers"]
+__all__ = ["ManualStep", "kernels_used", "layout_signature", "manual_blockers"]
 
 _SELU_ALPHA = 1.6732632423543772
 _SELU_SCALE = 1.0507009873554805
@@ -49,26 +48,26 @@ _ALPHA_DROPOUT = 1.7580993408473766
 # activation module type -> factory(activation) -> (forward(z), backward(g, z, a)).
 # Exact types only: a subclass may override forward.
 MANUAL_ACTIVATIONS = {
-    nn.ReLU: lambda act: (F.relu, ACTIVATION_BACKWARD["relu"]),
+    nn.ReLU: lambda act: (F.relu, _resolved("relu")),
     nn.LeakyReLU: lambda act: (
         partial(F.leaky_relu, negative_slope=act.negative_slope),
-        partial(ACTIVATION_BACKWARD["leaky_relu"], slope=act.negative_slope),
+        partial(_resolved("leaky_relu"), slope=act.negative_slope),
     ),
     nn.ELU: lambda act: (
-        partial(F.elu, alpha=act.alpha), partial(ACTIVATION_BACKWARD["elu"], alpha=act.alpha)
+        partial(F.elu, alpha=act.alpha), partial(_resolved("elu"), alpha=act.alpha)
     ),
     nn.SELU: lambda act: (
         F.selu,
-        partial(ACTIVATION_BACKWARD["elu"], alpha=_SELU_ALPHA, scale=_SELU_SCALE),
+        partial(_resolved("elu"), alpha=_SELU_ALPHA, scale=_SELU_SCALE),
     ),
     nn.GELU: lambda act: (
         partial(F.gelu, approximate=act.approximate),
-        partial(ACTIVATION_BACKWARD["gelu"], approximate=act.approximate),
+        partial(_resolved("gelu"), approximate=act.approximate),
     ),
-    nn.SiLU: lambda act: (F.silu, ACTIVATION_BACKWARD["silu"]),
-    nn.Mish: lambda act: (F.mish, ACTIVATION_BACKWARD["mish"]),
-    nn.Tanh: lambda act: (torch.tanh, ACTIVATION_BACKWARD["tanh"]),
-    nn.Sigmoid: lambda act: (torch.sigmoid, ACTIVATION_BACKWARD["sigmoid"]),
+    nn.SiLU: lambda act: (F.silu, _resolved("silu")),
+    nn.Mish: lambda act: (F.mish, _resolved("mish")),
+    nn.Tanh: lambda act: (torch.tanh, _resolved("tanh")),
+    nn.Sigmoid: lambda act: (torch.sigmoid, _resolved("sigmoid")),
     nn.Identity: lambda act: ((lambda z: z), (lambda g, z, a: g)),
 }
 
@@ -79,6 +78,12 @@ _BACKWARD_KERNEL = {nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu", nn.ELU: "elu", 
                     nn.Sigmoid: "sigmoid"}
 
 _MINUS_ONES = {}  # (rows, dtype) -> column of -1: no allocation per step
+
+
+def _resolved(name):
+    """The backward function of ACTIVATION_BACKWARD's ``name`` this process uses
+    (the checked kernel or the public formula), looked up once per step build."""
+    return ACTIVATION_BACKWARD[name].resolved()
 
 
 def _multiclass_output_grad(z, yb):
@@ -191,6 +196,27 @@ def _structure_blocker(module):
     return None
 
 
+_LAYOUT_ATTRS = ("p", "inplace", "negative_slope", "alpha", "approximate", "momentum", "eps",
+                 "affine", "track_running_stats", "training")
+
+
+def layout_signature(module):
+    """What the hand-written step reads from ``module`` when it is built.
+
+    The submodules (identity, type), their settings (dropout rate, slopes,
+    BatchNorm momentum and epsilon, training mode, ...) and the identity and
+    storage of every parameter and buffer (``p.data = ...`` gives a weight
+    new storage the step's cached views would miss). The trainer compares it
+    after every ``on_epoch_begin`` and rebuilds the step when it changed.
+    """
+    parts = []
+    for name, m in module.named_modules():
+        parts.append((name, id(m), type(m), tuple(getattr(m, a, None) for a in _LAYOUT_ATTRS)))
+        for key, t in (*m._parameters.items(), *m._buffers.items()):
+            parts.append((key, id(t), None if t is None else t.data_ptr()))
+    return tuple(parts)
+
+
 def manual_blockers(module, per_sample_loss, device):
     """Why :class:`ManualStep` cannot run this configuration (``None`` if it can).
 
@@ -217,6 +243,19 @@ def manual_blockers(module, per_sample_loss, device):
     return _kernel_blocker(module)
 
 
+def kernels_used(module, optimizer):
+    """Names (as :func:`~._torch_compat.kernel_fallbacks` reports them) of the
+    private kernels training ``module`` with ``optimizer`` may use."""
+    names = {ACTIVATION_BACKWARD[_BACKWARD_KERNEL[type(block.activation)]].key
+             for block in module.hidden if type(block.activation) in _BACKWARD_KERNEL}
+    if any(isinstance(m, nn.BatchNorm1d) for m in module.modules()):
+        names.add("_native_batch_norm")
+    names.add("fused " + type(optimizer).__name__)  # (built foreach when it failed)
+    if isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW):
+        names.update(("_fused_adam_", "_fused_adamw_"))
+    return names
+
+
 def _kernel_blocker(module):
     """Why the private kernels this network needs are not used (``None``: they are).
 
@@ -241,9 +280,11 @@ def _kernel_blocker(module):
 class _Norm:
     """A ``BatchNorm1d``'s tensors, read once (module attribute lookups cost per step)."""
 
-    __slots__ = ("module", "weight", "bias", "running_mean", "running_var", "momentum", "eps")
+    __slots__ = ("module", "weight", "bias", "running_mean", "running_var", "momentum", "eps",
+                 "_forward", "_backward")
 
     def __init__(self, bn):
+        self._forward, self._backward = batch_norm_functions()  # checked kernels or public
         self.module = bn
         self.weight, self.bias = bn.weight, bn.bias
         self.running_mean, self.running_var = bn.running_mean, bn.running_var
@@ -251,12 +292,12 @@ class _Norm:
 
     def forward(self, x):
         # ``training`` is read at every step: frozen layers' norms stay in eval mode
-        return batch_norm_forward(x, self.weight, self.bias, self.running_mean,
+        return self._forward(x, self.weight, self.bias, self.running_mean,
                                   self.running_var, self.module.training, self.momentum,
                                   self.eps)
 
     def backward(self, g, saved, input_grad=True):
-        gi, self.weight.grad, self.bias.grad = batch_norm_backward(
+        gi, self.weight.grad, self.bias.grad = self._backward(
             g, saved, self.weight, self.running_mean, self.running_var, self.eps, input_grad)
         return gi
 
@@ -275,7 +316,8 @@ class _Layer:
         self.bn_before = _Norm(bn) if before else None
         self.bn_after = _Norm(bn) if bn is not None and not before else None
         drop = getattr(block, "dropout", None)
-        self.drop_p = 0.0 if drop is None else float(drop.p)
+        # (a dropout layer a user put in evaluation mode drops nothing)
+        self.drop_p = 0.0 if drop is None or not drop.training else float(drop.p)
         self.alpha_drop = isinstance(drop, nn.AlphaDropout)
 
     def run(self, a):

@@ -30,6 +30,7 @@ __all__ = [
     "ACTIVATION_BACKWARD",
     "batch_norm_backward",
     "batch_norm_forward",
+    "batch_norm_functions",
     "batch_norm_kernels_usable",
     "foreach_add_",
     "foreach_clamp_",
@@ -408,8 +409,12 @@ class _Checked:
         _FALLBACKS.pop(self.key, None)
         return True
 
+    def resolved(self):
+        """The function to call: the kernel once it has passed, else the formula."""
+        return self.fast if self.usable() else self.public
+
     def __call__(self, *args, **kwargs):
-        return (self.fast if self.usable() else self.public)(*args, **kwargs)
+        return self.resolved()(*args, **kwargs)
 
 
 def _copies(args):
@@ -509,6 +514,14 @@ def _bn_cases():
 _BATCH_NORM = _Checked(("_native_batch_norm", "_native_batch_norm_backward"),
                        _bn_round_trip(_bn_forward_fast, _bn_backward_fast),
                        _bn_round_trip(_bn_forward_public, _bn_backward_public), _bn_cases)
+
+
+def batch_norm_functions():
+    """``(forward, backward)`` as :func:`batch_norm_forward` and
+    :func:`batch_norm_backward` would call them now (looked up once by a step)."""
+    if _BATCH_NORM.usable():
+        return _bn_forward_fast, _bn_backward_fast
+    return _bn_forward_public, _bn_backward_public
 
 
 def batch_norm_kernels_usable():

@@ -54,7 +54,7 @@ from ._engine import Batches, TensorData, to_tensor
 from ._graph_step import GraphStep
 from ._inference import predict_raw
 from ._lbfgs import LbfgsStep
-from ._manual_step import ManualStep
+from ._manual_step import ManualStep, kernels_used, layout_signature
 from ._optim import (
     SOLVERS,
     build_optimizer,
@@ -378,11 +378,19 @@ class TrainingNet(NeuralNet):
                           to_tensor(w, self.device, torch.float32), uniform_weights=uniform)
 
     def _step_choice(self, data, needs_gradients):
-        """``(trainable parameters, step name, reason)``: what the step is built for."""
+        """``(what the step is built for, step name, reason)``.
+
+        What it is built for: the module and optimizer objects, which
+        parameters train, and for the hand-written step everything it reads
+        from the module when built (:func:`~._manual_step.layout_signature`).
+        """
         name, reason = select_step(self.module_, self.criterion_, self.device,
                                    SOLVERS[self.solver], self.fast, needs_gradients,
                                    sparse=data.sparse)
-        return _trainable(self.module_), name, reason
+        layout = layout_signature(self.module_) if name == "cpu-manual" else None
+        built_for = (id(self.module_), id(self.optimizer_), _trainable(self.module_), name,
+                     layout)
+        return built_for, name, reason
 
     def _make_step(self, data, needs_gradients):
         # Layers that start training (unfrozen) may lack optimizer state.
@@ -497,7 +505,7 @@ class TrainingNet(NeuralNet):
         events = _BatchEvents(self) if self._wants_batch_events() else None
         needs_gradients = events is not None and events.wants_gradients
         step = self._make_step(data, needs_gradients)
-        built_for = self._step_choice(data, needs_gradients)[:2]
+        built_for = self._step_choice(data, needs_gradients)[0]
         global_rng = self.draws_random_numbers()
         released = False
 
@@ -517,16 +525,16 @@ class TrainingNet(NeuralNet):
                     good = self.snapshot_state()
                     self.epoch_start = (good, n_rows)
                     self.notify("on_epoch_begin", dataset_train=data, dataset_valid=None)
-                    choice = self._step_choice(data, needs_gradients)
-                    if choice[:2] != built_for:
+                    now = self._step_choice(data, needs_gradients)[0]
+                    if now != built_for:
                         # A callback froze or unfroze parameters (e.g. the
-                        # estimator's unfreeze_after), or attached a hook, a
-                        # parametrization, a module the fast step cannot run:
-                        # the step is built for one set of trainable
-                        # parameters and one module as it was.
+                        # estimator's unfreeze_after), attached a hook or a
+                        # parametrization, replaced a layer, the module or the
+                        # optimizer, changed a layer's settings or a weight's
+                        # storage: the step is built for the module as it was.
                         step.release()
                         step = self._make_step(data, needs_gradients)
-                        built_for = choice[:2]
+                        built_for = now
                     self.history.record("lr", _plain(self.optimizer_.param_groups[0]["lr"]))
                     total = step.run_epoch(batches, events)
                     if events is not None:
@@ -568,10 +576,14 @@ class TrainingNet(NeuralNet):
             self.epoch_start = None
             if step.fallback_reason is not None:
                 self.engine, self.engine_reason = "eager", step.fallback_reason
-            notes = kernel_fallbacks()  # e.g. the fused Adam kernel: optimizer.step() ran
-            if self.engine == "cpu-manual" and notes:
-                self.engine_reason = "public code instead of private torch kernels: " + (
-                    "; ".join(f"{kernel} ({why})" for kernel, why in sorted(notes.items())))
+            # The private kernels this fit could use that this process does not
+            # (e.g. the fused Adam kernel failed its check: optimizer.step() ran)
+            notes = kernel_fallbacks(kernels_used(self.module_, self.optimizer_))
+            if notes:
+                said = "public code instead of private torch kernels: " + "; ".join(
+                    f"{kernel} ({why})" for kernel, why in sorted(notes.items()))
+                self.engine_reason = said if self.engine_reason is None else (
+                    f"{self.engine_reason}; {said}")
             if not released:
                 step.release()
         return self

@@ -647,3 +647,67 @@ def test_a_second_fit_while_one_runs_is_refused(clf_data):
     assert clf.n_iter_ == 3 and len(clf.history_) == 3
     assert all("train_loss" in row for row in clf.history_)
     clf.set_params(callbacks=None).fit(X, y)  # and fits again afterwards
+
+
+def test_hooks_see_the_real_module_at_predict(clf_data):
+    # Found in review: prediction views handed hooks a throwaway copy.
+    X, y = clf_data
+    clf = DeepMLPClassifier((8,), dropout=0.5, max_iter=2, random_state=0).fit(X, y)
+    plain = clf.predict_proba(X)
+    layer = clf.module_.hidden[0]
+    seen = {}
+
+    def hook(module, inputs, output):
+        seen[module] = output
+        module.last_output = output
+
+    handle = layer.register_forward_hook(hook)
+    wrapped = layer.forward
+    layer.forward = lambda x: wrapped(x)  # bound to the real module
+    try:
+        for _ in range(2):  # in evaluation mode: dropout off, the same result
+            np.testing.assert_allclose(clf.predict_proba(X), plain, rtol=1e-5)
+    finally:
+        handle.remove()
+        del layer.forward
+    assert layer in seen and hasattr(layer, "last_output")
+    assert clf.module_.training
+
+
+def test_warm_start_with_an_unpicklable_hook_owner(clf_data):
+    # Found in review: deep-copying the module for predictions failed on a
+    # hook bound to an object holding a lock.
+    import threading
+
+    X, y = clf_data
+
+    class Recorder:
+        def __init__(self):
+            self.lock, self.calls = threading.Lock(), 0
+
+        def hook(self, module, inputs, output):
+            with self.lock:
+                self.calls += 1
+
+    clf = DeepMLPClassifier((8,), max_iter=1, random_state=0).fit(X, y)
+    recorder = Recorder()
+    clf.module_.register_forward_hook(recorder.hook)
+    clf.set_params(warm_start=True, max_iter=2).fit(X, y)
+    clf.partial_fit(X, y)
+    assert clf.n_iter_ == 1 and recorder.calls > 0
+
+
+def test_what_a_callback_sets_on_the_estimator_during_its_fit_stays(clf_data):
+    # Found in review: the published working copy dropped them.
+    from skorch.callbacks import Callback
+
+    X, y = clf_data
+    clf = DeepMLPClassifier((8,), max_iter=3, random_state=0)
+
+    class Annotate(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            clf.losses_seen_ = len(net.history)
+            clf.set_params(tol=1e-3)
+
+    clf.set_params(callbacks=[Annotate()]).fit(X, y)
+    assert clf.losses_seen_ == 3 and clf.tol == 1e-3 and clf.n_iter_ == 3

@@ -413,3 +413,20 @@ def test_a_kernel_that_computes_something_else_means_the_eager_step(
     assert clf.engine_ == "eager"
     assert "differs from the public formula" in clf.engine_reason_
     assert _torch_compat.kernel_fallbacks()  # for the rest of the process
+
+
+def test_only_the_kernels_a_fit_could_use_are_reported(clf_data, monkeypatch, recheck):
+    # Found in review: after the mish kernel failed once, every later fit
+    # reported it; a fused optimizer's fallback was not reported on eager fits.
+    X, y = clf_data
+    original = _torch_compat._mish_kernel
+    monkeypatch.setattr(_torch_compat, "_mish_kernel", lambda *a: original(*a) * 1.01)
+    mish = DeepMLPClassifier((8,), activation="mish", max_iter=1, random_state=0).fit(X, y)
+    assert mish.engine_ == "eager" and "mish backward kernel" in mish.engine_reason_
+    relu = DeepMLPClassifier((8,), solver="sgd", max_iter=1, random_state=0).fit(X, y)
+    assert relu.engine_ == "cpu-manual" and relu.engine_reason_ is None
+    monkeypatch.setattr(torch, "_fused_adam_", _raises_type_error)
+    _torch_compat._recheck_for_tests()
+    eager = DeepMLPClassifier((8,), activation=torch.nn.Softplus, max_iter=1,
+                              random_state=0).fit(X, y)
+    assert eager.engine_ == "eager" and "fused Adam (TypeError" in eager.engine_reason_
