@@ -104,9 +104,11 @@ def _differs(value, default):
 
 def column_moments(X, rows=None, chunk=65536):
     """Per-column mean and standard deviation of ``X[rows]`` (all rows when ``None``),
-    in float64, without a copy of ``X`` (sparse ``X`` stays sparse)."""
+    in float64, without a copy of ``X`` (sparse ``X`` stays sparse), and which
+    columns hold only 0 and 1 (indicator columns, e.g. from ``OneHotEncoder``)."""
     total = np.zeros(X.shape[1])
     squares = np.zeros(X.shape[1])
+    binary = np.ones(X.shape[1], dtype=bool)
     n_rows = X.shape[0] if rows is None else len(rows)
     for start in range(0, n_rows, chunk):
         index = slice(start, start + chunk) if rows is None else rows[start : start + chunk]
@@ -114,13 +116,17 @@ def column_moments(X, rows=None, chunk=65536):
         if sp.issparse(part):
             total += np.asarray(part.sum(axis=0), dtype=np.float64).ravel()
             squares += np.asarray(part.multiply(part).sum(axis=0), dtype=np.float64).ravel()
+            coo = part.tocoo()
+            off = (coo.data != 0) & (coo.data != 1)
+            binary[np.unique(coo.col[off])] = False
         else:
+            binary &= ((part == 0) | (part == 1)).all(axis=0)
             part = part.astype(np.float64)
             total += part.sum(axis=0)
             squares += np.square(part).sum(axis=0)
     n = max(n_rows, 1)
     mean = total / n
-    return mean, np.sqrt(np.maximum(squares / n - mean**2, 0.0))
+    return mean, np.sqrt(np.maximum(squares / n - mean**2, 0.0)), binary
 
 
 class ParameterChecks:
@@ -331,12 +337,16 @@ class ParameterChecks:
                  (init.scale, init.mode, init.distribution) == (1.0, "fan_in", "normal"))
         if not lecun:
             why.append(f"kernel_initializer={init!r} instead of LeCun normal")
-        mean, std = column_moments(X, rows)
-        if np.abs(mean).max() > 0.5 or (std > 0).any() and (
-                np.abs(std[std > 0] - 1).max() > 0.5):
+        mean, std, binary = column_moments(X, rows)
+        # Indicator columns (one-hot) are left as they are in a pipeline that
+        # standardizes the numeric columns: they do not count.
+        mean, std = mean[~binary], std[~binary]
+        if len(mean) and (np.abs(mean).max() > 0.5 or (std > 0).any() and (
+                np.abs(std[std > 0] - 1).max() > 0.5)):
             why.append("inputs that are not standardized (column means up to "
                        f"{np.abs(mean).max():.3g}, standard deviations "
-                       f"{std.min():.3g}-{std.max():.3g}; use StandardScaler)")
+                       f"{std.min():.3g}-{std.max():.3g}, indicator columns aside; use "
+                       "StandardScaler)")
         if not why:
             return []
         return [

@@ -112,3 +112,22 @@ def test_a_deep_selu_stack_trains_faster_than_the_same_relu_stack(seed):
                                 n_iter_no_change=99, random_state=seed).fit(X, y)
         losses[activation] = clf.loss_
     assert losses["selu"] < losses["relu"] - 0.5, losses
+
+
+def test_one_hot_columns_next_to_standardized_ones_do_not_warn():
+    # Issue 24: the "inputs not standardized" warning fired on every fit of a
+    # search whose numeric columns were scaled, because of one-hot columns.
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    numeric = rng.standard_normal((200, 3))
+    one_hot = np.eye(4)[rng.integers(0, 4, 200)]
+    y = (numeric[:, 0] > 0).astype(int)
+    kw = dict(hidden_layer_sizes=(8,), activation="selu", max_iter=2, random_state=0)
+    for X in (np.hstack([numeric, one_hot]), sp.csr_matrix(np.hstack([numeric, one_hot]))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            DeepMLPClassifier(**kw).fit(X, y)
+    with pytest.warns(UserWarning, match="not standardized.*indicator columns aside"):
+        DeepMLPClassifier(**kw).fit(np.hstack([numeric * 10, one_hot]), y)
