@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 from scipy.special import expit, log_expit, log_softmax, softmax
@@ -399,13 +399,18 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         return labels if self._multilabel else self.classes_[labels]
 
     @consistent
-    def predict_proba(self, X):
+    def predict_proba(self, X, return_std=False):
         """Class probabilities.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
             Input data.
+        return_std : bool, default=False
+            Also return the standard deviation of each probability over the
+            ``mc_dropout`` passes (Monte Carlo dropout's uncertainty, the
+            chapter's ``y_probas.std(axis=0)``); needs ``mc_dropout >= 2`` and
+            a network fitted with ``dropout > 0``.
 
         Returns
         -------
@@ -416,10 +421,20 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
             beyond ~708) is reported as that number, so that its logarithm
             stays finite like :meth:`predict_log_proba`. With ``mc_dropout``,
             the mean over that many passes with dropout active.
+        proba_std : ndarray of shape (n_samples, n_classes)
+            Only with ``return_std=True``: the passes' standard deviation.
         """
+        if return_std and not (isinstance(self.mc_dropout, Integral)
+                               and self.mc_dropout >= 2):
+            raise ValueError(
+                f"return_std=True needs mc_dropout >= 2 (stochastic passes with dropout "
+                f"active); got mc_dropout={self.mc_dropout!r}."
+            )
         passes = self._predict_raw_passes(X).astype(np.float64)
-        proba = np.mean([self._proba_from_raw(raw) for raw in passes], axis=0)
-        return np.maximum(proba, np.finfo(np.float64).tiny, out=proba)
+        probas = np.stack([self._proba_from_raw(raw) for raw in passes])
+        proba = probas.mean(axis=0)
+        proba = np.maximum(proba, np.finfo(np.float64).tiny, out=proba)
+        return (proba, probas.std(axis=0)) if return_std else proba
 
     def _proba_from_raw(self, raw):
         if self.out_activation_ == "softmax":

@@ -78,3 +78,21 @@ def test_mc_dropout_in_grid_search(clf_data):
     search = GridSearchCV(DeepMLPClassifier((16,), dropout=0.2, max_iter=5, random_state=0),
                           {"mc_dropout": [0, 10]}, cv=2, scoring="neg_log_loss").fit(X, y)
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+def test_classifier_return_std(clf_data):
+    # Issue 24: predict_proba(X, return_std=True) was a TypeError, so the
+    # chapter's y_probas.std(axis=0) had no equivalent.
+    X, y = clf_data
+    clf = DeepMLPClassifier((32,), dropout=0.3, max_iter=20, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="return_std=True needs mc_dropout >= 2"):
+        clf.predict_proba(X, return_std=True)
+    clf.set_params(mc_dropout=30)
+    mean, std = clf.predict_proba(X, return_std=True)
+    assert mean.shape == std.shape == (len(X), 3) and (std > 0).all()
+    np.testing.assert_array_equal(clf.predict_proba(X), mean)
+    # the chapter's computation, pass by pass, from the same seeded passes
+    passes = clf._predict_raw_passes(X).astype(np.float64)
+    probas = np.stack([clf._proba_from_raw(raw) for raw in passes])
+    np.testing.assert_allclose(std, probas.std(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(mean.sum(axis=1), 1.0, rtol=1e-12)
