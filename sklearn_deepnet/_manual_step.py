@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._losses import binary_log_loss, loss_function, multiclass_log_loss, squared_error
+from ._optim import scikit_learn_velocity_
 from ._steps import EagerStep, weight_penalty
 from ._torch_compat import (
     ACTIVATION_BACKWARD,
@@ -483,6 +484,7 @@ class ManualStep(EagerStep):
                 self.direct_adam.step()
                 return
             self.direct_adam = None  # state reloaded: its counters are its own
+        scikit_learn_velocity_(self.optimizer)
         optimizer_step(self.optimizer)
         if self.allow_direct_adam and _DirectFusedAdam.applies(self.optimizer):
             self.direct_adam = _DirectFusedAdam(self.optimizer)

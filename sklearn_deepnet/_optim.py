@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ._torch_compat import fused_optimizer_usable, make_optimizer
+from ._torch_compat import foreach_mul_, fused_optimizer_usable, make_optimizer
 
-__all__ = ["SOLVERS", "Solver", "build_optimizer", "complete_momentum_buffers",
-           "separate_step_counters"]
+__all__ = ["SOLVERS", "VELOCITY_RATE", "Solver", "build_optimizer",
+           "complete_momentum_buffers", "scikit_learn_velocity_", "separate_step_counters"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,9 @@ class Solver:
     stochastic : bool
         Whether it trains on mini-batches (``partial_fit``, ``batch_size``,
         ``learning_rate_init`` apply) rather than on all rows at once.
+    rate_in_velocity : bool
+        scikit-learn's SGD arithmetic: the rate inside the velocity, kept by
+        :func:`scikit_learn_velocity_` before every step (on the host).
     """
 
     factory: Callable
@@ -54,6 +57,7 @@ class Solver:
     fused_devices: tuple = ()
     summary: str = ""
     stochastic: bool = True
+    rate_in_velocity: bool = False
 
 
 def _betas(hp):
@@ -84,15 +88,18 @@ def _make(cls, groups, impl, **kwargs):
 
 SOLVERS: dict[str, Solver] = {
     "sgd": Solver(
-        # scikit-learn's "sgd": momentum 0.9 with Nesterov's by default.
-        lambda p, hp, impl: _make(
+        # scikit-learn's "sgd": momentum 0.9 with Nesterov's by default, the rate
+        # inside the velocity (see scikit_learn_velocity_)
+        lambda p, hp, impl: _with_velocity_rate(_make(
             torch.optim.SGD, p, impl, lr=hp["learning_rate_init"], momentum=hp["momentum"],
             nesterov=bool(hp["nesterovs_momentum"] and hp["momentum"] > 0),
-        ),
+        )),
         uses=("momentum", "nesterovs_momentum"),
         fused_devices=("cpu", "cuda"),
-        summary="stochastic gradient descent as in MLPClassifier: with momentum (Nesterov's "
-                "when nesterovs_momentum=True); momentum=0 is plain SGD",
+        rate_in_velocity=True,
+        summary="stochastic gradient descent as in MLPClassifier, with its arithmetic: "
+                "the rate inside the velocity (v = momentum*v - lr*g; w += v), Nesterov's "
+                "momentum when nesterovs_momentum=True; momentum=0 is plain SGD",
     ),
     "momentum": Solver(
         lambda p, hp, impl: _make(
@@ -100,7 +107,8 @@ SOLVERS: dict[str, Solver] = {
         ),
         uses=("momentum",),
         fused_devices=("cpu", "cuda"),
-        summary="SGD with momentum (PyTorch form: v = m*v + g; w -= lr*v)",
+        summary="SGD with momentum in PyTorch's (and Keras') form: v = m*v + g; w -= lr*v "
+                "(a rate change rescales the whole velocity; use 'sgd' for scikit-learn's)",
     ),
     "nesterov": Solver(
         lambda p, hp, impl: _make(
@@ -202,6 +210,45 @@ SOLVERS: dict[str, Solver] = {
 
 # weight_decay=None means "the optimizer's customary default".
 _DEFAULT_WEIGHT_DECAY = {"adamw": 1e-2}
+
+
+# The param-group key holding the rate the momentum buffers are expressed in.
+VELOCITY_RATE = "velocity_lr"
+
+
+def _with_velocity_rate(optimizer):
+    for group in optimizer.param_groups:
+        group[VELOCITY_RATE] = group["lr"]
+    return optimizer
+
+
+@torch.no_grad()
+def scikit_learn_velocity_(optimizer):
+    """Keep scikit-learn's SGD arithmetic across learning-rate changes.
+
+    scikit-learn's SGD keeps the rate inside the velocity (``v = m*v - lr*g;
+    w += v``; Nesterov: ``w += m*v - lr*g``), torch's outside (``b = m*b + g;
+    w -= lr*b``). With a constant rate both are the same (``v = -lr*b``);
+    when the rate changes, torch's form rescales the whole history by the
+    new rate. Called before every step of an optimizer built for
+    ``solver="sgd"`` (its groups carry the rate their buffers are expressed
+    in): when a group's rate changed, its momentum buffers are multiplied by
+    ``old / new``, which gives exactly scikit-learn's update with torch's
+    (fused) kernel. A rate of 0 leaves the buffers as they are (torch then
+    does not move the weights; scikit-learn would keep coasting).
+    """
+    for group in optimizer.param_groups:
+        old = group.get(VELOCITY_RATE)
+        new = group["lr"]
+        if old is None or not group.get("momentum") or old == new:
+            continue
+        new = float(new)
+        if new != 0 and old != 0:
+            buffers = [optimizer.state[p].get("momentum_buffer") for p in group["params"]]
+            buffers = [b for b in buffers if b is not None]
+            if buffers:
+                foreach_mul_(buffers, old / new)
+        group[VELOCITY_RATE] = new
 
 
 def resolve_weight_decay(solver: str, weight_decay):

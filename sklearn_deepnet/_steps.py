@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn.utils import parametrize
 
+from ._optim import scikit_learn_velocity_
 from ._torch_compat import (
     foreach_clamp_,
     foreach_norm,
@@ -180,6 +181,7 @@ class EagerStep:
 
     def optimizer_step(self):
         """Apply the optimizer to the gradients in ``p.grad``."""
+        scikit_learn_velocity_(self.optimizer)
         optimizer_step(self.optimizer)
 
     def train_batch(self, xb, yb, wb):
@@ -298,6 +300,9 @@ def select_step(module, per_sample_loss, device, solver_row, fast=True, needs_gr
             return "eager", f"not capturable in a CUDA graph: {blocker}"
         if not solver_row.graph_safe:
             return "eager", "the optimizer keeps host-side state (not capturable)"
+        if solver_row.rate_in_velocity:
+            return "eager", ("scikit-learn's SGD rescales its velocity on the host when the "
+                             "rate changes (not capturable)")
         if needs_gradients:
             return "eager", "a callback implements on_grad_computed (not capturable)"
         if sparse:

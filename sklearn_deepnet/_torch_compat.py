@@ -34,6 +34,7 @@ __all__ = [
     "batch_norm_kernels_usable",
     "foreach_add_",
     "foreach_clamp_",
+    "foreach_mul_",
     "foreach_norm",
     "fused_adam_kernel",
     "fused_optimizer_usable",
@@ -65,6 +66,7 @@ _foreach_norm = _private(torch, "_foreach_norm")
 _foreach_clamp_min_ = _private(torch, "_foreach_clamp_min_")
 _foreach_clamp_max_ = _private(torch, "_foreach_clamp_max_")
 _foreach_add_ = _private(torch, "_foreach_add_")
+_foreach_mul_ = _private(torch, "_foreach_mul_")
 _fused_adam_ = _private(torch, "_fused_adam_")
 _fused_adamw_ = _private(torch, "_fused_adamw_")
 
@@ -83,6 +85,15 @@ def foreach_add_(tensors, value):
         return
     for t in tensors:
         t.add_(value)
+
+
+def foreach_mul_(tensors, value):
+    """Multiply every tensor by ``value`` in place (one kernel launch when torch allows)."""
+    if _foreach_mul_ is not None:
+        _foreach_mul_(tensors, value)
+        return
+    for t in tensors:
+        t.mul_(value)
 
 
 def foreach_clamp_(tensors, low, high):
@@ -695,6 +706,7 @@ def optimizer_zero_grad(optimizer, set_to_none=True):
 
 
 _PRIVATE = ("_foreach_norm", "_foreach_clamp_min_", "_foreach_clamp_max_", "_foreach_add_",
+            "_foreach_mul_",
             "_fused_adam_",
             "_fused_adamw_", "_threshold_backward", "_leaky_relu_kernel", "_elu_kernel",
             "_tanh_kernel", "_sigmoid_kernel", "_gelu_kernel", "_silu_kernel", "_mish_kernel",

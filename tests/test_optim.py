@@ -217,3 +217,37 @@ def test_lbfgs_with_batch_norm_sees_all_rows_at_once(monkeypatch):
     clf = DeepMLPClassifier((16,), solver="lbfgs", batch_norm="before", max_iter=20,
                             random_state=0).fit(X, y)
     assert clf.score(X, y) > 0.9
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_sgd_is_scikit_learns_update_also_when_the_rate_changes(nesterov):
+    # Issue 24: scikit-learn keeps the rate inside the velocity
+    # (v = m*v - lr*g; w += v), torch outside (b = m*b + g; w -= lr*b): with a
+    # changing rate (invscaling, adaptive) solver="sgd" computed another update.
+    from sklearn.neural_network._stochastic_optimizers import SGDOptimizer
+
+    from sklearn_deepnet._optim import build_optimizer, scikit_learn_velocity_
+    from sklearn_deepnet._torch_compat import optimizer_step
+
+    HP = dict(learning_rate_init=0.2, momentum=0.9, nesterovs_momentum=True, beta_1=0.9,
+              beta_2=0.999, epsilon=1e-8, rho=0.9, weight_decay=0.0)
+
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal((4, 3))
+    ours = torch.nn.Parameter(torch.tensor(w0))
+    opt = build_optimizer("sgd", [("0.linear.weight", ours)],
+                          {**HP, "momentum": 0.9, "nesterovs_momentum": nesterov,
+                           "learning_rate_init": 0.2})
+    theirs = [w0.copy()]
+    ref = SGDOptimizer(theirs, learning_rate_init=0.2, momentum=0.9, nesterov=nesterov)
+    for step in range(12):
+        lr = 0.2 / (1 + step) ** 0.5  # a decaying rate, as invscaling gives
+        g = rng.standard_normal((4, 3))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        ours.grad = torch.tensor(g)
+        scikit_learn_velocity_(opt)
+        optimizer_step(opt)
+        ref.learning_rate = lr
+        ref.update_params(theirs, [g])
+    np.testing.assert_allclose(ours.detach().numpy(), theirs[0], rtol=1e-12, atol=1e-12)
