@@ -305,7 +305,6 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
         with torch.inference_mode(False), torch.no_grad():
             plan = _plan(module)
     toggle = plan is None
-    was_training = module.training
     wanted = torch.get_num_threads()
     if device.type == "cpu":
         widths = [lin.out_features for lin in module.linears()] if is_mlp else []
@@ -319,7 +318,8 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
     # state: predictions from other threads wait. (No fit trains this module
     # meanwhile: during a warm start predictions use a weights_copy.)
     with torch_threads(wanted), GLOBAL_RNG_LOCK if toggle else nullcontext():
-        try:
+        was_training = module.training  # read under the lock: another prediction
+        try:                            # may have switched it meanwhile
             if toggle:
                 module.eval()
             with torch.inference_mode():
