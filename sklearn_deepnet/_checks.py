@@ -16,7 +16,7 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.sparse as sp
 import torch
-from skorch.callbacks import Callback, LRScheduler
+from skorch.callbacks import BatchScoring, Callback, EpochScoring, LRScheduler
 
 from ._activations import build_activation, check_activation_alpha, is_self_normalizing
 from ._inference import GLOBAL_RNG_LOCK
@@ -307,6 +307,40 @@ class ParameterChecks:
                     f"the callback name {name!r} is used by the estimator itself; "
                     "choose another name.",
                 )
+            self._check_callback_contract(item, cb)
+
+    def _check_callback_contract(self, item, cb):
+        """Refuse, with what to do instead, a skorch callback that cannot work here.
+
+        Until the trainer honours the whole of skorch's contract (issue 24):
+        the scoring callbacks need ``y_pred`` in batch events and score the
+        net's raw outputs; a callback monitoring a ``valid_*`` record needs
+        the validation the estimator runs with ``early_stopping=True``.
+        """
+        cls = cb if isinstance(cb, type) else type(cb)
+        if issubclass(cls, EpochScoring | BatchScoring):
+            raise invalid_combination(
+                self, "callbacks", item,
+                f"skorch's {cls.__name__} scores the skorch net's raw outputs (logits) "
+                "with y_pred from batch events, which this estimator's training steps do "
+                "not pass; use early_stopping=True (the history then holds valid_score "
+                "and valid_loss) or score the estimator on data of your own in a "
+                "callback's on_epoch_end.",
+            )
+        monitor = getattr(cb, "monitor", None) if not isinstance(cb, type) else (
+            getattr(inspect.signature(cls).parameters.get("monitor"), "default", None))
+        validating = self.early_stopping and SOLVERS[self.solver].stochastic
+        if isinstance(monitor, str) and monitor.startswith("valid_") and not validating:
+            suffix = "_best" if monitor.endswith("_best") else ""
+            raise invalid_combination(
+                self, "callbacks", item,
+                f"{cls.__name__} monitors {monitor!r}, a record the history holds only "
+                "with early_stopping=True and a mini-batch solver (the estimator then "
+                "scores validation_fraction of the rows after every epoch); set "
+                "early_stopping=True (and a large n_iter_no_change to let the callback "
+                "decide when to stop), or monitor a training record, e.g. "
+                f"{cls.__name__}(monitor='train_loss{suffix}').",
+            )
 
     def _check_same_architecture(self, incremental):
         changed = sorted(

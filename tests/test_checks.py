@@ -105,3 +105,44 @@ def test_dependent_params_cover_every_schedule_and_solver_parameter():
     assert (schedule | solver) - always <= names
     for cls in (DeepMLPClassifier, DeepMLPRegressor):
         assert names <= set(cls().get_params()) | {"huber_delta"}
+
+
+@pytest.mark.parametrize("callback, match", [
+    # Issue 24: a TypeError deep in the fit ("on_batch_end() missing ... 'y_pred'",
+    # "All the 4 fits failed" in a search) or a KeyError on 'valid_loss'.
+    ("EpochScoring", r"EpochScoring scores the skorch net's raw outputs.*early_stopping=True"),
+    ("BatchScoring", r"BatchScoring scores the skorch net's raw outputs"),
+    ("EarlyStopping", r"EarlyStopping monitors 'valid_loss'.*early_stopping=True.*"
+                      r"EarlyStopping\(monitor='train_loss'\)"),
+    ("EarlyStopping class", r"EarlyStopping monitors 'valid_loss'"),
+    ("Checkpoint", r"Checkpoint monitors 'valid_loss_best'.*"
+                   r"Checkpoint\(monitor='train_loss_best'\)"),
+    ("ReduceLROnPlateau", r"LRScheduler monitors 'valid_loss'"),
+], ids=lambda v: v if " " not in v else None)
+def test_skorch_callbacks_that_cannot_work_are_refused_with_what_to_do(callback, match,
+                                                                      tmp_path):
+    from skorch import callbacks as cbs
+
+    from sklearn_deepnet._validation import InvalidParameterError
+
+    made = {
+        "EpochScoring": lambda: cbs.EpochScoring("accuracy"),
+        "BatchScoring": lambda: cbs.BatchScoring("accuracy"),
+        "EarlyStopping": lambda: cbs.EarlyStopping(),
+        "EarlyStopping class": lambda: cbs.EarlyStopping,
+        "Checkpoint": lambda: cbs.Checkpoint(dirname=str(tmp_path)),
+        "ReduceLROnPlateau": lambda: cbs.LRScheduler("ReduceLROnPlateau", monitor="valid_loss"),
+    }[callback]()
+    with pytest.raises(InvalidParameterError, match=match):
+        DeepMLPClassifier(**FAST, callbacks=[made]).fit(Xc, yc)
+
+
+def test_validation_monitors_work_with_early_stopping(tmp_path):
+    from skorch.callbacks import Checkpoint, EarlyStopping
+
+    clf = DeepMLPClassifier(hidden_layer_sizes=(8,), max_iter=30, random_state=0,
+                            early_stopping=True, n_iter_no_change=100,
+                            callbacks=[EarlyStopping(patience=2, threshold=10.0),
+                                       Checkpoint(dirname=str(tmp_path))]).fit(Xc, yc)
+    assert clf.net_.stop_reason == "callback EarlyStopping" and clf.n_iter_ == 3
+    assert (tmp_path / "params.pt").exists()
