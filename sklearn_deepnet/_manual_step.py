@@ -34,7 +34,6 @@ from ._torch_compat import (
     batch_norm_kernels_usable,
     foreach_add_,
     fused_adam_kernel,
-    has_hooks,
     kernel_fallbacks,
     optimizer_step,
 )
@@ -120,8 +119,8 @@ OUTPUT_GRADIENTS = {
 
 
 def _manual_activation(act):
-    factory = MANUAL_ACTIVATIONS.get(type(act))
-    return None if factory is None or has_hooks(act) else factory(act)
+    """``(forward, backward)`` of an activation ``manual_blockers`` accepted."""
+    return MANUAL_ACTIVATIONS[type(act)](act)
 
 
 # What each leaf module the step runs may hold: exactly these parameters and
@@ -244,12 +243,20 @@ def manual_blockers(module, per_sample_loss, device):
     return _kernel_blocker(module)
 
 
+def _network_kernels(module):
+    """The ACTIVATION_BACKWARD entries the hidden layers need (sorted), and
+    whether the network has BatchNorm (the batch-norm kernels)."""
+    activations = sorted({_BACKWARD_KERNEL[type(block.activation)] for block in module.hidden
+                          if type(block.activation) in _BACKWARD_KERNEL})
+    return activations, any(isinstance(m, nn.BatchNorm1d) for m in module.modules())
+
+
 def kernels_used(module, optimizer):
     """Names (as :func:`~._torch_compat.kernel_fallbacks` reports them) of the
     private kernels training ``module`` with ``optimizer`` may use."""
-    names = {ACTIVATION_BACKWARD[_BACKWARD_KERNEL[type(block.activation)]].key
-             for block in module.hidden if type(block.activation) in _BACKWARD_KERNEL}
-    if any(isinstance(m, nn.BatchNorm1d) for m in module.modules()):
+    activations, batch_norm = _network_kernels(module)
+    names = {ACTIVATION_BACKWARD[name].key for name in activations}
+    if batch_norm:
         names.add("_native_batch_norm")
     names.add("fused " + type(optimizer).__name__)  # (built foreach when it failed)
     if isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW):
@@ -264,15 +271,13 @@ def _kernel_blocker(module):
     BatchNorm, 5 x 100, batch 32: 0.32 s against 0.26 s eager), so a kernel
     that is missing or failed its check (``_torch_compat``) means the eager step.
     """
-    needed = {_BACKWARD_KERNEL[type(block.activation)] for block in module.hidden
-              if type(block.activation) in _BACKWARD_KERNEL}
-    for name in sorted(needed):
+    activations, batch_norm = _network_kernels(module)
+    for name in activations:
         kernel = ACTIVATION_BACKWARD[name]
         if not kernel.usable():
             return (f"the private {name} backward kernel is not used "
                     f"({kernel_fallbacks([kernel.key])[kernel.key]})")
-    norms = [m for m in module.modules() if isinstance(m, nn.BatchNorm1d)]
-    if norms and not batch_norm_kernels_usable():
+    if batch_norm and not batch_norm_kernels_usable():
         return ("the private batch-norm kernels are not used "
                 f"({kernel_fallbacks(['_native_batch_norm'])['_native_batch_norm']})")
     return None

@@ -127,22 +127,15 @@ def fused_optimizer_usable(cls):
     builds the ``foreach`` implementation instead, and
     :func:`kernel_fallbacks` reports it under ``"fused " + cls.__name__``.
     """
-    key = "fused " + cls.__name__
-    if key not in _FUSED_OPTIMIZERS:
-        try:
-            fused, reference = (_one_problem_steps(cls, {"fused": True}),
-                                _one_problem_steps(cls, {"foreach": True}))
-            if not _close(fused, reference):
-                raise AssertionError("its steps differ from the foreach implementation")
-            _FUSED_OPTIMIZERS[key] = True
-            _FALLBACKS.pop(key, None)
-        except Exception as exc:
-            _FUSED_OPTIMIZERS[key] = False
-            _FALLBACKS[key] = f"{type(exc).__name__}: {exc}"[:300]
-    return _FUSED_OPTIMIZERS[key]
+    if cls not in _FUSED_OPTIMIZERS:
+        _FUSED_OPTIMIZERS[cls] = _Checked(
+            "fused " + cls.__name__, lambda: _one_problem_steps(cls, {"fused": True}),
+            lambda: _one_problem_steps(cls, {"foreach": True}), lambda: [((), {})],
+            requires=())
+    return _FUSED_OPTIMIZERS[cls].usable()
 
 
-_FUSED_OPTIMIZERS = {}
+_FUSED_OPTIMIZERS = {}  # optimizer class -> its _Checked fused step
 
 
 def _one_problem_steps(cls, impl, kwargs=None):
@@ -368,17 +361,23 @@ class _Checked:
 
     Parameters
     ----------
-    name : str
+    name : str or tuple of str
         The module global holding the private kernel (``None`` when this
-        torch lacks it, or tests switched it off).
+        torch lacks it, or tests switched it off), or several; the first is
+        the name :func:`kernel_fallbacks` reports.
     fast, public : callable
         The same computation through the kernel and in public operations.
     cases : callable
         ``cases()`` returns ``[(args, kwargs), ...]`` to compare both on.
+    requires : tuple of str or None, default=None
+        The module globals that must be present (``None``: those of ``name``;
+        ``()`` when ``name`` only labels a check, e.g. a fused optimizer's).
     """
 
-    def __init__(self, name, fast, public, cases):
+    def __init__(self, name, fast, public, cases, requires=None):
         self.name, self.fast, self.public, self.cases = name, fast, public, cases
+        self.requires = ((name,) if isinstance(name, str) else name) if requires is None \
+            else requires
         self.ok = None  # the check's verdict (None: not run yet)
         self._answer = (None, False)  # (generation, usable) last computed
 
@@ -387,8 +386,7 @@ class _Checked:
         generation, answer = self._answer
         if generation == _GENERATION[0]:  # the hot path: one comparison
             return answer
-        names = (self.name,) if isinstance(self.name, str) else self.name
-        missing = [n for n in names if globals()[n] is None]
+        missing = [n for n in self.requires if globals()[n] is None]
         if missing:
             _FALLBACKS[self.key] = f"not in this torch ({', '.join(missing)})"
             answer = False
@@ -548,13 +546,13 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, training, mom
     is the caller's); in evaluation mode the running statistics normalize.
     Returns ``(output, saved)``. ATen's kernels once they passed their check.
     """
-    forward = _bn_forward_fast if _BATCH_NORM.usable() else _bn_forward_public
+    forward = batch_norm_functions()[0]
     return forward(x, weight, bias, running_mean, running_var, training, momentum, eps)
 
 
 def batch_norm_backward(g, saved, weight, running_mean, running_var, eps, input_grad=True):
     """Gradients of BatchNorm: ``(input or None, weight, bias)``, from its output's ``g``."""
-    backward = _bn_backward_fast if _BATCH_NORM.usable() else _bn_backward_public
+    backward = batch_norm_functions()[1]
     return backward(g, saved, weight, running_mean, running_var, eps, input_grad)
 
 
@@ -737,6 +735,6 @@ def _recheck_for_tests():
     """Forget every check's verdict, so the next use checks again (tests only)."""
     for checked in (*ACTIVATION_BACKWARD.values(), _BATCH_NORM, *_FUSED_ADAM.values()):
         checked.ok = None
-    _FUSED_OPTIMIZERS.clear()
+    _FUSED_OPTIMIZERS.clear()  # (built anew, for the class as it is now)
     _FALLBACKS.clear()
     _GENERATION[0] += 1

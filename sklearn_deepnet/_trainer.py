@@ -267,6 +267,7 @@ class TrainingNet(NeuralNet):
         # ((weights, optimizer state), history rows) at the start of the epoch
         # in progress; None between epochs (read by _persist.net_to_state).
         self.epoch_start = None
+        self.step_built_for = None  # what the current step was built for (_step_choice)
 
     def get_default_callbacks(self):
         """Only the epoch timer: losses are recorded by the epoch loop."""
@@ -395,7 +396,7 @@ class TrainingNet(NeuralNet):
     def _make_step(self, data, needs_gradients):
         # Layers that start training (unfrozen) may lack optimizer state.
         complete_momentum_buffers(self.optimizer_)
-        _, name, reason = self._step_choice(data, needs_gradients)
+        self.step_built_for, name, reason = self._step_choice(data, needs_gradients)
         args = (self.module_, self.criterion_, self.optimizer_, self.regularization)
         if not SOLVERS[self.solver].stochastic:
             self.engine, self.engine_reason = "lbfgs", None
@@ -505,7 +506,6 @@ class TrainingNet(NeuralNet):
         events = _BatchEvents(self) if self._wants_batch_events() else None
         needs_gradients = events is not None and events.wants_gradients
         step = self._make_step(data, needs_gradients)
-        built_for = self._step_choice(data, needs_gradients)[0]
         global_rng = self.draws_random_numbers()
         released = False
 
@@ -525,8 +525,7 @@ class TrainingNet(NeuralNet):
                     good = self.snapshot_state()
                     self.epoch_start = (good, n_rows)
                     self.notify("on_epoch_begin", dataset_train=data, dataset_valid=None)
-                    now = self._step_choice(data, needs_gradients)[0]
-                    if now != built_for:
+                    if self._step_choice(data, needs_gradients)[0] != self.step_built_for:
                         # A callback froze or unfroze parameters (e.g. the
                         # estimator's unfreeze_after), attached a hook or a
                         # parametrization, replaced a layer, the module or the
@@ -534,7 +533,6 @@ class TrainingNet(NeuralNet):
                         # storage: the step is built for the module as it was.
                         step.release()
                         step = self._make_step(data, needs_gradients)
-                        built_for = now
                     self.history.record("lr", _plain(self.optimizer_.param_groups[0]["lr"]))
                     total = step.run_epoch(batches, events)
                     if events is not None:
