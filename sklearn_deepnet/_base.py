@@ -59,6 +59,7 @@ from ._validation import (
     check_sample_weight,
     check_weight_range,
     invalid_parameter,
+    is_number,
     resolve_device,
 )
 
@@ -93,7 +94,6 @@ _ARCHITECTURE_PARAMS = (
 )
 _SOLVER_PARAMS = ("learning_rate_init", "momentum", "nesterovs_momentum", "beta_1", "beta_2",
                   "epsilon", "rho")
-
 
 
 def _mlp(n_features, n_outputs, arch):
@@ -671,11 +671,19 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
         X = self._validated_X(X)  # (first: NotFittedError before net_ is read)
         return predict_raw(self._served_module(), X, self.net_.device)
 
+    def _check_return_std(self, return_std):
+        """``return_std=True`` (the spread of the MC-dropout passes) needs passes to spread."""
+        if return_std and self.mc_dropout < 2:
+            raise ValueError(
+                f"return_std=True needs mc_dropout >= 2 (stochastic passes with dropout "
+                f"active); got mc_dropout={self.mc_dropout}."
+            )
+
     def _predict_raw_passes(self, X):
         """Raw outputs of every prediction pass, shape ``(n_passes, n, n_outputs)``:
         ``mc_dropout`` stochastic passes, or the one deterministic pass."""
-        if not (isinstance(self.mc_dropout, Integral) and not isinstance(self.mc_dropout, bool)
-                and self.mc_dropout >= 0):  # (set_params after fit skips fit's validation)
+        # (set_params after fit skips fit's validation)
+        if not (is_number(self.mc_dropout, Integral) and self.mc_dropout >= 0):
             raise invalid_parameter(self, "mc_dropout", "an int >= 0", self.mc_dropout)
         if not self.mc_dropout:
             return self._predict_raw(X)[None]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,7 +25,7 @@ from ._optim import SOLVERS, resolve_weight_decay
 from ._reuse import check_reuse_params
 from ._schedules import SCHEDULES
 from ._trainer import BATCH_EVENTS, OWN_CALLBACKS, implements_event
-from ._validation import invalid_combination, invalid_parameter, resolve_device
+from ._validation import invalid_combination, invalid_parameter, is_number, resolve_device
 
 __all__ = ["DEPENDENT_PARAMS", "RESERVED_CALLBACK_NAMES", "ParameterChecks", "column_moments"]
 
@@ -36,31 +36,28 @@ RESERVED_CALLBACK_NAMES = OWN_CALLBACKS
 _ALWAYS_USED = {"tol", "n_iter_no_change", "max_iter"}
 
 
-def _schedule_rows():
-    """Rows of DEPENDENT_PARAMS read off the schedule table (one source of truth)."""
-    names = sorted({p for row in SCHEDULES.values() for p in row.params} - _ALWAYS_USED)
-    rows = []
-    for name in names:
-        users = [k for k, row in SCHEDULES.items() if name in row.params]
-        rows.append((name, lambda est, name=name: name in SCHEDULES[est.learning_rate].params,
-                     "learning_rate in " + "/".join(map(repr, users))))
-    return rows
+def _table_rows(table, reads, choice):
+    """Rows of DEPENDENT_PARAMS read off one table (one source of truth).
 
-
-def _solver_rows():
-    """Rows of DEPENDENT_PARAMS read off the optimizer table."""
-    names = sorted({p for row in SOLVERS.values() for p in row.uses}
-                   - _ALWAYS_USED - {"weight_decay"})  # (weight_decay: resolve_weight_decay)
-    rows = []
-    for name in names:
-        users = [k for k, row in SOLVERS.items() if name in row.uses]
-        rows.append((name, lambda est, name=name: name in SOLVERS[est.solver].uses,
-                     "solver in " + "/".join(map(repr, users))))
-    return rows
+    Every hyperparameter some row ``reads`` is used when the row the estimator
+    chose (its parameter ``choice``) reads it. (``weight_decay``:
+    ``resolve_weight_decay`` reports it.)
+    """
+    names = sorted({p for row in table.values() for p in reads(row)}
+                   - _ALWAYS_USED - {"weight_decay"})
+    return [(name, lambda est, name=name: name in reads(table[getattr(est, choice)]),
+             f"{choice} in " + "/".join(repr(k) for k, row in table.items()
+                                        if name in reads(row)))
+            for name in names]
 
 
 def _stochastic(est):
     return SOLVERS[est.solver].stochastic
+
+
+def _validating(est):
+    """Whether a fit scores a validation split (early stopping, mini-batch solvers)."""
+    return est.early_stopping and _stochastic(est)
 
 
 def _batch_norm(est):
@@ -73,15 +70,14 @@ def _batch_norm(est):
 #: ``l1_ratio``): it has no effect there. Rows of the estimator's other class
 #: only (``huber_delta``) are skipped.
 DEPENDENT_PARAMS = [
-    *_schedule_rows(),
-    *_solver_rows(),
+    *_table_rows(SCHEDULES, lambda row: row.params, "learning_rate"),
+    *_table_rows(SOLVERS, lambda row: row.uses, "solver"),
     *[(name, _stochastic, "mini-batch solvers (not 'lbfgs')")
       for name in ("learning_rate_init", "batch_size", "shuffle", "early_stopping",
                    "n_iter_no_change")],
     ("n_threads", lambda est: resolve_device(est, est.device).type == "cpu",
      "training on the CPU"),
-    ("validation_fraction", lambda est: est.early_stopping and _stochastic(est),
-     "early_stopping=True with a mini-batch solver"),
+    ("validation_fraction", _validating, "early_stopping=True with a mini-batch solver"),
     ("l1_ratio", lambda est: est.alpha > 0, "alpha > 0"),
     ("nesterovs_momentum", lambda est: est.momentum > 0, "momentum > 0"),
     ("tol", lambda est: not _stochastic(est) or est.n_iter_no_change != math.inf,
@@ -96,8 +92,7 @@ DEPENDENT_PARAMS = [
 
 
 def _differs(value, default):
-    if isinstance(value, Real) and isinstance(default, Real) and not isinstance(
-            value, bool) and not isinstance(default, bool):
+    if is_number(value) and is_number(default):
         return value != default
     return not (value is default or (type(value) is type(default) and value == default))
 
@@ -136,8 +131,7 @@ class ParameterChecks:
         """Cross-parameter checks that constraints cannot express."""
         sizes = self.hidden_layer_sizes
         sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
-        if not all(isinstance(s, Integral) and not isinstance(s, bool) and s >= 1
-                   for s in sizes):
+        if not all(is_number(s, Integral) and s >= 1 for s in sizes):
             raise invalid_parameter(
                 self, "hidden_layer_sizes", "a sequence of positive ints",
                 self.hidden_layer_sizes,
@@ -221,15 +215,13 @@ class ParameterChecks:
                 "(one more rate than milestones).",
             )
         milestones, values = list(milestones), list(values)
-        ok = (all(isinstance(m, Integral) and not isinstance(m, bool) and m >= 1
-                  for m in milestones)
+        ok = (all(is_number(m, Integral) and m >= 1 for m in milestones)
               and all(a < b for a, b in zip(milestones, milestones[1:], strict=False)))
         if not ok:
             raise invalid_parameter(
                 self, "lr_milestones", "increasing positive epoch numbers", self.lr_milestones)
         if len(values) != len(milestones) + 1 or not all(
-                isinstance(v, Real) and not isinstance(v, bool) and 0 < v < math.inf
-                for v in values):
+                is_number(v) and 0 < v < math.inf for v in values):
             raise invalid_combination(
                 self, "lr_values", self.lr_values,
                 f"lr_values needs {len(milestones) + 1} positive finite rates (one more "
@@ -329,8 +321,7 @@ class ParameterChecks:
             )
         monitor = getattr(cb, "monitor", None) if not isinstance(cb, type) else (
             getattr(inspect.signature(cls).parameters.get("monitor"), "default", None))
-        validating = self.early_stopping and SOLVERS[self.solver].stochastic
-        if isinstance(monitor, str) and monitor.startswith("valid_") and not validating:
+        if isinstance(monitor, str) and monitor.startswith("valid_") and not _validating(self):
             suffix = "_best" if monitor.endswith("_best") else ""
             raise invalid_combination(
                 self, "callbacks", item,

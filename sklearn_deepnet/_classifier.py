@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 from scipy.special import expit, log_expit, log_softmax, softmax
@@ -20,7 +20,7 @@ from ._base import BaseDeepMLP, consistent
 from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS
 from ._losses import PerSampleLoss, classification_loss
 from ._reuse import unlabeled_mask
-from ._validation import StrOptions, check_no_missing_targets, fit_context
+from ._validation import StrOptions, check_no_missing_targets, fit_context, is_number
 
 
 class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
@@ -320,8 +320,7 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
             raise ValueError(
                 f"class_weight has labels not in classes_ {self.classes_.tolist()}: {unknown}."
             )
-        bad = {k: v for k, v in cw.items() if not (
-            isinstance(v, Real) and not isinstance(v, bool) and np.isfinite(v) and v >= 0)}
+        bad = {k: v for k, v in cw.items() if not (is_number(v) and np.isfinite(v) and v >= 0)}
         if bad:
             raise ValueError(
                 f"class_weight values must be finite non-negative numbers (a weight of 0 "
@@ -424,12 +423,7 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         proba_std : ndarray of shape (n_samples, n_classes)
             Only with ``return_std=True``: the passes' standard deviation.
         """
-        if return_std and not (isinstance(self.mc_dropout, Integral)
-                               and self.mc_dropout >= 2):
-            raise ValueError(
-                f"return_std=True needs mc_dropout >= 2 (stochastic passes with dropout "
-                f"active); got mc_dropout={self.mc_dropout!r}."
-            )
+        self._check_return_std(return_std)
         passes = self._predict_raw_passes(X).astype(np.float64)
         probas = np.stack([self._proba_from_raw(raw) for raw in passes])
         proba = probas.mean(axis=0)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 from sklearn.base import clone
 from skorch.callbacks import Callback
 
 from ._optim import SOLVERS
+from ._validation import is_number
 
 __all__ = ["LearningRateFinder", "find_learning_rate"]
 
@@ -115,20 +116,16 @@ def _smooth(losses, beta=0.9):
     return out
 
 
-def _is_number(value, kind=Real):
-    return isinstance(value, kind) and not isinstance(value, bool)
-
-
 def _check_finder_args(min_lr, max_lr, n_steps, blowup):
     """Each argument of :func:`find_learning_rate` is a number in its range, or a ValueError."""
     problems = []
-    if not (_is_number(min_lr) and 0 < min_lr < math.inf):
+    if not (is_number(min_lr) and 0 < min_lr < math.inf):
         problems.append(f"min_lr must be a finite float > 0, got {min_lr!r}")
-    elif not (_is_number(max_lr) and min_lr < max_lr < math.inf):
+    elif not (is_number(max_lr) and min_lr < max_lr < math.inf):
         problems.append(f"max_lr must be a finite float > min_lr={min_lr!r}, got {max_lr!r}")
-    if not (_is_number(n_steps, Integral) and n_steps >= 2):
+    if not (is_number(n_steps, Integral) and n_steps >= 2):
         problems.append(f"n_steps must be an int >= 2, got {n_steps!r}")
-    if not (_is_number(blowup) and 1 < blowup < math.inf):
+    if not (is_number(blowup) and 1 < blowup < math.inf):
         problems.append(f"blowup must be a finite float > 1, got {blowup!r}")
     if problems:
         raise ValueError("find_learning_rate: " + "; ".join(problems) + ".")

@@ -303,11 +303,7 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
         y_std : ndarray of the same shape
             Only with ``return_std=True``.
         """
-        if return_std and self.mc_dropout < 2:
-            raise ValueError(
-                f"return_std=True needs mc_dropout >= 2 (stochastic passes with dropout "
-                f"active); got mc_dropout={self.mc_dropout}."
-            )
+        self._check_return_std(return_std)
         passes = np.stack([self._predict_from_raw(raw) for raw in self._predict_raw_passes(X)])
         mean = passes.mean(axis=0).astype(self._output_dtype, copy=False)
         if return_std:

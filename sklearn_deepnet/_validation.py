@@ -34,10 +34,20 @@ __all__ = [
     "fit_context",
     "invalid_combination",
     "invalid_parameter",
+    "is_number",
     "resolve_device",
 ]
 
 fit_context = _fit_context
+
+
+def is_number(value, kind=Real):
+    """Whether ``value`` is an instance of ``kind`` (``Real``, ``Integral``) and not a bool.
+
+    ``True`` and ``False`` are ``Integral`` (and ``Real``) in Python; no count,
+    rate or weight of the estimators is ever a switch.
+    """
+    return isinstance(value, kind) and not isinstance(value, bool)
 
 
 class Interval(_Interval):
