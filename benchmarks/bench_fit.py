@@ -51,7 +51,7 @@ from torch import nn
 
 import sklearn_deepnet
 from sklearn_deepnet import DeepMLPClassifier
-from sklearn_deepnet._module import MLP
+from sklearn_deepnet._engine.module import MLP
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fashion_mnist  # noqa: E402

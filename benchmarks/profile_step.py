@@ -34,11 +34,11 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_fit import SETTINGS  # noqa: E402
 
-from sklearn_deepnet._losses import multiclass_log_loss  # noqa: E402
-from sklearn_deepnet._manual_step import ManualStep  # noqa: E402
-from sklearn_deepnet._module import MLP  # noqa: E402
-from sklearn_deepnet._optim import build_optimizer  # noqa: E402
-from sklearn_deepnet._steps import EagerStep, Regularization  # noqa: E402
+from sklearn_deepnet._engine.fast_step import ManualStep  # noqa: E402
+from sklearn_deepnet._engine.losses import multiclass_log_loss  # noqa: E402
+from sklearn_deepnet._engine.module import MLP  # noqa: E402
+from sklearn_deepnet._engine.optim import build_optimizer  # noqa: E402
+from sklearn_deepnet._engine.steps import EagerStep, Regularization  # noqa: E402
 
 HP = dict(learning_rate_init=1e-3, momentum=0.9, nesterovs_momentum=True, beta_1=0.9,
           beta_2=0.999, epsilon=1e-8, rho=0.9, weight_decay=0.0)

@@ -1,7 +1,7 @@
 """scikit-learn estimators for deep multi-layer perceptrons, trained with PyTorch."""
 
 from ._classifier import DeepMLPClassifier
-from ._init import VarianceScaling
+from ._engine.init import VarianceScaling
 from ._lr_finder import LearningRateFinder, find_learning_rate
 from ._persist import TRUSTED_TYPES
 from ._presets import recommended_params

@@ -16,11 +16,11 @@ from sklearn.base import BaseEstimator, is_regressor
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._activations import ACTIVATIONS
 from ._callbacks import ConvergenceMonitor, LayerFreezer, ProgressBar, wants_progress_bar
 from ._checks import ParameterChecks
 from ._diagnostics import Diagnostics, history_frame
-from ._engine import (
+from ._engine.activations import ACTIVATIONS
+from ._engine.data import (
     RowSubset,
     TensorData,
     choose_num_threads,
@@ -29,10 +29,12 @@ from ._engine import (
     to_tensor,
     torch_threads,
 )
-from ._inference import predict_raw, predict_raw_mc, seeded_global_rng, weights_copy
-from ._init import INITIALIZERS, VarianceScaling
-from ._module import MLP
-from ._optim import SOLVERS, build_optimizer
+from ._engine.inference import predict_raw, predict_raw_mc, seeded_global_rng, weights_copy
+from ._engine.init import INITIALIZERS, VarianceScaling
+from ._engine.kernels import optimizer_state_dict
+from ._engine.module import MLP
+from ._engine.optim import SOLVERS, build_optimizer
+from ._engine.steps import Regularization
 from ._outcome import fit_outcome
 from ._persist import (
     FIT_OWNER,
@@ -46,8 +48,6 @@ from ._persist import (
 )
 from ._reuse import KeepsSource, reuse_warnings, start_network_
 from ._schedules import SCHEDULES
-from ._steps import Regularization
-from ._torch_compat import optimizer_state_dict
 from ._trainer import TrainingNet
 from ._validation import (
     Integral,

@@ -19,7 +19,7 @@ import threading
 
 from skorch.callbacks import Callback
 
-from ._inference import predict_raw
+from ._engine.inference import predict_raw
 
 __all__ = ["ConvergenceMonitor", "LayerFreezer", "ProgressBar", "wants_progress_bar"]
 

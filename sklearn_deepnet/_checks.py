@@ -18,10 +18,10 @@ import scipy.sparse as sp
 import torch
 from skorch.callbacks import BatchScoring, Callback, EpochScoring, LRScheduler
 
-from ._activations import build_activation, check_activation_alpha, is_self_normalizing
-from ._inference import GLOBAL_RNG_LOCK
-from ._init import VarianceScaling
-from ._optim import SOLVERS, resolve_weight_decay
+from ._engine.activations import build_activation, check_activation_alpha, is_self_normalizing
+from ._engine.inference import GLOBAL_RNG_LOCK
+from ._engine.init import VarianceScaling
+from ._engine.optim import SOLVERS, resolve_weight_decay
 from ._reuse import check_reuse_params
 from ._schedules import SCHEDULES
 from ._trainer import BATCH_EVENTS, OWN_CALLBACKS, implements_event

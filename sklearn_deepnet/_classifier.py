@@ -18,7 +18,7 @@ from sklearn.utils.validation import column_or_1d
 
 from ._base import BaseDeepMLP, consistent
 from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS
-from ._losses import PerSampleLoss, classification_loss
+from ._engine.losses import PerSampleLoss, classification_loss
 from ._reuse import unlabeled_mask
 from ._validation import StrOptions, check_no_missing_targets, fit_context, is_number
 

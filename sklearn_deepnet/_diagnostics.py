@@ -39,8 +39,8 @@ import torch
 from skorch.callbacks import Callback
 from torch import nn
 
-from ._inference import GLOBAL_RNG_LOCK
-from ._module import RANDOM_IN_TRAINING
+from ._engine.inference import GLOBAL_RNG_LOCK
+from ._engine.module import RANDOM_IN_TRAINING
 
 __all__ = ["PROBE_ROWS", "STATISTICS", "Diagnostics", "history_frame", "layer_statistics"]
 

@@ -6,9 +6,9 @@ activation, initializer or optimizer shows up in the docstrings by itself.
 
 from __future__ import annotations
 
-from ._activations import ACTIVATIONS
-from ._init import INITIALIZERS
-from ._optim import SOLVERS
+from ._engine.activations import ACTIVATIONS
+from ._engine.init import INITIALIZERS
+from ._engine.optim import SOLVERS
 from ._schedules import SCHEDULES
 
 

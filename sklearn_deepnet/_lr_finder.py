@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.base import clone
 from skorch.callbacks import Callback
 
-from ._optim import SOLVERS
+from ._engine.optim import SOLVERS
 from ._validation import is_number
 
 __all__ = ["LearningRateFinder", "find_learning_rate"]

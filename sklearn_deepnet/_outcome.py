@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sklearn.exceptions import ConvergenceWarning
 
-from ._optim import SOLVERS
+from ._engine.optim import SOLVERS
 
 __all__ = ["fit_outcome"]
 

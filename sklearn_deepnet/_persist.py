@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from skorch.history import History
 
-from ._inference import GLOBAL_RNG_LOCK
-from ._optim import separate_step_counters
-from ._torch_compat import optimizer_load_state_dict, optimizer_state_dict
+from ._engine.inference import GLOBAL_RNG_LOCK
+from ._engine.kernels import optimizer_load_state_dict, optimizer_state_dict
+from ._engine.optim import separate_step_counters
 
 __all__ = [
     "FIT_OWNER", "FIT_STARTED", "SERVING", "TRAINING", "TRUSTED_TYPES", "PersistsState",
@@ -263,7 +263,7 @@ def net_from_state(state, module, criterion):
     criterion : PerSampleLoss
         The per-sample loss.
     """
-    from ._steps import Regularization
+    from ._engine.steps import Regularization
     from ._trainer import TrainingNet
 
     device = _load_device(state["device"])

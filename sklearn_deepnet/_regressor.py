@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_array, column_or_1d
 
 from ._base import BaseDeepMLP, consistent
 from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS
-from ._losses import OUT_ACTIVATIONS, REGRESSION_LOSSES, PerSampleLoss
+from ._engine.losses import OUT_ACTIVATIONS, REGRESSION_LOSSES, PerSampleLoss
 from ._validation import Interval, Real, StrOptions, check_no_missing_targets, fit_context
 
 _SCALE_Y = ("Scale the target, e.g. TransformedTargetRegressor(regressor=..., "

@@ -24,7 +24,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from ._optim import SOLVERS
+from ._engine.optim import SOLVERS
 from ._transfer import copy_layers_, matching_layers, pretrain_autoencoder_
 from ._validation import invalid_combination, invalid_parameter
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from skorch.callbacks import Callback
 
-from ._engine import Batches
+from ._engine.data import Batches
 
 __all__ = ["SCHEDULES", "EpochSchedule", "PlateauSchedule", "Schedule", "StepSchedule"]
 

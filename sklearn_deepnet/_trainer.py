@@ -6,7 +6,7 @@ skorch is good at: callbacks and their events, the ``History``,
 ``save_params``/``load_params``, device handling. It replaces skorch's data
 path and train step, which cost more than the arithmetic on small MLPs: the
 data are tensors converted once (see :mod:`._engine`), and each epoch is one
-call to a step's ``run_epoch`` (see :mod:`._steps`).
+call to a step's ``run_epoch`` (see :mod:`._engine.steps`).
 
 Callback events, in order, and what they receive besides the net:
 
@@ -50,19 +50,19 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback, EpochTimer
 
 from ._callbacks import ProgressBar
-from ._engine import Batches, TensorData, to_tensor
-from ._graph_step import GraphStep
-from ._inference import predict_raw
-from ._lbfgs import LbfgsStep
-from ._manual_step import ManualStep, kernels_used, layout_signature
-from ._optim import (
+from ._engine.data import Batches, TensorData, to_tensor
+from ._engine.fast_step import ManualStep, kernels_used, layout_signature
+from ._engine.graph_step import GraphStep
+from ._engine.inference import predict_raw
+from ._engine.kernels import kernel_fallbacks, optimizer_load_state_dict, optimizer_state_dict
+from ._engine.lbfgs import LbfgsStep
+from ._engine.optim import (
     SOLVERS,
     build_optimizer,
     complete_momentum_buffers,
     separate_step_counters,
 )
-from ._steps import EagerStep, Regularization, select_step
-from ._torch_compat import kernel_fallbacks, optimizer_load_state_dict, optimizer_state_dict
+from ._engine.steps import EagerStep, Regularization, select_step
 
 __all__ = ["BATCH_EVENTS", "OWN_CALLBACKS", "TrainingNet", "implements_event"]
 
@@ -383,7 +383,7 @@ class TrainingNet(NeuralNet):
 
         What it is built for: the module and optimizer objects, which
         parameters train, and for the hand-written step everything it reads
-        from the module when built (:func:`~._manual_step.layout_signature`).
+        from the module when built (:func:`~._engine.fast_step.layout_signature`).
         """
         name, reason = select_step(self.module_, self.criterion_, self.device,
                                    SOLVERS[self.solver], self.fast, needs_gradients,

@@ -1,6 +1,6 @@
 """What a new network starts from: layers reused from another network, autoencoder pretraining.
 
-Chapter 11's answers to scarce labels, as pure torch on :class:`~._module.MLP`
+Chapter 11's answers to scarce labels, as pure torch on :class:`~._engine.module.MLP`
 networks (the estimator decides when they apply, see ``BaseDeepMLP``):
 
 - **Transfer learning** (:func:`matching_layers`, :func:`copy_layers_`): the
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from ._losses import PerSampleLoss, squared_error
-from ._module import MLP
+from ._engine.losses import PerSampleLoss, squared_error
+from ._engine.module import MLP
 
 __all__ = ["copy_layers_", "matching_layers", "pretrain_autoencoder_"]
 

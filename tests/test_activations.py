@@ -4,7 +4,11 @@ import torch
 from torch import nn
 
 from sklearn_deepnet import DeepMLPClassifier
-from sklearn_deepnet._activations import ACTIVATIONS, build_activation, check_activation_alpha
+from sklearn_deepnet._engine.activations import (
+    ACTIVATIONS,
+    build_activation,
+    check_activation_alpha,
+)
 from sklearn_deepnet._validation import InvalidParameterError
 
 Z = torch.linspace(-3, 3, 61)

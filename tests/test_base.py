@@ -12,9 +12,9 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_deepnet import DeepMLPClassifier, DeepMLPRegressor
-from sklearn_deepnet._activations import ACTIVATIONS
-from sklearn_deepnet._init import INITIALIZERS
-from sklearn_deepnet._optim import SOLVERS
+from sklearn_deepnet._engine.activations import ACTIVATIONS
+from sklearn_deepnet._engine.init import INITIALIZERS
+from sklearn_deepnet._engine.optim import SOLVERS
 from sklearn_deepnet._validation import InvalidParameterError
 
 FAST = dict(hidden_layer_sizes=(16,), max_iter=5, random_state=0)
@@ -381,7 +381,7 @@ def test_failed_continuation_restores_weights_and_history(clf_data, monkeypatch)
 
 
 def test_split_rows_stratified_disjoint_and_proportional():
-    from sklearn_deepnet._engine import split_rows
+    from sklearn_deepnet._engine.data import split_rows
 
     labels = np.repeat([0, 1, 2, 4], [500, 300, 150, 50])  # class 3 absent
     rows = np.arange(1000, dtype=np.int32)

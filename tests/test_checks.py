@@ -10,7 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_deepnet import DeepMLPClassifier, DeepMLPRegressor, recommended_params
 from sklearn_deepnet._checks import DEPENDENT_PARAMS
-from sklearn_deepnet._optim import SOLVERS
+from sklearn_deepnet._engine.optim import SOLVERS
 from sklearn_deepnet._schedules import SCHEDULES
 
 Xc, yc = make_classification(n_samples=60, n_features=5, n_informative=3, random_state=0)

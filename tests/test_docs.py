@@ -9,10 +9,10 @@ import pytest
 import sklearn_deepnet
 import sklearn_deepnet.plot
 from sklearn_deepnet import DeepMLPClassifier, DeepMLPRegressor, VarianceScaling
-from sklearn_deepnet._activations import ACTIVATIONS
-from sklearn_deepnet._init import INITIALIZERS
-from sklearn_deepnet._losses import REGRESSION_LOSSES
-from sklearn_deepnet._optim import SOLVERS
+from sklearn_deepnet._engine.activations import ACTIVATIONS
+from sklearn_deepnet._engine.init import INITIALIZERS
+from sklearn_deepnet._engine.losses import REGRESSION_LOSSES
+from sklearn_deepnet._engine.optim import SOLVERS
 from sklearn_deepnet._schedules import SCHEDULES
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from sklearn_deepnet import DeepMLPClassifier
-from sklearn_deepnet._engine import Batches, RowSubset, TensorData, choose_num_threads
+from sklearn_deepnet._engine.data import Batches, RowSubset, TensorData, choose_num_threads
 
 
 def _data(n):
@@ -164,7 +164,7 @@ def test_row_subset_gathers_rows_into_a_reused_buffer():
 def test_torch_threads_shares_the_cores_between_threads_and_restores_each_count():
     import threading
 
-    from sklearn_deepnet._engine import torch_threads
+    from sklearn_deepnet._engine.data import torch_threads
 
     caller = torch.get_num_threads()
     seen = {}

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from sklearn_deepnet import DeepMLPClassifier
-from sklearn_deepnet._activations import ACTIVATIONS
-from sklearn_deepnet._inference import predict_raw
-from sklearn_deepnet._module import MLP
+from sklearn_deepnet._engine.activations import ACTIVATIONS
+from sklearn_deepnet._engine.inference import predict_raw
+from sklearn_deepnet._engine.module import MLP
 
 
 def _net(activation="relu", widths=(64, 33), n_outputs=3, seed=0, **kwargs):

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from sklearn_deepnet import DeepMLPClassifier, VarianceScaling
-from sklearn_deepnet._init import INITIALIZERS, resolve_initializer
-from sklearn_deepnet._module import MLP
+from sklearn_deepnet._engine.init import INITIALIZERS, resolve_initializer
+from sklearn_deepnet._engine.module import MLP
 from sklearn_deepnet._validation import InvalidParameterError
 
 FAN_IN, FAN_OUT = 1200, 800
@@ -49,7 +49,7 @@ def test_general_variance_scaling(mode, fan, distribution):
      ("identity", "glorot_uniform")],
 )
 def test_auto_follows_table_11_1(activation, expected):
-    from sklearn_deepnet._activations import activation_init_family
+    from sklearn_deepnet._engine.activations import activation_init_family
 
     assert resolve_initializer("auto", activation_init_family(activation)) == INITIALIZERS[
         expected

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from sklearn_deepnet._losses import (
+from sklearn_deepnet._engine.losses import (
     REGRESSION_LOSSES,
     PerSampleLoss,
     binary_log_loss,

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from sklearn_deepnet import DeepMLPClassifier
-from sklearn_deepnet._module import MLP
+from sklearn_deepnet._engine.module import MLP
 
 
 def _kinds(block):

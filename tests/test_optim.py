@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from sklearn_deepnet import DeepMLPClassifier
-from sklearn_deepnet._optim import SOLVERS
+from sklearn_deepnet._engine.optim import SOLVERS
 from sklearn_deepnet._validation import InvalidParameterError
 
 EXPECTED = {
@@ -170,7 +170,8 @@ def test_lbfgs_refuses_stochastic_settings(param, value):
 
 
 def test_lbfgs_regression_sample_weight_and_chunks(reg_data, monkeypatch):
-    from sklearn_deepnet import DeepMLPRegressor, _lbfgs
+    from sklearn_deepnet import DeepMLPRegressor
+    from sklearn_deepnet._engine import lbfgs as _lbfgs
 
     X, y = reg_data
     w = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
@@ -210,7 +211,7 @@ def test_lbfgs_ignores_early_stopping_and_refuses_batch_callbacks_as_sklearn():
 
 
 def test_lbfgs_with_batch_norm_sees_all_rows_at_once(monkeypatch):
-    from sklearn_deepnet import _lbfgs
+    from sklearn_deepnet._engine import lbfgs as _lbfgs
 
     X, y = _digits3()
     monkeypatch.setattr(_lbfgs, "LBFGS_CHUNK_ROWS", 199)  # would leave a 1-row chunk
@@ -226,8 +227,8 @@ def test_sgd_is_scikit_learns_update_also_when_the_rate_changes(nesterov):
     # changing rate (invscaling, adaptive) solver="sgd" computed another update.
     from sklearn.neural_network._stochastic_optimizers import SGDOptimizer
 
-    from sklearn_deepnet._optim import build_optimizer, scikit_learn_velocity_
-    from sklearn_deepnet._torch_compat import optimizer_step
+    from sklearn_deepnet._engine.kernels import optimizer_step
+    from sklearn_deepnet._engine.optim import build_optimizer, scikit_learn_velocity_
 
     HP = dict(learning_rate_init=0.2, momentum=0.9, nesterovs_momentum=True, beta_1=0.9,
               beta_2=0.999, epsilon=1e-8, rho=0.9, weight_decay=0.0)

@@ -11,7 +11,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_deepnet import DeepMLPClassifier, DeepMLPRegressor
-from sklearn_deepnet._module import MLP
+from sklearn_deepnet._engine.module import MLP
 from sklearn_deepnet._transfer import autoencoder_for
 from sklearn_deepnet._validation import InvalidParameterError
 

@@ -8,7 +8,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_deepnet import DeepMLPClassifier
-from sklearn_deepnet._module import MLP
+from sklearn_deepnet._engine.module import MLP
 
 
 def _layer_stats(module, X):

@@ -10,16 +10,16 @@ import pytest
 import torch
 
 from sklearn_deepnet import DeepMLPClassifier, DeepMLPRegressor
-from sklearn_deepnet._losses import (
+from sklearn_deepnet._engine.fast_step import ManualStep, manual_blockers
+from sklearn_deepnet._engine.losses import (
     REGRESSION_LOSSES,
     binary_log_loss,
     multiclass_log_loss,
     squared_error,
 )
-from sklearn_deepnet._manual_step import ManualStep, manual_blockers
-from sklearn_deepnet._module import MLP
-from sklearn_deepnet._optim import SOLVERS, build_optimizer
-from sklearn_deepnet._steps import (
+from sklearn_deepnet._engine.module import MLP
+from sklearn_deepnet._engine.optim import SOLVERS, build_optimizer
+from sklearn_deepnet._engine.steps import (
     EagerStep,
     Regularization,
     apply_max_norm,
@@ -255,7 +255,7 @@ def test_manual_dropout_draws_what_nn_dropout_draws():
     for layer in (torch.nn.Dropout(0.3), torch.nn.AlphaDropout(0.3)):
         module = MLP(9, [9], 2, dropout=0.3,
                      activation="selu" if isinstance(layer, torch.nn.AlphaDropout) else "relu")
-        from sklearn_deepnet._manual_step import _Layer
+        from sklearn_deepnet._engine.fast_step import _Layer
 
         manual = _Layer(module.hidden[0])
         torch.manual_seed(0)
@@ -363,8 +363,8 @@ def test_clipping_bounds_updates_end_to_end(kind, reg_data):
 
 # ----------------------------------------------------------------- CUDA graphs
 def _graph_vs_eager(module_kwargs, solver, step_kwargs, n=203, batch=32, epochs=2, loss=None):
-    from sklearn_deepnet._engine import Batches, TensorData
-    from sklearn_deepnet._graph_step import GraphStep
+    from sklearn_deepnet._engine.data import Batches, TensorData
+    from sklearn_deepnet._engine.graph_step import GraphStep
 
     loss = loss or multiclass_log_loss
     X, y, w = (t.cuda() for t in _problem(loss, n=n))

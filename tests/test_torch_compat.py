@@ -7,12 +7,13 @@ import pytest
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from sklearn_deepnet import DeepMLPClassifier, _torch_compat
-from sklearn_deepnet._losses import multiclass_log_loss
-from sklearn_deepnet._manual_step import ManualStep
-from sklearn_deepnet._module import MLP
-from sklearn_deepnet._optim import build_optimizer
-from sklearn_deepnet._steps import Regularization
+from sklearn_deepnet import DeepMLPClassifier
+from sklearn_deepnet._engine import kernels as _torch_compat
+from sklearn_deepnet._engine.fast_step import ManualStep
+from sklearn_deepnet._engine.losses import multiclass_log_loss
+from sklearn_deepnet._engine.module import MLP
+from sklearn_deepnet._engine.optim import build_optimizer
+from sklearn_deepnet._engine.steps import Regularization
 
 HP = dict(learning_rate_init=1e-2, momentum=0.9, nesterovs_momentum=True, beta_1=0.9,
           beta_2=0.999, epsilon=1e-8, rho=0.9, weight_decay=0.0)

@@ -13,7 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_deepnet import DeepMLPClassifier, DeepMLPRegressor
-from sklearn_deepnet._module import MLP
+from sklearn_deepnet._engine.module import MLP
 from sklearn_deepnet._transfer import copy_layers_, matching_layers
 from sklearn_deepnet._validation import InvalidParameterError
 

@@ -23,10 +23,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sklearn_deepnet._activations import ACTIVATIONS
-from sklearn_deepnet._init import _AUTO, INITIALIZERS
-from sklearn_deepnet._losses import REGRESSION_LOSSES
-from sklearn_deepnet._optim import _DEFAULT_WEIGHT_DECAY, SOLVERS
+from sklearn_deepnet._engine.activations import ACTIVATIONS
+from sklearn_deepnet._engine.init import _AUTO, INITIALIZERS
+from sklearn_deepnet._engine.losses import REGRESSION_LOSSES
+from sklearn_deepnet._engine.optim import _DEFAULT_WEIGHT_DECAY, SOLVERS
 from sklearn_deepnet._schedules import SCHEDULES
 
 # ---------------------------------------------------------------------------

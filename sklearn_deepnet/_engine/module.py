@@ -10,8 +10,8 @@ from collections import OrderedDict
 
 from torch import nn
 
-from ._activations import activation_init_family, build_activation, is_self_normalizing
-from ._init import resolve_initializer
+from .activations import activation_init_family, build_activation, is_self_normalizing
+from .init import resolve_initializer
 
 __all__ = ["MLP", "RANDOM_IN_TRAINING"]
 

@@ -1,6 +1,6 @@
 """CUDA-graph training step: the whole eager step captured once and replayed.
 
-See :class:`GraphStep`. Kept apart from :mod:`._steps` (the step interface,
+See :class:`GraphStep`. Kept apart from :mod:`.steps` (the step interface,
 the eager and hand-written CPU steps) because it is CUDA-only.
 """
 
@@ -10,7 +10,7 @@ import logging
 
 import torch
 
-from ._torch_compat import optimizer_zero_grad
+from .kernels import optimizer_zero_grad
 
 __all__ = ["GraphStep"]
 

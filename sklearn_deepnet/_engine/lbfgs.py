@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import torch
 
-from ._steps import EagerStep, weight_penalty
-from ._torch_compat import optimizer_zero_grad
+from .kernels import optimizer_zero_grad
+from .steps import EagerStep, weight_penalty
 
 __all__ = ["LBFGS_CHUNK_ROWS", "LbfgsStep"]
 
@@ -33,7 +33,7 @@ class LbfgsStep(EagerStep):
     Parameters
     ----------
     module, per_sample_loss, optimizer, regularization
-        As for :class:`~._steps.EagerStep`; ``optimizer`` is a
+        As for :class:`~.steps.EagerStep`; ``optimizer`` is a
         ``torch.optim.LBFGS`` whose group holds ``max_iter``, ``max_eval``
         and ``tolerance_grad``.
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._torch_compat import foreach_mul_, fused_optimizer_usable, make_optimizer
+from .kernels import foreach_mul_, fused_optimizer_usable, make_optimizer
 
 __all__ = ["SOLVERS", "VELOCITY_RATE", "Solver", "build_optimizer",
            "complete_momentum_buffers", "scikit_learn_velocity_", "separate_step_counters"]

@@ -8,17 +8,17 @@ up during the fit (``None`` if it did not).
 
 - :class:`EagerStep`: autograd forward/backward; handles every configuration
   and is the reference the others are tested against.
-- :class:`~._manual_step.ManualStep` (CPU, its own module): the forward pass
+- :class:`~.fast_step.ManualStep` (CPU, its own module): the forward pass
   keeps its intermediate results and the backward pass is written out with the
   ATen kernels autograd would call. On small layers the CPU cost of a step is
   per-operation overhead, and skipping autograd's graph bookkeeping is most of
   it.
-- :class:`~._graph_step.GraphStep` (CUDA, its own module): the whole eager
+- :class:`~.graph_step.GraphStep` (CUDA, its own module): the whole eager
   step, including the gather of the batch from device-resident data, the
   weight penalty, gradient clipping, the optimizer and max-norm, captured once
   in a CUDA graph and replayed. Batches of another size (the last one) run
   eagerly with the same optimizer.
-- :class:`~._lbfgs.LbfgsStep` (``solver="lbfgs"``, its own module): full-batch
+- :class:`~.lbfgs.LbfgsStep` (``solver="lbfgs"``, its own module): full-batch
   L-BFGS as in scikit-learn.
 
 Every step reads the learning rate and the other optimizer settings from the
@@ -34,8 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn.utils import parametrize
 
-from ._optim import scikit_learn_velocity_
-from ._torch_compat import (
+from .kernels import (
     foreach_clamp_,
     foreach_norm,
     global_module_hooks,
@@ -44,6 +43,7 @@ from ._torch_compat import (
     optimizer_zero_grad,
     tensor_hooks,
 )
+from .optim import scikit_learn_velocity_
 
 __all__ = [
     "EagerStep", "Regularization", "apply_max_norm", "clip_gradients", "select_step",
@@ -284,7 +284,7 @@ def select_step(module, per_sample_loss, device, solver_row, fast=True, needs_gr
     reason : str or None
         Why the device's fast path is not used (``None`` when it is).
     """
-    from ._manual_step import manual_blockers  # it builds on EagerStep
+    from .fast_step import manual_blockers  # it builds on EagerStep
 
     device = torch.device(device)
     if not fast:

@@ -42,9 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._engine import choose_num_threads, to_tensor, torch_threads
-from ._module import MLP
-from ._torch_compat import has_hooks
+from .data import choose_num_threads, to_tensor, torch_threads
+from .kernels import has_hooks
+from .module import MLP
 
 __all__ = ["GLOBAL_RNG_LOCK", "PREDICT_BATCH_SIZE", "predict_raw", "predict_raw_mc",
            "seed_forked", "seeded_global_rng", "weights_copy"]

@@ -3,7 +3,7 @@
 On small layers the CPU cost of a step is per-operation overhead, and
 autograd's graph bookkeeping is most of it. :class:`ManualStep` runs the
 forward pass keeping what the backward pass needs, then the backward pass
-with the ATen kernels autograd itself would call (``_torch_compat``), so its
+with the ATen kernels autograd itself would call (``kernels``), so its
 gradients are autograd's up to float32 rounding. It covers the configurations
 the estimators build: ``Linear [-> BatchNorm] -> activation [-> BatchNorm]
 [-> dropout or alpha dropout]`` per hidden layer, BatchNorm on the inputs,
@@ -12,7 +12,7 @@ and the log-loss and squared-error losses. Dropout masks are drawn from
 torch's generator exactly as ``nn.Dropout`` / ``nn.AlphaDropout`` draw them
 (same calls, same order), so a seeded fit draws the same masks on this path
 as on the eager one. ``tests/test_steps.py`` compares it with
-:class:`~._steps.EagerStep` on every configuration it accepts, BatchNorm's
+:class:`~.steps.EagerStep` on every configuration it accepts, BatchNorm's
 running statistics included.
 """
 
@@ -25,10 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._losses import binary_log_loss, loss_function, multiclass_log_loss, squared_error
-from ._optim import scikit_learn_velocity_
-from ._steps import EagerStep, weight_penalty
-from ._torch_compat import (
+from .kernels import (
     ACTIVATION_BACKWARD,
     batch_norm_functions,
     batch_norm_kernels_usable,
@@ -37,6 +34,9 @@ from ._torch_compat import (
     kernel_fallbacks,
     optimizer_step,
 )
+from .losses import binary_log_loss, loss_function, multiclass_log_loss, squared_error
+from .optim import scikit_learn_velocity_
+from .steps import EagerStep, weight_penalty
 
 __all__ = ["ManualStep", "kernels_used", "layout_signature", "manual_blockers"]
 
@@ -159,7 +159,7 @@ def _structure_blocker(module):
     exact type holding exactly its own parameters; anything else (a replaced
     or added submodule, a subclass, another order) takes the eager step.
     """
-    from ._module import MLP
+    from .module import MLP
 
     if type(module) is not MLP:
         return f"the network is a {type(module).__name__}, not the MLP it builds"
@@ -222,11 +222,11 @@ def manual_blockers(module, per_sample_loss, device):
 
     It runs only what it was written for (an allow-list): the estimator's own
     ``MLP`` layout, with nothing attached that autograd would run and it
-    would skip (see :func:`~._steps.untouched_blockers`), a loss it has the
+    would skip (see :func:`~.steps.untouched_blockers`), a loss it has the
     output gradient of, and trainable parameters exactly those outside the
     frozen layers.
     """
-    from ._steps import untouched_blockers
+    from .steps import untouched_blockers
 
     if torch.device(device).type != "cpu":
         return "the hand-written step is for CPU"
@@ -252,7 +252,7 @@ def _network_kernels(module):
 
 
 def kernels_used(module, optimizer):
-    """Names (as :func:`~._torch_compat.kernel_fallbacks` reports them) of the
+    """Names (as :func:`~.kernels.kernel_fallbacks` reports them) of the
     private kernels training ``module`` with ``optimizer`` may use."""
     activations, batch_norm = _network_kernels(module)
     names = {ACTIVATION_BACKWARD[name].key for name in activations}
@@ -269,7 +269,7 @@ def _kernel_blocker(module):
 
     With their public formulas the step is slower than autograd (ELU and
     BatchNorm, 5 x 100, batch 32: 0.32 s against 0.26 s eager), so a kernel
-    that is missing or failed its check (``_torch_compat``) means the eager step.
+    that is missing or failed its check (``kernels``) means the eager step.
     """
     activations, batch_norm = _network_kernels(module)
     for name in activations:
@@ -457,12 +457,12 @@ class _DirectFusedAdam:
 class ManualStep(EagerStep):
     """CPU step with an explicit backward pass (see the module docstring).
 
-    Same parameters as :class:`~._steps.EagerStep`, plus ``uniform_weights``
+    Same parameters as :class:`~.steps.EagerStep`, plus ``uniform_weights``
     (every sample weight is 1: the weighting is skipped). Only configurations
     for which :func:`manual_blockers` returns ``None`` are supported. The
     gradients are the ones autograd computes, up to float32 rounding;
     ``tests/test_steps.py`` compares weights, BatchNorm statistics and losses
-    after several steps against :class:`~._steps.EagerStep`.
+    after several steps against :class:`~.steps.EagerStep`.
     """
 
     def __init__(self, module, per_sample_loss, optimizer, regularization=None, *,

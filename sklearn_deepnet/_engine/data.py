@@ -115,7 +115,7 @@ def index_dtype(n):
 class RowSubset:
     """Rows ``X[rows]`` of an array, gathered slice by slice (never all at once).
 
-    Stands in for ``X[rows]`` where only :func:`~._inference.predict_raw` reads it (the
+    Stands in for ``X[rows]`` where only :func:`~.inference.predict_raw` reads it (the
     early-stopping validation set), so no copy of those rows is kept.
 
     Parameters
