@@ -252,16 +252,18 @@ def test_manual_step_frozen_layers_with_batch_norm_and_dropout(n_frozen):
 
 def test_manual_dropout_draws_what_nn_dropout_draws():
     x = torch.randn(64, 9)
+    from sklearn_deepnet._engine.fast_step import RUNNERS
+
     for layer in (torch.nn.Dropout(0.3), torch.nn.AlphaDropout(0.3)):
         module = MLP(9, [9], 2, dropout=0.3,
                      activation="selu" if isinstance(layer, torch.nn.AlphaDropout) else "relu")
-        from sklearn_deepnet._engine.fast_step import _Layer
-
-        manual = _Layer(module.hidden[0])
+        (op, dropout), = [(op, m) for op, m in module.planned_modules()
+                          if "dropout" in op.kind]
+        manual = RUNNERS[op.kind](dropout)
         torch.manual_seed(0)
         expected = layer.train()(x)
         torch.manual_seed(0)
-        got, _ = manual._dropout(x)
+        got, _ = manual.forward(x)
         assert torch.equal(got, expected)
 
 

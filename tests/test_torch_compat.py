@@ -64,33 +64,35 @@ def test_foreach_clamp_matches_fallback():
         assert torch.equal(a, b) and a.max() <= 0.3 and a.min() >= -0.5
 
 
-@pytest.mark.parametrize("name, params", [
-    ("relu", ()), ("leaky_relu", (0.1,)), ("elu", (1.3,)), ("elu", (1.67, 1.05)),
-    ("tanh", ()), ("sigmoid", ()), ("gelu", ("none",)), ("gelu", ("tanh",)), ("silu", ()),
-    ("mish", ()),
-])
-def test_activation_backward_matches_fallback_and_autograd(name, params):
-    F = torch.nn.functional
-    forward = {
-        "relu": torch.relu,
-        "leaky_relu": lambda z: F.leaky_relu(z, *params),
-        "elu": lambda z: (params[1] if len(params) > 1 else 1.0) * F.elu(z, params[0]),
-        "tanh": torch.tanh, "sigmoid": torch.sigmoid,
-        "gelu": lambda z: F.gelu(z, approximate=params[0]), "silu": F.silu, "mish": F.mish,
-    }[name]
+def _kernel_cases():
+    """(activation name, constants) for every activation row with a private kernel,
+    every setting it is checked with: generated from the table."""
+    from sklearn_deepnet._engine.activations import ACTIVATIONS
+
+    return [(name, c) for name, row in sorted(ACTIVATIONS.items()) if row.kernel is not None
+            for c in row.check] + [("elu", {"alpha": 1.3})]
+
+
+@pytest.mark.parametrize("name, constants", _kernel_cases(), ids=str)
+def test_activation_backward_matches_fallback_and_autograd(name, constants):
+    from sklearn_deepnet._engine.activations import ACTIVATIONS, backward_kernel
+
+    row = ACTIVATIONS[name]
     z = torch.linspace(-3, 3, 61, requires_grad=True)
-    a = forward(z)
+    a = row.forward(z, **constants)
     g = torch.rand(61, generator=torch.Generator().manual_seed(0))
     (expected,) = torch.autograd.grad(a, z, g)
-    backward = _torch_compat.ACTIVATION_BACKWARD[name]
-    fast = backward(g, z.detach(), a.detach(), *params)
+    backward = backward_kernel(row)
+    fast = backward(g, z.detach(), a.detach(), **constants)
+    public = row.backward(g, z.detach(), a.detach(), **constants)
     restore = _torch_compat._use_fallbacks_for_tests()
     try:
-        slow = backward(g, z.detach(), a.detach(), *params)
+        slow = backward(g, z.detach(), a.detach(), **constants)
     finally:
         restore()
     torch.testing.assert_close(fast, expected)
     torch.testing.assert_close(slow, expected)
+    torch.testing.assert_close(public, expected)
 
 
 @pytest.mark.parametrize("training", [True, False])

@@ -1,19 +1,49 @@
 """Hidden-layer activation functions: the single table behind ``activation``.
 
-Each entry says how to build the torch module, what ``activation_alpha`` means
-for it (if anything), which weight initialization family suits it (Table 11-1
-of the chapter, used by ``kernel_initializer="auto"``) and whether it is
-self-normalizing (SELU, which switches dropout to alpha dropout).
+Each row is everything the package knows about one activation, and every
+part of the package reads it from here:
+
+- the estimators: the names ``activation`` accepts (the parameter
+  constraints), what ``activation_alpha`` means, the docs tables;
+- :mod:`.module`: how to build the ``torch.nn`` module of a hidden layer, and
+  the initialization family Table 11-1 of the chapter recommends
+  (``kernel_initializer="auto"``);
+- :mod:`.fast_step`: the forward and backward pass in public torch
+  operations, and the private ATen backward kernel that is faster (checked
+  against the public formula once per process, see :mod:`.kernels`);
+- :mod:`.inference`: the evaluation-mode function, and whether it is exact
+  (computed by comparisons and one multiplication: the same in vectorized and
+  scalar loops, so no padding for batch invariance is needed);
+- training and diagnostics: whether it draws random numbers in training
+  (RReLU), whether its units can die (ReLU) or saturate (logistic, tanh).
+
+Adding an activation is one row; ``tests/test_steps.py`` and
+``tests/test_inference.py`` generate their equivalence tests from the table.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "Activation", "build_activation", "activation_init_family"]
+from .kernels import checked_backward
+
+__all__ = ["ACTIVATIONS", "Activation", "activation_init_family", "activation_row",
+           "backward_function", "backward_kernel", "build_activation",
+           "check_activation_alpha", "is_self_normalizing"]
+
+SELU_ALPHA = 1.6732632423543772
+SELU_SCALE = 1.0507009873554805
+
+
+def _no_constants(module):
+    return {}
 
 
 @dataclass(frozen=True)
@@ -22,11 +52,44 @@ class Activation:
 
     Parameters
     ----------
+    module : type
+        The exact ``torch.nn.Module`` type the row builds; a hidden layer's
+        activation module is recognized by it (a subclass is not: it may
+        override ``forward``).
     factory : callable
-        ``factory(alpha)`` returns a fresh ``torch.nn.Module``; ``alpha`` is the
-        resolved ``activation_alpha`` (``None`` for activations without one).
+        ``factory(alpha)`` returns a fresh module; ``alpha`` is the resolved
+        ``activation_alpha`` (``None`` for activations without one).
     init : {"glorot", "he", "lecun"}
         Initialization family recommended for this activation (Table 11-1).
+    forward : callable or None
+        ``forward(z, **constants)`` in public operations, what the module
+        computes in training; ``None`` when the hand-written step cannot run
+        the activation (random slopes, learned parameters).
+    backward : callable or None
+        ``backward(g, z, a, **constants)``: the gradient at the input ``z``
+        from the gradient ``g`` at the output ``a = forward(z)``, in public
+        operations.
+    constants : callable
+        ``constants(module)``: the keyword arguments ``forward`` and
+        ``backward`` take, read from the module when a step is built.
+    kernel : str or None
+        The private ATen backward kernel computing ``backward`` faster (a key
+        of :data:`.kernels.ACTIVATION_KERNELS`), used once it matched
+        ``backward`` in this process.
+    check : tuple of dict
+        The ``constants`` the kernel is checked with.
+    exact : bool
+        Whether the evaluation-mode output is computed exactly (comparisons
+        and one multiplication), the same in ATen's vectorized loop and its
+        scalar tail: inference pads less and runs it on any number of threads.
+    random : bool
+        Whether the module draws random numbers in training mode.
+    evaluate : callable or None
+        ``evaluate(module, width)``: a mode-free evaluation-mode function on
+        ``width`` columns (padded columns beyond the module's own); ``None``:
+        ``forward`` with the module's constants.
+    parameters : frozenset of str
+        Names of the parameters the module holds (PReLU's slope).
     alpha_doc : str or None
         What ``activation_alpha`` sets for this activation; ``None`` when the
         activation has no such parameter.
@@ -47,8 +110,18 @@ class Activation:
         gradient vanishes. Diagnostics count outputs near them.
     """
 
+    module: type
     factory: Callable[[object], nn.Module]
     init: str
+    forward: Callable | None = None
+    backward: Callable | None = None
+    constants: Callable[[nn.Module], dict] = _no_constants
+    kernel: str | None = None
+    check: tuple = ({},)
+    exact: bool = False
+    random: bool = False
+    evaluate: Callable | None = None
+    parameters: frozenset = field(default_factory=frozenset)
     alpha_doc: str | None = None
     default_alpha: object = None
     alpha_is_pair: bool = False
@@ -57,68 +130,187 @@ class Activation:
     dies: bool = False
     bounds: tuple | None = None
 
+    def evaluation(self, module, width):
+        """The evaluation-mode function of ``module`` (of this row) on ``width`` columns."""
+        if self.evaluate is not None:
+            return self.evaluate(module, width)
+        return partial(self.forward, **self.constants(module))
 
+
+# ------------------------------------------------- backward in public operations
+def _relu_backward(g, z, a):
+    return g * (a > 0)
+
+
+def _leaky_relu_backward(g, z, a, slope):
+    return torch.where(z > 0, g, g * slope)
+
+
+def _elu_backward(g, z, a, alpha, scale=1.0):
+    return torch.where(z > 0, g * scale, g * (scale * alpha) * torch.exp(z))
+
+
+def _tanh_backward(g, z, a):
+    return g * (1 - a * a)
+
+
+def _sigmoid_backward(g, z, a):
+    return g * a * (1 - a)
+
+
+def _gelu_backward(g, z, a, approximate="none"):
+    if approximate == "tanh":  # 0.5 z (1 + tanh(u)), u = sqrt(2/pi) (z + 0.044715 z^3)
+        k = math.sqrt(2 / math.pi)
+        t = torch.tanh(k * (z + 0.044715 * z ** 3))
+        return g * (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * k * (1 + 3 * 0.044715 * z * z))
+    cdf = 0.5 * (1 + torch.erf(z / math.sqrt(2)))
+    return g * (cdf + z * torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi))
+
+
+def _silu_backward(g, z, a):
+    s = torch.sigmoid(z)
+    return g * s * (1 + z * (1 - s))
+
+
+def _mish_backward(g, z, a):
+    t = torch.tanh(F.softplus(z))
+    return g * (t + z * torch.sigmoid(z) * (1 - t * t))
+
+
+# ------------------------------------------------------- the two without a step
 def _rrelu(alpha):
     lower, upper = alpha
     return nn.RReLU(lower=lower, upper=upper)
 
 
+def _rrelu_evaluation(module, width):
+    return partial(F.rrelu, lower=module.lower, upper=module.upper, training=False)
+
+
+def _prelu_evaluation(module, width):
+    weight = module.weight.detach()
+    if len(weight) > 1:  # one slope per unit: padded units get a slope of 1
+        weight = torch.cat([weight, weight.new_ones(width - len(weight))])
+    return partial(F.prelu, weight=weight)
+
+
 _SWISH = Activation(
-    lambda a: nn.SiLU(), "he", summary="Swish / SiLU, z * sigmoid(z)"
+    nn.SiLU, lambda a: nn.SiLU(), "he", forward=lambda z: F.silu(z), backward=_silu_backward,
+    kernel="_silu_kernel", summary="Swish / SiLU, z * sigmoid(z)",
 )
 _LOGISTIC = Activation(
-    lambda a: nn.Sigmoid(), "glorot", summary="logistic sigmoid (saturates)", bounds=(0.0, 1.0)
+    nn.Sigmoid, lambda a: nn.Sigmoid(), "glorot", forward=torch.sigmoid,
+    backward=_sigmoid_backward, kernel="_sigmoid_kernel",
+    summary="logistic sigmoid (saturates)", bounds=(0.0, 1.0),
 )
 
 ACTIVATIONS: dict[str, Activation] = {
-    "relu": Activation(lambda a: nn.ReLU(), "he", summary="max(0, z)", dies=True),
+    "relu": Activation(
+        nn.ReLU, lambda a: nn.ReLU(), "he", forward=F.relu, backward=_relu_backward,
+        kernel="_threshold_backward", exact=True, summary="max(0, z)", dies=True,
+    ),
     "leaky_relu": Activation(
-        lambda a: nn.LeakyReLU(negative_slope=a),
-        "he",
+        nn.LeakyReLU, lambda a: nn.LeakyReLU(negative_slope=a), "he",
+        forward=lambda z, slope: F.leaky_relu(z, slope), backward=_leaky_relu_backward,
+        constants=lambda m: {"slope": m.negative_slope}, kernel="_leaky_relu_kernel",
+        check=({"slope": 0.1},), exact=True,
         alpha_doc="slope for z < 0",
         default_alpha=0.2,
         summary="max(alpha * z, z); 0.2 follows the chapter's advice",
     ),
     "rrelu": Activation(
-        _rrelu,
-        "he",
+        nn.RReLU, _rrelu, "he", exact=True, random=True, evaluate=_rrelu_evaluation,
         alpha_doc="(lower, upper) range the random slope is drawn from in training",
         default_alpha=(1.0 / 8.0, 1.0 / 3.0),
         alpha_is_pair=True,
         summary="randomized leaky ReLU; mean slope at inference",
     ),
     "prelu": Activation(
-        lambda a: nn.PReLU(init=a),
-        "he",
+        nn.PReLU, lambda a: nn.PReLU(init=a), "he", exact=True, evaluate=_prelu_evaluation,
+        parameters=frozenset({"weight"}),
         alpha_doc="initial value of the learned slope",
         default_alpha=0.25,
         summary="parametric leaky ReLU, slope learned per layer",
     ),
     "elu": Activation(
-        lambda a: nn.ELU(alpha=a),
-        "he",
+        nn.ELU, lambda a: nn.ELU(alpha=a), "he",
+        forward=lambda z, alpha, scale=1.0: F.elu(z, alpha), backward=_elu_backward,
+        constants=lambda m: {"alpha": m.alpha}, kernel="_elu_kernel", check=({"alpha": 1.0},),
         alpha_doc="value the function tends to for very negative z (-alpha)",
         default_alpha=1.0,
         summary="exponential linear unit",
     ),
     "selu": Activation(
-        lambda a: nn.SELU(),
-        "lecun",
+        nn.SELU, lambda a: nn.SELU(), "lecun",
+        forward=lambda z, alpha=SELU_ALPHA, scale=SELU_SCALE: F.selu(z),
+        backward=_elu_backward,
+        constants=lambda m: {"alpha": SELU_ALPHA, "scale": SELU_SCALE}, kernel="_elu_kernel",
+        check=({"alpha": SELU_ALPHA, "scale": SELU_SCALE},),
         self_normalizing=True,
         summary="scaled ELU, self-normalizing with LeCun init and standardized inputs",
     ),
-    "gelu": Activation(lambda a: nn.GELU(), "he", summary="Gaussian error linear unit"),
+    "gelu": Activation(
+        nn.GELU, lambda a: nn.GELU(), "he",
+        forward=lambda z, approximate="none": F.gelu(z, approximate=approximate),
+        backward=_gelu_backward, constants=lambda m: {"approximate": m.approximate},
+        kernel="_gelu_kernel", check=({"approximate": "none"}, {"approximate": "tanh"}),
+        summary="Gaussian error linear unit",
+    ),
     "swish": _SWISH,
     "silu": _SWISH,
-    "mish": Activation(lambda a: nn.Mish(), "he", summary="z * tanh(softplus(z))"),
-    "tanh": Activation(lambda a: nn.Tanh(), "glorot", summary="hyperbolic tangent",
-                       bounds=(-1.0, 1.0)),
+    "mish": Activation(
+        nn.Mish, lambda a: nn.Mish(), "he", forward=F.mish, backward=_mish_backward,
+        kernel="_mish_kernel", summary="z * tanh(softplus(z))",
+    ),
+    "tanh": Activation(
+        nn.Tanh, lambda a: nn.Tanh(), "glorot", forward=torch.tanh, backward=_tanh_backward,
+        kernel="_tanh_kernel", summary="hyperbolic tangent", bounds=(-1.0, 1.0),
+    ),
     "logistic": _LOGISTIC,
     "sigmoid": _LOGISTIC,
     "identity": Activation(
-        lambda a: nn.Identity(), "glorot", summary="no activation (a linear layer)"
+        nn.Identity, lambda a: nn.Identity(), "glorot", forward=lambda z: z,
+        backward=lambda g, z, a: g, exact=True, summary="no activation (a linear layer)",
     ),
 }
+
+# module type -> its row (exact types: the lookup of every interpreter)
+_BY_TYPE = {row.module: row for row in ACTIVATIONS.values()}
+
+
+def _backward_kernels():
+    """kernel name -> its checked backward, checked on every row's constants."""
+    rows = {}
+    for row in _BY_TYPE.values():
+        if row.kernel is not None:
+            rows.setdefault(row.kernel, []).append(row)
+    kernels = {}
+    for name, users in rows.items():
+        public = users[0].backward
+        if any(row.backward is not public for row in users):
+            raise RuntimeError(f"rows sharing {name} must share their public backward")
+        checks = [(row.forward, c) for row in users for c in row.check]
+        kernels[name] = checked_backward(name, public, checks)
+    return kernels
+
+
+_KERNELS = _backward_kernels()
+
+
+def activation_row(module):
+    """The row of the table whose module type is exactly ``type(module)``, or ``None``."""
+    return _BY_TYPE.get(type(module))
+
+
+def backward_kernel(row):
+    """The checked private kernel of ``row`` (see :mod:`.kernels`), or ``None``."""
+    return None if row.kernel is None else _KERNELS[row.kernel]
+
+
+def backward_function(row):
+    """The backward of ``row`` this process uses: its kernel once checked, else the formula."""
+    kernel = backward_kernel(row)
+    return row.backward if kernel is None else kernel.resolved()
 
 
 def _resolve_alpha(entry: Activation, alpha):
@@ -206,4 +398,3 @@ def activation_init_family(activation) -> str:
 def is_self_normalizing(activation) -> bool:
     """Whether ``activation`` is self-normalizing (dropout must be alpha dropout)."""
     return isinstance(activation, str) and ACTIVATIONS[activation].self_normalizing
-

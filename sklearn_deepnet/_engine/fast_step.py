@@ -1,32 +1,33 @@
 """The hand-written CPU training step: forward and backward without autograd.
 
 On small layers the CPU cost of a step is per-operation overhead, and
-autograd's graph bookkeeping is most of it. :class:`ManualStep` runs the
-forward pass keeping what the backward pass needs, then the backward pass
-with the ATen kernels autograd itself would call (``kernels``), so its
-gradients are autograd's up to float32 rounding. It covers the configurations
-the estimators build: ``Linear [-> BatchNorm] -> activation [-> BatchNorm]
-[-> dropout or alpha dropout]`` per hidden layer, BatchNorm on the inputs,
-frozen lower layers, every activation of the table except PReLU and RReLU,
-and the log-loss and squared-error losses. Dropout masks are drawn from
-torch's generator exactly as ``nn.Dropout`` / ``nn.AlphaDropout`` draw them
-(same calls, same order), so a seeded fit draws the same masks on this path
-as on the eager one. ``tests/test_steps.py`` compares it with
-:class:`~.steps.EagerStep` on every configuration it accepts, BatchNorm's
-running statistics included.
+autograd's graph bookkeeping is most of it. :class:`ManualStep` interprets
+the network's layer plan (:mod:`.plan`): one runner per op, built from the
+op's module — ``linear`` (``addmm`` into the weights' transposed views),
+``batch_norm`` (ATen's batch-norm kernels), ``activation`` (the activation
+table's forward, and its backward through the private kernel once checked),
+``dropout`` / ``alpha_dropout`` (masks drawn from torch's generator exactly as
+``nn.Dropout`` / ``nn.AlphaDropout`` draw them: same calls, same order, so a
+seeded fit draws the same masks as the eager step). The forward pass keeps
+what each runner's backward needs; the backward pass walks the runners in
+reverse, stopping above frozen layers. Its gradients are autograd's up to
+float32 rounding: ``tests/test_steps.py`` compares it with
+:class:`~.steps.EagerStep` on configurations generated from the tables,
+BatchNorm's running statistics included. It runs only on a module that is
+exactly what its plan built (:func:`~.module.plan_blocker`), with nothing
+attached that autograd would run (:func:`~.steps.untouched_blockers`).
 """
 
 from __future__ import annotations
 
 import math
-from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .activations import activation_row, backward_function, backward_kernel
 from .kernels import (
-    ACTIVATION_BACKWARD,
     batch_norm_functions,
     batch_norm_kernels_usable,
     foreach_add_,
@@ -35,55 +36,16 @@ from .kernels import (
     optimizer_step,
 )
 from .losses import binary_log_loss, loss_function, multiclass_log_loss, squared_error
+from .module import plan_blocker
 from .optim import scikit_learn_velocity_
 from .steps import EagerStep, weight_penalty
 
 __all__ = ["ManualStep", "kernels_used", "layout_signature", "manual_blockers"]
 
-_SELU_ALPHA = 1.6732632423543772
-_SELU_SCALE = 1.0507009873554805
 # alpha dropout's constant (-scale * alpha of SELU), as in ATen's _dropout_impl
 _ALPHA_DROPOUT = 1.7580993408473766
 
-# activation module type -> factory(activation) -> (forward(z), backward(g, z, a)).
-# Exact types only: a subclass may override forward.
-MANUAL_ACTIVATIONS = {
-    nn.ReLU: lambda act: (F.relu, _resolved("relu")),
-    nn.LeakyReLU: lambda act: (
-        partial(F.leaky_relu, negative_slope=act.negative_slope),
-        partial(_resolved("leaky_relu"), slope=act.negative_slope),
-    ),
-    nn.ELU: lambda act: (
-        partial(F.elu, alpha=act.alpha), partial(_resolved("elu"), alpha=act.alpha)
-    ),
-    nn.SELU: lambda act: (
-        F.selu,
-        partial(_resolved("elu"), alpha=_SELU_ALPHA, scale=_SELU_SCALE),
-    ),
-    nn.GELU: lambda act: (
-        partial(F.gelu, approximate=act.approximate),
-        partial(_resolved("gelu"), approximate=act.approximate),
-    ),
-    nn.SiLU: lambda act: (F.silu, _resolved("silu")),
-    nn.Mish: lambda act: (F.mish, _resolved("mish")),
-    nn.Tanh: lambda act: (torch.tanh, _resolved("tanh")),
-    nn.Sigmoid: lambda act: (torch.sigmoid, _resolved("sigmoid")),
-    nn.Identity: lambda act: ((lambda z: z), (lambda g, z, a: g)),
-}
-
-# activation module type -> its entry in ACTIVATION_BACKWARD (the private
-# kernel the step's speed depends on)
-_BACKWARD_KERNEL = {nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu", nn.ELU: "elu", nn.SELU: "elu",
-                    nn.GELU: "gelu", nn.SiLU: "silu", nn.Mish: "mish", nn.Tanh: "tanh",
-                    nn.Sigmoid: "sigmoid"}
-
 _MINUS_ONES = {}  # (rows, dtype) -> column of -1: no allocation per step
-
-
-def _resolved(name):
-    """The backward function of ACTIVATION_BACKWARD's ``name`` this process uses
-    (the checked kernel or the public formula), looked up once per step build."""
-    return ACTIVATION_BACKWARD[name].resolved()
 
 
 def _multiclass_output_grad(z, yb):
@@ -118,84 +80,6 @@ OUTPUT_GRADIENTS = {
 }
 
 
-def _manual_activation(act):
-    """``(forward, backward)`` of an activation ``manual_blockers`` accepted."""
-    return MANUAL_ACTIVATIONS[type(act)](act)
-
-
-# What each leaf module the step runs may hold: exactly these parameters and
-# buffers (a parameter added to a module is one the step would never train).
-_LEAF_STATE = {
-    nn.Linear: ({"weight", "bias"}, set()),
-    nn.BatchNorm1d: ({"weight", "bias"}, {"running_mean", "running_var",
-                                         "num_batches_tracked"}),
-}
-# The orders of a hidden block's children the step runs.
-_BLOCK_ORDERS = (
-    ("linear", "activation"), ("linear", "batch_norm", "activation"),
-    ("linear", "activation", "batch_norm"),
-)
-
-
-def _leaf_blocker(name, module, *types):
-    """Why ``module`` is not a plain leaf of one of ``types`` (``None`` if it is)."""
-    if type(module) not in types:  # exact types: a subclass may override forward
-        return f"{name} is a {type(module).__name__}"
-    params, buffers = _LEAF_STATE.get(type(module), (set(), set()))
-    if set(module._parameters) - params or set(module._buffers) - buffers:
-        return f"{name} holds parameters or buffers the step does not know"
-    if isinstance(module, nn.BatchNorm1d) and not (
-            module.affine and module.track_running_stats and module.momentum is not None):
-        return f"{name} is not an affine BatchNorm with running statistics and a momentum"
-    if isinstance(module, nn.Dropout | nn.AlphaDropout) and module.inplace:
-        return f"{name} is in place"
-    return None
-
-
-def _structure_blocker(module):
-    """Why ``module`` is not exactly the network the estimator builds (``None`` if it is).
-
-    An allow-list: the step runs only ``MLP``'s own layout, each part of an
-    exact type holding exactly its own parameters; anything else (a replaced
-    or added submodule, a subclass, another order) takes the eager step.
-    """
-    from .module import MLP
-
-    if type(module) is not MLP:
-        return f"the network is a {type(module).__name__}, not the MLP it builds"
-    if [n for n, _ in module.named_children()] != ["input_norm", "hidden", "output"] or (
-            module._parameters or module._buffers):
-        return "the network's layout was changed"
-    blocker = _leaf_blocker("the input normalization", module.input_norm, nn.Identity,
-                            nn.BatchNorm1d)
-    if blocker or type(module.hidden) is not nn.ModuleList:
-        return blocker or "the hidden layers were replaced"
-    for i, block in enumerate(module.hidden, 1):
-        if type(block) is not nn.Sequential:
-            return f"hidden layer {i} is a {type(block).__name__}"
-        names = tuple(n for n, _ in block.named_children())
-        core = names[:-1] if names and names[-1] == "dropout" else names
-        if core not in _BLOCK_ORDERS:
-            return f"hidden layer {i} has the layers {', '.join(names)}"
-        for name, child in block.named_children():
-            if name == "activation":
-                if type(child) not in MANUAL_ACTIVATIONS or child._parameters:
-                    return f"activation {type(child).__name__}"
-                continue
-            types = {"linear": (nn.Linear,), "batch_norm": (nn.BatchNorm1d,),
-                     "dropout": (nn.Dropout, nn.AlphaDropout)}[name]
-            blocker = _leaf_blocker(f"hidden layer {i}'s {name}", child, *types)
-            if blocker:
-                return blocker
-    out = module.output
-    if type(out) is not nn.Sequential or [n for n, _ in out.named_children()] != ["linear"]:
-        return "the output layer was replaced"
-    blocker = _leaf_blocker("the output layer", out.linear, nn.Linear)
-    if blocker or out.linear.bias is None:
-        return blocker or "the output layer has no bias"
-    return None
-
-
 _LAYOUT_ATTRS = ("p", "inplace", "negative_slope", "alpha", "approximate", "momentum", "eps",
                  "affine", "track_running_stats", "training")
 
@@ -220,19 +104,23 @@ def layout_signature(module):
 def manual_blockers(module, per_sample_loss, device):
     """Why :class:`ManualStep` cannot run this configuration (``None`` if it can).
 
-    It runs only what it was written for (an allow-list): the estimator's own
-    ``MLP`` layout, with nothing attached that autograd would run and it
-    would skip (see :func:`~.steps.untouched_blockers`), a loss it has the
-    output gradient of, and trainable parameters exactly those outside the
-    frozen layers.
+    It runs only what it was written for (an allow-list): a module that is
+    exactly what its plan built (:func:`~.module.plan_blocker`) with nothing
+    attached that autograd would run and it would skip (see
+    :func:`~.steps.untouched_blockers`), activations whose table row has a
+    forward and backward, a loss it has the output gradient of, and
+    trainable parameters exactly those outside the frozen layers.
     """
     from .steps import untouched_blockers
 
     if torch.device(device).type != "cpu":
         return "the hand-written step is for CPU"
-    blocker = untouched_blockers(module, parametrized=True) or _structure_blocker(module)
+    blocker = untouched_blockers(module, parametrized=True) or plan_blocker(module)
     if blocker:
         return blocker
+    for op, m in module.planned_modules():
+        if op.kind == "activation" and activation_row(m).backward is None:
+            return f"activation {type(m).__name__} (no hand-written forward and backward)"
     if loss_function(per_sample_loss) not in OUTPUT_GRADIENTS:
         return "loss"
     frozen = {id(p) for m in module.frozen_modules() for p in m.parameters()}
@@ -244,23 +132,31 @@ def manual_blockers(module, per_sample_loss, device):
 
 
 def _network_kernels(module):
-    """The ACTIVATION_BACKWARD entries the hidden layers need (sorted), and
-    whether the network has BatchNorm (the batch-norm kernels)."""
-    activations = sorted({_BACKWARD_KERNEL[type(block.activation)] for block in module.hidden
-                          if type(block.activation) in _BACKWARD_KERNEL})
-    return activations, any(isinstance(m, nn.BatchNorm1d) for m in module.modules())
+    """``[(activation, checked kernel), ...]`` the network needs (one per kernel),
+    and whether it has BatchNorm (the batch-norm kernels)."""
+    kernels, batch_norm = {}, False
+    for op, m in module.planned_modules():
+        if op.kind == "activation":
+            row = activation_row(m)
+            kernel = None if row is None else backward_kernel(row)
+            if kernel is not None:
+                kernels.setdefault(kernel.key, (type(m).__name__.lower(), kernel))
+        batch_norm = batch_norm or op.kind == "batch_norm"
+    return [kernels[k] for k in sorted(kernels)], batch_norm
 
 
 def kernels_used(module, optimizer):
     """Names (as :func:`~.kernels.kernel_fallbacks` reports them) of the
     private kernels training ``module`` with ``optimizer`` may use."""
-    activations, batch_norm = _network_kernels(module)
-    names = {ACTIVATION_BACKWARD[name].key for name in activations}
-    if batch_norm:
-        names.add("_native_batch_norm")
-    names.add("fused " + type(optimizer).__name__)  # (built foreach when it failed)
+    names = {"fused " + type(optimizer).__name__}  # (built foreach when it failed)
     if isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW):
         names.update(("_fused_adam_", "_fused_adamw_"))
+    if plan_blocker(module) is not None:  # not the plan's: the eager step, no kernels
+        return names
+    kernels, batch_norm = _network_kernels(module)
+    names.update(kernel.key for _, kernel in kernels)
+    if batch_norm:
+        names.add("_native_batch_norm")
     return names
 
 
@@ -269,11 +165,10 @@ def _kernel_blocker(module):
 
     With their public formulas the step is slower than autograd (ELU and
     BatchNorm, 5 x 100, batch 32: 0.32 s against 0.26 s eager), so a kernel
-    that is missing or failed its check (``kernels``) means the eager step.
+    that is missing or failed its check (:mod:`.kernels`) means the eager step.
     """
-    activations, batch_norm = _network_kernels(module)
-    for name in activations:
-        kernel = ACTIVATION_BACKWARD[name]
+    kernels, batch_norm = _network_kernels(module)
+    for name, kernel in kernels:
         if not kernel.usable():
             return (f"the private {name} backward kernel is not used "
                     f"({kernel_fallbacks([kernel.key])[kernel.key]})")
@@ -283,7 +178,42 @@ def _kernel_blocker(module):
     return None
 
 
-class _Norm:
+# ------------------------------------------------------------- op runners
+# One runner per op of the plan: ``forward(x)`` -> ``(output, saved)`` in
+# training mode, ``backward(g, saved, input_grad)`` -> the gradient at the
+# op's input (``None`` when ``input_grad`` is false), setting its parameters'
+# gradients on the way.
+
+
+class _LinearRun:
+    """``x @ W.T + b``; its backward adds the penalty's gradient (``self.l2``, ``self.l1``)."""
+
+    __slots__ = ("weight", "weight_t", "bias", "l1", "l2")
+
+    def __init__(self, linear):
+        self.weight, self.bias = linear.weight, linear.bias
+        self.weight_t = linear.weight.t()  # a view: in-place updates show through
+        self.l1 = self.l2 = 0.0  # set by the step before each backward pass
+
+    def forward(self, a):
+        if self.bias is None:
+            return torch.mm(a, self.weight_t), a
+        return torch.addmm(self.bias, a, self.weight_t), a
+
+    def backward(self, g, a, input_grad):
+        w = self.weight
+        if self.l2 > 0:
+            w.grad = torch.addmm(w, g.t(), a, beta=self.l2)
+        else:
+            w.grad = torch.mm(g.t(), a)
+        if self.l1 > 0:
+            w.grad.add_(torch.sign(w), alpha=self.l1)
+        if self.bias is not None:
+            self.bias.grad = g.sum(dim=0)
+        return torch.mm(g, w) if input_grad else None
+
+
+class _NormRun:
     """A ``BatchNorm1d``'s tensors, read once (module attribute lookups cost per step)."""
 
     __slots__ = ("module", "weight", "bias", "running_mean", "running_var", "momentum", "eps",
@@ -299,53 +229,50 @@ class _Norm:
     def forward(self, x):
         # ``training`` is read at every step: frozen layers' norms stay in eval mode
         return self._forward(x, self.weight, self.bias, self.running_mean,
-                                  self.running_var, self.module.training, self.momentum,
-                                  self.eps)
+                             self.running_var, self.module.training, self.momentum, self.eps)
 
-    def backward(self, g, saved, input_grad=True):
+    def backward(self, g, saved, input_grad):
         gi, self.weight.grad, self.bias.grad = self._backward(
             g, saved, self.weight, self.running_mean, self.running_var, self.eps, input_grad)
         return gi
 
 
-class _Layer:
-    """One hidden layer as the step runs it: the modules and their order."""
+class _ActivationRun:
+    """The activation table's forward and backward (its kernel once checked)."""
 
-    def __init__(self, block):
-        self.linear = block.linear
-        self.weight_t = block.linear.weight.t()  # a view: in-place updates show through
-        self.bias = block.linear.bias
-        self.forward, self.backward = _manual_activation(block.activation)
-        bn = getattr(block, "batch_norm", None)
-        names = list(dict(block.named_children()))
-        before = bn is not None and names.index("batch_norm") < names.index("activation")
-        self.bn_before = _Norm(bn) if before else None
-        self.bn_after = _Norm(bn) if bn is not None and not before else None
-        drop = getattr(block, "dropout", None)
+    __slots__ = ("_forward", "_backward", "constants")
+
+    def __init__(self, module):
+        row = activation_row(module)
+        self.constants = row.constants(module)
+        self._forward, self._backward = row.forward, backward_function(row)
+
+    def forward(self, z):
+        a = self._forward(z, **self.constants)
+        return a, (z, a)
+
+    def backward(self, g, saved, input_grad):
+        z, a = saved
+        return self._backward(g, z, a, **self.constants)
+
+
+class _DropoutRun:
+    """Dropout or alpha dropout, drawing its mask as ATen's ``_dropout_impl`` does."""
+
+    __slots__ = ("p", "alpha")
+
+    def __init__(self, module):
         # (a dropout layer a user put in evaluation mode drops nothing)
-        self.drop_p = 0.0 if drop is None or not drop.training else float(drop.p)
-        self.alpha_drop = isinstance(drop, nn.AlphaDropout)
+        self.p = float(module.p) if module.training else 0.0
+        self.alpha = isinstance(module, nn.AlphaDropout)
 
-    def run(self, a):
-        """Forward pass of the layer in training mode; returns (output, saved)."""
-        z = (torch.mm(a, self.weight_t) if self.bias is None
-             else torch.addmm(self.bias, a, self.weight_t))
-        saved_before = saved_after = noise = None
-        if self.bn_before is not None:
-            z, saved_before = self.bn_before.forward(z)
-        h = self.forward(z)
-        out = h
-        if self.bn_after is not None:
-            out, saved_after = self.bn_after.forward(h)
-        if self.drop_p > 0:
-            out, noise = self._dropout(out)
-        return out, (z, h, saved_before, saved_after, noise)
-
-    def _dropout(self, x):
+    def forward(self, x):
+        if self.p <= 0:
+            return x, None
         # The calls of ATen's _dropout_impl (CPU), in its order: same draws, same values.
-        p = self.drop_p
+        p = self.p
         noise = torch.empty_like(x).bernoulli_(1 - p)
-        if not self.alpha_drop:
+        if not self.alpha:
             noise.div_(1 - p)
             return x * noise, noise
         a = 1.0 / math.sqrt((_ALPHA_DROPOUT ** 2 * p + 1) * (1 - p))
@@ -353,20 +280,13 @@ class _Layer:
         noise.mul_(a)
         return (x * noise).add_(b), noise
 
-    def backprop(self, g, saved):
-        """Gradient at the linear output, from ``g`` at the layer's output.
+    def backward(self, g, noise, input_grad):
+        return g if noise is None else g * noise
 
-        Sets the BatchNorm parameters' gradients on the way.
-        """
-        z, h, saved_before, saved_after, noise = saved
-        if noise is not None:
-            g = g * noise
-        if saved_after is not None:
-            g = self.bn_after.backward(g, saved_after)
-        g = self.backward(g, z, h)
-        if saved_before is not None:
-            g = self.bn_before.backward(g, saved_before)
-        return g
+
+#: op kind -> its runner (one entry per row of ``plan.LAYER_KINDS``)
+RUNNERS = {"linear": _LinearRun, "batch_norm": _NormRun, "activation": _ActivationRun,
+           "dropout": _DropoutRun, "alpha_dropout": _DropoutRun}
 
 
 class _DirectFusedAdam:
@@ -468,16 +388,17 @@ class ManualStep(EagerStep):
     def __init__(self, module, per_sample_loss, optimizer, regularization=None, *,
                  uniform_weights=False):
         super().__init__(module, per_sample_loss, optimizer, regularization)
-        self.layers = [_Layer(block) for block in module.hidden]
-        norm = module.input_norm
-        self.input_norm = _Norm(norm) if isinstance(norm, nn.BatchNorm1d) else None
+        ops = module.plan.ops()
+        self.runners = [RUNNERS[op.kind](module.get_submodule(path)) for path, op in ops]
+        self.linears = [r for r in self.runners if isinstance(r, _LinearRun)]
+        # where the backward pass stops with n lower layers frozen: at the first
+        # op of hidden layer n (n = 0: the first op, the input norm included)
+        blocks = [module.plan.block_of(path) for path, _ in ops]
+        self.first_trainable = [0] + [blocks.index(n) for n in range(1, len(module.hidden) + 1)]
         # BatchNorm1d counts its training-mode batches; one multi-tensor add per step
         self.counters = [(m, m.num_batches_tracked) for m in module.modules()
                          if isinstance(m, nn.BatchNorm1d)]
-        self.out_linear = module.output.linear
         self.output_grad = OUTPUT_GRADIENTS[loss_function(per_sample_loss)]
-        # A transposed view stays valid: the optimizer updates weights in place.
-        self.out_weight_t = self.out_linear.weight.t()
         self.uniform_weights = uniform_weights
         self.direct_adam = None
         self.allow_direct_adam = True
@@ -504,7 +425,8 @@ class ManualStep(EagerStep):
         """Train on one batch; return its loss (0-d tensor)."""
         # The lowest layers frozen by MLP.freeze_ (and the input norm with them)
         # get no gradients, and the backward pass stops above them.
-        n_frozen = self.module.n_frozen
+        first = self.first_trainable[self.module.n_frozen]
+        runners = self.runners
         with torch.no_grad():
             if self.uniform_weights:  # every weight is 1: skip the weighting
                 wsum = float(len(wb))
@@ -512,44 +434,24 @@ class ManualStep(EagerStep):
             else:
                 wsum = float(wb.sum())
                 c = (wb / wsum)[:, None]
-            a = xb
-            saved_input = None
             if self.counters:
                 counting = [count for m, count in self.counters if m.training]
                 if counting:
                     foreach_add_(counting, 1)
-            if self.input_norm is not None:
-                a, saved_input = self.input_norm.forward(a)
-            acts, saved = [a], []
-            for layer in self.layers:
-                a, s = layer.run(a)
-                acts.append(a)
+            x, saved = xb, []
+            for runner in runners:
+                x, s = runner.forward(x)
                 saved.append(s)
-            z = torch.addmm(self.out_linear.bias, a, self.out_weight_t)
-            losses, g = self.output_grad(z, yb)
+            losses, g = self.output_grad(x, yb)
             g.mul_(c)
             total = losses.sum() if self.uniform_weights else torch.dot(losses, wb)
             reg = self.reg
             l2 = reg.alpha * (1 - reg.l1_ratio) / wsum
             l1 = reg.alpha * reg.l1_ratio / wsum
-            linears = [layer.linear for layer in self.layers] + [self.out_linear]
-            for i in range(len(linears) - 1, n_frozen - 1, -1):
-                lin = linears[i]
-                if i < len(self.layers):  # to the linear output of hidden layer i
-                    g = self.layers[i].backprop(g, saved[i])
-                a_prev = acts[i]
-                if l2 > 0:
-                    lin.weight.grad = torch.addmm(lin.weight, g.t(), a_prev, beta=l2)
-                else:
-                    lin.weight.grad = torch.mm(g.t(), a_prev)
-                if l1 > 0:
-                    lin.weight.grad.add_(torch.sign(lin.weight), alpha=l1)
-                if lin.bias is not None:
-                    lin.bias.grad = g.sum(dim=0)
-                if i > n_frozen or (i == 0 and saved_input is not None):
-                    g = torch.mm(g, lin.weight)  # to the output of the layer below
-            if n_frozen == 0 and saved_input is not None:
-                self.input_norm.backward(g, saved_input, input_grad=False)
+            for linear in self.linears:
+                linear.l2, linear.l1 = l2, l1
+            for i in range(len(runners) - 1, first - 1, -1):
+                g = runners[i].backward(g, saved[i], i > first)
             if reg.alpha > 0:
                 total = total + weight_penalty(self.weights, reg.alpha, reg.l1_ratio)
             self.update()

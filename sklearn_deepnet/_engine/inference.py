@@ -42,9 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .activations import activation_row
 from .data import choose_num_threads, to_tensor, torch_threads
 from .kernels import has_hooks
-from .module import MLP
+from .module import MLP, plan_blocker
 
 __all__ = ["GLOBAL_RNG_LOCK", "PREDICT_BATCH_SIZE", "predict_raw", "predict_raw_mc",
            "seed_forked", "seeded_global_rng", "weights_copy"]
@@ -104,15 +105,6 @@ _EXACT_WIDTH_MULTIPLE = 16
 # Elements of one densified chunk of a sparse X (16 MB of float32).
 _SPARSE_CHUNK_ELEMENTS = 2**22
 
-# Layer types whose eval-mode output for an element depends on that element
-# (and its column's constants) only; dropout is the identity in eval mode.
-_ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish, nn.Tanh,
-                nn.Sigmoid, nn.Softplus)
-_DROPOUT = (nn.Dropout, nn.AlphaDropout)
-# Activations computed exactly (comparisons and one multiplication): the same
-# in the vectorized loop and its scalar tail, on any number of threads.
-_EXACT = (nn.ReLU, nn.LeakyReLU, nn.RReLU, nn.PReLU, nn.Identity)
-
 def _pad_to(n, multiple):
     return -(-n // multiple) * multiple
 
@@ -167,46 +159,32 @@ def _batch_norm(bn, width):
                    training=False, momentum=0.0, eps=bn.eps)
 
 
-def _elementwise(layer, width):
-    """A mode-free eval-mode function for an element-wise layer, or ``None``."""
-    if type(layer) is nn.RReLU:
-        return partial(F.rrelu, lower=layer.lower, upper=layer.upper, training=False)
-    if type(layer) is nn.PReLU:
-        weight = layer.weight.detach()
-        if len(weight) > 1:
-            weight = _pad(weight, width, 1.0)
-        return partial(F.prelu, weight=weight)
-    if type(layer) in (*_ELEMENTWISE, nn.Identity):
-        return layer
-    return None
-
-
 def _plan(module):
-    """The network as a list of plain operations, or ``None`` for unknown layers."""
-    ops = []
-    n_in = module.linears()[0].in_features
-    if isinstance(module.input_norm, nn.BatchNorm1d):
-        ops.append(_batch_norm(module.input_norm, n_in))
-    for block in module.hidden:
-        exact = type(block.activation) in _EXACT
-        multiple = _EXACT_WIDTH_MULTIPLE if exact else _WIDTH_MULTIPLE
-        width = _pad_to(block.linear.out_features, multiple)
-        for name, layer in block.named_children():
-            if name == "linear":
-                ops.append(_Linear(layer, n_in, width))
-            elif type(layer) is nn.BatchNorm1d:
-                ops.append(_batch_norm(layer, width))
-            elif type(layer) in _DROPOUT:
-                continue
+    """The network as a list of plain operations, walking its layer plan.
+
+    Only for a module that is exactly what its plan built
+    (:func:`~.module.plan_blocker`), with no ``forward`` set on an instance.
+    """
+    plan = module.plan
+    ops, n_in, width, exact = [], plan.n_features, plan.n_features, True
+    for path, op in plan.ops():
+        layer = module.get_submodule(path)
+        if op.kind == "linear":
+            block = plan.block_of(path)
+            if block < len(plan.hidden):  # a hidden layer: padded by its activation's kind
+                exact = activation_row(module.hidden[block].activation).exact
+                width = _pad_to(op.n_out, _EXACT_WIDTH_MULTIPLE if exact else _WIDTH_MULTIPLE)
             else:
-                fn = _elementwise(layer, width)
-                if fn is None:
-                    return None
-                ops.append(fn if exact else _one_chunk(fn))
-        n_in = width
-    n_out = module.output.linear.out_features
-    ops.append(_Linear(module.output.linear, n_in, max(n_out, _MIN_COLS)))
-    return ops, n_out
+                width = max(op.n_out, _MIN_COLS)
+            ops.append(_Linear(layer, n_in, width))
+            n_in = width
+        elif op.kind == "batch_norm":
+            ops.append(_batch_norm(layer, width))
+        elif op.kind == "activation":
+            fn = activation_row(layer).evaluation(layer, width)
+            ops.append(fn if exact else _one_chunk(fn))
+        # dropout and alpha dropout: the identity in evaluation mode
+    return ops, plan.n_outputs
 
 
 def _run_plan(plan, x):
@@ -295,13 +273,15 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
     """
     device = torch.device(device)
     is_mlp = isinstance(module, MLP)
-    # On CPU an MLP runs as a plan of plain operations, or, with layers the plan
-    # does not know, through its modules with padded matrix products; an MLP
-    # with hooks (and anything else) is simply called, so that hooks run.
-    padded = (device.type == "cpu" and is_mlp
+    # On CPU an MLP runs as a plan of plain operations, or, when it is no longer
+    # what its plan built (a user's activation), through its modules with
+    # padded matrix products; an MLP with hooks or a forward of its own (and
+    # anything else) is simply called, so that they run.
+    padded = (device.type == "cpu" and type(module) is MLP and "forward" not in vars(module)
               and not any(has_hooks(m) for m in module.modules()))
     plan = None
-    if padded:
+    if padded and plan_blocker(module) is None and not any(
+            "forward" in vars(m) for m in module.modules()):
         with torch.inference_mode(False), torch.no_grad():
             plan = _plan(module)
     toggle = plan is None

@@ -19,7 +19,6 @@ fallback, so a torch upgrade that changes one of them fails there first.
 
 from __future__ import annotations
 
-import math
 import sys
 import types
 
@@ -27,11 +26,12 @@ import torch
 import torch.optim.optimizer as _optimizer_module
 
 __all__ = [
-    "ACTIVATION_BACKWARD",
+    "ACTIVATION_KERNELS",
     "batch_norm_backward",
     "batch_norm_forward",
     "batch_norm_functions",
     "batch_norm_kernels_usable",
+    "checked_backward",
     "foreach_add_",
     "foreach_clamp_",
     "foreach_mul_",
@@ -250,77 +250,40 @@ _native_batch_norm = _aten_overload("native_batch_norm")
 _native_batch_norm_backward = _aten_overload("native_batch_norm_backward")
 
 
-# Each backward: the ATen kernel autograd calls (``*_fast``) and the same
-# formula in public operations (``*_public``).
+# Each activation's backward through the ATen kernel autograd calls, as
+# ``backward(g, z, a, **constants)``; the same formula in public operations is
+# the activation table's row (``activations.py``), which checks one against
+# the other (:func:`checked_backward`).
 def _relu_fast(g, z, a):
     return _threshold_backward(g, a, 0.0)
-
-
-def _relu_public(g, z, a):
-    return g * (a > 0)
 
 
 def _leaky_relu_fast(g, z, a, slope):
     return _leaky_relu_kernel(g, z, slope, False)
 
 
-def _leaky_relu_public(g, z, a, slope):
-    return torch.where(z > 0, g, g * slope)
-
-
 def _elu_fast(g, z, a, alpha, scale=1.0):
     return _elu_kernel(g, alpha, scale, 1.0, False, z)
-
-
-def _elu_public(g, z, a, alpha, scale=1.0):
-    return torch.where(z > 0, g * scale, g * (scale * alpha) * torch.exp(z))
 
 
 def _tanh_fast(g, z, a):
     return _tanh_kernel(g, a)
 
 
-def _tanh_public(g, z, a):
-    return g * (1 - a * a)
-
-
 def _sigmoid_fast(g, z, a):
     return _sigmoid_kernel(g, a)
-
-
-def _sigmoid_public(g, z, a):
-    return g * a * (1 - a)
 
 
 def _gelu_fast(g, z, a, approximate="none"):
     return _gelu_kernel(g, z, approximate=approximate)
 
 
-def _gelu_public(g, z, a, approximate="none"):
-    if approximate == "tanh":  # 0.5 z (1 + tanh(u)), u = sqrt(2/pi) (z + 0.044715 z^3)
-        k = math.sqrt(2 / math.pi)
-        t = torch.tanh(k * (z + 0.044715 * z ** 3))
-        return g * (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * k * (1 + 3 * 0.044715 * z * z))
-    cdf = 0.5 * (1 + torch.erf(z / math.sqrt(2)))
-    return g * (cdf + z * torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi))
-
-
 def _silu_fast(g, z, a):
     return _silu_kernel(g, z)
 
 
-def _silu_public(g, z, a):
-    s = torch.sigmoid(z)
-    return g * s * (1 + z * (1 - s))
-
-
 def _mish_fast(g, z, a):
     return _mish_kernel(g, z)
-
-
-def _mish_public(g, z, a):
-    t = torch.tanh(torch.nn.functional.softplus(z))
-    return g * (t + z * torch.sigmoid(z) * (1 - t * t))
 
 
 # ------------------------------------------------------- checked, not trusted
@@ -330,6 +293,7 @@ def _mish_public(g, z, a):
 # public formula for the rest of the process, and ``kernel_fallbacks`` says why.
 
 _FALLBACKS = {}  # private name -> why this process does not use it
+_REGISTRY = []  # every _Checked made in this process
 _GENERATION = [0]  # bumped when tests switch private entry points off and on
 
 
@@ -380,6 +344,7 @@ class _Checked:
             else requires
         self.ok = None  # the check's verdict (None: not run yet)
         self._answer = (None, False)  # (generation, usable) last computed
+        _REGISTRY.append(self)
 
     def usable(self):
         """Whether the kernel is here and matched its formula (checked once)."""
@@ -430,37 +395,45 @@ def _copies(args):
     return [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
 
 
-def _activation_cases(forward, *param_sets):
+#: private kernel -> ``backward(g, z, a, **constants)`` calling it. Each key is
+#: the module global holding the kernel (``None`` when this torch lacks it).
+ACTIVATION_KERNELS = {
+    "_threshold_backward": _relu_fast,
+    "_leaky_relu_kernel": _leaky_relu_fast,
+    "_elu_kernel": _elu_fast,
+    "_tanh_kernel": _tanh_fast,
+    "_sigmoid_kernel": _sigmoid_fast,
+    "_gelu_kernel": _gelu_fast,
+    "_silu_kernel": _silu_fast,
+    "_mish_kernel": _mish_fast,
+}
+
+
+def checked_backward(kernel, public, checks):
+    """An activation's backward: the private ``kernel`` once it matched ``public``.
+
+    Parameters
+    ----------
+    kernel : str
+        Key of :data:`ACTIVATION_KERNELS`.
+    public : callable
+        ``public(g, z, a, **c)``, the same gradient in public operations.
+    checks : list of (callable, dict)
+        ``(forward, c)`` pairs to compare both on: ``a = forward(z, **c)``
+        (every activation and setting the kernel will be called for).
+
+    Returns
+    -------
+    _Checked
+        Callable as ``backward(g, z, a, **c)``; ``resolved()`` gives the
+        function to call (looked up once per step build).
+    """
     def cases():
         z = torch.linspace(-3.0, 3.0, 30).reshape(5, 6)
         g = torch.linspace(1.0, -0.5, 30).reshape(5, 6)
-        return [((g, z, forward(z, **params)), params) for params in param_sets or [{}]]
-    return cases
+        return [((g, z, forward(z, **c)), c) for forward, c in checks]
 
-
-_F = torch.nn.functional
-#: name -> backward(g, z, a, *params); ``params`` are the activation's constants.
-ACTIVATION_BACKWARD = {
-    "relu": _Checked("_threshold_backward", _relu_fast, _relu_public,
-                     _activation_cases(lambda z: _F.relu(z))),
-    "leaky_relu": _Checked("_leaky_relu_kernel", _leaky_relu_fast, _leaky_relu_public,
-                           _activation_cases(lambda z, slope: _F.leaky_relu(z, slope),
-                                             {"slope": 0.1})),
-    "elu": _Checked("_elu_kernel", _elu_fast, _elu_public, _activation_cases(
-        lambda z, alpha, scale=1.0: scale * _F.elu(z, alpha), {"alpha": 1.0},
-        {"alpha": 1.6732632423543772, "scale": 1.0507009873554805})),
-    "tanh": _Checked("_tanh_kernel", _tanh_fast, _tanh_public,
-                     _activation_cases(lambda z: torch.tanh(z))),
-    "sigmoid": _Checked("_sigmoid_kernel", _sigmoid_fast, _sigmoid_public,
-                        _activation_cases(lambda z: torch.sigmoid(z))),
-    "gelu": _Checked("_gelu_kernel", _gelu_fast, _gelu_public, _activation_cases(
-        lambda z, approximate: _F.gelu(z, approximate=approximate),
-        {"approximate": "none"}, {"approximate": "tanh"})),
-    "silu": _Checked("_silu_kernel", _silu_fast, _silu_public,
-                     _activation_cases(lambda z: _F.silu(z))),
-    "mish": _Checked("_mish_kernel", _mish_fast, _mish_public,
-                     _activation_cases(lambda z: _F.mish(z))),
-}
+    return _Checked(kernel, ACTIVATION_KERNELS[kernel], public, cases)
 
 
 def _bn_forward_fast(x, weight, bias, running_mean, running_var, training, momentum, eps):
@@ -733,7 +706,7 @@ def _use_fallbacks_for_tests():
 
 def _recheck_for_tests():
     """Forget every check's verdict, so the next use checks again (tests only)."""
-    for checked in (*ACTIVATION_BACKWARD.values(), _BATCH_NORM, *_FUSED_ADAM.values()):
+    for checked in _REGISTRY:
         checked.ok = None
     _FUSED_OPTIMIZERS.clear()  # (built anew, for the class as it is now)
     _FALLBACKS.clear()

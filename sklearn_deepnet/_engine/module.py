@@ -1,7 +1,10 @@
-"""Pure-torch network: ``Linear -> [BatchNorm] -> activation -> [BatchNorm] -> [dropout]``.
+"""Pure-torch network built from its layer plan (the autograd reference).
 
 Nothing here knows about scikit-learn or skorch. The module returns raw
 outputs (logits for classifiers); losses and output activations live elsewhere.
+:func:`plan_blocker` says whether a module is still exactly what its plan
+built, which the plan's other interpreters (the hand-written step, inference)
+require.
 """
 
 from __future__ import annotations
@@ -10,22 +13,11 @@ from collections import OrderedDict
 
 from torch import nn
 
-from .activations import activation_init_family, build_activation, is_self_normalizing
+from .activations import activation_init_family
 from .init import resolve_initializer
+from .plan import LAYER_KINDS, RANDOM_IN_TRAINING, compile_plan, draws_random_numbers, leaf_state
 
-__all__ = ["MLP", "RANDOM_IN_TRAINING"]
-
-# The layers of this package that draw random numbers in training mode and
-# are deterministic in evaluation mode (dropout off, RReLU at its mean slope).
-RANDOM_IN_TRAINING = (nn.Dropout, nn.AlphaDropout, nn.RReLU)
-# Layers that draw no random numbers in training (anything else, e.g. dropout,
-# RReLU or a user's activation module, may).
-_DETERMINISTIC_LAYERS = (
-    nn.Linear, nn.BatchNorm1d, nn.Identity, nn.Sequential, nn.ModuleList, nn.ReLU,
-    nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish, nn.Tanh, nn.Sigmoid,
-    nn.CELU, nn.ReLU6, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus, nn.Softsign,
-    nn.LogSigmoid, nn.Tanhshrink, nn.Softshrink, nn.Hardshrink,
-)
+__all__ = ["MLP", "RANDOM_IN_TRAINING", "plan_blocker"]
 
 
 class MLP(nn.Module):
@@ -64,6 +56,8 @@ class MLP(nn.Module):
     hidden : torch.nn.ModuleList
         One ``Sequential`` per hidden layer with children named ``linear``,
         ``batch_norm`` (before or after), ``activation`` and ``dropout``.
+    plan : LayerPlan
+        The ops the modules were built from (:func:`~.plan.compile_plan`).
     output : torch.nn.Sequential
         The output ``linear`` layer.
     n_frozen : int
@@ -87,28 +81,21 @@ class MLP(nn.Module):
         super().__init__()
         self.activation = activation
         self.n_frozen = 0
+        self.plan = compile_plan(
+            n_features, hidden_layer_sizes, n_outputs, activation=activation,
+            activation_alpha=activation_alpha, batch_norm=batch_norm,
+            batch_norm_input=batch_norm_input, batch_norm_momentum=batch_norm_momentum,
+            batch_norm_epsilon=batch_norm_epsilon, dropout=dropout)
+        plan = self.plan
 
-        def bn(width):
-            return nn.BatchNorm1d(width, eps=batch_norm_epsilon, momentum=batch_norm_momentum)
+        def build(op):
+            return LAYER_KINDS[op.kind].build(op)
 
-        self.input_norm = bn(n_features) if batch_norm_input else nn.Identity()
-        blocks = []
-        n_in = n_features
-        for width in hidden_layer_sizes:
-            layers = OrderedDict()
-            layers["linear"] = nn.Linear(n_in, width, bias=batch_norm != "before")
-            if batch_norm == "before":
-                layers["batch_norm"] = bn(width)
-            layers["activation"] = build_activation(activation, activation_alpha)
-            if batch_norm == "after":
-                layers["batch_norm"] = bn(width)
-            if dropout > 0:
-                drop = nn.AlphaDropout if is_self_normalizing(activation) else nn.Dropout
-                layers["dropout"] = drop(dropout)
-            blocks.append(nn.Sequential(layers))
-            n_in = width
-        self.hidden = nn.ModuleList(blocks)
-        self.output = nn.Sequential(OrderedDict(linear=nn.Linear(n_in, n_outputs)))
+        self.input_norm = nn.Identity() if plan.input_norm is None else build(plan.input_norm)
+        self.hidden = nn.ModuleList(
+            nn.Sequential(OrderedDict((LAYER_KINDS[op.kind].child, build(op)) for op in block))
+            for block in plan.hidden)
+        self.output = nn.Sequential(OrderedDict(linear=build(plan.output)))
 
     def forward(self, x):
         """Return raw outputs of shape ``(n_samples, n_outputs)``."""
@@ -119,8 +106,14 @@ class MLP(nn.Module):
 
     def draws_random_numbers(self):
         """Whether training draws from torch's generators (dropout, RReLU, unknown layers)."""
-        known = (*_DETERMINISTIC_LAYERS, type(self))
-        return any(type(m) not in known for m in self.modules())  # exact types
+        return draws_random_numbers(self, type(self))
+
+    def planned_modules(self):
+        """``[(op, module), ...]``: each op of the plan with its module, in forward order.
+
+        Meaningful only while :func:`plan_blocker` finds nothing changed.
+        """
+        return [(op, self.get_submodule(path)) for path, op in self.plan.ops()]
 
     def frozen_modules(self):
         """The modules :meth:`freeze_` froze: the input norm and the lowest hidden layers."""
@@ -197,3 +190,70 @@ class MLP(nn.Module):
             if linear.bias is not None:
                 nn.init.zeros_(linear.bias)
         return self
+
+
+def _leaf_blocker(name, op, module):
+    """Why ``module`` is not a plain module of ``op``'s kind (``None`` if it is)."""
+    kind = LAYER_KINDS[op.kind]
+    if type(module) not in kind.types:  # exact types: a subclass may override forward
+        what = "not in the activation table" if op.kind == "activation" else "not a " + (
+            " or ".join(t.__name__ for t in kind.types))
+        return f"{name} is a {type(module).__name__} ({what})"
+    params, buffers = leaf_state(op, module)
+    if set(module._parameters) - set(params) or set(module._buffers) - set(buffers):
+        return f"{name} holds parameters or buffers the plan does not know"
+    if isinstance(module, nn.BatchNorm1d) and not (
+            module.affine and module.track_running_stats and module.momentum is not None):
+        return f"{name} is not an affine BatchNorm with running statistics and a momentum"
+    if isinstance(module, nn.Dropout | nn.AlphaDropout) and module.inplace:
+        return f"{name} is in place"
+    return None
+
+
+def plan_blocker(module):
+    """Why ``module`` is not exactly what its plan built (``None`` if it is).
+
+    An allow-list, what the plan's interpreters other than ``forward`` rely
+    on: an ``MLP`` (not a subclass), its children and each hidden layer's in
+    the plan's names and order, each module of the exact type its op kind
+    builds (an activation: any of the table's), holding exactly its own
+    parameters and buffers. Settings (dropout rate, slopes, BatchNorm
+    momentum) are read from the modules by the interpreters; hooks and
+    parametrizations are the steps' concern (:func:`~.steps.untouched_blockers`).
+    """
+    if type(module) is not MLP:
+        return f"the network is a {type(module).__name__}, not the MLP it builds"
+    plan = module.plan
+    if [n for n, _ in module.named_children()] != ["input_norm", "hidden", "output"] or (
+            module._parameters or module._buffers):
+        return "the network's layout was changed"
+    if plan.input_norm is None and type(module.input_norm) is not nn.Identity:
+        return "the input normalization was replaced"
+    if type(module.hidden) is not nn.ModuleList or len(module.hidden) != len(plan.hidden):
+        return "the hidden layers were replaced"
+    for i, (block, ops) in enumerate(zip(module.hidden, plan.hidden, strict=True), 1):
+        names = tuple(n for n, _ in block.named_children())
+        if type(block) is not nn.Sequential:
+            return f"hidden layer {i} is a {type(block).__name__}"
+        if names != tuple(LAYER_KINDS[op.kind].child for op in ops):
+            return f"hidden layer {i} has the layers {', '.join(names)}"
+    out = module.output
+    if type(out) is not nn.Sequential or [n for n, _ in out.named_children()] != ["linear"]:
+        return "the output layer was replaced"
+    for path, op in plan.ops():
+        name = _describe(path)
+        blocker = _leaf_blocker(name, op, module.get_submodule(path))
+        if blocker:
+            return blocker
+    if module.output.linear.bias is None:
+        return "the output layer has no bias"
+    return None
+
+
+def _describe(path):
+    if path == "input_norm":
+        return "the input normalization"
+    if path.startswith("output"):
+        return "the output layer"
+    _, i, child = path.split(".")
+    return f"hidden layer {int(i) + 1}'s {child}"
