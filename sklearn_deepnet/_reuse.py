@@ -39,7 +39,8 @@ _IN_REPR = set()
 class KeepsSource:
     """``clone``, ``repr`` and ``get_params`` that hold ``init_from`` by reference.
 
-    Mixed into ``BaseDeepMLP`` before ``BaseEstimator``.
+    Mixed into ``BaseDeepMLP`` before ``BaseEstimator`` (and into nothing
+    else: ``check_reuse_params`` recognizes the package's estimators by it).
     """
 
     def __sklearn_clone__(self):
@@ -120,10 +121,9 @@ def check_reuse_params(est, n_hidden, continuing=False):
     NotFittedError
         If ``init_from`` is not fitted.
     """
-    from ._base import BaseDeepMLP
-
     source = source_estimator(est.init_from)
-    if source is not None and not isinstance(source, BaseDeepMLP):
+    # (every BaseDeepMLP is a KeepsSource, and nothing else is: no import of _base)
+    if source is not None and not isinstance(source, KeepsSource):
         raise invalid_parameter(
             est, "init_from",
             "a fitted DeepMLPClassifier or DeepMLPRegressor, or one wrapped in "

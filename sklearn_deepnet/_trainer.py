@@ -62,7 +62,8 @@ from ._engine.optim import (
     complete_momentum_buffers,
     separate_step_counters,
 )
-from ._engine.steps import EagerStep, Regularization, select_step
+from ._engine.select import select_step
+from ._engine.steps import EagerStep, Regularization
 
 __all__ = ["BATCH_EVENTS", "OWN_CALLBACKS", "TrainingNet", "implements_event"]
 

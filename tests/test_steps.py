@@ -19,12 +19,12 @@ from sklearn_deepnet._engine.losses import (
 )
 from sklearn_deepnet._engine.module import MLP
 from sklearn_deepnet._engine.optim import SOLVERS, build_optimizer
+from sklearn_deepnet._engine.select import select_step
 from sklearn_deepnet._engine.steps import (
     EagerStep,
     Regularization,
     apply_max_norm,
     clip_gradients,
-    select_step,
     weight_penalty,
 )
 

@@ -38,7 +38,7 @@ from .kernels import (
 from .losses import binary_log_loss, loss_function, multiclass_log_loss, squared_error
 from .module import plan_blocker
 from .optim import scikit_learn_velocity_
-from .steps import EagerStep, weight_penalty
+from .steps import EagerStep, untouched_blockers, weight_penalty
 
 __all__ = ["ManualStep", "kernels_used", "layout_signature", "manual_blockers"]
 
@@ -111,8 +111,6 @@ def manual_blockers(module, per_sample_loss, device):
     forward and backward, a loss it has the output gradient of, and
     trainable parameters exactly those outside the frozen layers.
     """
-    from .steps import untouched_blockers
-
     if torch.device(device).type != "cpu":
         return "the hand-written step is for CPU"
     blocker = untouched_blockers(module, parametrized=True) or plan_blocker(module)

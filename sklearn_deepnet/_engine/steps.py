@@ -1,6 +1,6 @@
 """Training steps: one epoch of optimizer updates over mini-batches (pure torch).
 
-Three implementations of the same update, chosen per fit by :func:`select_step`,
+Implementations of the same update, chosen per fit by :func:`~.select.select_step`,
 behind one interface: ``run_epoch(batches, events)`` trains one pass and
 returns the summed loss as a device tensor, ``release()`` leaves the optimizer
 as ``torch.optim`` expects it, ``fallback_reason`` says why a fast path gave
@@ -46,8 +46,8 @@ from .kernels import (
 from .optim import scikit_learn_velocity_
 
 __all__ = [
-    "EagerStep", "Regularization", "apply_max_norm", "clip_gradients", "select_step",
-    "untouched_blockers", "weight_penalty",
+    "EagerStep", "Regularization", "apply_max_norm", "clip_gradients", "untouched_blockers",
+    "weight_penalty",
 ]
 
 
@@ -256,56 +256,3 @@ def untouched_blockers(module, parametrized=False):
         if tensor_hooks(p):
             return f"hooks on the parameter {name}"
     return None
-
-
-def select_step(module, per_sample_loss, device, solver_row, fast=True, needs_gradients=False,
-                sparse=False):
-    """Pick the training step for a fit.
-
-    Parameters
-    ----------
-    module : MLP
-    per_sample_loss : callable
-    device : torch.device
-    solver_row : Solver
-        Row of the optimizer table (whether its step is graph-safe).
-    fast : bool, default=True
-        ``False`` forces :class:`EagerStep`.
-    needs_gradients : bool, default=False
-        A callback inspects the gradients between backward and the optimizer
-        step (``on_grad_computed``): a CUDA graph cannot call back into Python.
-    sparse : bool, default=False
-        The data are a sparse matrix, densified batch by batch on the host: a
-        CUDA graph needs them resident on the device.
-
-    Returns
-    -------
-    name : {"cpu-manual", "cuda-graph", "eager"}
-    reason : str or None
-        Why the device's fast path is not used (``None`` when it is).
-    """
-    from .fast_step import manual_blockers  # it builds on EagerStep
-
-    device = torch.device(device)
-    if not fast:
-        return "eager", "fast path disabled"
-    if device.type == "cpu":
-        reason = manual_blockers(module, per_sample_loss, device)
-        if reason is not None:
-            reason = f"not supported by the hand-written CPU step: {reason}"
-        return ("cpu-manual", None) if reason is None else ("eager", reason)
-    if device.type == "cuda":
-        blocker = untouched_blockers(module)
-        if blocker is not None:
-            return "eager", f"not capturable in a CUDA graph: {blocker}"
-        if not solver_row.graph_safe:
-            return "eager", "the optimizer keeps host-side state (not capturable)"
-        if solver_row.rate_in_velocity:
-            return "eager", ("scikit-learn's SGD rescales its velocity on the host when the "
-                             "rate changes (not capturable)")
-        if needs_gradients:
-            return "eager", "a callback implements on_grad_computed (not capturable)"
-        if sparse:
-            return "eager", "sparse input is densified batch by batch on the host"
-        return "cuda-graph", None
-    return "eager", f"no fast path for device type {device.type!r}"
