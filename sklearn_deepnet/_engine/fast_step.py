@@ -526,6 +526,8 @@ class ManualStep(EagerStep):
                 acts.append(a)
                 saved.append(s)
             z = torch.addmm(self.out_linear.bias, a, self.out_weight_t)
+            if self.events is not None and self.events.wants_outputs:
+                self.outputs = z  # (not changed in place below)
             losses, g = self.output_grad(z, yb)
             g.mul_(c)
             total = losses.sum() if self.uniform_weights else torch.dot(losses, wb)

@@ -157,10 +157,17 @@ class EagerStep:
             )
         self.set_to_none = True
         self.events = None
+        self.outputs = None  # the last batch's outputs, kept when events want them
 
     def loss(self, xb, yb, wb):
-        """Penalized, sample-weighted mean loss of a batch (with autograd)."""
+        """Penalized, sample-weighted mean loss of a batch (with autograd).
+
+        Keeps the batch's outputs (detached) in ``outputs`` while the epoch's
+        ``events`` want them (``wants_outputs``).
+        """
         out = self.module(xb)
+        if self.events is not None and self.events.wants_outputs:
+            self.outputs = out.detach()
         total = torch.dot(self.per_sample_loss(out, yb), wb)
         if self.reg.alpha > 0:
             weights = ([lin.weight for lin in self.module.linears()] if self.parametrized
@@ -200,8 +207,10 @@ class EagerStep:
         batches : Batches
             The epoch's data and batch boundaries.
         events : object or None
-            Receives ``batch_begin(xb, yb)``, ``batch_end(xb, yb, loss)`` and
-            (when its ``wants_gradients`` is true) ``gradients_computed()``.
+            Receives ``batch_begin(xb, yb)``, ``batch_end(xb, yb, loss,
+            outputs)`` (``outputs``: the batch's raw outputs when its
+            ``wants_outputs`` is true, else ``None``) and (when its
+            ``wants_gradients`` is true) ``gradients_computed()``.
 
         Returns
         -------
@@ -219,9 +228,11 @@ class EagerStep:
                 loss = self.train_batch(xb, yb, wb)
                 total += loss * (stop - start)
                 if events is not None:
-                    events.batch_end(xb, yb, loss)
+                    events.batch_end(xb, yb, loss, self.outputs)
+                    self.outputs = None
         finally:
             self.events = None
+            self.outputs = None
         return total
 
     def release(self):
@@ -259,7 +270,7 @@ def untouched_blockers(module, parametrized=False):
 
 
 def select_step(module, per_sample_loss, device, solver_row, fast=True, needs_gradients=False,
-                sparse=False):
+                sparse=False, needs_outputs=False):
     """Pick the training step for a fit.
 
     Parameters
@@ -277,6 +288,9 @@ def select_step(module, per_sample_loss, device, solver_row, fast=True, needs_gr
     sparse : bool, default=False
         The data are a sparse matrix, densified batch by batch on the host: a
         CUDA graph needs them resident on the device.
+    needs_outputs : bool, default=False
+        A callback reads every batch's outputs (``y_pred``): a CUDA graph
+        keeps them in one buffer it overwrites at every replay.
 
     Returns
     -------
@@ -305,6 +319,8 @@ def select_step(module, per_sample_loss, device, solver_row, fast=True, needs_gr
                              "rate changes (not capturable)")
         if needs_gradients:
             return "eager", "a callback implements on_grad_computed (not capturable)"
+        if needs_outputs:
+            return "eager", "a callback reads every batch's outputs, y_pred (not captured)"
         if sparse:
             return "eager", "sparse input is densified batch by batch on the host"
         return "cuda-graph", None
