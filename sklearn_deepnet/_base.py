@@ -502,7 +502,7 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
             shuffle=self.shuffle, min_batch=2 if uses_bn else 1, batch_size=batch_size,
             max_epochs=1 if incremental or not stochastic else self.max_iter,
             callbacks=[("convergence", monitor), *schedule, *(self.callbacks or [])],
-            device=device, fast=self._fast_engine,
+            device=device, fast=self._fast_engine, verbose=verbose,
         )
         if not continuing:
             module = self._build_module(n_features, n_outputs).to(device)

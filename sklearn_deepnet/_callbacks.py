@@ -4,9 +4,10 @@
 
 It is the first callback of every fit, so the records it adds to the history
 (``train_loss_best``; with early stopping ``valid_loss``, ``valid_loss_best``,
-``valid_score``, ``valid_score_best``) are there for the user's callbacks,
-under the names skorch's own callbacks (``EarlyStopping``, ``Checkpoint``,
-``LRScheduler``) monitor.
+``valid_score``, ``valid_score_best`` and, for a classifier, ``valid_acc``,
+``valid_acc_best``) are there for the user's callbacks, under the names
+skorch's own callbacks (``EarlyStopping``, ``Checkpoint``, ``LRScheduler``)
+and its classifiers' default callbacks monitor.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import threading
 from skorch.callbacks import Callback
 
 from ._engine.inference import predict_raw
+from ._events import output_kind
 
 __all__ = ["ConvergenceMonitor", "LayerFreezer", "ProgressBar", "wants_progress_bar"]
 
@@ -92,6 +94,8 @@ class ConvergenceMonitor(Callback):
         count, best_loss, best_score = self.carry or (0, math.inf, None)
         self.no_improvement_count_, self.best_loss_ = count, best_loss
         self.best_valid_loss_ = math.inf
+        self.best_acc_ = -math.inf
+        self.outputs_ = None  # (history row, validation outputs) of the epoch in progress
         self.best_score_ = -math.inf
         # (epochs in the history, weights, score) of the best validation score
         self.best_state_ = None
@@ -103,19 +107,37 @@ class ConvergenceMonitor(Callback):
         self.stop_message_ = None
         self.restored_ = False
 
+    def validation_outputs(self, net):
+        """Raw outputs of the network on the validation rows, once per epoch.
+
+        The validation batch events (:func:`~._events.validation_epoch`) and
+        :meth:`on_epoch_end` share them.
+        """
+        row = net.history[-1]
+        if self.outputs_ is None or self.outputs_[0] is not row:
+            X_val = self.validation[0]
+            self.outputs_ = (row, predict_raw(net.module_, X_val, net.device))
+        return self.outputs_[1]
+
     def on_epoch_end(self, net, **kwargs):
         """Record the validation score, update the counters, ask to stop."""
         history = net.history
         loss = history[-1, "train_loss"]
         history.record("train_loss_best", loss < self.best_loss_)
         if self.validation is not None:
-            X_val, y_val, w_val = self.validation
-            raw = predict_raw(net.module_, X_val, net.device)
+            _, y_val, w_val = self.validation
+            raw = self.validation_outputs(net)
+            self.outputs_ = None
             score = float(self.scorer(raw, y_val, w_val))
             valid_loss = float(self.validation_loss(raw, y_val, w_val))
             history.record("valid_loss", valid_loss)
             history.record("valid_loss_best", valid_loss < self.best_valid_loss_)
             self.best_valid_loss_ = min(self.best_valid_loss_, valid_loss)
+            if output_kind(net) != "regression":  # skorch's classifiers' default score
+                acc = float(self.scorer(raw, y_val, None))  # unweighted, as skorch's
+                history.record("valid_acc", acc)
+                history.record("valid_acc_best", acc > self.best_acc_)
+                self.best_acc_ = max(self.best_acc_, acc)
             history.record("valid_score", score)
             what = "Validation score"
             improved = score >= self.best_score_ + self.tol
@@ -170,7 +192,7 @@ class ConvergenceMonitor(Callback):
         elif self.validation is not None:
             self.best_score_ = -math.inf
         self.restored_ = True
-        self.best_state_ = self.previous_best_state_ = None
+        self.best_state_ = self.previous_best_state_ = self.outputs_ = None
         self.validation = None
         self.scorer = None
         self.validation_loss = None

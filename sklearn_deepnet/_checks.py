@@ -16,7 +16,13 @@ from numbers import Integral
 import numpy as np
 import scipy.sparse as sp
 import torch
-from skorch.callbacks import BatchScoring, Callback, EpochScoring, LRScheduler
+from skorch.callbacks import (
+    BatchScoring,
+    Callback,
+    EpochScoring,
+    LRScheduler,
+    PassthroughScoring,
+)
 
 from ._engine.activations import build_activation, check_activation_alpha, is_self_normalizing
 from ._engine.inference import GLOBAL_RNG_LOCK
@@ -304,21 +310,38 @@ class ParameterChecks:
     def _check_callback_contract(self, item, cb):
         """Refuse, with what to do instead, a skorch callback that cannot work here.
 
-        Until the trainer honours the whole of skorch's contract (issue 24):
-        the scoring callbacks need ``y_pred`` in batch events and score the
-        net's raw outputs; a callback monitoring a ``valid_*`` record needs
-        the validation the estimator runs with ``early_stopping=True``.
+        A callback scoring or monitoring the validation split needs the
+        validation the estimator runs with ``early_stopping=True``;
+        ``EpochScoring`` scoring the training data without caching would
+        predict on the trainer's tensors with no targets.
         """
         cls = cb if isinstance(cb, type) else type(cb)
-        if issubclass(cls, EpochScoring | BatchScoring):
-            raise invalid_combination(
-                self, "callbacks", item,
-                f"skorch's {cls.__name__} scores the skorch net's raw outputs (logits) "
-                "with y_pred from batch events, which this estimator's training steps do "
-                "not pass; use early_stopping=True (the history then holds valid_score "
-                "and valid_loss) or score the estimator on data of your own in a "
-                "callback's on_epoch_end.",
-            )
+
+        def setting(name, default):
+            if isinstance(cb, type):
+                return getattr(inspect.signature(cls).parameters.get(name), "default", default)
+            return getattr(cb, name, default)
+
+        if issubclass(cls, EpochScoring | BatchScoring | PassthroughScoring):
+            if not setting("on_train", False) and not _validating(self):
+                raise invalid_combination(
+                    self, "callbacks", item,
+                    f"{cls.__name__} with on_train=False scores the validation split, "
+                    "which the estimator holds out only with early_stopping=True and a "
+                    "mini-batch solver; set early_stopping=True (and a large "
+                    "n_iter_no_change to let your callbacks decide when to stop), or "
+                    f"score the training batches with {cls.__name__}(..., on_train=True).",
+                )
+            if issubclass(cls, EpochScoring) and setting("on_train", False) and not setting(
+                    "use_caching", True):
+                raise invalid_combination(
+                    self, "callbacks", item,
+                    "EpochScoring(on_train=True, use_caching=False) predicts on the "
+                    "training data, which the trainer holds as tensors without a skorch "
+                    "Dataset to take the targets from; use use_caching=True (the outputs "
+                    "of the training batches) or on_train=False with early_stopping=True "
+                    "(the validation split after each epoch).",
+                )
         monitor = getattr(cb, "monitor", None) if not isinstance(cb, type) else (
             getattr(inspect.signature(cls).parameters.get("monitor"), "default", None))
         if isinstance(monitor, str) and monitor.startswith("valid_") and not _validating(self):

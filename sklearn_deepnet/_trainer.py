@@ -11,17 +11,24 @@ call to a step's ``run_epoch`` (see :mod:`._engine.steps`).
 Callback events, in order, and what they receive besides the net:
 
 - ``on_train_begin(X, y)`` once per fit call;
-- ``on_epoch_begin(dataset_train)`` (a :class:`~._engine.TensorData`);
+- ``on_epoch_begin(dataset_train, dataset_valid)`` (a
+  :class:`~._engine.TensorData`; the validation split as a skorch
+  ``Dataset``, or ``None`` without early stopping);
 - ``on_batch_begin(batch, training=True)`` and
-  ``on_batch_end(batch, training=True, loss)``, with ``batch = (X_batch,
-  y_batch)`` tensors and ``loss`` a 0-d tensor; only fired when some
-  callback implements them, and then the batch's ``train_loss`` enters the
-  history's batch records at the end of the epoch (read once); the batch
-  records always hold ``train_batch_size``;
+  ``on_batch_end(batch, training=True, loss[, y_pred])``, with ``batch =
+  (X_batch, y_batch)`` tensors, ``loss`` a 0-d tensor and ``y_pred`` the
+  batch's raw outputs, passed when a callback asks for them
+  (:func:`~._events.wants_outputs`); only fired when some callback
+  implements a batch event, and then the batch records get ``train_loss``
+  (see :class:`~._events.BatchEvents`); they always hold
+  ``train_batch_size``;
 - ``on_grad_computed(named_parameters, batch, training=True)`` between the
   backward pass and the optimizer step (on CUDA this trains without a graph);
-- ``on_epoch_end(dataset_train)``, after ``train_loss`` (and, with early
-  stopping, ``valid_loss`` / ``valid_score``) are in ``net.history``;
+- with a validation split, the same batch events with ``training=False``
+  over the validation rows (:func:`~._events.validation_epoch`);
+- ``on_epoch_end(dataset_train, dataset_valid)``, after ``train_loss`` is in
+  ``net.history`` (the estimator's ``convergence`` callback, the first one,
+  adds the validation records);
 - ``on_train_end(X, y)``, however training stopped (not when an exception
   escapes the fit, as in skorch).
 
@@ -47,7 +54,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback, EpochTimer
+from skorch.callbacks import EpochTimer, PrintLog
 
 from ._callbacks import ProgressBar
 from ._engine.data import Batches, TensorData, to_tensor
@@ -64,12 +71,19 @@ from ._engine.optim import (
 )
 from ._engine.select import select_step
 from ._engine.steps import EagerStep, Regularization
+from ._events import (
+    BATCH_EVENTS,
+    BatchEvents,
+    dispatch,
+    implements_event,
+    validation_dataset,
+    validation_epoch,
+)
 
 __all__ = ["BATCH_EVENTS", "OWN_CALLBACKS", "TrainingNet", "implements_event"]
 
 logger = logging.getLogger("sklearn_deepnet")
 
-BATCH_EVENTS = ("on_batch_begin", "on_batch_end", "on_grad_computed")
 # The estimator's own callbacks (none draws random numbers); reserved names.
 OWN_CALLBACKS = ("epoch_timer", "convergence", "schedule", "freeze", "diagnostics", "progress")
 
@@ -156,51 +170,6 @@ def _plain(value):
     return value.item() if isinstance(value, torch.Tensor) else float(value)
 
 
-def implements_event(cb, event):
-    """Whether callback ``cb`` (an instance or a class) overrides ``event``."""
-    cls = cb if isinstance(cb, type) else type(cb)
-    return getattr(cls, event, None) is not getattr(Callback, event, None)
-
-
-class _BatchEvents:
-    """Per-batch callback events for the steps (see the module docstring).
-
-    Each batch's ``train_loss`` goes into the history at the end of the
-    epoch, read from the device once: a callback gets it as the tensor
-    ``loss`` in ``on_batch_end`` without forcing a host sync per batch.
-    """
-
-    def __init__(self, net):
-        self.net = net
-        self.batch = None
-        self.losses = []
-        self.wants_gradients = any(
-            implements_event(cb, "on_grad_computed") for _, cb in net.callbacks_
-        )
-
-    def batch_begin(self, xb, yb):
-        self.batch = (xb, yb)
-        self.net.notify("on_batch_begin", batch=self.batch, training=True)
-
-    def gradients_computed(self):
-        self.net.notify("on_grad_computed", named_parameters=list(
-            self.net.module_.named_parameters()), batch=self.batch, training=True)
-
-    def batch_end(self, xb, yb, loss):
-        self.net.history.record_batch("train_batch_size", len(xb))
-        self.losses.append(loss.detach())
-        self.net.notify("on_batch_end", batch=self.batch, training=True, loss=loss)
-        self.batch = None
-
-    def end_epoch(self):
-        """Write the epoch's batch losses into the history (one host read)."""
-        if self.losses:
-            values = torch.stack(self.losses).tolist()
-            for record, value in zip(self.net.history[-1]["batches"], values, strict=True):
-                record["train_loss"] = value
-        self.losses = []
-
-
 class TrainingNet(NeuralNet):
     """skorch ``NeuralNet`` running this package's training steps.
 
@@ -231,6 +200,11 @@ class TrainingNet(NeuralNet):
         Smallest allowed trailing batch (2 with BatchNorm).
     fast : bool, default=True
         Use the device's fast training step when the configuration allows.
+    verbose : int, default=0
+        skorch's ``verbose``: whether skorch's callbacks print (``PrintLog``'s
+        table, ``EarlyStopping``'s and ``Checkpoint``'s messages). A
+        ``PrintLog`` among the callbacks makes it at least 1 (skorch's default):
+        passing one asks for its table.
     **kwargs
         Passed to ``skorch.NeuralNet`` (``batch_size``, ``max_epochs``,
         ``callbacks``, ``device``).
@@ -249,10 +223,10 @@ class TrainingNet(NeuralNet):
 
     def __init__(
         self, module, criterion, *, solver, solver_params, regularization=None,
-        shuffle=True, min_batch=1, fast=True, **kwargs,
+        shuffle=True, min_batch=1, fast=True, verbose=0, **kwargs,
     ):
         super().__init__(
-            module, criterion, train_split=None, verbose=0, predict_nonlinearity=None,
+            module, criterion, train_split=None, verbose=verbose, predict_nonlinearity=None,
             **kwargs,
         )
         self.solver = solver
@@ -294,7 +268,7 @@ class TrainingNet(NeuralNet):
         getattr(self, method_name)(self, **cb_kwargs)
         for name, cb in self.callbacks_:
             try:
-                getattr(cb, method_name)(self, **cb_kwargs)
+                dispatch(self, cb, method_name, cb_kwargs)
             except KeyboardInterrupt:
                 if self._sigint is None or self._sigint.seen:
                     raise
@@ -311,6 +285,13 @@ class TrainingNet(NeuralNet):
         if not callable(draws) or draws():
             return True
         return any(name not in OWN_CALLBACKS for name, _ in self.callbacks_)
+
+    def initialize_callbacks(self):
+        """skorch's, then ``verbose`` at least 1 when a ``PrintLog`` will print."""
+        super().initialize_callbacks()
+        if any(isinstance(cb, PrintLog) for _, cb in self.callbacks_):
+            self.verbose = max(int(self.verbose), 1)
+        return self
 
     def _wants_batch_events(self):
         return any(implements_event(cb, e) for _, cb in self.callbacks_ for e in BATCH_EVENTS)
@@ -379,7 +360,7 @@ class TrainingNet(NeuralNet):
                           to_tensor(y, self.device),
                           to_tensor(w, self.device, torch.float32), uniform_weights=uniform)
 
-    def _step_choice(self, data, needs_gradients):
+    def _step_choice(self, data, needs_gradients, needs_outputs=False):
         """``(what the step is built for, step name, reason)``.
 
         What it is built for: the module and optimizer objects, which
@@ -388,16 +369,17 @@ class TrainingNet(NeuralNet):
         """
         name, reason = select_step(self.module_, self.criterion_, self.device,
                                    SOLVERS[self.solver], self.fast, needs_gradients,
-                                   sparse=data.sparse)
+                                   sparse=data.sparse, needs_outputs=needs_outputs)
         layout = layout_signature(self.module_) if name == "cpu-manual" else None
         built_for = (id(self.module_), id(self.optimizer_), _trainable(self.module_), name,
                      layout)
         return built_for, name, reason
 
-    def _make_step(self, data, needs_gradients):
+    def _make_step(self, data, needs_gradients, needs_outputs=False):
         # Layers that start training (unfrozen) may lack optimizer state.
         complete_momentum_buffers(self.optimizer_)
-        self.step_built_for, name, reason = self._step_choice(data, needs_gradients)
+        self.step_built_for, name, reason = self._step_choice(data, needs_gradients,
+                                                              needs_outputs)
         args = (self.module_, self.criterion_, self.optimizer_, self.regularization)
         if not SOLVERS[self.solver].stochastic:
             self.engine, self.engine_reason = "lbfgs", None
@@ -504,9 +486,11 @@ class TrainingNet(NeuralNet):
         epochs = self.max_epochs if epochs is None else epochs
         batches = Batches(data, self.batch_size, self.shuffle, generator, self.min_batch)
         self.module_.train()
-        events = _BatchEvents(self) if self._wants_batch_events() else None
-        needs_gradients = events is not None and events.wants_gradients
-        step = self._make_step(data, needs_gradients)
+        events = BatchEvents(self) if self._wants_batch_events() else None
+        needs = (events is not None and events.wants_gradients,
+                 events is not None and events.wants_outputs)
+        step = self._make_step(data, *needs)
+        dataset_valid = validation_dataset(self)
         global_rng = self.draws_random_numbers()
         released = False
 
@@ -525,15 +509,16 @@ class TrainingNet(NeuralNet):
                 try:
                     good = self.snapshot_state()
                     self.epoch_start = (good, n_rows)
-                    self.notify("on_epoch_begin", dataset_train=data, dataset_valid=None)
-                    if self._step_choice(data, needs_gradients)[0] != self.step_built_for:
+                    self.notify("on_epoch_begin", dataset_train=data,
+                                dataset_valid=dataset_valid)
+                    if self._step_choice(data, *needs)[0] != self.step_built_for:
                         # A callback froze or unfroze parameters (e.g. the
                         # estimator's unfreeze_after), attached a hook or a
                         # parametrization, replaced a layer, the module or the
                         # optimizer, changed a layer's settings or a weight's
                         # storage: the step is built for the module as it was.
                         step.release()
-                        step = self._make_step(data, needs_gradients)
+                        step = self._make_step(data, *needs)
                     self.history.record("lr", _plain(self.optimizer_.param_groups[0]["lr"]))
                     total = step.run_epoch(batches, events)
                     if events is not None:
@@ -555,7 +540,8 @@ class TrainingNet(NeuralNet):
                         self.stop_reason = "diverged"
                         roll_back(good, n_rows)
                         break
-                    self.notify("on_epoch_end", dataset_train=data, dataset_valid=None)
+                    validation_epoch(self, dataset_valid, events)
+                    self.notify("on_epoch_end", dataset_train=data, dataset_valid=dataset_valid)
                     _floats_in_history_row(self.history[-1])
                 except _CallbackStop as stop:
                     self.stop_reason = f"callback {stop.name}"

@@ -108,10 +108,14 @@ def test_dependent_params_cover_every_schedule_and_solver_parameter():
 
 
 @pytest.mark.parametrize("callback, match", [
-    # Issue 24: a TypeError deep in the fit ("on_batch_end() missing ... 'y_pred'",
-    # "All the 4 fits failed" in a search) or a KeyError on 'valid_loss'.
-    ("EpochScoring", r"EpochScoring scores the skorch net's raw outputs.*early_stopping=True"),
-    ("BatchScoring", r"BatchScoring scores the skorch net's raw outputs"),
+    # Issue 24: without a validation split these would record nothing (skorch's
+    # scoring callbacks) or fail with a KeyError on 'valid_loss' (the monitors).
+    ("EpochScoring", r"EpochScoring with on_train=False scores the validation split.*"
+                     r"early_stopping=True.*EpochScoring\(\.\.\., on_train=True\)"),
+    ("BatchScoring", r"BatchScoring with on_train=False scores the validation split"),
+    ("PassthroughScoring", r"PassthroughScoring with on_train=False scores the validation"),
+    ("EpochScoring uncached", r"EpochScoring\(on_train=True, use_caching=False\).*"
+                              r"use use_caching=True"),
     ("EarlyStopping", r"EarlyStopping monitors 'valid_loss'.*early_stopping=True.*"
                       r"EarlyStopping\(monitor='train_loss'\)"),
     ("EarlyStopping class", r"EarlyStopping monitors 'valid_loss'"),
@@ -128,6 +132,9 @@ def test_skorch_callbacks_that_cannot_work_are_refused_with_what_to_do(callback,
     made = {
         "EpochScoring": lambda: cbs.EpochScoring("accuracy"),
         "BatchScoring": lambda: cbs.BatchScoring("accuracy"),
+        "PassthroughScoring": lambda: cbs.PassthroughScoring("valid_loss"),
+        "EpochScoring uncached": lambda: cbs.EpochScoring("accuracy", on_train=True,
+                                                          use_caching=False),
         "EarlyStopping": lambda: cbs.EarlyStopping(),
         "EarlyStopping class": lambda: cbs.EarlyStopping,
         "Checkpoint": lambda: cbs.Checkpoint(dirname=str(tmp_path)),

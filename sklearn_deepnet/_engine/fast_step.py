@@ -440,6 +440,8 @@ class ManualStep(EagerStep):
             for runner in runners:
                 x, s = runner.forward(x)
                 saved.append(s)
+            if self.events is not None and self.events.wants_outputs:
+                self.outputs = x  # (not changed in place below)
             losses, g = self.output_grad(x, yb)
             g.mul_(c)
             total = losses.sum() if self.uniform_weights else torch.dot(losses, wb)

@@ -16,7 +16,7 @@ __all__ = ["select_step"]
 
 
 def select_step(module, per_sample_loss, device, solver_row, fast=True, needs_gradients=False,
-                sparse=False):
+                sparse=False, needs_outputs=False):
     """Pick the training step for a fit.
 
     Parameters
@@ -34,6 +34,9 @@ def select_step(module, per_sample_loss, device, solver_row, fast=True, needs_gr
     sparse : bool, default=False
         The data are a sparse matrix, densified batch by batch on the host: a
         CUDA graph needs them resident on the device.
+    needs_outputs : bool, default=False
+        A callback reads every batch's outputs (``y_pred``): a CUDA graph
+        keeps them in one buffer it overwrites at every replay.
 
     Returns
     -------
@@ -60,6 +63,8 @@ def select_step(module, per_sample_loss, device, solver_row, fast=True, needs_gr
                              "rate changes (not capturable)")
         if needs_gradients:
             return "eager", "a callback implements on_grad_computed (not capturable)"
+        if needs_outputs:
+            return "eager", "a callback reads every batch's outputs, y_pred (not captured)"
         if sparse:
             return "eager", "sparse input is densified batch by batch on the host"
         return "cuda-graph", None

@@ -157,10 +157,17 @@ class EagerStep:
             )
         self.set_to_none = True
         self.events = None
+        self.outputs = None  # the last batch's outputs, kept when events want them
 
     def loss(self, xb, yb, wb):
-        """Penalized, sample-weighted mean loss of a batch (with autograd)."""
+        """Penalized, sample-weighted mean loss of a batch (with autograd).
+
+        Keeps the batch's outputs (detached) in ``outputs`` while the epoch's
+        ``events`` want them (``wants_outputs``).
+        """
         out = self.module(xb)
+        if self.events is not None and self.events.wants_outputs:
+            self.outputs = out.detach()
         total = torch.dot(self.per_sample_loss(out, yb), wb)
         if self.reg.alpha > 0:
             weights = ([lin.weight for lin in self.module.linears()] if self.parametrized
@@ -200,8 +207,10 @@ class EagerStep:
         batches : Batches
             The epoch's data and batch boundaries.
         events : object or None
-            Receives ``batch_begin(xb, yb)``, ``batch_end(xb, yb, loss)`` and
-            (when its ``wants_gradients`` is true) ``gradients_computed()``.
+            Receives ``batch_begin(xb, yb)``, ``batch_end(xb, yb, loss,
+            outputs)`` (``outputs``: the batch's raw outputs when its
+            ``wants_outputs`` is true, else ``None``) and (when its
+            ``wants_gradients`` is true) ``gradients_computed()``.
 
         Returns
         -------
@@ -219,9 +228,11 @@ class EagerStep:
                 loss = self.train_batch(xb, yb, wb)
                 total += loss * (stop - start)
                 if events is not None:
-                    events.batch_end(xb, yb, loss)
+                    events.batch_end(xb, yb, loss, self.outputs)
+                    self.outputs = None
         finally:
             self.events = None
+            self.outputs = None
         return total
 
     def release(self):
