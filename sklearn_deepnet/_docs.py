@@ -440,8 +440,10 @@ default=None
             *not* transformed by the steps before the estimator: pass it
             already transformed, or build the pipeline with
             ``transform_input=["X_val"]`` (metadata routing, as for
-            ``HistGradientBoosting``). Not taken by :meth:`partial_fit`,
-            which never stops early.
+            ``HistGradientBoosting``). A warm start validating on other
+            rows than the previous call did keeps this call's own best epoch
+            (the old scores do not compare). Not taken by
+            :meth:`partial_fit`, which never stops early.
         y_val : array-like of shape (n_val,) or (n_val, {y_cols}), default=None
             {y_val}
         sample_weight_val : array-like of shape (n_val,), default=None
