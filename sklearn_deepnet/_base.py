@@ -62,6 +62,7 @@ from ._validation import (
     is_number,
     resolve_device,
 )
+from ._valset import check_validation_set
 
 
 def consistent(method):
@@ -188,6 +189,14 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
         """
 
     @abstractmethod
+    def _prepare_y_val(self, y, class_weights=None):
+        """Validate ``y_val`` as ``y`` was; return ``(y_model, extra_weight or None)``.
+
+        ``class_weights``: one weight per class of ``classes_`` (what
+        ``_prepare_y`` left in ``_class_weight_lookup``), or ``None``.
+        """
+
+    @abstractmethod
     def _per_sample_loss(self):
         """Per-sample loss function of ``(raw_outputs, y_model)``."""
 
@@ -217,7 +226,8 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
         return arch
 
     # ------------------------------------------------------------------- fit
-    def _fit(self, X, y, sample_weight=None, *, incremental=False, classes=None):
+    def _fit(self, X, y, sample_weight=None, *, incremental=False, classes=None,
+             validation_set=(None, None, None)):
         """Validate everything, then train; on any failure keep the old state.
 
         The call builds its attributes on a working copy and publishes them
@@ -254,7 +264,8 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
                 snapshot = (dict(net.__dict__), net.snapshot_state(), len(net.history))
                 vars(self)[SERVING] = weights_copy(net.module_)
             pending, interrupted = work._fit_unsafe(
-                X, y, sample_weight, incremental=incremental, classes=classes
+                X, y, sample_weight, incremental=incremental, classes=classes,
+                validation_set=validation_set,
             )
         except BaseException:
             if snapshot is not None:
@@ -290,7 +301,7 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
             raise KeyboardInterrupt(interrupted)
         return self
 
-    def _fit_unsafe(self, X, y, sample_weight, *, incremental, classes):
+    def _fit_unsafe(self, X, y, sample_weight, *, incremental, classes, validation_set):
         continuing = (incremental or self.warm_start) and hasattr(self, "net_")
         if incremental and self.early_stopping:  # as scikit-learn's MLP
             raise ValueError("partial_fit does not support early_stopping=True")
@@ -302,6 +313,7 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
             X, y, sample_weight, continuing=continuing, incremental=incremental,
             classes=classes,
         )
+        own = check_validation_set(self, *validation_set, incremental=incremental)
         if not continuing:
             self._seed = int(check_random_state(self.random_state).randint(2**31 - 1))
             self._n_fit_calls = 0
@@ -310,7 +322,10 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
         call_seed = int(seq.generate_state(1)[0])
         validation = fingerprint = None
         stochastic = SOLVERS[self.solver].stochastic
-        if self.early_stopping and not incremental and stochastic:
+        if own is not None:  # the user's X_val, y_val: every row of X trains
+            validation = own
+            fingerprint = validation_fingerprint(own[0], np.arange(len(own[1])), *own[1:])
+        elif self.early_stopping and not incremental and stochastic:
             # (scikit-learn's early stopping applies to mini-batch solvers only)
             # One split per network (the first call's seed): a warm start on
             # the same data validates on the same rows and never on rows it

@@ -43,7 +43,8 @@ class ConvergenceMonitor(Callback):
         Patience in epochs.
     validation : tuple or None
         ``(X_val, y_val, w_val)`` with ``X_val`` anything :func:`predict_raw`
-        accepts (an array or a ``RowSubset``); ``None`` disables early
+        accepts (a ``RowSubset`` of the training data, or the user's
+        ``X_val``: an array or a CSR matrix); ``None`` disables early
         stopping.
     scorer : callable or None
         ``scorer(raw_outputs, y_val, w_val)`` returns the validation score.

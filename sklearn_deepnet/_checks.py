@@ -350,9 +350,9 @@ class ParameterChecks:
                 self, "callbacks", item,
                 f"{cls.__name__} monitors {monitor!r}, a record the history holds only "
                 "with early_stopping=True and a mini-batch solver (the estimator then "
-                "scores validation_fraction of the rows after every epoch); set "
-                "early_stopping=True (and a large n_iter_no_change to let the callback "
-                "decide when to stop), or monitor a training record, e.g. "
+                "scores validation_fraction of the rows, or fit's X_val, after every "
+                "epoch); set early_stopping=True (and a large n_iter_no_change to let the "
+                "callback decide when to stop), or monitor a training record, e.g. "
                 f"{cls.__name__}(monitor='train_loss{suffix}').",
             )
 

@@ -7,7 +7,7 @@ from numbers import Real
 import numpy as np
 from scipy.special import expit, log_expit, log_softmax, softmax
 from sklearn.base import ClassifierMixin
-from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import (
     check_classification_targets,
@@ -17,7 +17,7 @@ from sklearn.utils.multiclass import (
 from sklearn.utils.validation import column_or_1d
 
 from ._base import BaseDeepMLP, consistent
-from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS
+from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS, fit_validation_set
 from ._engine.losses import PerSampleLoss, classification_loss
 from ._reuse import unlabeled_mask
 from ._validation import StrOptions, check_no_missing_targets, fit_context, is_number
@@ -150,7 +150,7 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         self.class_weight = class_weight
 
     @fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None):
         """Fit the network to ``X`` and ``y``.
 
         Parameters
@@ -163,13 +163,23 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
             multilabel classification.
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; the loss is their weighted mean.
+        <validation set>
 
         Returns
         -------
         self : DeepMLPClassifier
             The fitted estimator.
         """
-        return self._fit(X, y, sample_weight)
+        return self._fit(X, y, sample_weight,
+                         validation_set=(X_val, y_val, sample_weight_val))
+
+    fit.__doc__ = fit.__doc__.replace("        <validation set>\n", fit_validation_set(
+        y_val="Targets of ``X_val``, encoded as ``y`` is: a label not in\n"
+              "            ``classes_`` (the labels of ``y``) is an error.",
+        y_cols="n_labels",
+        class_weight=" Multiplied by ``class_weight``, as\n"
+                     "            the training weights are.",
+    ) + "\n")
 
     @available_if(BaseDeepMLP._check_solver)
     @fit_context(prefer_skip_nested_validation=True)
@@ -314,7 +324,11 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
                     "class_weight='balanced' is not supported by partial_fit: one "
                     "batch does not show the class frequencies. Pass a dict instead."
                 )
-            return compute_sample_weight("balanced", y)
+            weights = compute_sample_weight("balanced", y)
+            # Per class, for the validation set (see _prepare_y_val)
+            self._class_weight_lookup = compute_class_weight(
+                "balanced", classes=self.classes_, y=y)
+            return weights
         unknown = [k for k in cw if k not in set(self.classes_.tolist())]
         if unknown:
             raise ValueError(
@@ -327,7 +341,48 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
                 f"drops the class); got {bad}."
             )
         lookup = np.array([cw.get(c, 1.0) for c in self.classes_.tolist()], dtype=np.float64)
+        self._class_weight_lookup = lookup
         return lookup[np.searchsorted(self.classes_, y)]
+
+    def _prepare_y_val(self, y, class_weights=None):
+        """Model targets and class weights of ``y_val``, encoded as ``y`` was.
+
+        Called after ``_prepare_y`` in the same fit: ``classes_`` and the
+        class weights (``class_weights``, one per class, what ``_prepare_y``
+        left in ``_class_weight_lookup``) are the training data's, and a label
+        of ``y_val`` not in ``classes_`` is an error.
+        """
+        lookup = class_weights
+        if self._multilabel:
+            if y.ndim != 2 or y.shape[1] != self.n_outputs_ or (
+                    type_of_target(y) not in ("multilabel-indicator", "binary")):
+                raise ValueError(
+                    f"y_val must be a multilabel indicator matrix of {self.n_outputs_} "
+                    f"columns, as y is; got {type_of_target(y)!r} targets of shape "
+                    f"{y.shape}."
+                )
+            return np.asarray(y, dtype=np.float32), None
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if y.ndim != 1:
+            raise ValueError(
+                f"y_val has shape {y.shape}, but y holds 1-D labels: y_val must too."
+            )
+        try:
+            found = np.unique(y)
+        except TypeError:  # labels of types that do not sort together
+            found = np.array(list(set(y.tolist())), dtype=object)
+        known = set(self.classes_.tolist())
+        unseen = [v for v in found.tolist() if v not in known]
+        if unseen:
+            raise ValueError(
+                f"y_val contains labels not in classes_ {self.classes_.tolist()} (the "
+                f"labels of y): {unseen}."
+            )
+        codes = np.searchsorted(self.classes_, y)
+        binary = self.out_activation_ == "logistic"
+        y_model = codes.astype(np.float32)[:, None] if binary else codes.astype(np.int64)
+        return y_model, None if lookup is None else lookup[codes]
 
     @consistent
     def score(self, X, y, sample_weight=None):

@@ -200,10 +200,12 @@ SHARED_PARAMETERS = f"""\
         classifiers when every class has two or more samples and both parts
         can hold every class, otherwise a plain random split), stop when the
         validation score (accuracy or R^2) stops improving and restore the
-        weights of the best epoch.
+        weights of the best epoch. With ``X_val`` and ``y_val`` passed to
+        :meth:`fit`, they are the validation set and nothing is held out.
 
     validation_fraction : float, default=0.1
-        Share of the training data held out when ``early_stopping=True``.
+        Share of the training data held out when ``early_stopping=True``;
+        not used when :meth:`fit` is given ``X_val`` and ``y_val``.
 
     warm_start : bool, default=False
         Reuse the fitted network's weights as the starting point of the next
@@ -376,7 +378,8 @@ SHARED_ATTRIBUTES = """\
         Lowest training loss; ``None`` with early stopping.
 
     validation_scores_ : list of float or None
-        Validation score of every epoch with early stopping, else ``None``.
+        Validation score of every epoch with early stopping (on ``X_val``,
+        ``y_val`` when :meth:`fit` was given them), else ``None``.
 
     best_validation_score_ : float or None
         Best validation score with early stopping, else ``None``.
@@ -418,3 +421,37 @@ SHARED_ATTRIBUTES = """\
         Reconstruction loss of each pretraining epoch (``None`` without
         ``pretrain``).
 """
+
+#: The validation-set parameters of ``fit``, shared by both estimators (the
+#: ``{y_val}`` line says what the targets are).
+_FIT_VALIDATION_SET = """\
+        X_val : {{array-like, sparse matrix}} of shape (n_val, n_features), \
+default=None
+            Your own validation set for early stopping (scikit-learn's
+            ``HistGradientBoosting`` convention): with ``early_stopping=True``
+            it replaces the ``validation_fraction`` split, so every row of
+            ``X`` trains, and the validation score and loss of every epoch
+            (``validation_scores_``, ``best_validation_score_``, the
+            history's ``valid_score`` and ``valid_loss``) are computed on it.
+            Validated as ``X`` is (same features and feature names, finite
+            values, sparse or a DataFrame). Requires ``y_val`` and
+            ``early_stopping=True`` with a mini-batch solver, else
+            ``ValueError``. In a :class:`~sklearn.pipeline.Pipeline` it is
+            *not* transformed by the steps before the estimator: pass it
+            already transformed, or build the pipeline with
+            ``transform_input=["X_val"]`` (metadata routing, as for
+            ``HistGradientBoosting``). A warm start validating on other
+            rows than the previous call did keeps this call's own best epoch
+            (the old scores do not compare). Not taken by
+            :meth:`partial_fit`, which never stops early.
+        y_val : array-like of shape (n_val,) or (n_val, {y_cols}), default=None
+            {y_val}
+        sample_weight_val : array-like of shape (n_val,), default=None
+            Non-negative weights of the validation rows in the validation
+            score and loss (a zero weight removes a row's effect); only with
+            ``X_val``.{class_weight}"""
+
+
+def fit_validation_set(y_val, y_cols, class_weight=""):
+    """The ``X_val``, ``y_val`` and ``sample_weight_val`` entries of a ``fit`` docstring."""
+    return _FIT_VALIDATION_SET.format(y_val=y_val, y_cols=y_cols, class_weight=class_weight)

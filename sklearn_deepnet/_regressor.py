@@ -10,7 +10,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_array, column_or_1d
 
 from ._base import BaseDeepMLP, consistent
-from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS
+from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS, fit_validation_set
 from ._engine.losses import OUT_ACTIVATIONS, REGRESSION_LOSSES, PerSampleLoss
 from ._validation import Interval, Real, StrOptions, check_no_missing_targets, fit_context
 
@@ -144,7 +144,7 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
         self.huber_delta = huber_delta
 
     @fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None):
         """Fit the network to ``X`` and ``y``.
 
         Parameters
@@ -156,13 +156,20 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
             Target values.
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; the loss is their weighted mean.
+        <validation set>
 
         Returns
         -------
         self : DeepMLPRegressor
             The fitted estimator.
         """
-        return self._fit(X, y, sample_weight)
+        return self._fit(X, y, sample_weight,
+                         validation_set=(X_val, y_val, sample_weight_val))
+
+    fit.__doc__ = fit.__doc__.replace("        <validation set>\n", fit_validation_set(
+        y_val="Targets of ``X_val``, validated as ``y`` is, of the same shape.",
+        y_cols="n_targets",
+    ) + "\n")
 
     @available_if(BaseDeepMLP._check_solver)
     @fit_context(prefer_skip_nested_validation=True)
@@ -187,6 +194,29 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
 
     # ---------------------------------------------------------------- hooks
     def _prepare_y(self, y, *, continuing, incremental, classes):
+        y, y2 = self._checked_targets(y, "y")
+        if continuing and (y.ndim, y2.shape[1]) != (self._y_ndim, self.n_outputs_):
+            raise ValueError(
+                f"y has shape {y.shape} but the network was fitted on targets with "
+                f"{self.n_outputs_} output(s) and {self._y_ndim} dimension(s)."
+            )
+        self._y_ndim = y.ndim
+        self.n_outputs_ = y2.shape[1]
+        self.out_activation_ = REGRESSION_LOSSES[self.loss].out_activation
+        return y2, None, self.n_outputs_
+
+    def _prepare_y_val(self, y, class_weights=None):
+        """Model targets of ``y_val``, checked as ``y`` is; no class weights."""
+        y, y2 = self._checked_targets(y, "y_val")
+        if (y.ndim, y2.shape[1]) != (self._y_ndim, self.n_outputs_):
+            raise ValueError(
+                f"y_val has shape {y.shape}, but y has {self.n_outputs_} target(s) and "
+                f"{self._y_ndim} dimension(s): y_val must have the shape of y."
+            )
+        return y2, None
+
+    def _checked_targets(self, y, name):
+        """``y`` (a 1-D column raveled) and its float32 2-D model targets, checked."""
         y = np.asarray(y)
         if y.ndim == 2 and y.shape[1] == 1:  # as MLPRegressor: a column is a 1-D target
             y = column_or_1d(y, warn=True)
@@ -195,31 +225,23 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
         if not np.isfinite(y).all():
             # (a None in an object y became NaN in validate_data's conversion)
             raise ValueError(
-                "Input y contains NaN or a missing value (None): every row needs a finite "
-                "target. Drop those rows or impute them first."
+                f"Input {name} contains NaN or a missing value (None): every row needs a "
+                "finite target. Drop those rows or impute them first."
             )
         with np.errstate(over="ignore"):
             y2 = y.reshape(len(y), -1).astype(np.float32)
         if not np.isfinite(y2).all():
             raise ValueError(
-                f"Input y contains a value too large for float32 (|y| up to "
+                f"Input {name} contains a value too large for float32 (|{name}| up to "
                 f"{float(np.abs(y).max()):.3g}; the network trains in float32, whose "
                 f"largest value is {np.finfo(np.float32).max:.3g}). {_SCALE_Y}"
             )
-        if continuing and (y.ndim, y2.shape[1]) != (self._y_ndim, self.n_outputs_):
-            raise ValueError(
-                f"y has shape {y.shape} but the network was fitted on targets with "
-                f"{self.n_outputs_} output(s) and {self._y_ndim} dimension(s)."
-            )
         if REGRESSION_LOSSES[self.loss].requires_non_negative_y and (y2 < 0).any():
             raise ValueError(
-                f"loss={self.loss!r} requires non-negative y, but y has negative values "
-                f"(min {float(y2.min())!r})."
+                f"loss={self.loss!r} requires non-negative {name}, but {name} has negative "
+                f"values (min {float(y2.min())!r})."
             )
-        self._y_ndim = y.ndim
-        self.n_outputs_ = y2.shape[1]
-        self.out_activation_ = REGRESSION_LOSSES[self.loss].out_activation
-        return y2, None, self.n_outputs_
+        return y, y2
 
     def _per_sample_loss(self):
         return PerSampleLoss(REGRESSION_LOSSES[self.loss].factory(self.huber_delta))

@@ -87,14 +87,15 @@ def _is_missing(value):
             or type(value).__name__ in ("NAType", "NaTType"))  # pandas.NA, pandas.NaT
 
 
-def check_no_missing_targets(y):
+def check_no_missing_targets(y, name="y"):
     """Raise a ``ValueError`` naming the rows where an object ``y`` holds a missing value.
 
     ``None``, a float NaN and ``pandas.NA`` in an object array, a list or a
     pandas column (any dtype that converts to object) are caught here, before
     scikit-learn's validation, whose messages for them are a sorting
     ``TypeError`` or a float conversion error. Numeric arrays are left to that
-    validation ("Input y contains NaN").
+    validation ("Input y contains NaN"). ``name`` names the targets in the
+    message (``y_val`` for a validation set).
     """
     try:
         array = np.asarray(y)
@@ -108,7 +109,7 @@ def check_no_missing_targets(y):
         rows = np.flatnonzero(mask.reshape(len(array), -1).any(axis=1))
         shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
         raise ValueError(
-            f"Input y contains a missing value (None, NaN or pandas.NA) in {len(rows)} "
+            f"Input {name} contains a missing value (None, NaN or pandas.NA) in {len(rows)} "
             f"row(s) ({shown}): every row needs a target. Drop or impute those rows first."
         )
 

@@ -52,6 +52,20 @@ def _obj_X():
     return X
 
 
+class Kw(dict):
+    """Keyword arguments of a row's call (as its last ``args`` item)."""
+
+
+ES = {"early_stopping": True}
+Vc = Kw(X_val=Xc[:20], y_val=yc[:20])  # a valid validation set, for the rows to spoil
+Vr = Kw(X_val=Xr[:20], y_val=yr[:20])
+
+
+def _pandas_X(X, columns="abcde"):
+    pd = pytest.importorskip("pandas")
+    return pd.DataFrame(X, columns=list(columns))
+
+
 # (id, estimator, method, extra params, args, exception, message regex)
 CASES = [
     # ------------------------------------------------------------------ X at fit
@@ -237,6 +251,63 @@ CASES = [
     ("early-stopping-cannot-split", "clf", "fit",
      {"early_stopping": True, "validation_fraction": 0.99}, (Xc, yc), ValueError,
      "cannot split"),
+    # ------------------------------------------- the user's validation set (X_val, y_val)
+    ("x-val-without-y-val", "clf", "fit", ES, (Xc, yc, Kw(X_val=Xc[:20])), ValueError,
+     "X_val is provided, but y_val was not provided"),
+    ("y-val-without-x-val", "clf", "fit", ES, (Xc, yc, Kw(y_val=yc[:20])), ValueError,
+     "y_val is provided, but X_val was not provided"),
+    ("sample-weight-val-alone", "reg", "fit", ES, (Xr, yr, Kw(sample_weight_val=np.ones(20))),
+     ValueError, "sample_weight_val is provided, but X_val and y_val were not"),
+    ("x-val-without-early-stopping", "clf", "fit", {}, (Xc, yc, Vc), ValueError,
+     "early_stopping is False"),
+    ("x-val-with-lbfgs", "reg", "fit", {**ES, "solver": "lbfgs"}, (Xr, yr, Vr), ValueError,
+     "solver='lbfgs' does not stop early"),
+    ("x-val-n-features", "clf", "fit", ES, (Xc, yc, Kw(Vc, X_val=Xc[:20, :4])), ValueError,
+     "X_val does not match the training data X: X has 4 features, but .* expecting 5"),
+    ("x-val-nan", "clf", "fit", ES, (Xc, yc, Kw(Vc, X_val=_with(Xc[:20], 3, 1, np.nan))),
+     ValueError, "Input X_val contains NaN"),
+    ("x-val-inf-sparse", "reg", "fit", ES,
+     (Xr, yr, Kw(Vr, X_val=sp.csr_matrix(_with(Xr[:20], 0, 0, np.inf)))), ValueError,
+     "Input X_val contains infinity"),
+    ("x-val-float32-overflow", "reg", "fit", ES, (Xr, yr, Kw(Vr, X_val=_with(Xr[:20], 0, 0,
+                                                                              1e300))),
+     ValueError, "Input X_val contains infinity or a value too large"),
+    ("x-val-feature-names", "clf", "fit", ES,
+     (_pandas_X(Xc), yc, Kw(Vc, X_val=_pandas_X(Xc[:20], "abcdf"))), ValueError,
+     "X_val does not match the training data X: The feature names should match"),
+    ("x-val-y-val-lengths", "clf", "fit", ES, (Xc, yc, Kw(Vc, y_val=yc[:19])), ValueError,
+     "X_val has 20 rows but y_val has 19"),
+    ("y-val-unknown-label", "clf", "fit", ES, (Xc, yc, Kw(Vc, y_val=np.r_[7, 8, yc[2:20]])),
+     ValueError, r"y_val contains labels not in classes_ \[0, 1, 2\].*: \[7, 8\]"),
+    ("y-val-string-labels", "clf", "fit", ES, (Xc, yc, Kw(Vc, y_val=np.array(["a"] * 20))),
+     ValueError, r"y_val contains labels not in classes_.*\['a'\]"),
+    ("y-val-none-label", "clf", "fit", ES, (Xc, yc, Kw(Vc, y_val=_none_at(yc[:20], 4))),
+     ValueError, r"Input y_val contains a missing value .* in 1 row\(s\) \(4\)"),
+    ("y-val-2d-for-1d-labels", "clf", "fit", ES, (Xc, yc, Kw(Vc, y_val=np.c_[yc, yc][:20])),
+     ValueError, r"y_val has shape \(20, 2\), but y holds 1-D labels"),
+    ("y-val-nan-regressor", "reg", "fit", ES, (Xr, yr, Kw(Vr, y_val=np.r_[np.nan, yr[1:20]])),
+     ValueError, "Input y_val contains NaN"),
+    ("y-val-float32-overflow", "reg", "fit", ES, (Xr, yr, Kw(Vr, y_val=np.r_[1e300, yr[1:20]])),
+     ValueError, "Input y_val contains a value too large for float32"),
+    ("y-val-shape-regressor", "reg", "fit", ES, (Xr, yr, Kw(Vr, y_val=np.c_[yr, yr][:20])),
+     ValueError, r"y_val has shape \(20, 2\), but y has 1 target\(s\)"),
+    ("y-val-negative-poisson", "reg", "fit", {**ES, "loss": "poisson"},
+     (Xr, np.abs(yr), Kw(Vr, y_val=-np.abs(yr[:20]))), ValueError,
+     "loss='poisson' requires non-negative y_val"),
+    ("sample-weight-val-length", "clf", "fit", ES,
+     (Xc, yc, Kw(Vc, sample_weight_val=np.ones(19))), ValueError,
+     r"sample_weight_val is not valid: sample_weight.shape == \(19,\), expected \(20,\)"),
+    ("sample-weight-val-negative", "reg", "fit", ES,
+     (Xr, yr, Kw(Vr, sample_weight_val=-np.ones(20))), ValueError,
+     "sample_weight_val is not valid: Negative values"),
+    ("sample-weight-val-all-zero", "clf", "fit", ES,
+     (Xc, yc, Kw(Vc, sample_weight_val=np.zeros(20))), ValueError,
+     "sample_weight_val is not valid: Sample weights must contain at least one non-zero"),
+    ("sample-weight-val-one-non-zero", "clf", "fit", ES,
+     (Xc, yc, Kw(Vc, sample_weight_val=np.eye(20)[0])), ValueError,
+     "The validation set is too small: X_val has 20 row.*1 with a non-zero weight"),
+    ("x-val-of-one-row", "reg", "fit", ES, (Xr, yr, Kw(X_val=Xr[:1], y_val=yr[:1])),
+     ValueError, "The validation set is too small: X_val has 1 row"),
     ("device-unknown", "clf", "fit", {"device": "tpu"}, (Xc, yc), InvalidParameterError,
      "'device' parameter.*Got 'tpu'"),
     ("n-threads-zero", "clf", "fit", {"n_threads": 0}, (Xc, yc), InvalidParameterError,
@@ -311,8 +382,10 @@ def test_bad_input_is_a_clear_error_and_keeps_the_fitted_model(
         else:
             fresh.partial_fit(X, y)
         fresh.set_params(**params)
+    kwargs = args[-1] if args and isinstance(args[-1], Kw) else {}
+    args = args[:-1] if kwargs else args
     with pytest.raises(exc, match=match):
-        getattr(fresh, method)(*args)
+        getattr(fresh, method)(*args, **kwargs)
 
     # The same failure on an already-fitted estimator leaves it untouched.
     fitted = _estimator(kind, {})
@@ -326,7 +399,7 @@ def test_bad_input_is_a_clear_error_and_keeps_the_fitted_model(
     previous = {k: fitted.get_params()[k] for k in params}
     fitted.set_params(**params)
     with pytest.raises(exc, match=match):
-        getattr(fitted, method)(*args)
+        getattr(fitted, method)(*args, **kwargs)
     fitted.set_params(**previous)  # (prediction-time parameters too, e.g. mc_dropout)
     np.testing.assert_array_equal(fitted.predict(X), before)
     assert fitted.n_iter_ == n_iter
