@@ -212,3 +212,22 @@ def test_predictions_follow_every_kind_of_manual_change(clf_data):
     handle = clf.module_.output.register_forward_hook(lambda m, i, o: o * 0)  # hooks run
     np.testing.assert_allclose(clf.predict_proba(X), np.full((len(X), 3), 1 / 3), rtol=1e-6)
     handle.remove()
+
+
+@pytest.mark.parametrize("layout", [dict(), dict(batch_norm="before", dropout=0.2),
+                                    dict(batch_norm="after", batch_norm_input=True)], ids=str)
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_the_plan_walk_equals_the_module_in_evaluation_mode(activation, layout):
+    # Generated from the tables (issue 23): inference walks the layer plan
+    # instead of calling the modules; for every activation row and layout it
+    # must compute what the module computes in evaluation mode.
+    from sklearn_deepnet._engine.module import plan_blocker
+
+    net = _net(activation, **layout)
+    assert plan_blocker(net) is None
+    X = np.random.default_rng(2).normal(size=(200, 20)).astype(np.float32)
+    with torch.no_grad():
+        expected = net.eval()(torch.from_numpy(X)).numpy()
+    net.train()
+    np.testing.assert_allclose(predict_raw(net, X, "cpu"), expected, rtol=1e-5, atol=1e-6)
+    assert net.training  # the plan walk switches no mode

@@ -74,7 +74,21 @@ def _assert_same(m1, m2, l1, l2, skip=()):
         np.testing.assert_allclose(p1.numpy(), p2.numpy(), rtol=RTOL, atol=ATOL, err_msg=name)
 
 
-ACTIVATIONS = ["relu", "leaky_relu", "elu", "selu", "tanh", "logistic", "identity"]
+def _table_activations(with_step=True):
+    """One name per activation row (aliases once) whose row has (or lacks) a
+    hand-written forward and backward: generated from the table, so a new row
+    is tested here without a new line."""
+    from sklearn_deepnet._engine.activations import ACTIVATIONS as TABLE
+
+    seen, names = set(), []
+    for name, row in sorted(TABLE.items()):
+        if id(row) not in seen and (row.backward is not None) == with_step:
+            seen.add(id(row))
+            names.append(name)
+    return names
+
+
+ACTIVATIONS = _table_activations()
 LOSSES = [multiclass_log_loss, binary_log_loss, squared_error]
 
 
@@ -217,6 +231,48 @@ def test_manual_step_matches_eager_batch_norm_dropout_activations(kwargs, solver
     if kwargs.get("batch_norm") or kwargs.get("batch_norm_input"):
         stats = [k for k in m1.state_dict() if "running" in k or "num_batches" in k]
         assert stats and all(m1.state_dict()[k].abs().sum() > 0 for k in stats)
+
+
+def _layouts():
+    """Every layout the plan compiles, from its layer kinds: BatchNorm before or
+    after the activation, on the inputs, dropout (alpha dropout for a
+    self-normalizing activation), and all of them at once."""
+    return [dict(batch_norm="before"), dict(batch_norm="after", batch_norm_input=True),
+            dict(dropout=0.3), dict(batch_norm="before", batch_norm_input=True, dropout=0.2)]
+
+
+@pytest.mark.parametrize("layout", _layouts(), ids=str)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_every_activation_row_in_every_layout_matches_eager(activation, layout):
+    # Generated from the tables (issue 23): every configuration the allow-list
+    # accepts, weights, BatchNorm statistics and losses after 8 steps.
+    from sklearn_deepnet._engine.plan import LAYER_KINDS
+
+    X, y, w = _problem(multiclass_log_loss)
+    torch.manual_seed(9)
+    module = MLP(7, [10, 6], 3, activation=activation, **layout).initialize_()
+    kinds = {op.kind for _, op in module.plan.ops()}
+    assert kinds <= set(LAYER_KINDS)
+    assert manual_blockers(module, multiclass_log_loss, "cpu") is None
+    skip = ()
+    if layout.get("batch_norm") == "before" and layout.get("batch_norm_input"):
+        skip = ("input_norm.bias", "hidden.0.batch_norm.running_mean")  # (see above)
+    _assert_same(*_pair(module, multiclass_log_loss, "sgd", _batches(X, y, w), alpha=0.05),
+                 skip)
+
+
+def test_every_layer_kind_has_a_runner_and_every_runner_a_kind():
+    from sklearn_deepnet._engine.fast_step import RUNNERS
+    from sklearn_deepnet._engine.plan import LAYER_KINDS
+
+    assert set(RUNNERS) == set(LAYER_KINDS)
+
+
+@pytest.mark.parametrize("activation", _table_activations(with_step=False))
+def test_activation_rows_without_a_backward_take_the_eager_step(activation):
+    module = MLP(4, [5], 2, activation=activation)
+    reason = manual_blockers(module, multiclass_log_loss, "cpu")
+    assert reason is not None and "no hand-written forward and backward" in reason
 
 
 @pytest.mark.parametrize("loss", LOSSES, ids=lambda f: f.__name__)
