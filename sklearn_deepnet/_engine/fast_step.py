@@ -38,7 +38,7 @@ from .kernels import (
 from .losses import binary_log_loss, loss_function, multiclass_log_loss, squared_error
 from .module import plan_blocker
 from .optim import scikit_learn_velocity_
-from .steps import EagerStep, untouched_blockers, weight_penalty
+from .steps import Regularization, Update, run_batches, untouched_blockers, weight_penalty
 
 __all__ = ["ManualStep", "kernels_used", "layout_signature", "manual_blockers"]
 
@@ -372,10 +372,11 @@ class _DirectFusedAdam:
                 self.optimizer.state[p]["step"] = self.optimizer.state[p]["step"].clone()
 
 
-class ManualStep(EagerStep):
+class ManualStep:
     """CPU step with an explicit backward pass (see the module docstring).
 
-    Same parameters as :class:`~.steps.EagerStep`, plus ``uniform_weights``
+    Implements :class:`~.steps.Step` with the same parameters as
+    :class:`~.steps.EagerStep`, plus ``uniform_weights``
     (every sample weight is 1: the weighting is skipped). Only configurations
     for which :func:`manual_blockers` returns ``None`` are supported. The
     gradients are the ones autograd computes, up to float32 rounding;
@@ -383,9 +384,14 @@ class ManualStep(EagerStep):
     after several steps against :class:`~.steps.EagerStep`.
     """
 
+    fallback_reason = None
+
     def __init__(self, module, per_sample_loss, optimizer, regularization=None, *,
                  uniform_weights=False):
-        super().__init__(module, per_sample_loss, optimizer, regularization)
+        self.module, self.optimizer = module, optimizer
+        self.reg = regularization or Regularization()
+        self.updater = Update(module, optimizer, self.reg, optimizer_step=self.optimizer_step)
+        self.events = self.outputs = None  # (see steps.run_batches)
         ops = module.plan.ops()
         self.runners = [RUNNERS[op.kind](module.get_submodule(path)) for path, op in ops]
         self.linears = [r for r in self.runners if isinstance(r, _LinearRun)]
@@ -412,6 +418,10 @@ class ManualStep(EagerStep):
         optimizer_step(self.optimizer)
         if self.allow_direct_adam and _DirectFusedAdam.applies(self.optimizer):
             self.direct_adam = _DirectFusedAdam(self.optimizer)
+
+    def run_epoch(self, batches, events=None):
+        """Train on every batch of ``batches`` once (see :func:`~.steps.run_batches`)."""
+        return run_batches(self, batches, events)
 
     def release(self):
         """Leave the optimizer as ``torch.optim`` expects it (separate step counters)."""
@@ -453,6 +463,6 @@ class ManualStep(EagerStep):
             for i in range(len(runners) - 1, first - 1, -1):
                 g = runners[i].backward(g, saved[i], i > first)
             if reg.alpha > 0:
-                total = total + weight_penalty(self.weights, reg.alpha, reg.l1_ratio)
-            self.update()
+                total = total + weight_penalty(self.updater.weights, reg.alpha, reg.l1_ratio)
+            self.updater(self.events)
         return total / wsum

@@ -30,6 +30,7 @@ back to the host, except where a user's per-batch callback asks for it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch.nn.utils import parametrize
@@ -46,8 +47,8 @@ from .kernels import (
 from .optim import scikit_learn_velocity_
 
 __all__ = [
-    "EagerStep", "Regularization", "apply_max_norm", "clip_gradients", "untouched_blockers",
-    "weight_penalty",
+    "EagerStep", "Regularization", "Step", "Update", "apply_max_norm", "clip_gradients",
+    "run_batches", "untouched_blockers", "weight_penalty",
 ]
 
 
@@ -113,6 +114,128 @@ def weight_penalty(weights, alpha, l1_ratio):
     return alpha * total
 
 
+class Step(Protocol):
+    """What the trainer asks of a training step (every step implements it).
+
+    :class:`EagerStep`, :class:`~.fast_step.ManualStep`,
+    :class:`~.graph_step.GraphStep` and :class:`~.lbfgs.LbfgsStep` implement
+    it by composition: the shared parts are :class:`Update` (everything after
+    the gradients) and :func:`run_batches` (the mini-batch loop with its
+    events), not a base class.
+    """
+
+    #: why the step gave up its fast path during the fit (``None``: it did not)
+    fallback_reason: str | None
+
+    def run_epoch(self, batches, events=None) -> torch.Tensor:
+        """Train one pass over ``batches``; the summed ``batch loss * rows`` (0-d)."""
+
+    def release(self) -> None:
+        """Leave the optimizer as ``torch.optim`` expects it."""
+
+
+class Update:
+    """Everything after backward: callbacks on the gradients, clipping, the
+    optimizer, max-norm (shared by the mini-batch steps).
+
+    Parameters
+    ----------
+    module : MLP
+    optimizer : torch.optim.Optimizer
+    regularization : Regularization
+    optimizer_step : callable or None, default=None
+        Applies the optimizer to the gradients; ``None``: scikit-learn's
+        velocity rescaling (``solver="sgd"``) then ``optimizer.step()``.
+
+    Attributes
+    ----------
+    params : list of torch.nn.Parameter
+        The parameters that train (clipping applies to them).
+    weights : list of torch.Tensor
+        Every layer's weight, for the penalty (read anew at every step when
+        ``parametrized``: a parametrized weight is computed at every access).
+    """
+
+    def __init__(self, module, optimizer, regularization, optimizer_step=None):
+        self.module, self.optimizer, self.reg = module, optimizer, regularization
+        self.params = [p for p in module.parameters() if p.requires_grad]
+        self.parametrized = any(parametrize.is_parametrized(lin, "weight")
+                                for lin in module.linears())
+        self.weights = [lin.weight for lin in module.linears()]
+        # Max-norm constrains the layers that train (not frozen ones).
+        self.max_norm_linears = [lin for lin in module.hidden_linears()
+                                 if lin.weight.requires_grad]
+        if regularization.max_norm is not None and any(
+                parametrize.is_parametrized(lin, "weight") for lin in self.max_norm_linears):
+            raise ValueError(
+                "max_norm rescales each layer's weight in place, but a hidden layer's "
+                "weight is parametrized (e.g. by weight_norm) and computed from other "
+                "tensors: remove the parametrization or set max_norm=None."
+            )
+        self.optimizer_step = optimizer_step or self._optimizer_step
+
+    def penalty_weights(self):
+        """The weights the penalty is computed on, as they are now."""
+        if self.parametrized:
+            return [lin.weight for lin in self.module.linears()]
+        return self.weights
+
+    def _optimizer_step(self):
+        scikit_learn_velocity_(self.optimizer)
+        optimizer_step(self.optimizer)
+
+    def __call__(self, events=None):
+        """Apply the update to the gradients in ``p.grad``."""
+        if events is not None and events.wants_gradients:
+            events.gradients_computed()
+        reg = self.reg
+        if reg.clip_norm is not None or reg.clip_value is not None:
+            clip_gradients(self.params, reg.clip_norm, reg.clip_value)
+        self.optimizer_step()
+        if reg.max_norm is not None:
+            apply_max_norm(self.max_norm_linears, reg.max_norm)
+
+
+def run_batches(step, batches, events=None):
+    """Train ``step`` on every batch of ``batches`` once, firing ``events``.
+
+    Parameters
+    ----------
+    step : object
+        With ``train_batch(xb, yb, wb)`` (the batch's loss, 0-d), and
+        ``events`` / ``outputs`` attributes: ``events`` is set for the
+        epoch; ``outputs`` holds the batch's raw outputs when the events
+        want them (``wants_outputs``).
+    batches : Batches
+        The epoch's data and batch boundaries.
+    events : object or None
+        Receives ``batch_begin(xb, yb)``, ``batch_end(xb, yb, loss, outputs)``
+        and (when its ``wants_gradients`` is true) ``gradients_computed()``.
+
+    Returns
+    -------
+    torch.Tensor
+        Sum over batches of ``batch loss * batch size`` (0-d, on the device).
+    """
+    data, order = batches.data, batches.order()
+    total = torch.zeros((), device=data.device)
+    step.events = events
+    try:
+        for start, stop in batches.spans():
+            xb, yb, wb = data.batch(order, start, stop)
+            if events is not None:
+                events.batch_begin(xb, yb)
+            loss = step.train_batch(xb, yb, wb)
+            total += loss * (stop - start)
+            if events is not None:
+                events.batch_end(xb, yb, loss, step.outputs)
+                step.outputs = None
+    finally:
+        step.events = None
+        step.outputs = None
+    return total
+
+
 class EagerStep:
     """Autograd training step (every configuration, every device).
 
@@ -139,22 +262,7 @@ class EagerStep:
         self.per_sample_loss = per_sample_loss
         self.optimizer = optimizer
         self.reg = regularization or Regularization()
-        self.params = [p for p in module.parameters() if p.requires_grad]
-        # A parametrized layer (e.g. weight_norm) computes its weight at every
-        # access: it is read anew at every step, never kept.
-        self.parametrized = any(parametrize.is_parametrized(lin, "weight")
-                                for lin in module.linears())
-        self.weights = [lin.weight for lin in module.linears()]
-        # Max-norm constrains the layers that train (not frozen ones).
-        self.max_norm_linears = [lin for lin in module.hidden_linears()
-                                 if lin.weight.requires_grad]
-        if self.reg.max_norm is not None and any(
-                parametrize.is_parametrized(lin, "weight") for lin in self.max_norm_linears):
-            raise ValueError(
-                "max_norm rescales each layer's weight in place, but a hidden layer's "
-                "weight is parametrized (e.g. by weight_norm) and computed from other "
-                "tensors: remove the parametrization or set max_norm=None."
-            )
+        self.updater = Update(module, optimizer, self.reg)
         self.set_to_none = True
         self.events = None
         self.outputs = None  # the last batch's outputs, kept when events want them
@@ -170,26 +278,13 @@ class EagerStep:
             self.outputs = out.detach()
         total = torch.dot(self.per_sample_loss(out, yb), wb)
         if self.reg.alpha > 0:
-            weights = ([lin.weight for lin in self.module.linears()] if self.parametrized
-                       else self.weights)
-            total = total + weight_penalty(weights, self.reg.alpha, self.reg.l1_ratio)
+            total = total + weight_penalty(self.updater.penalty_weights(), self.reg.alpha,
+                                           self.reg.l1_ratio)
         return total / wb.sum()
 
     def update(self):
         """Callbacks on the gradients, clip, step, project: everything after backward."""
-        if self.events is not None and self.events.wants_gradients:
-            self.events.gradients_computed()
-        reg = self.reg
-        if reg.clip_norm is not None or reg.clip_value is not None:
-            clip_gradients(self.params, reg.clip_norm, reg.clip_value)
-        self.optimizer_step()
-        if reg.max_norm is not None:
-            apply_max_norm(self.max_norm_linears, reg.max_norm)
-
-    def optimizer_step(self):
-        """Apply the optimizer to the gradients in ``p.grad``."""
-        scikit_learn_velocity_(self.optimizer)
-        optimizer_step(self.optimizer)
+        self.updater(self.events)
 
     def train_batch(self, xb, yb, wb):
         """Train on one batch; return its loss (0-d tensor, detached)."""
@@ -200,40 +295,8 @@ class EagerStep:
         return loss.detach()
 
     def run_epoch(self, batches, events=None):
-        """Train on every batch of ``batches`` once.
-
-        Parameters
-        ----------
-        batches : Batches
-            The epoch's data and batch boundaries.
-        events : object or None
-            Receives ``batch_begin(xb, yb)``, ``batch_end(xb, yb, loss,
-            outputs)`` (``outputs``: the batch's raw outputs when its
-            ``wants_outputs`` is true, else ``None``) and (when its
-            ``wants_gradients`` is true) ``gradients_computed()``.
-
-        Returns
-        -------
-        torch.Tensor
-            Sum over batches of ``batch loss * batch size`` (0-d, on the device).
-        """
-        data, order = batches.data, batches.order()
-        total = torch.zeros((), device=data.device)
-        self.events = events
-        try:
-            for start, stop in batches.spans():
-                xb, yb, wb = data.batch(order, start, stop)
-                if events is not None:
-                    events.batch_begin(xb, yb)
-                loss = self.train_batch(xb, yb, wb)
-                total += loss * (stop - start)
-                if events is not None:
-                    events.batch_end(xb, yb, loss, self.outputs)
-                    self.outputs = None
-        finally:
-            self.events = None
-            self.outputs = None
-        return total
+        """Train on every batch of ``batches`` once (see :func:`run_batches`)."""
+        return run_batches(self, batches, events)
 
     def release(self):
         """Leave the optimizer as ``torch.optim`` expects it (nothing to do here)."""
