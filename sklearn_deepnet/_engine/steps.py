@@ -4,7 +4,8 @@ Three implementations of the same update, chosen per fit by :func:`select_step`,
 behind one interface: ``run_epoch(batches, events)`` trains one pass and
 returns the summed loss as a device tensor, ``release()`` leaves the optimizer
 as ``torch.optim`` expects it, ``fallback_reason`` says why a fast path gave
-up during the fit (``None`` if it did not).
+up during the fit (``None`` if it did not), ``epoch_records`` maps the extra
+history entries of the pass just run to their values (empty for most).
 
 - :class:`EagerStep`: autograd forward/backward; handles every configuration
   and is the reference the others are tested against.
@@ -19,7 +20,7 @@ up during the fit (``None`` if it did not).
   in a CUDA graph and replayed. Batches of another size (the last one) run
   eagerly with the same optimizer.
 - :class:`~.lbfgs.LbfgsStep` (``solver="lbfgs"``, its own module): full-batch
-  L-BFGS as in scikit-learn.
+  L-BFGS as in scikit-learn (SciPy's L-BFGS-B), by composition.
 
 Every step reads the learning rate and the other optimizer settings from the
 optimizer's ``param_groups`` at every update, so a callback or schedule that
@@ -30,6 +31,7 @@ back to the host, except where a user's per-batch callback asks for it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import torch
 from torch.nn.utils import parametrize
@@ -130,9 +132,12 @@ class EagerStep:
     ----------
     fallback_reason : str or None
         Why this step gave up a fast path during the fit (always ``None`` here).
+    epoch_records : Mapping
+        Extra history entries of the last epoch (none here).
     """
 
     fallback_reason = None
+    epoch_records = MappingProxyType({})
 
     def __init__(self, module, per_sample_loss, optimizer, regularization=None):
         self.module = module
