@@ -352,7 +352,9 @@ SHARED_ATTRIBUTES = """\
 
     n_iter_ : int
         Number of epochs run by the last call to ``fit`` or ``partial_fit``
-        (as in ``MLPClassifier``; ``loss_curve_`` covers all calls).
+        (as in ``MLPClassifier``; ``loss_curve_`` covers all calls); with
+        ``solver="lbfgs"``, the L-BFGS iterations of the last call (SciPy's
+        ``nit``).
 
     t_ : int
         Number of training samples seen, over all calls.
@@ -372,7 +374,11 @@ SHARED_ATTRIBUTES = """\
         activation replaces the bias).
 
     loss_curve_ : list of float
-        Training loss (with penalty) of every epoch.
+        Training loss (with penalty) of every epoch. With ``solver="lbfgs"``
+        (where ``MLPClassifier`` sets no ``loss_curve_`` at all) the objective
+        after each L-BFGS iteration, so that, as for the other solvers, a
+        ``fit`` leaves ``n_iter_`` values; a warm start appends those of its
+        run. ``history_`` keeps one record per call.
 
     best_loss_ : float or None
         Lowest training loss; ``None`` with early stopping.
@@ -387,7 +393,11 @@ SHARED_ATTRIBUTES = """\
     history_ : skorch.History
         Per-epoch records: ``train_loss``, ``dur`` (seconds),
         ``train_batch_count``, ``train_samples`` and, with early stopping,
-        ``valid_score``.
+        ``valid_score``. With ``solver="lbfgs"`` one record per call, with
+        SciPy's ``lbfgs_iterations`` (``nit``), ``lbfgs_evaluations``
+        (``nfev``), ``lbfgs_converged`` (``success``), ``lbfgs_status``,
+        ``lbfgs_message`` and ``lbfgs_losses`` (the objective after each
+        iteration).
 
     net_ : skorch.NeuralNet
         The trainer: a skorch net built by the first fit and reused by warm

@@ -73,13 +73,17 @@ def fit_outcome(est, net, n_done, kept, pending, *, incremental, continuing):
     elif not SOLVERS[est.solver].stochastic:
         last = net.history[-1] if n_done else {}
         if n_done and not last.get("lbfgs_converged", True):
-            limit = ("max_iter" if last["lbfgs_iterations"] >= est.max_iter
-                     else "max_fun")
+            n_iter, n_evals = last["lbfgs_iterations"], last["lbfgs_evaluations"]
+            status = last.get("lbfgs_status", 1)  # 1: a limit (states before it was kept)
+            if status == 1:
+                limit = "max_iter" if n_iter >= est.max_iter else "max_fun"
+                why = f"it reached {limit}={getattr(est, limit)}. Increase {limit}"
+            else:  # SciPy's line search found no decrease (status 2)
+                why = (f"the line search failed ({last.get('lbfgs_message', 'ABNORMAL')}). "
+                       "Try a larger tol")
             pending.append((
-                f"lbfgs failed to converge after {last['lbfgs_iterations']} iteration(s) "
-                f"and {last['lbfgs_evaluations']} loss evaluation(s): it reached "
-                f"{limit}={getattr(est, limit)}. Increase {limit} or scale the data "
-                "(e.g. StandardScaler).",
+                f"lbfgs failed to converge after {n_iter} iteration(s) and {n_evals} loss "
+                f"evaluation(s): {why} or scale the data (e.g. StandardScaler).",
                 ConvergenceWarning,
             ))
     elif (not incremental and net.stop_reason is None and n_done == est.max_iter

@@ -143,18 +143,23 @@ def history_attributes(history, n_done, n_hidden, best_validation_score):
     dict
         ``history_``, ``n_iter_``, ``n_layers_``, ``loss_``, ``t_``,
         ``loss_curve_``, ``validation_scores_``, ``best_validation_score_``
-        and ``best_loss_``, as scikit-learn's MLP defines them.
+        and ``best_loss_``, as scikit-learn's MLP defines them; an L-BFGS
+        call contributes the objective after each of its iterations to
+        ``loss_curve_`` (``lbfgs_losses`` in its record; the final loss when
+        a state saved before that was kept lacks it).
     """
     n_iter = n_done
     if n_done and "lbfgs_iterations" in history[-1]:  # one L-BFGS run per call
         n_iter = int(history[-1]["lbfgs_iterations"])
-    curve = [float(h["train_loss"]) for h in history]
+    # L-BFGS records the objective after each iteration of a call's run.
+    curve = [float(loss) for h in history
+             for loss in h.get("lbfgs_losses", [h["train_loss"]])]
     scores = [float(h["valid_score"]) for h in history if "valid_score" in h]
     return {
         "history_": history,
         "n_iter_": n_iter,  # epochs of this call, as scikit-learn counts
         "n_layers_": n_hidden + 2,
-        "loss_": curve[-1] if curve else None,
+        "loss_": float(history[-1]["train_loss"]) if len(history) else None,
         "t_": int(sum(h["train_samples"] for h in history)),
         "loss_curve_": curve,
         # Some call used early stopping (partial_fit afterwards keeps them).

@@ -530,10 +530,8 @@ class TrainingNet(NeuralNet):
                     self.history.record("train_loss", float(total) / len(data))
                     self.history.record("train_batch_count", len(batches))
                     self.history.record("train_samples", len(data))
-                    if isinstance(step, LbfgsStep):
-                        self.history.record("lbfgs_iterations", step.n_iter)
-                        self.history.record("lbfgs_evaluations", step.n_evals)
-                        self.history.record("lbfgs_converged", step.converged)
+                    for key, value in step.epoch_records.items():
+                        self.history.record(key, value)
                     self.epoch_start = None  # the epoch's records are complete
                     if not (math.isfinite(self.history[-1, "train_loss"])
                             and self._finite_state()):

@@ -36,7 +36,12 @@ _REALISTIC = [
          learning_rate_init=1e-2, max_iter=100),
     dict(hidden_layer_sizes=(32, 32), max_norm=2.0, solver="rmsprop", learning_rate_init=1e-3,
          max_iter=100),
-    dict(hidden_layer_sizes=(32,), solver="lbfgs", max_iter=100),
+    # alpha: with the default 1e-4, the float64 L-BFGS run on the checks' separable
+    # data drives a logit to ~8700 (float32 X), where predict_log_proba (exact) and
+    # log(predict_proba) (floored at ~-708) differ by more than check_classifiers_train
+    # allows. 1e-3 passes every check, sample-weight equivalence included (1e-2 fails
+    # it by up to 4e-4 on the regressor: L-BFGS paths are chaotic).
+    dict(hidden_layer_sizes=(32,), solver="lbfgs", max_iter=100, alpha=1e-3),
     dict(hidden_layer_sizes=(32,), alpha=1e-3, l1_ratio=0.5, solver="adamw",
          learning_rate_init=1e-2, max_iter=100),
 ]
@@ -55,6 +60,8 @@ _SAMPLE_WEIGHT_REASON = (
 
 
 def _expected_failures(estimator):
+    if estimator.solver == "lbfgs":  # full batch in float64: a weight is a duplicate
+        return {}
     return {"check_sample_weight_equivalence_on_dense_data": _SAMPLE_WEIGHT_REASON,
             "check_sample_weight_equivalence_on_sparse_data": _SAMPLE_WEIGHT_REASON}
 

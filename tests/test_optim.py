@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from sklearn_deepnet import DeepMLPClassifier
+from sklearn_deepnet._engine.lbfgs import LbfgsSettings
 from sklearn_deepnet._engine.optim import SOLVERS
 from sklearn_deepnet._validation import InvalidParameterError
 
@@ -16,10 +17,8 @@ EXPECTED = {
     "adamax": (torch.optim.Adamax, {"betas": (0.8, 0.99), "eps": 1e-6}),
     "nadam": (torch.optim.NAdam, {"betas": (0.8, 0.99), "eps": 1e-6}),
     "adamw": (torch.optim.AdamW, {"betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.01}),
-    # lbfgs: full batch, scikit-learn's limits; learning_rate_init is not used (lr=1 with a
-    # line search).
-    "lbfgs": (torch.optim.LBFGS, {"lr": 1.0, "max_iter": 3, "max_eval": 15000,
-                                  "tolerance_grad": 1e-4, "line_search_fn": "strong_wolfe"}),
+    # lbfgs: SciPy runs it; the optimizer object holds scikit-learn's limits (lr=1 unused).
+    "lbfgs": (LbfgsSettings, {"lr": 1.0, "max_iter": 3, "max_fun": 15000, "tol": 1e-4}),
 }
 
 
@@ -135,7 +134,9 @@ def test_lbfgs_fits_small_data_like_mlp_classifier(activation):
     theirs = MLPClassifier(**kw).fit(X, y)
     assert ours.score(X, y) >= theirs.score(X, y) - 0.01 and ours.score(X, y) > 0.95
     assert ours.engine_ == "lbfgs" and 0 < ours.n_iter_ <= 150
-    assert len(ours.loss_curve_) == 1 and ours.loss_ == ours.loss_curve_[0]
+    # one value per L-BFGS iteration (scikit-learn sets no loss_curve_ for lbfgs)
+    assert len(ours.loss_curve_) == ours.n_iter_
+    assert ours.loss_ == pytest.approx(ours.loss_curve_[-1], rel=1e-12)
 
 
 def test_lbfgs_limits_warm_start_and_partial_fit():
@@ -152,7 +153,7 @@ def test_lbfgs_limits_warm_start_and_partial_fit():
     first = clf.loss_
     with pytest.warns(ConvergenceWarning):
         clf.fit(X, y)  # continues from the weights with a new L-BFGS run
-    assert clf.loss_ < first and len(clf.loss_curve_) == 2
+    assert clf.loss_ < first and len(clf.loss_curve_) == 3 + clf.n_iter_
     assert not clf.net_.optimizer_.state  # no curvature pairs kept between runs
     assert not hasattr(clf, "partial_fit")  # as in scikit-learn
     with pytest.raises(AttributeError, match="has no attribute 'partial_fit'") as info:

@@ -21,6 +21,7 @@ attached that autograd would run (:func:`~.steps.untouched_blockers`).
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
@@ -385,6 +386,7 @@ class ManualStep:
     """
 
     fallback_reason = None
+    epoch_records = MappingProxyType({})  # no extra history entries
 
     def __init__(self, module, per_sample_loss, optimizer, regularization=None, *,
                  uniform_weights=False):

@@ -7,6 +7,7 @@ the eager and hand-written CPU steps) because it is CUDA-only.
 from __future__ import annotations
 
 import logging
+from types import MappingProxyType
 
 import torch
 
@@ -49,6 +50,8 @@ class GraphStep:
     max_recaptures : int, default=32
         Re-captures allowed per fit before training continues eagerly.
     """
+
+    epoch_records = MappingProxyType({})  # no extra history entries
 
     def __init__(self, step, data, batch_size, n_warmup=3, max_recaptures=32):
         self.step = step

@@ -192,21 +192,26 @@ SOLVERS: dict[str, Solver] = {
         summary="AdamW: Adam with decoupled weight decay (default 0.01)",
     ),
     "lbfgs": Solver(
-        # One group: torch's LBFGS has no per-group options (no weight decay anyway).
-        lambda p, hp, impl: make_optimizer(
-            torch.optim.LBFGS,
-            [q for group in p for q in group["params"]], lr=1.0, max_iter=hp["max_iter"],
-            max_eval=hp["max_fun"], tolerance_grad=hp["tol"], tolerance_change=1e-9,
-            history_size=10, line_search_fn="strong_wolfe",
-        ),
+        # SciPy's L-BFGS-B does the optimization (see .lbfgs); the optimizer
+        # object holds the parameters and the settings the run reads.
+        lambda p, hp, impl: _lbfgs_settings(p, hp),
         uses=("max_iter", "max_fun", "tol"),
         graph_safe=False,
         stochastic=False,
-        summary="full-batch L-BFGS as in MLPClassifier: max_iter iterations, max_fun loss "
+        summary="full-batch L-BFGS as in MLPClassifier (SciPy's L-BFGS-B, float64): "
+                "max_iter iterations, max_fun loss "
                 "evaluations, stops when every gradient component is at most tol; for "
                 "small data",
     ),
 }
+
+
+def _lbfgs_settings(param_groups, hp):
+    from .lbfgs import LbfgsSettings  # it imports .steps, which imports this module
+
+    return make_optimizer(LbfgsSettings, param_groups, max_iter=hp["max_iter"],
+                          max_fun=hp["max_fun"], tol=hp["tol"])
+
 
 # weight_decay=None means "the optimizer's customary default".
 _DEFAULT_WEIGHT_DECAY = {"adamw": 1e-2}

@@ -4,7 +4,8 @@ Implementations of the same update, chosen per fit by :func:`~.select.select_ste
 behind one interface: ``run_epoch(batches, events)`` trains one pass and
 returns the summed loss as a device tensor, ``release()`` leaves the optimizer
 as ``torch.optim`` expects it, ``fallback_reason`` says why a fast path gave
-up during the fit (``None`` if it did not).
+up during the fit (``None`` if it did not), ``epoch_records`` maps the extra
+history entries of the pass just run to their values (empty for most).
 
 - :class:`EagerStep`: autograd forward/backward; handles every configuration
   and is the reference the others are tested against.
@@ -19,7 +20,7 @@ up during the fit (``None`` if it did not).
   in a CUDA graph and replayed. Batches of another size (the last one) run
   eagerly with the same optimizer.
 - :class:`~.lbfgs.LbfgsStep` (``solver="lbfgs"``, its own module): full-batch
-  L-BFGS as in scikit-learn.
+  L-BFGS as in scikit-learn (SciPy's L-BFGS-B), by composition.
 
 Every step reads the learning rate and the other optimizer settings from the
 optimizer's ``param_groups`` at every update, so a callback or schedule that
@@ -30,6 +31,7 @@ back to the host, except where a user's per-batch callback asks for it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Protocol
 
 import torch
@@ -126,6 +128,8 @@ class Step(Protocol):
 
     #: why the step gave up its fast path during the fit (``None``: it did not)
     fallback_reason: str | None
+    #: extra entries for the epoch's history record (L-BFGS's counts)
+    epoch_records: MappingProxyType
 
     def run_epoch(self, batches, events=None) -> torch.Tensor:
         """Train one pass over ``batches``; the summed ``batch loss * rows`` (0-d)."""
@@ -253,9 +257,12 @@ class EagerStep:
     ----------
     fallback_reason : str or None
         Why this step gave up a fast path during the fit (always ``None`` here).
+    epoch_records : Mapping
+        Extra history entries of the last epoch (none here).
     """
 
     fallback_reason = None
+    epoch_records = MappingProxyType({})
 
     def __init__(self, module, per_sample_loss, optimizer, regularization=None):
         self.module = module
