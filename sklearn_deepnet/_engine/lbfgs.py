@@ -31,51 +31,13 @@ import numpy as np
 import scipy.optimize
 import torch
 
+from .optim import LbfgsSettings
 from .steps import weight_penalty
 
 __all__ = ["LBFGS_CHUNK_ROWS", "LbfgsSettings", "LbfgsStep"]
 
 # Rows per forward/backward pass of one loss evaluation.
 LBFGS_CHUNK_ROWS = 8192
-
-
-class LbfgsSettings(torch.optim.Optimizer):
-    """The optimizer object of ``solver="lbfgs"``: the settings SciPy's run reads.
-
-    SciPy's L-BFGS-B does the optimization (:class:`LbfgsStep`); this
-    optimizer holds the trainable parameters and, in its one param group,
-    ``max_iter``, ``max_fun`` and ``tol``, so that the trainer's optimizer
-    (skorch's ``optimizer_``) can be saved, pickled, inspected and changed by
-    a callback like any other: the step reads the group at every run. It keeps
-    no state (each run starts afresh, as in scikit-learn). ``lr`` is 1 and
-    unused; it is there because every param group has a rate (the history's
-    ``lr`` column).
-
-    Parameters
-    ----------
-    params : iterable of torch.nn.Parameter or of dict
-        The trainable parameters (all groups are merged into one).
-    max_iter : int, default=200
-        L-BFGS iterations per run (SciPy's ``maxiter``).
-    max_fun : int, default=15000
-        Loss evaluations per run (SciPy's ``maxfun``).
-    tol : float, default=1e-4
-        Stop once every component of the projected gradient is at most
-        ``tol`` (SciPy's ``gtol``).
-    """
-
-    def __init__(self, params, max_iter=200, max_fun=15000, tol=1e-4):
-        params = list(params)
-        if params and isinstance(params[0], dict):
-            params = [p for group in params for p in group["params"]]
-        super().__init__(params, dict(lr=1.0, max_iter=max_iter, max_fun=max_fun, tol=tol))
-
-    def step(self, closure=None):
-        """Not available: :class:`LbfgsStep` runs SciPy's L-BFGS-B on the network."""
-        raise RuntimeError(
-            "solver='lbfgs' is run by SciPy's L-BFGS-B on the whole data set (fit the "
-            "estimator); its optimizer object only holds the settings and has no step()."
-        )
 
 
 def _settings(group):
