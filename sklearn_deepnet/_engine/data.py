@@ -1,4 +1,4 @@
-"""Data path and inference: tensor-resident data, seeded batching, batch-invariant predict.
+"""Data path: tensor-resident data, seeded batching, the early-stopping split, CPU threads.
 
 Used by the trainer (:mod:`._trainer`) instead of skorch's ``Dataset`` +
 ``DataLoader``, which cost more than the arithmetic on small MLPs:
