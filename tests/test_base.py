@@ -269,8 +269,8 @@ def _wrap_steps(monkeypatch, wrapper):
 
     original = TrainingNet._make_step
 
-    def make_step(self, data, needs_gradients):
-        step = original(self, data, needs_gradients)
+    def make_step(self, *args, **kwargs):
+        step = original(self, *args, **kwargs)
         step.train_batch = wrapper(step.train_batch)
         return step
 
