@@ -16,9 +16,8 @@ from sklearn.base import BaseEstimator, is_regressor
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._callbacks import ConvergenceMonitor, LayerFreezer, ProgressBar, wants_progress_bar
 from ._checks import ParameterChecks
-from ._diagnostics import Diagnostics, history_frame
+from ._diagnostics import history_frame
 from ._engine.activations import ACTIVATIONS
 from ._engine.data import (
     RowSubset,
@@ -31,10 +30,9 @@ from ._engine.data import (
 )
 from ._engine.inference import predict_raw, predict_raw_mc, seeded_global_rng, weights_copy
 from ._engine.init import INITIALIZERS, VarianceScaling
-from ._engine.kernels import optimizer_state_dict
 from ._engine.module import MLP
-from ._engine.optim import SOLVERS, build_optimizer
-from ._engine.steps import Regularization
+from ._engine.optim import SOLVERS
+from ._netbuild import BuildsNetwork
 from ._outcome import fit_outcome
 from ._persist import (
     FIT_OWNER,
@@ -43,12 +41,10 @@ from ._persist import (
     TRAINING,
     PersistsState,
     history_attributes,
-    load_optimizer_state,
     validation_fingerprint,
 )
-from ._reuse import KeepsSource, reuse_warnings, start_network_
+from ._reuse import KeepsSource, reuse_warnings
 from ._schedules import SCHEDULES
-from ._trainer import TrainingNet
 from ._validation import (
     Integral,
     Interval,
@@ -93,8 +89,6 @@ _ARCHITECTURE_PARAMS = (
     "hidden_layer_sizes", "activation", "activation_alpha", "batch_norm",
     "batch_norm_input", "batch_norm_momentum", "batch_norm_epsilon", "dropout",
 )
-_SOLVER_PARAMS = ("learning_rate_init", "momentum", "nesterovs_momentum", "beta_1", "beta_2",
-                  "epsilon", "rho")
 
 
 def _mlp(n_features, n_outputs, arch):
@@ -111,7 +105,7 @@ def _output_dtype(X):
     return "float32" if getattr(X, "dtype", None) == np.float32 else "float64"
 
 
-class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
+class BaseDeepMLP(ParameterChecks, BuildsNetwork, KeepsSource, PersistsState, BaseEstimator,
                   metaclass=ABCMeta):
     """Base class of :class:`DeepMLPClassifier` and :class:`DeepMLPRegressor`.
 
@@ -261,7 +255,7 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
                 # The trainer is reused: its settings, weights, optimizer and
                 # history are all changed by this call. Predictions meanwhile
                 # use a copy of the weights as they are now.
-                snapshot = (dict(net.__dict__), net.snapshot_state(), len(net.history))
+                snapshot = net.rollback_point()
                 vars(self)[SERVING] = weights_copy(net.module_)
             pending, interrupted = work._fit_unsafe(
                 X, y, sample_weight, incremental=incremental, classes=classes,
@@ -269,13 +263,7 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
             )
         except BaseException:
             if snapshot is not None:
-                settings, state, n_epochs = snapshot
-                net.__dict__.clear()
-                net.__dict__.update(settings)
-                net.module_.to(net.device)  # a device change may have moved it
-                net.module_.freeze_(0)  # a failed call may have left layers frozen
-                net.restore_state(state)
-                del net.history[n_epochs:]
+                net.roll_back(snapshot)
             for key in (FIT_STARTED, TRAINING, SERVING):
                 vars(self).pop(key, None)
             raise
@@ -320,29 +308,10 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
         # A fresh, reproducible seed for every call (fit, warm start, partial_fit).
         seq = np.random.SeedSequence([self._seed, self._n_fit_calls])
         call_seed = int(seq.generate_state(1)[0])
-        validation = fingerprint = None
         stochastic = SOLVERS[self.solver].stochastic
-        if own is not None:  # the user's X_val, y_val: every row of X trains
-            validation = own
-            fingerprint = validation_fingerprint(own[0], np.arange(len(own[1])), *own[1:])
-        elif self.early_stopping and not incremental and stochastic:
-            # (scikit-learn's early stopping applies to mini-batch solvers only)
-            # One split per network (the first call's seed): a warm start on
-            # the same data validates on the same rows and never on rows it
-            # trained on before.
-            split_seed = int(np.random.SeedSequence([self._seed, 0]).generate_state(1)[0])
-            rows, val_rows = self._validation_split(rows, y_model, split_seed)
-            validation = (
-                RowSubset(X, val_rows), y_model[val_rows], sample_weight[val_rows]
-            )
-            fingerprint = validation_fingerprint(X, val_rows, y_model, sample_weight)
-        carry = None
-        if continuing:
-            count, best_loss, best_score = (*getattr(self, "_convergence_carry", (0, np.inf)),
-                                            None)[:3]
-            if fingerprint is None or fingerprint != getattr(self, "_validation_fp", None):
-                best_score = None  # scores on other rows (or none) do not compare
-            carry = (count, best_loss, best_score)
+        rows, validation, fingerprint, carry = self._validation_for_call(
+            X, y_model, sample_weight, rows, own, continuing=continuing,
+            early=self.early_stopping and not incremental and stochastic)
         n_train = X.shape[0] if rows is None else len(rows)
         batch_size = self._effective_batch_size(n_train) if stochastic else n_train
 
@@ -382,6 +351,47 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
             with seeded_global_rng(call_seed, cuda_devices) if random else nullcontext():
                 net.partial_fit(X, y_model, data=data, seed=self._seed)
 
+        return self._record_call(net, n_before, validation, fingerprint, X, rows, decay,
+                                 incremental=incremental, continuing=continuing)
+
+    def _validation_for_call(self, X, y_model, sample_weight, rows, own, *, continuing, early):
+        """``(training rows, validation set, its fingerprint, carried stopping state)``.
+
+        The validation set is the user's ``X_val`` (every row of ``X`` trains),
+        or with early stopping a split of ``X`` (``early``), or ``None``. A
+        continuing call carries the stopping rule's counters over, and the best
+        validation score only when it validates on the same rows.
+        """
+        validation = fingerprint = None
+        if own is not None:  # the user's X_val, y_val: every row of X trains
+            validation = own
+            fingerprint = validation_fingerprint(own[0], np.arange(len(own[1])), *own[1:])
+        elif early:
+            # (scikit-learn's early stopping applies to mini-batch solvers only)
+            # One split per network (the first call's seed): a warm start on
+            # the same data validates on the same rows and never on rows it
+            # trained on before.
+            split_seed = int(np.random.SeedSequence([self._seed, 0]).generate_state(1)[0])
+            rows, val_rows = self._validation_split(rows, y_model, split_seed)
+            validation = (
+                RowSubset(X, val_rows), y_model[val_rows], sample_weight[val_rows]
+            )
+            fingerprint = validation_fingerprint(X, val_rows, y_model, sample_weight)
+        carry = None
+        if continuing:
+            count, best_loss, best_score = (*getattr(self, "_convergence_carry", (0, np.inf)),
+                                            None)[:3]
+            if fingerprint is None or fingerprint != getattr(self, "_validation_fp", None):
+                best_score = None  # scores on other rows (or none) do not compare
+            carry = (count, best_loss, best_score)
+        return rows, validation, fingerprint, carry
+
+    def _record_call(self, net, n_before, validation, fingerprint, X, rows, decay, *,
+                     incremental, continuing):
+        """The fitted attributes of a finished call, and what it reports.
+
+        Returns ``(pending warnings, interrupt message or None)``.
+        """
         n_done = len(net.history) - n_before
         kept = ("of the best validation score" if validation is not None
                 else "of the last complete epoch")
@@ -477,97 +487,6 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
         return _mlp(n_features, n_outputs, self._architecture()).initialize_(
             self.kernel_initializer
         )
-
-    def _prepare_net(self, n_features, n_outputs, device, batch_size, decay, validation,
-                     incremental, continuing, *, pretraining=None, seed=0, carry=None):
-        """The trainer for this call: a new one for a fresh fit, else the fitted one
-        with this call's settings (and, unless ``partial_fit`` continues with the
-        same solver settings, a fresh optimizer, as in scikit-learn)."""
-        solver_params = {name: getattr(self, name) for name in _SOLVER_PARAMS}
-        solver_params["weight_decay"] = decay
-        stochastic = SOLVERS[self.solver].stochastic
-        if not stochastic:  # its limits are the optimizer's settings
-            solver_params.update(max_iter=self.max_iter, max_fun=self.max_fun, tol=self.tol)
-        verbose = int(self.verbose)
-        bar = ProgressBar(type(self).__name__) if verbose and wants_progress_bar(
-            incremental) else None
-        monitor = ConvergenceMonitor(
-            tol=self.tol, n_iter_no_change=self.n_iter_no_change, validation=validation,
-            scorer=self._score_raw, validation_loss=self._validation_loss,
-            verbose=verbose >= 1 and bar is None, adaptive=self.learning_rate == "adaptive",
-            carry=carry,
-        )
-        factory = SCHEDULES[self.learning_rate].factory
-        schedule = [] if factory is None else [("schedule", factory(self))]
-        if self.freeze_layers:
-            schedule.append(("freeze", LayerFreezer(self.freeze_layers, self.unfreeze_after)))
-        if self.diagnostics:
-            schedule.append(("diagnostics", Diagnostics(
-                self._activation_kinds(), summary=verbose >= 2,
-                write=print if bar is None else bar.write)))
-        if bar is not None:
-            schedule.append(("progress", bar))
-        uses_bn = self.batch_norm is not None or self.batch_norm_input
-        settings = dict(
-            solver=self.solver, solver_params=solver_params,
-            regularization=Regularization(
-                alpha=self.alpha, l1_ratio=self.l1_ratio, clip_norm=self.clip_norm,
-                clip_value=self.clip_value, max_norm=self.max_norm,
-            ),
-            shuffle=self.shuffle, min_batch=2 if uses_bn else 1, batch_size=batch_size,
-            max_epochs=1 if incremental or not stochastic else self.max_iter,
-            callbacks=[("convergence", monitor), *schedule, *(self.callbacks or [])],
-            device=device, fast=self._fast_engine, verbose=verbose,
-        )
-        if not continuing:
-            module = self._build_module(n_features, n_outputs).to(device)
-
-            def trainer(autoencoder, criterion, n_rows):  # the same solver and penalties
-                return TrainingNet(autoencoder, criterion, **{
-                    **settings, "callbacks": [],
-                    "batch_size": self._effective_batch_size(n_rows)}).initialize()
-
-            pretrain_seed = int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])
-            self.reused_layers_, self.pretrain_loss_curve_ = start_network_(
-                self, module, n_features=n_features, pretraining=pretraining,
-                trainer=trainer, seed=pretrain_seed,
-            )
-            net = TrainingNet(module, self._per_sample_loss(), **settings).initialize()
-            net.schedule = self.learning_rate
-            return net
-        net = self.net_
-        same_solver = (self.solver, solver_params) == (net.solver, net.solver_params)
-        keep_optimizer = incremental and same_solver
-        moved = torch.device(net.device) != torch.device(device)
-        old_state = optimizer_state_dict(net.optimizer_) if keep_optimizer and moved else None
-        for name, value in settings.items():
-            setattr(net, name, value)
-        net.criterion = self._per_sample_loss()
-        net.initialize_callbacks()
-        net.initialize_criterion()
-        if moved:
-            net.module_.to(device)
-        if not keep_optimizer or moved:
-            net.initialize_optimizer()
-        if old_state is not None:  # the module moved: its optimizer state must follow
-            load_optimizer_state(net.optimizer_, old_state)
-        if keep_optimizer and getattr(net, "schedule", "constant") != self.learning_rate:
-            # Another schedule from here on: the rate, momentum and betas the last
-            # one left in the optimizer go back to the solver's settings.
-            fresh = build_optimizer(self.solver, net.module_.named_parameters(),
-                                    solver_params).param_groups
-            for group, new in zip(net.optimizer_.param_groups, fresh, strict=True):
-                for key in ("lr", "momentum", "betas"):
-                    if key in group:
-                        group[key] = new[key]
-        net.schedule = self.learning_rate
-        return net
-
-    def _activation_kinds(self):
-        """Per hidden layer: whether its units can die and its saturation bounds."""
-        entry = ACTIVATIONS.get(self.activation) if isinstance(self.activation, str) else None
-        kind = (False, None) if entry is None else (entry.dies, entry.bounds)
-        return [kind] * len(self._architecture()["hidden_layer_sizes"])
 
     def history_frame(self):
         """The training history as a pandas DataFrame, one row per epoch.

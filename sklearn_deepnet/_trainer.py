@@ -306,6 +306,29 @@ class TrainingNet(NeuralNet):
                 group["lr"] = float(group["lr"])
         return module, optimizer
 
+    def rollback_point(self):
+        """What :meth:`roll_back` restores: everything a call may change.
+
+        The trainer's attributes (the call's settings, callbacks, criterion and
+        optimizer objects), copies of the weights and optimizer state, and the
+        length of the history.
+        """
+        return dict(vars(self)), self.snapshot_state(), len(self.history)
+
+    def roll_back(self, point):
+        """Undo everything since :meth:`rollback_point` (a call that failed).
+
+        The module goes back to the device it was on, with no layer frozen
+        by the failed call, and the epochs that call added leave the history.
+        """
+        settings, state, n_epochs = point
+        vars(self).clear()
+        vars(self).update(settings)
+        self.module_.to(self.device)  # a device change may have moved it
+        self.module_.freeze_(0)  # a failed call may have left layers frozen
+        self.restore_state(state)
+        del self.history[n_epochs:]
+
     def restore_state(self, snapshot):
         """Load weights and optimizer state saved by :meth:`snapshot_state`."""
         module, optimizer = snapshot
