@@ -133,3 +133,20 @@ def test_every_example_has_small_docs_arguments():
     plots = {p.name for p in (ROOT / "examples").glob("plot_*.py")}
     assert set(ext.SMALL_ARGS) == plots
     assert set(ext.ORDER) == {p.name for p in (ROOT / "examples").glob("*.py")}
+
+
+def test_no_merge_conflict_markers_in_the_repository():
+    # A merge once committed its markers into CHANGELOG.md.
+    root = Path(__file__).resolve().parents[1]
+    markers = ("<<<<<<< ", ">>>>>>> ")
+    found = []
+    for path in root.rglob("*"):
+        if (path.suffix not in {".py", ".md", ".rst", ".toml", ".txt", ".cfg", ".yml"}
+                or any(part.startswith(".") or part in {"_build", "auto_examples",
+                                                        "gen_modules"}
+                       for part in path.relative_to(root).parts)):
+            continue
+        for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if line.startswith(markers):
+                found.append(f"{path.relative_to(root)}:{i}")
+    assert not found, found
