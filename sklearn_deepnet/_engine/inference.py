@@ -45,7 +45,7 @@ from torch import nn
 from .activations import activation_row
 from .data import choose_num_threads, to_tensor, torch_threads
 from .kernels import has_hooks
-from .module import MLP, plan_blocker
+from .module import MLP, plan_blocker, submodule
 
 __all__ = ["GLOBAL_RNG_LOCK", "PREDICT_BATCH_SIZE", "predict_raw", "predict_raw_mc",
            "seed_forked", "seeded_global_rng", "weights_copy"]
@@ -167,12 +167,12 @@ def _plan(module):
     """
     plan = module.plan
     ops, n_in, width, exact = [], plan.n_features, plan.n_features, True
-    for path, op in plan.ops():
-        layer = module.get_submodule(path)
+    for parts, op in plan.located:
+        layer = submodule(module, parts)
         if op.kind == "linear":
-            block = plan.block_of(path)
-            if block < len(plan.hidden):  # a hidden layer: padded by its activation's kind
-                exact = activation_row(module.hidden[block].activation).exact
+            if parts[0] == "hidden":  # a hidden layer: padded by its activation's kind
+                block = module.hidden[int(parts[1])]
+                exact = activation_row(block._modules["activation"]).exact
                 width = _pad_to(op.n_out, _EXACT_WIDTH_MULTIPLE if exact else _WIDTH_MULTIPLE)
             else:
                 width = max(op.n_out, _MIN_COLS)
@@ -277,11 +277,19 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
     # what its plan built (a user's activation), through its modules with
     # padded matrix products; an MLP with hooks or a forward of its own (and
     # anything else) is simply called, so that they run.
-    padded = (device.type == "cpu" and type(module) is MLP and "forward" not in vars(module)
-              and not any(has_hooks(m) for m in module.modules()))
+    padded = plain = False
+    if device.type == "cpu" and type(module) is MLP and "forward" not in vars(module):
+        # (one walk: hooks anywhere mean the module is called; a forward set on a
+        # submodule, that the plan walk, which never calls modules, cannot run)
+        padded = plain = True
+        for m in module.modules():
+            if has_hooks(m):
+                padded = plain = False
+                break
+            if "forward" in vars(m):
+                plain = False
     plan = None
-    if padded and plan_blocker(module) is None and not any(
-            "forward" in vars(m) for m in module.modules()):
+    if plain and plan_blocker(module) is None:
         with torch.inference_mode(False), torch.no_grad():
             plan = _plan(module)
     toggle = plan is None

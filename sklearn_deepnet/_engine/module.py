@@ -17,7 +17,7 @@ from .activations import activation_init_family
 from .init import resolve_initializer
 from .plan import LAYER_KINDS, RANDOM_IN_TRAINING, compile_plan, draws_random_numbers, leaf_state
 
-__all__ = ["MLP", "RANDOM_IN_TRAINING", "plan_blocker"]
+__all__ = ["MLP", "RANDOM_IN_TRAINING", "plan_blocker", "submodule"]
 
 
 class MLP(nn.Module):
@@ -113,7 +113,7 @@ class MLP(nn.Module):
 
         Meaningful only while :func:`plan_blocker` finds nothing changed.
         """
-        return [(op, self.get_submodule(path)) for path, op in self.plan.ops()]
+        return [(op, submodule(self, parts)) for parts, op in self.plan.located]
 
     def frozen_modules(self):
         """The modules :meth:`freeze_` froze: the input norm and the lowest hidden layers."""
@@ -192,22 +192,44 @@ class MLP(nn.Module):
         return self
 
 
-def _leaf_blocker(name, op, module):
+def submodule(module, parts):
+    """The submodule at ``parts`` (a path split at its dots), or ``None``.
+
+    What ``get_submodule`` does, without its checks and string handling: the
+    plan's interpreters look their modules up at every prediction.
+    """
+    for part in parts:
+        module = module._modules.get(part)
+        if module is None:
+            return None
+    return module
+
+
+# op kind -> the exact module types it may be (sets: looked up per op and call)
+_TYPES = {name: frozenset(kind.types) for name, kind in LAYER_KINDS.items()}
+
+
+def _leaf_blocker(parts, op, module):
     """Why ``module`` is not a plain module of ``op``'s kind (``None`` if it is)."""
-    kind = LAYER_KINDS[op.kind]
-    if type(module) not in kind.types:  # exact types: a subclass may override forward
+    if type(module) not in _TYPES[op.kind]:  # exact types: a subclass may override forward
+        kind = LAYER_KINDS[op.kind]
         what = "not in the activation table" if op.kind == "activation" else "not a " + (
             " or ".join(t.__name__ for t in kind.types))
-        return f"{name} is a {type(module).__name__} ({what})"
+        return f"{_describe(parts)} is a {type(module).__name__} ({what})"
     params, buffers = leaf_state(op, module)
-    if set(module._parameters) - set(params) or set(module._buffers) - set(buffers):
-        return f"{name} holds parameters or buffers the plan does not know"
-    if isinstance(module, nn.BatchNorm1d) and not (
+    if module._parameters.keys() - params or module._buffers.keys() - buffers:
+        return f"{_describe(parts)} holds parameters or buffers the plan does not know"
+    if type(module) is nn.BatchNorm1d and not (
             module.affine and module.track_running_stats and module.momentum is not None):
-        return f"{name} is not an affine BatchNorm with running statistics and a momentum"
-    if isinstance(module, nn.Dropout | nn.AlphaDropout) and module.inplace:
-        return f"{name} is in place"
+        return (f"{_describe(parts)} is not an affine BatchNorm with running statistics "
+                "and a momentum")
+    if type(module) in _DROPOUT_TYPES and module.inplace:
+        return f"{_describe(parts)} is in place"
     return None
+
+
+_DROPOUT_TYPES = frozenset(_TYPES["dropout"] | _TYPES["alpha_dropout"])
+_CHILDREN = ("input_norm", "hidden", "output")
 
 
 def plan_blocker(module):
@@ -220,40 +242,41 @@ def plan_blocker(module):
     parameters and buffers. Settings (dropout rate, slopes, BatchNorm
     momentum) are read from the modules by the interpreters; hooks and
     parametrizations are the steps' concern (:func:`~.steps.untouched_blockers`).
+    Cheap enough to run at every prediction (a few microseconds per layer).
     """
     if type(module) is not MLP:
         return f"the network is a {type(module).__name__}, not the MLP it builds"
     plan = module.plan
-    if [n for n, _ in module.named_children()] != ["input_norm", "hidden", "output"] or (
-            module._parameters or module._buffers):
+    children = module._modules
+    if tuple(children) != _CHILDREN or module._parameters or module._buffers:
         return "the network's layout was changed"
-    if plan.input_norm is None and type(module.input_norm) is not nn.Identity:
+    if plan.input_norm is None and type(children["input_norm"]) is not nn.Identity:
         return "the input normalization was replaced"
-    if type(module.hidden) is not nn.ModuleList or len(module.hidden) != len(plan.hidden):
+    hidden = children["hidden"]
+    if type(hidden) is not nn.ModuleList or len(hidden._modules) != len(plan.hidden):
         return "the hidden layers were replaced"
-    for i, (block, ops) in enumerate(zip(module.hidden, plan.hidden, strict=True), 1):
-        names = tuple(n for n, _ in block.named_children())
+    for i, (block, ops) in enumerate(zip(hidden._modules.values(), plan.hidden, strict=True), 1):
         if type(block) is not nn.Sequential:
             return f"hidden layer {i} is a {type(block).__name__}"
+        names = tuple(block._modules)
         if names != tuple(LAYER_KINDS[op.kind].child for op in ops):
             return f"hidden layer {i} has the layers {', '.join(names)}"
-    out = module.output
-    if type(out) is not nn.Sequential or [n for n, _ in out.named_children()] != ["linear"]:
+    out = children["output"]
+    if type(out) is not nn.Sequential or tuple(out._modules) != ("linear",):
         return "the output layer was replaced"
-    for path, op in plan.ops():
-        name = _describe(path)
-        blocker = _leaf_blocker(name, op, module.get_submodule(path))
+    for parts, op in plan.located:
+        blocker = _leaf_blocker(parts, op, submodule(module, parts))
         if blocker:
             return blocker
-    if module.output.linear.bias is None:
+    if out._modules["linear"].bias is None:
         return "the output layer has no bias"
     return None
 
 
-def _describe(path):
-    if path == "input_norm":
+def _describe(parts):
+    if parts[0] == "input_norm":
         return "the input normalization"
-    if path.startswith("output"):
+    if parts[0] == "output":
         return "the output layer"
-    _, i, child = path.split(".")
+    _, i, child = parts
     return f"hidden layer {int(i) + 1}'s {child}"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 from torch import nn
 
@@ -162,10 +163,16 @@ class LayerPlan:
 
     def ops(self):
         """``[(path, op), ...]`` in forward order; ``path`` names the op's module."""
-        ops = [] if self.input_norm is None else [("input_norm", self.input_norm)]
+        return [(".".join(parts), op) for parts, op in self.located]
+
+    @cached_property
+    def located(self):
+        """``((path parts, op), ...)`` in forward order (computed once per plan:
+        predictions walk it at every call)."""
+        ops = [] if self.input_norm is None else [(("input_norm",), self.input_norm)]
         for i, block in enumerate(self.hidden):
-            ops += [(f"hidden.{i}.{LAYER_KINDS[op.kind].child}", op) for op in block]
-        return ops + [("output.linear", self.output)]
+            ops += [(("hidden", str(i), LAYER_KINDS[op.kind].child), op) for op in block]
+        return tuple(ops + [(("output", "linear"), self.output)])
 
     def block_of(self, path):
         """The hidden layer (0-based) an op's ``path`` is in: -1 for the input
