@@ -13,7 +13,6 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, is_regressor
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._checks import ParameterChecks
@@ -54,6 +53,7 @@ from ._validation import (
     check_no_missing_targets,
     check_sample_weight,
     check_weight_range,
+    fit_seed,
     invalid_parameter,
     is_number,
     resolve_device,
@@ -303,7 +303,7 @@ class BaseDeepMLP(ParameterChecks, BuildsNetwork, KeepsSource, PersistsState, Ba
         )
         own = check_validation_set(self, *validation_set, incremental=incremental)
         if not continuing:
-            self._seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+            self._seed, self._init_random_state = fit_seed(self.random_state)
             self._n_fit_calls = 0
         # A fresh, reproducible seed for every call (fit, warm start, partial_fit).
         seq = np.random.SeedSequence([self._seed, self._n_fit_calls])
@@ -485,7 +485,7 @@ class BaseDeepMLP(ParameterChecks, BuildsNetwork, KeepsSource, PersistsState, Ba
     def _build_module(self, n_features, n_outputs):
         """A freshly initialized :class:`MLP` (call inside the seeded RNG fork)."""
         return _mlp(n_features, n_outputs, self._architecture()).initialize_(
-            self.kernel_initializer
+            self.kernel_initializer, vars(self).pop("_init_random_state", None)
         )
 
     def history_frame(self):

@@ -66,7 +66,10 @@ SHARED_PARAMETERS = f"""\
         explicit initializer applies to the hidden layers; the output layer
         keeps Glorot uniform, as in Keras code that sets
         ``kernel_initializer`` on its hidden ``Dense`` layers only (the
-        chapter's). Biases start at zero.
+        chapter's). Biases start at zero. "sklearn" draws, from NumPy's
+        generator of ``random_state``, exactly what scikit-learn's
+        ``MLPClassifier``/``MLPRegressor`` draw: every layer's weights and
+        biases, the output layer's too (as float32).
 
     batch_norm : {{"before", "after"}} or None, default=None
         Add a BatchNorm layer to every hidden layer, before or after its

@@ -6,11 +6,13 @@ breaks one file.
 
 from __future__ import annotations
 
+import copy
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.base import _fit_context
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import (
     Interval as _Interval,
 )
@@ -63,6 +65,32 @@ class Interval(_Interval):
     def is_satisfied_by(self, val):
         """Whether ``val`` is a number (not a bool) of the type, inside the bounds."""
         return not isinstance(val, bool) and super().is_satisfied_by(val)
+
+
+def fit_seed(random_state):
+    """The seed of a fresh fit, and the generator ``kernel_initializer="sklearn"`` draws from.
+
+    The seed is one draw of ``check_random_state(random_state)``, as always.
+    The generator is a copy of that ``RandomState`` taken before the draw, so
+    that the initial weights are the numbers scikit-learn's MLP would draw
+    from the same ``random_state``: ``RandomState(random_state)`` for an int,
+    the instance's current state for a ``RandomState`` (which, as for every
+    initializer, advances by the one draw of the seed only), NumPy's global
+    state for ``None``.
+
+    Parameters
+    ----------
+    random_state : None, int or numpy.random.RandomState
+        The estimator's ``random_state``.
+
+    Returns
+    -------
+    seed : int
+    init_random_state : numpy.random.RandomState
+    """
+    rs = check_random_state(random_state)
+    init_random_state = copy.deepcopy(rs)
+    return int(rs.randint(2**31 - 1)), init_random_state
 
 
 def check_sample_weight(sample_weight, X):

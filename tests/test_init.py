@@ -1,10 +1,15 @@
+import copy
 import math
+import warnings
 
+import numpy as np
 import pytest
 import torch
+from sklearn.neural_network import MLPClassifier, MLPRegressor
 
-from sklearn_deepnet import DeepMLPClassifier, VarianceScaling
-from sklearn_deepnet._engine.init import INITIALIZERS, resolve_initializer
+from sklearn_deepnet import DeepMLPClassifier, DeepMLPRegressor, VarianceScaling
+from sklearn_deepnet._base import BaseDeepMLP
+from sklearn_deepnet._engine.init import INITIALIZERS, SklearnUniform, resolve_initializer
 from sklearn_deepnet._engine.module import MLP
 from sklearn_deepnet._validation import InvalidParameterError
 
@@ -16,7 +21,8 @@ EXPECTED_VAR = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(INITIALIZERS))
+@pytest.mark.parametrize(
+    "name", sorted(k for k, v in INITIALIZERS.items() if isinstance(v, VarianceScaling)))
 def test_variance_matches_formula(name):
     torch.manual_seed(0)
     w = INITIALIZERS[name].initialize_(torch.empty(FAN_OUT, FAN_IN))
@@ -96,3 +102,133 @@ def test_invalid_variance_scaling(bad, clf_data):
     X, y = clf_data
     with pytest.raises(InvalidParameterError, match="kernel_initializer"):
         DeepMLPClassifier(kernel_initializer=bad).fit(X, y)
+
+
+# --- kernel_initializer="sklearn": scikit-learn's MLP draws, number for number --------------
+
+
+def _sklearn_initial(est, X, y):
+    """scikit-learn's initial ``coefs_`` and ``intercepts_`` (copied as ``_initialize`` ends)."""
+    seen = {}
+    original = type(est)._initialize
+
+    def record(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        seen["coefs"] = [c.copy() for c in self.coefs_]
+        seen["intercepts"] = [b.copy() for b in self.intercepts_]
+
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mp.setattr(type(est), "_initialize", record)
+        est.set_params(max_iter=1).fit(X, y)
+    return seen["coefs"], seen["intercepts"]
+
+
+def _our_initial(est, X, y):
+    """Our network as ``_build_module`` returns it: ``(coefs, intercepts)`` as scikit-learn's."""
+    seen = {}
+    original = BaseDeepMLP._build_module
+
+    def record(self, *args, **kwargs):
+        module = original(self, *args, **kwargs)
+        seen["module"] = copy.deepcopy(module)
+        return module
+
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mp.setattr(BaseDeepMLP, "_build_module", record)
+        est.set_params(max_iter=1).fit(X, y)
+    linears = seen["module"].linears()
+    return ([lin.weight.detach().numpy().T for lin in linears],
+            [None if lin.bias is None else lin.bias.detach().numpy() for lin in linears])
+
+
+def _assert_same_start(ours, theirs):
+    for (oc, ob), (tc, tb) in zip(zip(*ours, strict=True), zip(*theirs, strict=True), strict=True):
+        assert oc.dtype == np.float32 and oc.shape == tc.shape
+        np.testing.assert_array_equal(oc, tc.astype(np.float32))
+        if ob is not None:
+            np.testing.assert_array_equal(ob, tb.astype(np.float32))
+
+
+_RNG = np.random.RandomState(0)
+_X = _RNG.normal(size=(40, 5))
+_TARGETS = {
+    "binary": _RNG.randint(0, 2, 40),  # one logistic output unit in both
+    "multiclass": _RNG.randint(0, 3, 40),  # three softmax units in both
+    "multilabel": _RNG.randint(0, 2, (40, 4)),
+    "regression": _RNG.normal(size=40),
+    "multioutput": _RNG.normal(size=(40, 2)),
+}
+
+
+@pytest.mark.parametrize("activation", ["relu", "logistic", "tanh", "identity"])
+@pytest.mark.parametrize("sizes", [(7,), (5, 2), (6, 4, 3)])
+@pytest.mark.parametrize("target", list(_TARGETS))
+def test_sklearn_initializer_starts_from_sklearn_numbers(activation, sizes, target):
+    y = _TARGETS[target]
+    regression = target in ("regression", "multioutput")
+    ours_cls, theirs_cls = ((DeepMLPRegressor, MLPRegressor) if regression
+                            else (DeepMLPClassifier, MLPClassifier))
+    params = dict(hidden_layer_sizes=sizes, activation=activation, random_state=3)
+    theirs = _sklearn_initial(theirs_cls(**params), _X, y)
+    ours = _our_initial(ours_cls(kernel_initializer="sklearn", **params), _X, y)
+    _assert_same_start(ours, theirs)
+
+
+def test_sklearn_initializer_random_state_kinds():
+    y = _TARGETS["multiclass"]
+    params = dict(hidden_layer_sizes=(5, 2), activation="tanh")
+    # A RandomState: the numbers scikit-learn draws from an instance in the same state.
+    theirs = _sklearn_initial(MLPClassifier(random_state=np.random.RandomState(7), **params),
+                              _X, y)
+    rs = np.random.RandomState(7)
+    ours = _our_initial(DeepMLPClassifier(kernel_initializer="sklearn", random_state=rs,
+                                          **params), _X, y)
+    _assert_same_start(ours, theirs)
+    once = np.random.RandomState(7)
+    once.randint(2**31 - 1)  # advanced by the fit's one seed draw only, as with any initializer
+    assert rs.randint(2**31 - 1) == once.randint(2**31 - 1)
+    # None: NumPy's global state, as scikit-learn (reproducible under np.random.seed).
+    np.random.seed(11)  # noqa: NPY002 - the global state is what None means
+    ours = _our_initial(DeepMLPClassifier(kernel_initializer="sklearn", **params), _X, y)
+    np.random.seed(11)  # noqa: NPY002 - the global state is what None means
+    theirs = _sklearn_initial(MLPClassifier(**params), _X, y)
+    _assert_same_start(ours, theirs)
+
+
+def test_sklearn_initializer_with_batch_norm_keeps_every_weight_matrix():
+    """A layer without a bias (BatchNorm before the activation) still draws and drops it."""
+    y = _TARGETS["multiclass"]
+    params = dict(hidden_layer_sizes=(6, 4), random_state=0)
+    theirs = _sklearn_initial(MLPClassifier(**params), _X, y)
+    ours = _our_initial(DeepMLPClassifier(kernel_initializer="sklearn", batch_norm="before",
+                                          **params), _X, y)
+    assert ours[1][0] is None and ours[1][1] is None and ours[1][2] is not None
+    _assert_same_start(ours, theirs)
+
+
+def test_sklearn_initializer_engine_side():
+    net = MLP(3, [4], 2, activation="sigmoid")
+    net.initialize_("sklearn", 5)
+    rs = np.random.RandomState(5)
+    b = math.sqrt(2.0 / (3 + 4))  # factor 2 for the logistic activation (alias sigmoid)
+    np.testing.assert_array_equal(net.hidden[0].linear.weight.detach().numpy(),
+                                  rs.uniform(-b, b, (3, 4)).T.astype(np.float32))
+    assert isinstance(INITIALIZERS["sklearn"], SklearnUniform)
+    # None: a RandomState seeded from torch's global generator (reproducible under its seed).
+    torch.manual_seed(0)
+    first = MLP(3, [4], 2).initialize_("sklearn").output.linear.bias.detach().clone()
+    torch.manual_seed(0)
+    second = MLP(3, [4], 2).initialize_("sklearn").output.linear.bias.detach()
+    assert torch.equal(first, second) and torch.count_nonzero(first) == 2
+    gen = MLP(3, [4], 2).initialize_("sklearn", np.random.default_rng(0))  # a Generator works
+    assert torch.count_nonzero(gen.output.linear.bias) == 2
+
+
+def test_sklearn_initializer_reproduces_the_user_guide_lbfgs_example():
+    X, y = [[0.0, 0.0], [1.0, 1.0]], [0, 1]
+    clf = DeepMLPClassifier(hidden_layer_sizes=(5, 2), solver="lbfgs", alpha=1e-5,
+                            kernel_initializer="sklearn", random_state=1).fit(X, y)
+    assert clf.predict([[2.0, 2.0], [-1.0, -2.0]]).tolist() == [1, 0]
+    assert clf.n_iter_ == 15

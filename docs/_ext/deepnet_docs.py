@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 from sklearn_deepnet._engine.activations import ACTIVATIONS
-from sklearn_deepnet._engine.init import _AUTO, INITIALIZERS
+from sklearn_deepnet._engine.init import _AUTO, INITIALIZERS, SklearnUniform
 from sklearn_deepnet._engine.losses import REGRESSION_LOSSES
 from sklearn_deepnet._engine.optim import _DEFAULT_WEIGHT_DECAY, SOLVERS
 from sklearn_deepnet._schedules import SCHEDULES
@@ -74,10 +74,21 @@ def _activation_rows():
 
 
 def _initializer_rows():
-    rows = [[_quoted(name), _value(init.scale), _quoted(init.mode), _quoted(init.distribution),
-             f"{init.scale:g} / {init.mode}"]
-            for name, init in INITIALIZERS.items()]
-    return ["kernel_initializer", "scale", "mode", "distribution", "Weight variance"], rows
+    rows = []
+    for name, init in INITIALIZERS.items():
+        if isinstance(init, SklearnUniform):  # scikit-learn's MLP draws
+            rows.append([
+                _quoted(name), "—", _quoted(init.mode), _quoted(init.distribution),
+                f"``sqrt({init.factor:g} / (fan_in + fan_out))`` bound "
+                f"(``{init.logistic_factor:g}`` for logistic) on every layer, the output "
+                "layer too; biases drawn from the same range; NumPy's generator from "
+                "``random_state``, as ``MLPClassifier``",
+            ])
+            continue
+        rows.append([_quoted(name), _value(init.scale), _quoted(init.mode),
+                     _quoted(init.distribution),
+                     f"{init.scale:g} / {init.mode}; output layer glorot_uniform; zero biases"])
+    return ["kernel_initializer", "scale", "mode", "distribution", "Weights and biases"], rows
 
 
 def _solver_rows():

@@ -3,7 +3,10 @@
 Every initializer is a variance-scaling rule (Keras' ``VarianceScaling``): the
 weights get variance ``scale / fan`` where ``fan`` is the layer's fan-in,
 fan-out or their average. Glorot, He and LeCun are the three rows of the
-chapter's Table 11-1. Biases are always initialized to zero.
+chapter's Table 11-1; their biases are initialized to zero. The ``"sklearn"``
+row (:class:`SklearnUniform`) draws what scikit-learn's ``MLPClassifier`` and
+``MLPRegressor`` draw at the start of ``fit``: NumPy's uniform numbers for the
+weights *and* biases of every layer, the output layer included.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-__all__ = ["INITIALIZERS", "VarianceScaling", "resolve_initializer"]
+__all__ = ["INITIALIZERS", "SklearnUniform", "VarianceScaling", "resolve_initializer"]
 
 _MODES = ("fan_in", "fan_out", "fan_avg")
 _DISTRIBUTIONS = ("uniform", "normal", "untruncated_normal")
@@ -89,20 +93,100 @@ class VarianceScaling:
         return weight.normal_(0.0, math.sqrt(var))
 
 
+@dataclass(frozen=True)
+class SklearnUniform:
+    """scikit-learn's MLP initialization, number for number.
+
+    ``MLPClassifier`` and ``MLPRegressor`` initialize in ``_initialize`` /
+    ``_init_coef``: for each layer in order, input side first, ``coef =
+    rs.uniform(-b, b, (fan_in, fan_out))`` then ``intercept = rs.uniform(-b, b,
+    fan_out)`` with ``b = sqrt(factor / (fan_in + fan_out))``, ``factor`` 6
+    (Glorot uniform) or 2 when the hidden activation is logistic, the output
+    layer included, from ``rs = check_random_state(random_state)``. This row
+    draws the same numbers from the same kind of generator and stores them as
+    float32 (the transposed ``coef`` is a ``Linear`` layer's weight).
+
+    A layer without a bias (``batch_norm="before"``) still draws its
+    intercept and discards it, so that every weight matrix keeps scikit-learn's
+    numbers; BatchNorm layers keep torch's initialization (scale one, shift
+    zero) and draw nothing.
+
+    Parameters
+    ----------
+    factor : float, default=6.0
+        ``b = sqrt(factor / (fan_in + fan_out))`` for every activation but
+        logistic: Glorot uniform (variance ``1 / fan_avg``).
+    logistic_factor : float, default=2.0
+        ``factor`` when the hidden activation is logistic (variance
+        ``1 / (3 * fan_avg)``).
+    """
+
+    factor: float = 6.0
+    logistic_factor: float = 2.0
+    mode = "fan_avg"  # not fields: what the docs table shows
+    distribution = "uniform"
+
+    def bound(self, fan_in: int, fan_out: int, logistic: bool) -> float:
+        """scikit-learn's ``init_bound`` for a layer with the given fans."""
+        factor = self.logistic_factor if logistic else self.factor
+        return float(np.sqrt(factor / (fan_in + fan_out)))
+
+    @staticmethod
+    def generator(random_state):
+        """The NumPy generator to draw from.
+
+        ``None`` seeds a ``RandomState`` from torch's global generator (which
+        the estimators fork and seed); an int makes ``RandomState(int)``, as
+        scikit-learn's ``check_random_state`` does; a ``RandomState`` or
+        ``Generator`` is used as it is (and advanced).
+        """
+        if random_state is None:
+            random_state = int(torch.randint(2**31 - 1, ()))
+        if isinstance(random_state, np.random.RandomState | np.random.Generator):
+            return random_state
+        return np.random.RandomState(random_state)
+
+    @torch.no_grad()
+    def initialize_network_(self, linears, *, logistic=False, random_state=None):
+        """Fill every ``Linear`` of ``linears`` (input side first) in place.
+
+        Parameters
+        ----------
+        linears : list of torch.nn.Linear
+            The network's linear layers in forward order, output layer last.
+        logistic : bool, default=False
+            Whether the hidden activation is logistic (scikit-learn's
+            ``factor=2``).
+        random_state : None, int, numpy.random.RandomState or numpy.random.Generator
+            Where the numbers come from (see :meth:`generator`).
+        """
+        rs = self.generator(random_state)
+        for linear in linears:
+            fan_out, fan_in = linear.weight.shape
+            b = self.bound(fan_in, fan_out, logistic)
+            coef = rs.uniform(-b, b, (fan_in, fan_out))
+            intercept = rs.uniform(-b, b, fan_out)
+            linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(coef.T)))
+            if linear.bias is not None:
+                linear.bias.copy_(torch.from_numpy(intercept))
+
+
 _FAMILIES = {
     "glorot": (1.0, "fan_avg"),
     "he": (2.0, "fan_in"),
     "lecun": (1.0, "fan_in"),
 }
 
-INITIALIZERS: dict[str, VarianceScaling] = {
-    f"{family}_{dist}": VarianceScaling(scale, mode, dist)
-    for family, (scale, mode) in _FAMILIES.items()
-    for dist in ("uniform", "normal")
+INITIALIZERS: dict[str, VarianceScaling | SklearnUniform] = {
+    **{f"{family}_{dist}": VarianceScaling(scale, mode, dist)
+       for family, (scale, mode) in _FAMILIES.items()
+       for dist in ("uniform", "normal")},
+    "sklearn": SklearnUniform(),
 }
-"""Named initializers: ``{glorot,he,lecun}_{uniform,normal}``.
+"""Named initializers: ``{glorot,he,lecun}_{uniform,normal}`` and ``"sklearn"``.
 
-``*_normal`` is the truncated normal Keras uses.
+``*_normal`` is the truncated normal Keras uses; ``"sklearn"`` is
+:class:`SklearnUniform` (scikit-learn's MLP draws, biases included).
 """
 
 # "auto": what Table 11-1 recommends for each family; He and LeCun use the
@@ -110,21 +194,21 @@ INITIALIZERS: dict[str, VarianceScaling] = {
 _AUTO = {"glorot": "glorot_uniform", "he": "he_normal", "lecun": "lecun_normal"}
 
 
-def resolve_initializer(kernel_initializer, family: str) -> VarianceScaling:
-    """Turn the ``kernel_initializer`` parameter into a :class:`VarianceScaling`.
+def resolve_initializer(kernel_initializer, family: str) -> VarianceScaling | SklearnUniform:
+    """Turn the ``kernel_initializer`` parameter into a row of :data:`INITIALIZERS`.
 
     Parameters
     ----------
-    kernel_initializer : str or VarianceScaling
-        ``"auto"``, a key of :data:`INITIALIZERS`, or a ``VarianceScaling``.
+    kernel_initializer : str, VarianceScaling or SklearnUniform
+        ``"auto"``, a key of :data:`INITIALIZERS`, or an initializer object.
     family : {"glorot", "he", "lecun"}
         Family recommended for the layer's activation; used by ``"auto"``.
 
     Returns
     -------
-    VarianceScaling
+    VarianceScaling or SklearnUniform
     """
-    if isinstance(kernel_initializer, VarianceScaling):
+    if isinstance(kernel_initializer, VarianceScaling | SklearnUniform):
         return kernel_initializer
     if kernel_initializer == "auto":
         return INITIALIZERS[_AUTO[family]]

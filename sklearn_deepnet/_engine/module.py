@@ -13,8 +13,8 @@ from collections import OrderedDict
 
 from torch import nn
 
-from .activations import activation_init_family
-from .init import resolve_initializer
+from .activations import ACTIVATIONS, activation_init_family
+from .init import SklearnUniform, resolve_initializer
 from .plan import LAYER_KINDS, RANDOM_IN_TRAINING, compile_plan, draws_random_numbers, leaf_state
 
 __all__ = ["MLP", "RANDOM_IN_TRAINING", "plan_blocker", "submodule"]
@@ -169,18 +169,35 @@ class MLP(nn.Module):
         """All ``Linear`` modules, output layer last."""
         return self.hidden_linears() + [self.output.linear]
 
-    def initialize_(self, kernel_initializer="auto"):
-        """Initialize weights in place; biases to zero.
+    def initialize_(self, kernel_initializer="auto", random_state=None):
+        """Initialize weights in place; biases to zero (but with ``"sklearn"``).
 
         Parameters
         ----------
-        kernel_initializer : str or VarianceScaling, default="auto"
+        kernel_initializer : str, VarianceScaling or SklearnUniform, default="auto"
             Initializer of the hidden layers; with ``"auto"`` the family
             Table 11-1 gives for the activation. The output layer (softmax,
             sigmoid or identity) always uses Glorot uniform, as a Keras
             ``Dense`` layer without an initializer of its own does.
+            ``"sklearn"`` (:class:`~.init.SklearnUniform`) instead draws every
+            layer's weights and biases as scikit-learn's MLP does.
+        random_state : None, int, numpy.random.RandomState or numpy.random.Generator
+            The NumPy generator ``"sklearn"`` draws from (``None``: one seeded
+            from torch's global generator); the other initializers draw from
+            torch's global generator and ignore it.
+
+        Returns
+        -------
+        self : MLP
         """
         hidden_family = activation_init_family(self.activation)
+        init = resolve_initializer(kernel_initializer, hidden_family)
+        if isinstance(init, SklearnUniform):
+            logistic = (isinstance(self.activation, str)
+                        and ACTIVATIONS[self.activation] is ACTIVATIONS["logistic"])
+            init.initialize_network_(self.linears(), logistic=logistic,
+                                     random_state=random_state)
+            return self
         for i, linear in enumerate(self.linears()):
             if i < len(self.hidden):
                 init = resolve_initializer(kernel_initializer, hidden_family)
