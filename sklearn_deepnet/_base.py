@@ -35,6 +35,7 @@ from ._engine.kernels import optimizer_state_dict
 from ._engine.module import MLP
 from ._engine.optim import SOLVERS, build_optimizer
 from ._engine.steps import Regularization
+from ._light_validation import light_validated_X
 from ._outcome import fit_outcome
 from ._persist import (
     FIT_OWNER,
@@ -673,6 +674,9 @@ class BaseDeepMLP(ParameterChecks, KeepsSource, PersistsState, BaseEstimator,
     # --------------------------------------------------------------- predict
     def _validated_X(self, X):
         check_is_fitted(self)
+        light = light_validated_X(self, X)  # a dense float array: the same checks, lighter
+        if light is not None:
+            return light
         return validate_data(self, X, reset=False, dtype=np.float32, accept_sparse="csr")
 
     def _served_module(self):

@@ -26,38 +26,51 @@ from __future__ import annotations
 
 import weakref
 
-from .kernels import has_hooks
-
 __all__ = ["cached", "layout_key"]
 
 _SCALARS = (int, float, str, bool, type(None))
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _tensor_key(name, t):
-    if t is None:
-        return name, None
-    return name, id(t), t.data_ptr(), t.shape, t.dtype
+def _tensor_key(t):
+    return None if t is None else (id(t), t.data_ptr(), t.shape, t.dtype)
 
 
-def layout_key(module):
-    """Everything a plan depends on besides tensor contents, as a comparable tuple."""
-    parts = []
-    stack = [module]
+def _module_key(state, public):
+    """The layout of one module (``state`` its ``__dict__``, ``public`` its setting names)."""
+    try:
+        return (
+            len(state), bool(state["_forward_hooks"] or state["_forward_pre_hooks"]),
+            "forward" in state,
+            tuple(v if type(v) in _SCALARS else id(v) for v in map(state.__getitem__, public)),
+            tuple(map(id, state["_modules"].values())), tuple(state["_modules"]),
+            tuple(map(_tensor_key, state["_parameters"].values())), tuple(state["_parameters"]),
+            tuple(map(_tensor_key, state["_buffers"].values())), tuple(state["_buffers"]),
+        )
+    except KeyError:  # a setting was deleted: not the layout recorded
+        return None
+
+
+def _records(module):
+    """``[(a module's __dict__, its setting names), ...]`` for the whole tree (no
+    module itself: the cache must not keep its key alive)."""
+    records, stack = [], [module]
     while stack:
         m = stack.pop()
         state = m.__dict__
-        children = state["_modules"]
-        parts.append((
-            id(m), type(m), has_hooks(m), "forward" in state,
-            tuple((k, v if type(v) in _SCALARS else id(v)) for k, v in state.items()
-                  if k[0] != "_" and k != "training"),
-            tuple((k, id(c)) for k, c in children.items()),
-            tuple(_tensor_key(k, p) for k, p in state["_parameters"].items()),
-            tuple(_tensor_key(k, b) for k, b in state["_buffers"].items()),
-        ))
-        stack.extend(c for c in children.values() if c is not None)
-    return tuple(parts)
+        records.append((state, tuple(k for k in state if k[0] != "_" and k != "training")))
+        stack.extend(c for c in state["_modules"].values() if c is not None)
+    return records
+
+
+def layout_key(records):
+    """Everything a plan depends on besides tensor contents, as a comparable tuple.
+
+    ``records`` (from :func:`_records`) is the tree when the key was first
+    taken: a module added or replaced anywhere changes its parent's key, a
+    setting added or removed changes its module's number of attributes.
+    """
+    return tuple(_module_key(state, public) for state, public in records)
 
 
 def cached(module, build):
@@ -67,12 +80,14 @@ def cached(module, build):
     tensors into the plan's padded copies; it runs at every call (a hit), so
     the plan never serves stale weights.
     """
-    key = layout_key(module)
     entry = _CACHE.get(module)
-    if entry is not None and entry[0] == key:
-        plan, refresh = entry[1]
-        refresh()
-        return plan
-    built = build(module)
-    _CACHE[module] = (key, built)
-    return built[0]
+    if entry is not None:
+        records, key, (plan, refresh) = entry
+        if layout_key(records) == key:
+            refresh()
+            return plan
+    records = _records(module)
+    key = layout_key(records)
+    plan, refresh = build(module)
+    _CACHE[module] = (records, key, (plan, refresh))
+    return plan
