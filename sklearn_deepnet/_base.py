@@ -31,6 +31,7 @@ from ._engine.inference import predict_raw, predict_raw_mc, seeded_global_rng, w
 from ._engine.init import INITIALIZERS, VarianceScaling
 from ._engine.module import MLP
 from ._engine.optim import SOLVERS
+from ._light_validation import light_validated_X
 from ._netbuild import BuildsNetwork
 from ._outcome import fit_outcome
 from ._persist import (
@@ -592,6 +593,9 @@ class BaseDeepMLP(ParameterChecks, BuildsNetwork, KeepsSource, PersistsState, Ba
     # --------------------------------------------------------------- predict
     def _validated_X(self, X):
         check_is_fitted(self)
+        light = light_validated_X(self, X)  # a dense float array: the same checks, lighter
+        if light is not None:
+            return light
         return validate_data(self, X, reset=False, dtype=np.float32, accept_sparse="csr")
 
     def _served_module(self):

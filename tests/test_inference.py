@@ -231,3 +231,31 @@ def test_the_plan_walk_equals_the_module_in_evaluation_mode(activation, layout):
     net.train()
     np.testing.assert_allclose(predict_raw(net, X, "cpu"), expected, rtol=1e-5, atol=1e-6)
     assert net.training  # the plan walk switches no mode
+
+
+def test_the_plan_cache_follows_layout_changes_and_keeps_no_module_alive():
+    import gc
+    import weakref
+
+    from sklearn_deepnet._engine import plan_cache
+
+    net = _net("leaky_relu", widths=(20,))
+    X = np.random.default_rng(3).normal(size=(5, 20)).astype(np.float32)
+    before = predict_raw(net, X, "cpu")
+    net.hidden[0].activation.negative_slope = 0.5  # a setting: the plan is rebuilt
+    with torch.no_grad():
+        expected = net.eval()(torch.from_numpy(X)).numpy()
+    net.train()
+    after = predict_raw(net, X, "cpu")
+    assert not np.array_equal(before, after)
+    np.testing.assert_allclose(after, expected, rtol=1e-5, atol=1e-6)
+    net.output.linear.weight.data = net.output.linear.weight.data * 2  # new storage
+    with torch.no_grad():
+        expected = net.eval()(torch.from_numpy(X)).numpy()
+    net.train()
+    np.testing.assert_allclose(predict_raw(net, X, "cpu"), expected, rtol=1e-5, atol=1e-6)
+    ref = weakref.ref(net)
+    del net
+    gc.collect()
+    assert ref() is None  # the cache holds modules weakly, and their entries no module
+    assert all(ref() is not m for m in list(plan_cache._CACHE))

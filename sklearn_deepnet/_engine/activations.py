@@ -85,9 +85,12 @@ class Activation:
     random : bool
         Whether the module draws random numbers in training mode.
     evaluate : callable or None
-        ``evaluate(module, width)``: a mode-free evaluation-mode function on
-        ``width`` columns (padded columns beyond the module's own); ``None``:
-        ``forward`` with the module's constants.
+        ``evaluate(module, width, refresh)``: a mode-free evaluation-mode
+        function on ``width`` columns (padded columns beyond the module's
+        own); ``None``: ``forward`` with the module's constants. A padded copy
+        of a tensor it reads is appended to ``refresh`` (a list, or ``None``)
+        as ``(copy's view, source)``: inference's plan cache re-copies it at
+        every call.
     parameters : frozenset of str
         Names of the parameters the module holds (PReLU's slope).
     alpha_doc : str or None
@@ -130,10 +133,10 @@ class Activation:
     dies: bool = False
     bounds: tuple | None = None
 
-    def evaluation(self, module, width):
+    def evaluation(self, module, width, refresh=None):
         """The evaluation-mode function of ``module`` (of this row) on ``width`` columns."""
         if self.evaluate is not None:
-            return self.evaluate(module, width)
+            return self.evaluate(module, width, refresh)
         return partial(self.forward, **self.constants(module))
 
 
@@ -183,14 +186,16 @@ def _rrelu(alpha):
     return nn.RReLU(lower=lower, upper=upper)
 
 
-def _rrelu_evaluation(module, width):
+def _rrelu_evaluation(module, width, refresh=None):
     return partial(F.rrelu, lower=module.lower, upper=module.upper, training=False)
 
 
-def _prelu_evaluation(module, width):
-    weight = module.weight.detach()
+def _prelu_evaluation(module, width, refresh=None):
+    source = weight = module.weight.detach()
     if len(weight) > 1:  # one slope per unit: padded units get a slope of 1
         weight = torch.cat([weight, weight.new_ones(width - len(weight))])
+        if refresh is not None:
+            refresh.append((weight[: len(source)], source))
     return partial(F.prelu, weight=weight)
 
 

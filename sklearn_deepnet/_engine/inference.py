@@ -46,6 +46,7 @@ from .activations import activation_row
 from .data import choose_num_threads, to_tensor, torch_threads
 from .kernels import has_hooks
 from .module import MLP, plan_blocker, submodule
+from .plan_cache import cached
 
 __all__ = ["GLOBAL_RNG_LOCK", "PREDICT_BATCH_SIZE", "predict_raw", "predict_raw_mc",
            "seed_forked", "seeded_global_rng", "weights_copy"]
@@ -90,7 +91,13 @@ def seeded_global_rng(seed, cuda_devices):
 PREDICT_BATCH_SIZE = 8192
 
 # Matrix products in predictions are padded to at least this many rows and
-# columns (see the module docstring).
+# columns (see the module docstring). Rows: MKL (torch's CPU BLAS) rounds a
+# product of 1 or 2 rows differently from a larger one (measured on this
+# project's AVX-512 machines with 1 and 2 threads, inner sizes 20..784, widths
+# 16..256: 4 rows and more gave the bits of a 1,000-row product). 16 would
+# do here; 64 stays, because the threshold is a property of the BLAS build
+# and the CPU (AVX2 kernels, OpenBLAS on ARM were not measured) and batch
+# invariance is a guarantee, not a speed-up. Rows are padded once per call.
 _MIN_ROWS, _MIN_COLS = 64, 16
 # Hidden widths are padded to a multiple of this (a multiple of every SIMD
 # block ATen uses for float32). Element-wise loops of up to _GRAIN elements
@@ -109,17 +116,24 @@ def _pad_to(n, multiple):
     return -(-n // multiple) * multiple
 
 
-def _pad(t, size, value=0.0):
-    """``t`` (1-D) padded with ``value`` to length ``size``."""
+def _pad(t, size, value=0.0, refresh=None):
+    """``t`` (1-D) padded with ``value`` to length ``size``.
+
+    A padded copy's ``(copy's view, source)`` pair is appended to ``refresh``
+    (when given): the plan cache re-copies it at every call.
+    """
     if len(t) == size:
         return t
-    return torch.cat([t, t.new_full((size - len(t),), value)])
+    padded = torch.cat([t, t.new_full((size - len(t),), value)])
+    if refresh is not None:
+        refresh.append((padded[: len(t)], t))
+    return padded
 
 
 class _Linear:
     """``x @ W.T + b`` with ``W`` padded to ``n_in`` inputs and ``n_out_padded`` outputs."""
 
-    def __init__(self, linear, n_in, n_out_padded):
+    def __init__(self, linear, n_in, n_out_padded, refresh=None):
         w = linear.weight.detach()
         b = linear.bias.detach() if linear.bias is not None else w.new_zeros(len(w))
         if w.shape == (n_out_padded, n_in):  # no padding: the transposed view, no copy
@@ -127,7 +141,9 @@ class _Linear:
         else:
             wt = w.new_zeros(n_in, n_out_padded)
             wt[: w.shape[1], : w.shape[0]] = w.t()
-        self.wt, self.b = wt, _pad(b, n_out_padded)
+            if refresh is not None:
+                refresh.append((wt[: w.shape[1], : w.shape[0]], w.t()))
+        self.wt, self.b = wt, _pad(b, n_out_padded, refresh=refresh)
         self.n_out = n_out_padded
 
     def __call__(self, x):
@@ -149,21 +165,22 @@ def _one_chunk(fn):
     return apply
 
 
-def _batch_norm(bn, width):
+def _batch_norm(bn, width, refresh=None):
     """Eval-mode BatchNorm on ``width`` columns (padded columns stay 0)."""
-    mean = _pad(bn.running_mean.detach(), width, 0.0)
-    var = _pad(bn.running_var.detach(), width, 1.0)
-    weight = None if bn.weight is None else _pad(bn.weight.detach(), width, 1.0)
-    bias = None if bn.bias is None else _pad(bn.bias.detach(), width, 0.0)
+    mean = _pad(bn.running_mean.detach(), width, 0.0, refresh)
+    var = _pad(bn.running_var.detach(), width, 1.0, refresh)
+    weight = None if bn.weight is None else _pad(bn.weight.detach(), width, 1.0, refresh)
+    bias = None if bn.bias is None else _pad(bn.bias.detach(), width, 0.0, refresh)
     return partial(F.batch_norm, running_mean=mean, running_var=var, weight=weight, bias=bias,
                    training=False, momentum=0.0, eps=bn.eps)
 
 
-def _plan(module):
+def _plan(module, refresh=None):
     """The network as a list of plain operations, walking its layer plan.
 
     Only for a module that is exactly what its plan built
     (:func:`~.module.plan_blocker`), with no ``forward`` set on an instance.
+    Each padded copy of a tensor is recorded in ``refresh`` (see :func:`_pad`).
     """
     plan = module.plan
     ops, n_in, width, exact = [], plan.n_features, plan.n_features, True
@@ -176,12 +193,12 @@ def _plan(module):
                 width = _pad_to(op.n_out, _EXACT_WIDTH_MULTIPLE if exact else _WIDTH_MULTIPLE)
             else:
                 width = max(op.n_out, _MIN_COLS)
-            ops.append(_Linear(layer, n_in, width))
+            ops.append(_Linear(layer, n_in, width, refresh))
             n_in = width
         elif op.kind == "batch_norm":
-            ops.append(_batch_norm(layer, width))
+            ops.append(_batch_norm(layer, width, refresh))
         elif op.kind == "activation":
-            fn = activation_row(layer).evaluation(layer, width)
+            fn = activation_row(layer).evaluation(layer, width, refresh)
             ops.append(fn if exact else _one_chunk(fn))
         # dropout and alpha dropout: the identity in evaluation mode
     return ops, plan.n_outputs
@@ -189,9 +206,37 @@ def _plan(module):
 
 def _run_plan(plan, x):
     ops, n_out = plan
+    n = len(x)
+    if n < _MIN_ROWS:  # padded once: every matrix product gets _MIN_ROWS rows
+        x = torch.cat([x, x.new_zeros(_MIN_ROWS - n, x.shape[1])])
     for op in ops:
         x = op(x)
-    return x[:, :n_out]
+    return x[:n, :n_out]
+
+
+def _prepare(module):
+    """``((padded, plan, widths), refresh)`` for a module on CPU (see :mod:`.plan_cache`).
+
+    ``padded``: whether the module may run with padded matrix products;
+    ``plan``: its operations, when it is exactly what its plan built.
+    """
+    modules = list(module.modules())
+    padded = (type(module) is MLP and "forward" not in vars(module)
+              and not any(has_hooks(m) for m in modules))
+    plan, pairs = None, []
+    if padded and plan_blocker(module) is None and not any("forward" in vars(m)
+                                                           for m in modules):
+        with torch.inference_mode(False), torch.no_grad():
+            plan = _plan(module, pairs)
+    widths = [lin.out_features for lin in module.linears()]
+
+    def refresh():
+        if pairs:
+            with torch.no_grad():
+                for copy, source in pairs:
+                    copy.copy_(source)
+
+    return (padded, plan, widths), refresh
 
 
 def _run_padded_modules(module, x):
@@ -272,30 +317,18 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
     ndarray of shape (n_samples, n_outputs), float32
     """
     device = torch.device(device)
-    is_mlp = isinstance(module, MLP)
     # On CPU an MLP runs as a plan of plain operations, or, when it is no longer
     # what its plan built (a user's activation), through its modules with
     # padded matrix products; an MLP with hooks or a forward of its own (and
-    # anything else) is simply called, so that they run.
-    padded = plain = False
-    if device.type == "cpu" and type(module) is MLP and "forward" not in vars(module):
-        # (one walk: hooks anywhere mean the module is called; a forward set on a
-        # submodule, that the plan walk, which never calls modules, cannot run)
-        padded = plain = True
-        for m in module.modules():
-            if has_hooks(m):
-                padded = plain = False
-                break
-            if "forward" in vars(m):
-                plain = False
-    plan = None
-    if plain and plan_blocker(module) is None:
-        with torch.inference_mode(False), torch.no_grad():
-            plan = _plan(module)
+    # anything else) is simply called, so that they run. What the module's
+    # layout decides is kept between calls (plan_cache); the padded copies of
+    # its tensors are refreshed at every call.
+    padded, plan, widths = False, None, []
+    if device.type == "cpu" and isinstance(module, MLP):
+        padded, plan, widths = cached(module, _prepare)
     toggle = plan is None
     wanted = torch.get_num_threads()
     if device.type == "cpu":
-        widths = [lin.out_features for lin in module.linears()] if is_mlp else []
         wanted = n_threads or choose_num_threads(
             min(X.shape[0], batch_size), X.shape[1], widths, wanted)
     # The result is allocated once and filled chunk by chunk: holding on to

@@ -1,0 +1,397 @@
+"""Export to ONNX through skl2onnx: one more interpreter of the layer plan.
+
+Opt in once per process, then convert as any scikit-learn model::
+
+    from sklearn_deepnet.onnx import register
+    register()                      # imports skl2onnx, registers both estimators
+    onx = skl2onnx.to_onnx(pipeline, X[:1])
+
+or in one call, which registers and picks :data:`DEFAULT_OPSET`::
+
+    from sklearn_deepnet.onnx import to_onnx
+    onx = to_onnx(pipeline, X[:1])
+
+Importing this module is cheap: skl2onnx and onnx are imported by
+:func:`register` (skl2onnx has no plugin entry points, so registration cannot
+happen by itself; and ``import sklearn_deepnet`` never imports this module).
+Install them with the ``onnx`` extra: ``pip install sklearn-deepnet[onnx]``.
+
+The graph has the outputs and options of skl2onnx's own ``MLPClassifier`` /
+``MLPRegressor`` converters: a classifier gives ``label`` and
+``probabilities`` (options ``zipmap`` True/False/``"columns"``,
+``output_class_labels``, ``nocl``), multilabel classifiers an indicator
+matrix as ``label``; a regressor gives ``variable`` of shape
+``(n_samples, n_outputs)``. It is computed in float32, or float64 for a
+``DoubleTensorType`` input.
+
+The converter walks the plan (:meth:`~._engine.module.MLP.planned_modules`)
+of a network :func:`~._engine.module.plan_blocker` finds unchanged:
+
+- ``linear``: ``Gemm``; BatchNorm (input, ``"before"`` or ``"after"``) is
+  folded into the adjacent ``Gemm`` with its running statistics (an affine
+  map next to an affine map: exact up to rounding);
+- ``activation``: one row of :data:`ONNX_ACTIVATIONS` per module type of the
+  activation table (a test checks every row has one);
+- ``dropout`` / ``alpha_dropout``: nothing (the identity in evaluation).
+
+``mc_dropout > 0`` (stochastic passes) has no ONNX form and is refused.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from torch import nn
+
+from ._engine.activations import SELU_ALPHA, SELU_SCALE
+from ._engine.kernels import has_hooks
+from ._engine.module import plan_blocker
+
+__all__ = ["DEFAULT_OPSET", "ONNX_ACTIVATIONS", "register", "to_onnx"]
+
+#: The opset :func:`to_onnx` targets: 17 runs on every onnxruntime since 1.13
+#: (2022) and on most other runtimes (TensorRT 8.6, OpenVINO, onnxruntime-web);
+#: nothing here needs a newer one (GELU and Mish are written as formulas below
+#: opsets 20 and 18, as the native ops above them).
+DEFAULT_OPSET = 17
+
+_ALIASES = {"classifier": "SklearnDeepMLPClassifier", "regressor": "SklearnDeepMLPRegressor"}
+_CLASSIFIER_OPTIONS = {
+    "zipmap": [True, False, "columns"],
+    "output_class_labels": [False, True],
+    "nocl": [True, False],
+}
+_registered = False
+
+
+# ------------------------------------------------------------ graph building
+class _Graph:
+    """Adds nodes and constants of one dtype to a skl2onnx container."""
+
+    def __init__(self, scope, container, proto_dtype):
+        self.scope, self.container, self.dtype = scope, container, proto_dtype
+        self.opset = container.target_opset or DEFAULT_OPSET
+        self.np_dtype = np.float64 if proto_dtype == _proto().DOUBLE else np.float32
+
+    def const(self, value, name="const"):
+        value = np.asarray(value, dtype=self.np_dtype)
+        out = self.scope.get_unique_variable_name(name)
+        from onnx.numpy_helper import from_array
+
+        self.container.add_initializer(out, self.dtype, list(value.shape), from_array(value))
+        return out
+
+    def node(self, op_type, inputs, output=None, *, domain="", **attrs):
+        inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+        output = output or self.scope.get_unique_variable_name(op_type.lower())
+        self.container.add_node(op_type, inputs, output, op_domain=domain,
+                                name=self.scope.get_unique_operator_name(op_type), **attrs)
+        return output
+
+    def scaled(self, x, factor):
+        return self.node("Mul", [x, self.const(factor)])
+
+    # onnxruntime's CPU kernels of Elu, Selu, Erf, Softplus, Mish and Gelu are
+    # float32 only: a float64 graph gets formulas of ops it has in float64.
+    @property
+    def double(self):
+        return self.dtype == _proto().DOUBLE
+
+    def elu(self, x, alpha, scale=1.0):
+        if not self.double:
+            if scale == 1.0:
+                return self.node("Elu", x, alpha=float(alpha))
+            return self.node("Selu", x, alpha=float(alpha), gamma=float(scale))
+        # scale (relu(x) + alpha (exp(min(x, 0)) - 1)): no overflow for large x
+        negative = self.node("Exp", self.node("Min", [x, self.const(0.0)]))
+        negative = self.scaled(self.node("Sub", [negative, self.const(1.0)]), alpha)
+        out = self.node("Add", [self.node("Relu", x), negative])
+        return out if scale == 1.0 else self.scaled(out, scale)
+
+    def softplus(self, x):
+        if not self.double:
+            return self.node("Softplus", x)
+        # relu(x) + log(1 + exp(-|x|)): no overflow for large x
+        tail = self.node("Exp", self.node("Neg", self.node("Abs", x)))
+        return self.node("Add", [self.node("Relu", x),
+                                 self.node("Log", self.node("Add", [tail, self.const(1.0)]))])
+
+    def erf(self, x):
+        if not self.double:
+            return self.node("Erf", x)
+        proto = _proto()  # no float64 Erf anywhere in onnxruntime: float32 inside
+        low = self.node("Erf", self.node("Cast", x, to=proto.FLOAT))
+        return self.node("Cast", low, to=proto.DOUBLE)
+
+
+def _proto():
+    from onnx import TensorProto
+
+    return TensorProto
+
+
+# ------------------------------------------------ one emission per activation
+def _gelu(g, x, module):
+    if g.opset >= 20 and not g.double:
+        return g.node("Gelu", x, approximate=module.approximate)
+    if module.approximate == "tanh":  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+        cube = g.node("Mul", [x, g.node("Mul", [x, x])])
+        inner = g.node("Add", [x, g.scaled(cube, 0.044715)])
+        t = g.node("Tanh", g.scaled(inner, math.sqrt(2 / math.pi)))
+    else:  # 0.5 x (1 + erf(x / sqrt(2)))
+        t = g.erf(g.scaled(x, 1 / math.sqrt(2)))
+    return g.node("Mul", [g.scaled(x, 0.5), g.node("Add", [t, g.const(1.0)])])
+
+
+def _mish(g, x, module):
+    if g.opset >= 18 and not g.double:
+        return g.node("Mish", x)
+    return g.node("Mul", [x, g.node("Tanh", g.softplus(x))])
+
+
+def _prelu(g, x, module):
+    slope = module.weight.detach().cpu().double().numpy()
+    return g.node("PRelu", [x, g.const(slope.reshape(-1))])
+
+
+#: Module type of a row of the activation table -> ``emit(graph, x, module)``
+#: returning the output's name: the evaluation-mode function in ONNX ops.
+ONNX_ACTIVATIONS = {
+    nn.ReLU: lambda g, x, m: g.node("Relu", x),
+    nn.LeakyReLU: lambda g, x, m: g.node("LeakyRelu", x, alpha=float(m.negative_slope)),
+    # evaluation: the mean slope, as F.rrelu(training=False)
+    nn.RReLU: lambda g, x, m: g.node("LeakyRelu", x, alpha=(m.lower + m.upper) / 2),
+    nn.PReLU: _prelu,
+    nn.ELU: lambda g, x, m: g.elu(x, m.alpha),
+    nn.SELU: lambda g, x, m: g.elu(x, SELU_ALPHA, SELU_SCALE),
+    nn.GELU: _gelu,
+    nn.SiLU: lambda g, x, m: g.node("Mul", [x, g.node("Sigmoid", x)]),
+    nn.Mish: _mish,
+    nn.Tanh: lambda g, x, m: g.node("Tanh", x),
+    nn.Sigmoid: lambda g, x, m: g.node("Sigmoid", x),
+    nn.Identity: lambda g, x, m: x,
+}
+
+
+# ---------------------------------------------------- the plan's interpreter
+def _affine(bn):
+    """Evaluation-mode BatchNorm as ``x * scale + shift`` (float64)."""
+    var = bn.running_var.detach().cpu().double().numpy()
+    mean = bn.running_mean.detach().cpu().double().numpy()
+    scale = bn.weight.detach().cpu().double().numpy() / np.sqrt(var + bn.eps)
+    return scale, bn.bias.detach().cpu().double().numpy() - mean * scale
+
+
+def _exportable_module(estimator):
+    """The fitted network, refused when ONNX cannot say what ``predict`` computes."""
+    mc = getattr(estimator, "mc_dropout", 0)
+    if mc:
+        raise ValueError(
+            f"{type(estimator).__name__} with mc_dropout={mc} predicts the mean of {mc} "
+            "stochastic passes with dropout active, which has no ONNX form: set "
+            "mc_dropout=0 (set_params) before exporting the deterministic network."
+        )
+    module = estimator._served_module()
+    reason = plan_blocker(module)
+    if reason is None and (any(has_hooks(m) or "forward" in vars(m)
+                               for m in module.modules())):
+        reason = "the network has hooks or a forward of its own"
+    if reason is not None:
+        raise NotImplementedError(
+            f"cannot export this {type(estimator).__name__} to ONNX: {reason} "
+            "(only the layers its layer plan builds have an ONNX form)."
+        )
+    return module
+
+
+def _network(g, x, module):
+    """Emit the network on input ``x``; returns the name of its raw outputs."""
+    pending_in = None   # (scale, shift) to apply to the input of the next linear
+    linear = None       # (W, b) not emitted yet, so that a BatchNorm after it folds in
+
+    def flush(x):
+        nonlocal linear
+        if linear is not None:
+            w, b = linear
+            x = g.node("Gemm", [x, g.const(w, "coefficient"), g.const(b, "intercepts")],
+                       transB=1)
+            linear = None
+        return x
+
+    for op, layer in module.planned_modules():
+        if op.kind == "linear":
+            x = flush(x)
+            w = layer.weight.detach().cpu().double().numpy()
+            b = (np.zeros(len(w)) if layer.bias is None
+                 else layer.bias.detach().cpu().double().numpy())
+            if pending_in is not None:  # W (s x + t) + b = (W s) x + (W t + b)
+                scale, shift = pending_in
+                w, b = w * scale[None, :], b + w @ shift
+                pending_in = None
+            linear = (w, b)
+        elif op.kind == "batch_norm":
+            scale, shift = _affine(layer)
+            if linear is not None:  # right after the linear: s (W x + b) + t
+                w, b = linear
+                linear = (w * scale[:, None], b * scale + shift)
+            elif pending_in is not None:
+                s0, t0 = pending_in
+                pending_in = (s0 * scale, t0 * scale + shift)
+            else:
+                pending_in = (scale, shift)
+        elif op.kind == "activation":
+            x = flush(x)
+            if pending_in is not None:  # (not in any plan compile_plan builds)
+                x = g.node("Add", [g.node("Mul", [x, g.const(pending_in[0])]),
+                                   g.const(pending_in[1])])
+                pending_in = None
+            x = ONNX_ACTIVATIONS[type(layer)](g, x, layer)
+        # dropout, alpha_dropout: the identity in evaluation mode
+    return flush(x)
+
+
+def _start(scope, operator, container):
+    """The graph (float64 for a double input, else float32) and the cast input."""
+    from skl2onnx.common.data_types import guess_proto_type
+
+    proto = _proto()
+    dtype = guess_proto_type(operator.inputs[0].type)
+    if dtype != proto.DOUBLE:
+        dtype = proto.FLOAT
+    g = _Graph(scope, container, dtype)
+    x = g.node("Cast", operator.inputs[0].full_name, to=dtype)
+    return g, x
+
+
+# ------------------------------------------------------- skl2onnx callbacks
+def _convert_classifier(scope, operator, container):
+    est = operator.raw_operator
+    module = _exportable_module(est)
+    proto = _proto()
+    g, x = _start(scope, operator, container)
+    raw = _network(g, x, module)
+    label_out, proba_out = operator.outputs[0].full_name, operator.outputs[1].full_name
+    if est._multilabel:
+        g.node("Sigmoid", raw, proba_out)
+        positive = g.node("Greater", [raw, g.const(0.0)])  # predict's raw > 0
+        g.node("Cast", positive, label_out, to=proto.INT64)
+        return
+    if est.out_activation_ == "softmax":
+        g.node("Softmax", raw, proba_out, axis=1)
+        index = g.node("ArgMax", raw, axis=1, keepdims=0)
+    else:  # binary: both columns from the logit, as predict_proba
+        g.node("Concat", [g.node("Sigmoid", g.node("Neg", raw)), g.node("Sigmoid", raw)],
+               proba_out, axis=1)
+        positive = g.node("Greater", [raw, g.const(0.0)])
+        index = g.node("Cast", g.node("Reshape", [positive, _shape(g, [-1])]),
+                       to=proto.INT64)
+    classes = est.classes_
+    if scope.get_options(est, dict(nocl=False))["nocl"]:
+        classes = np.arange(len(classes))
+    if classes.dtype.kind in "iufb":
+        values, ctype = classes.astype(np.int64), proto.INT64
+    else:
+        values, ctype = np.array([str(c).encode("utf-8") for c in classes]), proto.STRING
+    classes_name = scope.get_unique_variable_name("classes")
+    container.add_initializer(classes_name, ctype, [len(values)], values.tolist())
+    picked = g.node("ArrayFeatureExtractor", [classes_name, index], domain="ai.onnx.ml")
+    g.node("Reshape", [picked, _shape(g, [-1])], label_out)
+
+
+def _shape(g, dims):
+    name = g.scope.get_unique_variable_name("shape")
+    g.container.add_initializer(name, _proto().INT64, [len(dims)], list(dims))
+    return name
+
+
+def _convert_regressor(scope, operator, container):
+    est = operator.raw_operator
+    module = _exportable_module(est)
+    g, x = _start(scope, operator, container)
+    raw = _network(g, x, module)
+    activation = est.out_activation_
+    out = operator.outputs[0].full_name
+    if activation == "identity":
+        g.node("Identity", raw, out)
+    elif activation == "exp":
+        g.node("Exp", raw, out)
+    else:
+        raise NotImplementedError(f"no ONNX form for out_activation_={activation!r}")
+
+
+def _classifier_shape(operator):
+    from skl2onnx.common.data_types import Int64TensorType, StringTensorType
+    from skl2onnx.common.utils_classifier import get_label_classes
+
+    est = operator.raw_operator
+    n = operator.inputs[0].get_first_dimension()
+    classes = get_label_classes(operator.scope_inst, est)
+    if est._multilabel:
+        operator.outputs[0].set_type(Int64TensorType(shape=[n, len(classes)]))
+    elif np.asarray(classes).dtype.kind in "iufb":
+        operator.outputs[0].set_type(Int64TensorType(shape=[n]))
+    else:
+        operator.outputs[0].set_type(StringTensorType(shape=[n]))
+    operator.outputs[1].type = _float_type(operator)([n, len(classes)])
+
+
+def _regressor_shape(operator):
+    n = operator.inputs[0].get_first_dimension()
+    operator.outputs[0].type = _float_type(operator)([n, operator.raw_operator.n_outputs_])
+
+
+def _float_type(operator):
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+
+    is_double = isinstance(operator.inputs[0].type, DoubleTensorType)
+    return DoubleTensorType if is_double else FloatTensorType
+
+
+# ---------------------------------------------------------------- public API
+def register():
+    """Register both estimators' converters with skl2onnx (once per process).
+
+    Imports skl2onnx (the ``onnx`` extra). Afterwards ``skl2onnx.to_onnx``
+    and ``convert_sklearn`` convert a :class:`~sklearn_deepnet.DeepMLPClassifier`
+    or :class:`~sklearn_deepnet.DeepMLPRegressor`, alone or inside a
+    ``Pipeline``, ``ColumnTransformer`` or any other container skl2onnx knows.
+    """
+    global _registered
+    if _registered:
+        return
+    from skl2onnx import update_registered_converter
+
+    from ._classifier import DeepMLPClassifier
+    from ._regressor import DeepMLPRegressor
+
+    update_registered_converter(
+        DeepMLPClassifier, _ALIASES["classifier"], _classifier_shape, _convert_classifier,
+        options=_CLASSIFIER_OPTIONS)
+    update_registered_converter(
+        DeepMLPRegressor, _ALIASES["regressor"], _regressor_shape, _convert_regressor)
+    _registered = True
+
+
+def to_onnx(model, X=None, *, target_opset=DEFAULT_OPSET, **kwargs):
+    """:func:`register`, then ``skl2onnx.to_onnx(model, X, target_opset=...)``.
+
+    Parameters
+    ----------
+    model : estimator
+        A fitted estimator of this package, or a pipeline containing one.
+    X : array-like, optional
+        A few rows of input: their dtype (float32 or float64) and width set the
+        graph's input.
+    target_opset : int or dict, default=DEFAULT_OPSET
+    **kwargs
+        Passed to ``skl2onnx.to_onnx`` (``options``, ``initial_types``, ...).
+
+    Returns
+    -------
+    onnx.ModelProto
+    """
+    register()
+    import skl2onnx
+
+    return skl2onnx.to_onnx(model, X, target_opset=target_opset, **kwargs)
