@@ -33,7 +33,7 @@ from ._engine.module import MLP
 from ._engine.optim import SOLVERS
 from ._light_validation import light_validated_X
 from ._netbuild import BuildsNetwork
-from ._outcome import fit_outcome
+from ._outcome import fit_outcome, show_setting_warning
 from ._persist import (
     FIT_OWNER,
     FIT_STARTED,
@@ -284,7 +284,9 @@ class BaseDeepMLP(ParameterChecks, BuildsNetwork, KeepsSource, PersistsState, Ba
         self.__dict__ = published
         # Warnings only once the fit is complete: with warnings turned into
         # errors they must not undo it (as with scikit-learn's MLP).
-        for message, category in pending:
+        for message, category, *once in pending:
+            if once and not show_setting_warning(type(self).__name__, message, category):
+                continue
             warnings.warn(message, category, stacklevel=3)
         if interrupted is not None:  # Ctrl-C: the caller (a search, a loop) must stop too
             raise KeyboardInterrupt(interrupted)
@@ -420,10 +422,11 @@ class BaseDeepMLP(ParameterChecks, BuildsNetwork, KeepsSource, PersistsState, Ba
                                    best_score)
         self._validation_fp = fingerprint
         self.engine_, self.engine_reason_ = net.engine, net.engine_reason
+        # (what the settings alone cause is said once per process: "once")
         pending = [*vars(self).pop("_target_warnings", []),
-                   *((msg, UserWarning) for msg in self._unused_settings())]
+                   *((msg, UserWarning, "once") for msg in self._unused_settings())]
         if not continuing:
-            pending += [(msg, UserWarning) for msg in (
+            pending += [(msg, UserWarning, "once") for msg in (
                 *self._self_normalization_warnings(X, rows, decay), *reuse_warnings(self))]
         interrupted = fit_outcome(self, net, n_done, kept, pending, incremental=incremental,
                                   continuing=continuing)

@@ -391,10 +391,12 @@ class ParameterChecks:
         mean, std = mean[~binary], std[~binary]
         if len(mean) and (np.abs(mean).max() > 0.5 or (std > 0).any() and (
                 np.abs(std[std > 0] - 1).max() > 0.5)):
-            why.append("inputs that are not standardized (column means up to "
-                       f"{np.abs(mean).max():.3g}, standard deviations "
-                       f"{std.min():.3g}-{std.max():.3g}, indicator columns aside; use "
-                       "StandardScaler)")
+            # No figures of this data in the message: it stays the same for one
+            # configuration, so Python's default warning filter shows it once per
+            # process instead of once per fold of a search.
+            why.append("inputs that are not standardized (a column's mean is more than "
+                       "0.5 from 0 or its standard deviation more than 0.5 from 1, "
+                       "indicator columns aside; use StandardScaler)")
         if not why:
             return []
         return [

@@ -37,11 +37,34 @@ class BuildsNetwork:
         """The trainer for this call: a new one for a fresh fit, else the fitted one
         with this call's settings (and, unless ``partial_fit`` continues with the
         same solver settings, a fresh optimizer, as in scikit-learn)."""
+        settings = self._call_settings(device, batch_size, decay, validation, incremental,
+                                       carry)
+        if not continuing:
+            return self._new_net(settings, n_features, n_outputs, device, pretraining, seed)
+        return self._continued_net(settings, device, incremental)
+
+    def _call_settings(self, device, batch_size, decay, validation, incremental, carry):
+        """The trainer's settings for this call: solver, penalties, batches, callbacks."""
         solver_params = {name: getattr(self, name) for name in SOLVER_PARAMS}
         solver_params["weight_decay"] = decay
         stochastic = SOLVERS[self.solver].stochastic
         if not stochastic:  # its limits are the optimizer's settings
             solver_params.update(max_iter=self.max_iter, max_fun=self.max_fun, tol=self.tol)
+        uses_bn = self.batch_norm is not None or self.batch_norm_input
+        return dict(
+            solver=self.solver, solver_params=solver_params,
+            regularization=Regularization(
+                alpha=self.alpha, l1_ratio=self.l1_ratio, clip_norm=self.clip_norm,
+                clip_value=self.clip_value, max_norm=self.max_norm,
+            ),
+            shuffle=self.shuffle, min_batch=2 if uses_bn else 1, batch_size=batch_size,
+            max_epochs=1 if incremental or not stochastic else self.max_iter,
+            callbacks=self._call_callbacks(validation, incremental, carry),
+            device=device, fast=self._fast_engine, verbose=int(self.verbose),
+        )
+
+    def _call_callbacks(self, validation, incremental, carry):
+        """The stopping rule, schedule, freezer, diagnostics, progress bar, then the user's."""
         verbose = int(self.verbose)
         bar = ProgressBar(type(self).__name__) if verbose and wants_progress_bar(
             incremental) else None
@@ -52,44 +75,40 @@ class BuildsNetwork:
             carry=carry,
         )
         factory = SCHEDULES[self.learning_rate].factory
-        schedule = [] if factory is None else [("schedule", factory(self))]
+        own = [] if factory is None else [("schedule", factory(self))]
         if self.freeze_layers:
-            schedule.append(("freeze", LayerFreezer(self.freeze_layers, self.unfreeze_after)))
+            own.append(("freeze", LayerFreezer(self.freeze_layers, self.unfreeze_after)))
         if self.diagnostics:
-            schedule.append(("diagnostics", Diagnostics(
+            own.append(("diagnostics", Diagnostics(
                 self._activation_kinds(), summary=verbose >= 2,
                 write=print if bar is None else bar.write)))
         if bar is not None:
-            schedule.append(("progress", bar))
-        uses_bn = self.batch_norm is not None or self.batch_norm_input
-        settings = dict(
-            solver=self.solver, solver_params=solver_params,
-            regularization=Regularization(
-                alpha=self.alpha, l1_ratio=self.l1_ratio, clip_norm=self.clip_norm,
-                clip_value=self.clip_value, max_norm=self.max_norm,
-            ),
-            shuffle=self.shuffle, min_batch=2 if uses_bn else 1, batch_size=batch_size,
-            max_epochs=1 if incremental or not stochastic else self.max_iter,
-            callbacks=[("convergence", monitor), *schedule, *(self.callbacks or [])],
-            device=device, fast=self._fast_engine, verbose=verbose,
+            own.append(("progress", bar))
+        return [("convergence", monitor), *own, *(self.callbacks or [])]
+
+    def _new_net(self, settings, n_features, n_outputs, device, pretraining, seed):
+        """A fresh network (initialized, reused layers copied, pretrained) and its trainer."""
+        module = self._build_module(n_features, n_outputs).to(device)
+
+        def trainer(autoencoder, criterion, n_rows):  # the same solver and penalties
+            return TrainingNet(autoencoder, criterion, **{
+                **settings, "callbacks": [],
+                "batch_size": self._effective_batch_size(n_rows)}).initialize()
+
+        pretrain_seed = int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])
+        self.reused_layers_, self.pretrain_loss_curve_ = start_network_(
+            self, module, n_features=n_features, pretraining=pretraining,
+            trainer=trainer, seed=pretrain_seed,
         )
-        if not continuing:
-            module = self._build_module(n_features, n_outputs).to(device)
+        net = TrainingNet(module, self._per_sample_loss(), **settings).initialize()
+        net.schedule = self.learning_rate
+        return net
 
-            def trainer(autoencoder, criterion, n_rows):  # the same solver and penalties
-                return TrainingNet(autoencoder, criterion, **{
-                    **settings, "callbacks": [],
-                    "batch_size": self._effective_batch_size(n_rows)}).initialize()
-
-            pretrain_seed = int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])
-            self.reused_layers_, self.pretrain_loss_curve_ = start_network_(
-                self, module, n_features=n_features, pretraining=pretraining,
-                trainer=trainer, seed=pretrain_seed,
-            )
-            net = TrainingNet(module, self._per_sample_loss(), **settings).initialize()
-            net.schedule = self.learning_rate
-            return net
+    def _continued_net(self, settings, device, incremental):
+        """The fitted trainer with this call's settings; a fresh optimizer unless
+        ``partial_fit`` continues with the same solver settings."""
         net = self.net_
+        solver_params = settings["solver_params"]
         same_solver = (self.solver, solver_params) == (net.solver, net.solver_params)
         keep_optimizer = incremental and same_solver
         moved = torch.device(net.device) != torch.device(device)

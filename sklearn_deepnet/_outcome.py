@@ -1,6 +1,6 @@
 """What a fit call reports when training ends: warnings, and the interrupt message.
 
-Called by ``BaseDeepMLP._fit_unsafe`` once the network and the fitted
+Called by ``BaseDeepMLP._record_call`` once the network and the fitted
 attributes are in place; the warnings are emitted only after the fit has
 completed (with warnings turned into errors they must not undo it, as with
 scikit-learn's MLP).
@@ -8,11 +8,52 @@ scikit-learn's MLP).
 
 from __future__ import annotations
 
+import re
+import warnings
+
 from sklearn.exceptions import ConvergenceWarning
 
 from ._engine.optim import SOLVERS
 
-__all__ = ["fit_outcome"]
+__all__ = ["fit_outcome", "show_setting_warning"]
+
+
+# (estimator class, message) of the settings warnings this process has shown
+_SHOWN = set()
+
+
+def _action(message, category):
+    """The action the warning filters in force give ``message``, as far as they
+    can be read without knowing the module the warning is attributed to."""
+    for action, text, cat, module, _ in warnings.filters:
+        module = getattr(module, "pattern", module)  # (a compiled pattern or a string)
+        if module not in (None, "", ".*"):
+            continue  # a filter for one module: not decidable here
+        if isinstance(text, str):
+            text = re.compile(text, re.IGNORECASE)
+        if issubclass(category, cat) and (text is None or text.match(message)):
+            return action
+    return "default"
+
+
+def show_setting_warning(owner, message, category):
+    """Whether to show a warning the settings alone cause (SELU's conditions, a
+    parameter without effect): once per process for an estimator class and
+    message, every time under an ``"always"`` (or ``"error"``) filter.
+
+    Python's default filter would show a repeated warning once, but
+    scikit-learn's parallel helpers reset its registry around every fit, so a
+    search repeated the same warning for every fold of every candidate.
+    """
+    if _action(message, category) in ("always", "error"):
+        return True
+    key = (owner, message)
+    if key in _SHOWN:
+        return False
+    if len(_SHOWN) > 10_000:  # (bounded: a long-running process)
+        _SHOWN.clear()
+    _SHOWN.add(key)
+    return True
 
 
 def fit_outcome(est, net, n_done, kept, pending, *, incremental, continuing):

@@ -131,3 +131,27 @@ def test_one_hot_columns_next_to_standardized_ones_do_not_warn():
             DeepMLPClassifier(**kw).fit(X, y)
     with pytest.warns(UserWarning, match="not standardized.*indicator columns aside"):
         DeepMLPClassifier(**kw).fit(np.hstack([numeric * 10, one_hot]), y)
+
+
+def test_the_standardization_warning_shows_once_per_configuration_in_a_search():
+    # Issue 24: "one warning per fit configuration is enough". The message
+    # holds no figures of the fold's data, and settings warnings are shown once
+    # per process (scikit-learn's parallel helpers reset Python's own registry
+    # around every fit, so the 5 folds showed it 5 times); "always" shows all.
+    from sklearn.model_selection import cross_validate
+
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((150, 4)) * 10 + 3
+    y = (X[:, 0] > 3).astype(int)
+    for width in (7, 9):  # two configurations: each warns once
+        clf = DeepMLPClassifier((width,), activation="selu", max_iter=2, random_state=0,
+                                alpha=1e-3 * width)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            cross_validate(clf, X, y, cv=5)
+        shown = [w for w in caught if "not standardized" in str(w.message)]
+        assert len(shown) == 1
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cross_validate(clf, X, y, cv=3)
+        assert len([w for w in caught if "not standardized" in str(w.message)]) == 3
