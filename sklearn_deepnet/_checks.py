@@ -16,6 +16,7 @@ from numbers import Integral
 import numpy as np
 import scipy.sparse as sp
 import torch
+from sklearn.base import is_regressor
 from skorch.callbacks import (
     BatchScoring,
     Callback,
@@ -354,6 +355,15 @@ class ParameterChecks:
                 "epoch); set early_stopping=True (and a large n_iter_no_change to let the "
                 "callback decide when to stop), or monitor a training record, e.g. "
                 f"{cls.__name__}(monitor='train_loss{suffix}').",
+            )
+        if monitor in ("valid_acc", "valid_acc_best") and is_regressor(self) and not any(
+                getattr(other, "name", None) == "valid_acc"
+                for _, other in self._callback_items()):
+            raise invalid_combination(
+                self, "callbacks", item,
+                f"{cls.__name__} monitors {monitor!r}, an accuracy, which a regressor's "
+                "history does not hold; monitor 'valid_loss' or 'valid_score' (R²), or "
+                "record one with EpochScoring(..., name='valid_acc').",
             )
 
     def _check_same_architecture(self, incremental):

@@ -153,3 +153,16 @@ def test_validation_monitors_work_with_early_stopping(tmp_path):
                                        Checkpoint(dirname=str(tmp_path))]).fit(Xc, yc)
     assert clf.net_.stop_reason == "callback EarlyStopping" and clf.n_iter_ == 3
     assert (tmp_path / "params.pt").exists()
+
+
+def test_a_regressor_monitoring_valid_acc_is_refused_at_fit(reg_data):
+    # Found by the callbacks work: the history of a regressor holds no valid_acc,
+    # so skorch's EarlyStopping(monitor="valid_acc") failed with a KeyError mid-fit.
+    from skorch.callbacks import EarlyStopping
+
+    X, y = reg_data
+    reg = DeepMLPRegressor((8,), early_stopping=True, max_iter=3,
+                           callbacks=[EarlyStopping(monitor="valid_acc", lower_is_better=False)])
+    with pytest.raises(ValueError, match="an accuracy, which a regressor's history"):
+        reg.fit(X, y)
+    reg.set_params(callbacks=[EarlyStopping(monitor="valid_loss")]).fit(X, y)
