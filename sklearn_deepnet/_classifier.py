@@ -5,7 +5,7 @@ from __future__ import annotations
 from numbers import Real
 
 import numpy as np
-from scipy.special import expit, log_expit, log_softmax, softmax
+from scipy.special import expit, log_expit, log_softmax
 from sklearn.base import ClassifierMixin
 from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
 from sklearn.utils.metaestimators import available_if
@@ -21,6 +21,13 @@ from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS, fit_validation_set
 from ._engine.losses import PerSampleLoss, classification_loss
 from ._reuse import unlabeled_mask
 from ._validation import StrOptions, check_no_missing_targets, fit_context, is_number
+
+
+def _softmax(z):
+    """``scipy.special.softmax(z, axis=1)``: its operations, without its array-API
+    dispatch (about 25 us of a one-row prediction)."""
+    e = np.exp(z - np.max(z, axis=1, keepdims=True))
+    return e / np.sum(e, axis=1, keepdims=True)
 
 
 class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
@@ -480,6 +487,9 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         """
         self._check_return_std(return_std)
         passes = self._predict_raw_passes(X).astype(np.float64)
+        if len(passes) == 1:  # (the mean of one pass is that pass: skip the stack)
+            proba = self._proba_from_raw(passes[0])
+            return np.maximum(proba, np.finfo(np.float64).tiny, out=proba)
         probas = np.stack([self._proba_from_raw(raw) for raw in passes])
         proba = probas.mean(axis=0)
         proba = np.maximum(proba, np.finfo(np.float64).tiny, out=proba)
@@ -487,7 +497,7 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
 
     def _proba_from_raw(self, raw):
         if self.out_activation_ == "softmax":
-            return softmax(raw, axis=1)
+            return _softmax(raw)
         if self._multilabel:
             return expit(raw)
         # Both columns from the logit: 1 - expit(z) would round to exactly 0

@@ -183,3 +183,14 @@ def test_probabilities_never_round_to_zero():
     assert (proba > 0).all() and np.isfinite(np.log(proba)).all()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert np.isfinite(clf.predict_log_proba(X)).all()
+
+
+def test_the_softmax_is_scipys_bit_for_bit():
+    from scipy.special import softmax
+
+    from sklearn_deepnet._classifier import _softmax
+
+    rng = np.random.default_rng(0)
+    for z in (rng.normal(size=(50, 7)) * 30, np.array([[800.0, -800.0, 0.0]]),
+              rng.normal(size=(1, 3)).astype(np.float32).astype(np.float64)):
+        np.testing.assert_array_equal(_softmax(z), softmax(z, axis=1))

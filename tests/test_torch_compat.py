@@ -433,3 +433,17 @@ def test_only_the_kernels_a_fit_could_use_are_reported(clf_data, monkeypatch, re
     eager = DeepMLPClassifier((8,), activation=torch.nn.Softplus, max_iter=1,
                               random_state=0).fit(X, y)
     assert eager.engine_ == "eager" and "fused Adam (TypeError" in eager.engine_reason_
+
+
+def test_foreach_copy_matches_its_fallback():
+    sources = [torch.randn(3, 4), torch.randn(5), torch.randn(2, 2)[:, :1]]
+    fast = [torch.zeros_like(s) for s in sources]
+    _torch_compat.foreach_copy_(fast, sources)
+    restore = _torch_compat._use_fallbacks_for_tests()
+    try:
+        slow = [torch.zeros_like(s) for s in sources]
+        _torch_compat.foreach_copy_(slow, sources)
+    finally:
+        restore()
+    for a, b, s in zip(fast, slow, sources, strict=True):
+        assert torch.equal(a, s) and torch.equal(b, s)

@@ -44,7 +44,7 @@ from torch import nn
 
 from .activations import activation_row
 from .data import choose_num_threads, to_tensor, torch_threads
-from .kernels import has_hooks
+from .kernels import foreach_copy_, has_hooks
 from .module import MLP, plan_blocker, submodule
 from .plan_cache import cached
 
@@ -230,11 +230,13 @@ def _prepare(module):
             plan = _plan(module, pairs)
     widths = [lin.out_features for lin in module.linears()]
 
+    copies = [copy for copy, _ in pairs]
+    sources = [source for _, source in pairs]
+
     def refresh():
-        if pairs:
+        if copies:
             with torch.no_grad():
-                for copy, source in pairs:
-                    copy.copy_(source)
+                foreach_copy_(copies, sources)
 
     return (padded, plan, widths), refresh
 

@@ -34,6 +34,7 @@ __all__ = [
     "checked_backward",
     "foreach_add_",
     "foreach_clamp_",
+    "foreach_copy_",
     "foreach_mul_",
     "foreach_norm",
     "fused_adam_kernel",
@@ -67,6 +68,7 @@ _foreach_clamp_min_ = _private(torch, "_foreach_clamp_min_")
 _foreach_clamp_max_ = _private(torch, "_foreach_clamp_max_")
 _foreach_add_ = _private(torch, "_foreach_add_")
 _foreach_mul_ = _private(torch, "_foreach_mul_")
+_foreach_copy_ = _private(torch, "_foreach_copy_")
 _fused_adam_ = _private(torch, "_fused_adam_")
 _fused_adamw_ = _private(torch, "_fused_adamw_")
 
@@ -85,6 +87,15 @@ def foreach_add_(tensors, value):
         return
     for t in tensors:
         t.add_(value)
+
+
+def foreach_copy_(destinations, sources):
+    """Copy each source into its destination (one kernel launch when torch allows)."""
+    if _foreach_copy_ is not None:
+        _foreach_copy_(destinations, sources)
+        return
+    for d, s in zip(destinations, sources, strict=True):
+        d.copy_(s)
 
 
 def foreach_mul_(tensors, value):
@@ -677,7 +688,7 @@ def optimizer_zero_grad(optimizer, set_to_none=True):
 
 
 _PRIVATE = ("_foreach_norm", "_foreach_clamp_min_", "_foreach_clamp_max_", "_foreach_add_",
-            "_foreach_mul_",
+            "_foreach_mul_", "_foreach_copy_",
             "_fused_adam_",
             "_fused_adamw_", "_threshold_backward", "_leaky_relu_kernel", "_elu_kernel",
             "_tanh_kernel", "_sigmoid_kernel", "_gelu_kernel", "_silu_kernel", "_mish_kernel",
