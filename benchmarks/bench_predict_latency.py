@@ -83,8 +83,10 @@ def _sessions(ours, theirs, X):
         return lambda Xn: s.run(["probabilities"], {name: Xn})
 
     ours_onx = to_onnx(ours, X[:1], options={"zipmap": False})
+    # (the main domain's opset: the graph may also import ai.onnx.ml, in either order)
+    opset = next(o.version for o in ours_onx.opset_import if o.domain in ("", "ai.onnx"))
     theirs_onx = skl2onnx.to_onnx(theirs, X[:1], options={"zipmap": False},
-                                  target_opset=ours_onx.opset_import[0].version)
+                                  target_opset=opset)
     return session(ours_onx), session(theirs_onx)
 
 
