@@ -27,7 +27,8 @@ def light_validated_X(estimator, X):
             or "feature_names_in_" in vars(estimator)):
         return None
     if X.dtype != np.float32:
-        X = X.astype(np.float32)
+        with np.errstate(over="ignore"):  # (too large for float32: refused below, quietly)
+            X = X.astype(np.float32)
     if not np.isfinite(X).all():
         return None
     return X

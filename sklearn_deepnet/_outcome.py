@@ -41,12 +41,16 @@ def show_setting_warning(owner, message, category):
     parameter without effect): once per process for an estimator class and
     message, every time under an ``"always"`` (or ``"error"``) filter.
 
+    A warning ignored by the filters in force is not counted as shown.
     Python's default filter would show a repeated warning once, but
     scikit-learn's parallel helpers reset its registry around every fit, so a
     search repeated the same warning for every fold of every candidate.
     """
-    if _action(message, category) in ("always", "error"):
+    action = _action(message, category)
+    if action in ("always", "error"):
         return True
+    if action == "ignore":  # not shown now: a later fit under other filters shows it
+        return False
     key = (owner, message)
     if key in _SHOWN:
         return False

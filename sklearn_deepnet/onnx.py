@@ -272,6 +272,27 @@ def _convert_classifier(scope, operator, container):
     g, x = _start(scope, operator, container)
     raw = _network(g, x, module)
     label_out, proba_out = operator.outputs[0].full_name, operator.outputs[1].full_name
+    if _zipmap_after_double(scope, operator):
+        # ZipMap takes float32 only: the float64 probabilities are cast at the end
+        final, proba_out = proba_out, scope.get_unique_variable_name("probabilities64")
+    else:
+        final = None
+    _classifier_outputs(g, scope, container, est, raw, label_out, proba_out)
+    if final is not None:
+        g.node("Cast", proba_out, final, to=proto.FLOAT)
+
+
+def _zipmap_after_double(scope, operator):
+    """Whether skl2onnx puts a ZipMap (float32 only) after float64 probabilities."""
+    from skl2onnx.common.data_types import DoubleTensorType
+
+    zipmap = scope.get_options(operator.raw_operator, dict(zipmap=True))["zipmap"]
+    return isinstance(operator.inputs[0].type, DoubleTensorType) and zipmap is True
+
+
+def _classifier_outputs(g, scope, container, est, raw, label_out, proba_out):
+    """The label and probability outputs from the raw outputs ``raw``."""
+    proto = _proto()
     if est._multilabel:
         g.node("Sigmoid", raw, proba_out)
         positive = g.node("Greater", [raw, g.const(0.0)])  # predict's raw > 0
@@ -333,7 +354,12 @@ def _classifier_shape(operator):
         operator.outputs[0].set_type(Int64TensorType(shape=[n]))
     else:
         operator.outputs[0].set_type(StringTensorType(shape=[n]))
-    operator.outputs[1].type = _float_type(operator)([n, len(classes)])
+    proba_type = _float_type(operator)
+    if _zipmap_after_double(operator.scope_inst, operator):
+        from skl2onnx.common.data_types import FloatTensorType
+
+        proba_type = FloatTensorType  # (see _convert_classifier)
+    operator.outputs[1].type = proba_type([n, len(classes)])
 
 
 def _regressor_shape(operator):

@@ -259,3 +259,27 @@ def test_the_plan_cache_follows_layout_changes_and_keeps_no_module_alive():
     gc.collect()
     assert ref() is None  # the cache holds modules weakly, and their entries no module
     assert all(ref() is not m for m in list(plan_cache._CACHE))
+
+
+@pytest.mark.parametrize("how", ["output layer", "activation"])
+def test_a_submodule_replaced_twice_between_predictions_is_seen(how, clf_data):
+    # Found in review: the plan cache keyed submodules by id(); replaced twice,
+    # the second new module could take the freed first one's id, and
+    # predictions kept the old head or slope (0.68 off) without an error.
+    X, y = clf_data
+    clf = DeepMLPClassifier((16,), activation="leaky_relu", max_iter=3,
+                            random_state=0).fit(X, y)
+    clf.predict_proba(X)  # the plan is cached
+    for attempt in range(3):
+        torch.manual_seed(attempt)
+        if how == "output layer":
+            clf.module_.output.linear = torch.nn.Linear(16, clf.module_.plan.n_outputs)
+            clf.module_.output.linear = torch.nn.Linear(16, clf.module_.plan.n_outputs)
+        else:
+            clf.module_.hidden[0].activation = torch.nn.LeakyReLU(0.9)
+            clf.module_.hidden[0].activation = torch.nn.LeakyReLU(0.05 * attempt)
+        with torch.no_grad():
+            expected = torch.softmax(
+                clf.module_.eval()(torch.from_numpy(X.astype(np.float32))), 1).numpy()
+        clf.module_.train()
+        np.testing.assert_allclose(clf.predict_proba(X), expected, rtol=1e-4, atol=1e-6)

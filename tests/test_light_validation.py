@@ -48,3 +48,4 @@ def test_feature_names_still_checked():
         est.fit(frame, rng.integers(0, 2, 40))
     with pytest.warns(UserWarning, match="feature names"):
         est.predict(frame.to_numpy())
+

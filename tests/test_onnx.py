@@ -221,3 +221,18 @@ def test_registration_imports_skl2onnx_only_when_asked():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("zipmap", [True, "columns", False])
+def test_float64_input_loads_with_every_zipmap_option(zipmap, data):
+    # Found in review: a float64 sample with the default zipmap=True built a
+    # graph onnxruntime refused (ZipMap takes float32 only).
+    X, y = data
+    labels = np.array(["ant", "bee", "cat"])[y]
+    clf = _fit(DeepMLPClassifier(**FAST), X.astype(np.float64), labels)
+    onx = to_onnx(clf, X[:1].astype(np.float64), options={"zipmap": zipmap})
+    out = _run(onx, X.astype(np.float64))
+    np.testing.assert_array_equal(out[0], clf.predict(X))
+    if zipmap is True:
+        proba = np.array([[row[c] for c in clf.classes_] for row in out[1]])
+        np.testing.assert_allclose(proba, clf.predict_proba(X), atol=1e-5, rtol=0)

@@ -155,3 +155,17 @@ def test_the_standardization_warning_shows_once_per_configuration_in_a_search():
             warnings.simplefilter("always")
             cross_validate(clf, X, y, cv=3)
         assert len([w for w in caught if "not standardized" in str(w.message)]) == 3
+
+
+def test_a_settings_warning_ignored_once_is_shown_later():
+    # Found in review: a fit under an "ignore" filter used up the one showing.
+    X = np.random.default_rng(2).standard_normal((40, 3))
+    y = (X[:, 0] > 0).astype(int)
+    clf = DeepMLPClassifier((5,), max_iter=1, momentum=0.37, random_state=0)  # no effect: adam
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X, y)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        clf.fit(X, y)
+    assert any("momentum=0.37 has no effect" in str(w.message) for w in caught)

@@ -33,19 +33,45 @@ _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _tensor_key(t):
-    return None if t is None else (id(t), t.data_ptr(), t.shape, t.dtype)
+    return None if t is None else (t.data_ptr(), t.shape, t.dtype)
+
+
+class _Same:
+    """Compares equal to a tuple of the very same objects (identity, not ``==``).
+
+    The key holds the submodules, tensors and non-scalar settings themselves:
+    an ``id`` alone is reused once its object is freed, so a submodule
+    replaced twice between two predictions could take the first one's id and
+    the cache would serve the old plan (found in review).
+    """
+
+    __slots__ = ("objects",)
+
+    def __init__(self, objects):
+        self.objects = objects
+
+    def __eq__(self, other):
+        return len(self.objects) == len(other.objects) and all(
+            a is b for a, b in zip(self.objects, other.objects, strict=True))
+
+    __hash__ = None
 
 
 def _module_key(state, public):
     """The layout of one module (``state`` its ``__dict__``, ``public`` its setting names)."""
     try:
+        settings = tuple(map(state.__getitem__, public))
+        modules = tuple(state["_modules"].values())
+        params = tuple(state["_parameters"].values())
+        buffers = tuple(state["_buffers"].values())
         return (
             len(state), bool(state["_forward_hooks"] or state["_forward_pre_hooks"]),
             "forward" in state,
-            tuple(v if type(v) in _SCALARS else id(v) for v in map(state.__getitem__, public)),
-            tuple(map(id, state["_modules"].values())), tuple(state["_modules"]),
-            tuple(map(_tensor_key, state["_parameters"].values())), tuple(state["_parameters"]),
-            tuple(map(_tensor_key, state["_buffers"].values())), tuple(state["_buffers"]),
+            tuple(v if type(v) in _SCALARS else None for v in settings),
+            tuple(state["_modules"]), tuple(map(_tensor_key, params)), tuple(state["_parameters"]),
+            tuple(map(_tensor_key, buffers)), tuple(state["_buffers"]),
+            _Same((*(v for v in settings if type(v) not in _SCALARS), *modules, *params,
+                   *buffers)),
         )
     except KeyError:  # a setting was deleted: not the layout recorded
         return None
