@@ -704,3 +704,13 @@ def test_a_layer_changed_mid_fit_trains_as_autograd_would(how, clf_data):
         assert fast.engine_ == "cpu-manual"
     np.testing.assert_allclose(fast.predict_proba(X), eager.predict_proba(X), rtol=1e-3,
                                atol=1e-5)
+
+
+def test_a_numpy_scalar_slope_set_on_a_fitted_module_trains(clf_data):
+    # Found in review: negative_slope = np.float32(0.6) set by hand crashed the
+    # hand-written step inside torch's leaky_relu_backward kernel.
+    X, y = clf_data
+    clf = DeepMLPClassifier((8,), activation="leaky_relu", max_iter=1, random_state=0).fit(X, y)
+    clf.module_.hidden[0].activation.negative_slope = np.float32(0.6)
+    clf.set_params(warm_start=True, max_iter=2).fit(X, y)
+    assert clf.engine_ == "cpu-manual" and np.isfinite(clf.loss_)

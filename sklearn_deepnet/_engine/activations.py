@@ -71,7 +71,8 @@ class Activation:
         operations.
     constants : callable
         ``constants(module)``: the keyword arguments ``forward`` and
-        ``backward`` take, read from the module when a step is built.
+        ``backward`` take, read from the module when a step is built (numbers
+        as Python floats: the private kernels refuse numpy scalars).
     kernel : str or None
         The private ATen backward kernel computing ``backward`` faster (a key
         of :data:`.kernels.ACTIVATION_KERNELS`), used once it matched
@@ -217,7 +218,7 @@ ACTIVATIONS: dict[str, Activation] = {
     "leaky_relu": Activation(
         nn.LeakyReLU, lambda a: nn.LeakyReLU(negative_slope=a), "he",
         forward=lambda z, slope: F.leaky_relu(z, slope), backward=_leaky_relu_backward,
-        constants=lambda m: {"slope": m.negative_slope}, kernel="_leaky_relu_kernel",
+        constants=lambda m: {"slope": float(m.negative_slope)}, kernel="_leaky_relu_kernel",
         check=({"slope": 0.1},), exact=True,
         alpha_doc="slope for z < 0",
         default_alpha=0.2,
@@ -240,7 +241,8 @@ ACTIVATIONS: dict[str, Activation] = {
     "elu": Activation(
         nn.ELU, lambda a: nn.ELU(alpha=a), "he",
         forward=lambda z, alpha, scale=1.0: F.elu(z, alpha), backward=_elu_backward,
-        constants=lambda m: {"alpha": m.alpha}, kernel="_elu_kernel", check=({"alpha": 1.0},),
+        constants=lambda m: {"alpha": float(m.alpha)}, kernel="_elu_kernel",
+        check=({"alpha": 1.0},),
         alpha_doc="value the function tends to for very negative z (-alpha)",
         default_alpha=1.0,
         summary="exponential linear unit",
