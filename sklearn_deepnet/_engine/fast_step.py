@@ -394,13 +394,11 @@ class ManualStep:
         self.reg = regularization or Regularization()
         self.updater = Update(module, optimizer, self.reg, optimizer_step=self.optimizer_step)
         self.events = self.outputs = None  # (see steps.run_batches)
-        ops = module.plan.ops()
-        self.runners = [RUNNERS[op.kind](module.get_submodule(path)) for path, op in ops]
+        self.runners = [RUNNERS[op.kind](m) for op, m in module.planned_modules()]
         self.linears = [r for r in self.runners if isinstance(r, _LinearRun)]
         # where the backward pass stops with n lower layers frozen: at the first
         # op of hidden layer n (n = 0: the first op, the input norm included)
-        blocks = [module.plan.block_of(path) for path, _ in ops]
-        self.first_trainable = [0] + [blocks.index(n) for n in range(1, len(module.hidden) + 1)]
+        self.first_trainable = [0, *module.plan.block_starts[1:]]
         # BatchNorm1d counts its training-mode batches; one multi-tensor add per step
         self.counters = [(m, m.num_batches_tracked) for m in module.modules()
                          if isinstance(m, nn.BatchNorm1d)]

@@ -2,10 +2,11 @@
 
 :func:`predict_raw` serves ``predict``/``predict_proba``, early-stopping
 scoring and ``net_.predict``. On CPU it runs the network as a list of plain
-operations prepared from the current weights at every call (never cached:
-weights can change in ways torch does not count, e.g. fused optimizer kernels
-or edits through ``.data``), which gives two properties the module's own
-``forward`` does not:
+operations walking its layer plan — prepared once per layout
+(:mod:`.plan_cache`), their padded copies of the weights refreshed from the
+live tensors at every call (weights change in ways torch does not count, e.g.
+fused optimizer kernels or edits through ``.data``) — which gives two
+properties the module's own ``forward`` does not:
 
 - **Batch invariance.** A row's outputs do not depend on the rows it is
   predicted with (subsets, order, chunk sizes, thread counts). BLAS switches

@@ -198,12 +198,9 @@ class MLP(nn.Module):
             init.initialize_network_(self.linears(), logistic=logistic,
                                      random_state=random_state)
             return self
+        output_init = resolve_initializer("auto", "glorot")
         for i, linear in enumerate(self.linears()):
-            if i < len(self.hidden):
-                init = resolve_initializer(kernel_initializer, hidden_family)
-            else:
-                init = resolve_initializer("auto", "glorot")
-            init.initialize_(linear.weight)
+            (init if i < len(self.hidden) else output_init).initialize_(linear.weight)
             if linear.bias is not None:
                 nn.init.zeros_(linear.bias)
         return self

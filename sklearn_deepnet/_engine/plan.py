@@ -174,14 +174,15 @@ class LayerPlan:
             ops += [(("hidden", str(i), LAYER_KINDS[op.kind].child), op) for op in block]
         return tuple(ops + [(("output", "linear"), self.output)])
 
-    def block_of(self, path):
-        """The hidden layer (0-based) an op's ``path`` is in: -1 for the input
-        norm, ``len(hidden)`` for the output layer."""
-        if path == "input_norm":
-            return -1
-        if path.startswith("output"):
-            return len(self.hidden)
-        return int(path.split(".")[1])
+    @cached_property
+    def block_starts(self):
+        """Index in :attr:`located` of each hidden layer's first op, then of the
+        output layer's."""
+        starts, start = [], 0 if self.input_norm is None else 1
+        for block in self.hidden:
+            starts.append(start)
+            start += len(block)
+        return tuple(starts + [start])
 
 
 def compile_plan(n_features, hidden_layer_sizes, n_outputs, *, activation="relu",

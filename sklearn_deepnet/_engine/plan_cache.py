@@ -8,9 +8,9 @@ that at every call costs more than a one-row prediction itself, so it is kept
 per module and reused while the module's **layout** is unchanged, and its
 padded copies are **refreshed** from the live tensors at every call:
 
-- the layout (:func:`layout_key`): every module of the tree, its type, its
-  children, its parameters and buffers (object, storage pointer, shape,
-  dtype), its public settings (slopes, ``eps``, ``approximate``, ...) and
+- the layout (:func:`layout_key`): every module of the tree, its children
+  (the objects themselves), its parameters and buffers (object, storage
+  pointer, shape, dtype), its public settings (slopes, ``eps``, ``approximate``, ...) and
   whether it has hooks or a ``forward`` of its own — a walk of plain
   dictionaries, no tensor operation;
 - the contents are never trusted to be unchanged: torch's ``_version``
@@ -18,7 +18,9 @@ padded copies are **refreshed** from the live tensors at every call:
   kernels, so every padded copy is re-copied (one ``copy_`` per tensor, what
   the plan reads); unpadded tensors are read in place.
 
-The cache holds modules weakly; a module's entry is replaced when its layout
+The cache holds each network weakly (its submodules, tensors and non-scalar
+settings strongly: they are compared by identity, since an ``id`` is reused
+once its object is freed); a network's entry is replaced when its layout
 changes.
 """
 
