@@ -304,9 +304,15 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         binary = len(self.classes_) == 2
         self.out_activation_ = "logistic" if binary else "softmax"
         self.n_outputs_ = 1 if binary else len(self.classes_)
+        return self._encoded(y)[0], self._class_weights(y, incremental), self.n_outputs_
+
+    def _encoded(self, y):
+        """``(model targets, class indices)`` of 1-D labels ``y``, all in ``classes_``:
+        the index (int64) for softmax, a float32 column of 0/1 for a binary head."""
         codes = np.searchsorted(self.classes_, y)
-        y_model = codes.astype(np.float32)[:, None] if binary else codes.astype(np.int64)
-        return y_model, self._class_weights(y, incremental), self.n_outputs_
+        if self.out_activation_ == "logistic":
+            return codes.astype(np.float32)[:, None], codes
+        return codes.astype(np.int64), codes
 
     def _prepare_multilabel(self, y, continuing, classes):
         if self.class_weight is not None:
@@ -386,9 +392,7 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
                 f"y_val contains labels not in classes_ {self.classes_.tolist()} (the "
                 f"labels of y): {unseen}."
             )
-        codes = np.searchsorted(self.classes_, y)
-        binary = self.out_activation_ == "logistic"
-        y_model = codes.astype(np.float32)[:, None] if binary else codes.astype(np.int64)
+        y_model, codes = self._encoded(y)
         return y_model, None if lookup is None else lookup[codes]
 
     @consistent

@@ -10,6 +10,8 @@ name ``X_val``, ``y_val`` or ``sample_weight_val``.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import is_regressor
@@ -19,9 +21,6 @@ from ._engine.optim import SOLVERS
 from ._validation import check_no_missing_targets, check_sample_weight
 
 __all__ = ["check_validation_set"]
-
-_DEFAULT_VALIDATION_FRACTION = 0.1
-
 
 def check_validation_set(est, X_val, y_val, sample_weight_val, *, incremental=False):
     """Validate the user's validation set, or say that there is none.
@@ -105,7 +104,8 @@ def check_validation_set(est, X_val, y_val, sample_weight_val, *, incremental=Fa
             f"The validation set is too small: X_val has {X_val.shape[0]} row(s), "
             f"{n_scored} with a non-zero weight; early stopping needs at least 2 to score."
         )
-    if est.validation_fraction != _DEFAULT_VALIDATION_FRACTION:
+    default = inspect.signature(type(est).__init__).parameters["validation_fraction"].default
+    if est.validation_fraction != default:
         est._target_warnings.append((
             f"validation_fraction={est.validation_fraction} is not used: X_val and y_val "
             "are the validation set, and every row of X trains.",
