@@ -54,10 +54,6 @@ __all__ = [
 ]
 
 
-_SELU_ALPHA = 1.6732632423543772
-_SELU_SCALE = 1.0507009873554805
-
-
 @dataclass(frozen=True)
 class Regularization:
     """Everything a step applies besides the loss and the optimizer.
