@@ -27,12 +27,14 @@ from ._engine.data import (
     to_tensor,
     torch_threads,
 )
+from ._engine.embeddings import EMBEDDINGS
 from ._engine.inference import predict_raw, predict_raw_mc, seeded_global_rng, weights_copy
 from ._engine.init import INITIALIZERS, VarianceScaling
 from ._engine.module import MLP
 from ._engine.optim import SOLVERS
 from ._light_validation import light_validated_X
 from ._netbuild import BuildsNetwork
+from ._numeric import EMBEDDING_PARAMS, embedding_spec
 from ._outcome import fit_outcome, show_setting_warning
 from ._persist import (
     FIT_OWNER,
@@ -43,7 +45,7 @@ from ._persist import (
     history_attributes,
     validation_fingerprint,
 )
-from ._reuse import KeepsSource, reuse_warnings
+from ._reuse import KeepsSource, adopted_embedding, reuse_warnings
 from ._schedules import SCHEDULES
 from ._validation import (
     Integral,
@@ -92,10 +94,12 @@ _ARCHITECTURE_PARAMS = (
 )
 
 
-def _mlp(n_features, n_outputs, arch):
-    """An :class:`MLP` of the architecture ``arch`` (see ``BaseDeepMLP._architecture``)."""
+def _mlp(n_features, n_outputs, arch, embedding=None):
+    """An :class:`MLP` of the architecture ``arch`` (see ``BaseDeepMLP._architecture``)
+    and numeric embedding ``embedding`` (an ``EmbeddingSpec`` or ``None``)."""
     options = {k: v for k, v in arch.items() if k != "hidden_layer_sizes"}
-    return MLP(n_features, arch["hidden_layer_sizes"], n_outputs, **options)
+    return MLP(n_features, arch["hidden_layer_sizes"], n_outputs, **options,
+               embedding=embedding)
 
 
 def _output_dtype(X):
@@ -124,6 +128,12 @@ class BaseDeepMLP(ParameterChecks, BuildsNetwork, KeepsSource, PersistsState, Ba
         "batch_norm_momentum": [Interval(Real, 0, 1, closed="both")],
         "batch_norm_epsilon": [Interval(Real, 0, None, closed="neither")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
+        "numeric_embedding": [StrOptions(set(EMBEDDINGS)), None],
+        "numeric_features": [StrOptions({"auto"}), "array-like"],
+        "embedding_size": [Interval(Integral, 1, None, closed="left")],
+        "n_frequencies": [Interval(Integral, 1, None, closed="left")],
+        "frequency_scale": [Interval(Real, 0, None, closed="neither")],
+        "n_bins": [Interval(Integral, 1, None, closed="left")],
         "max_norm": [Interval(Real, 0, None, closed="neither"), None],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "l1_ratio": [Interval(Real, 0, 1, closed="both")],
@@ -220,6 +230,9 @@ class BaseDeepMLP(ParameterChecks, BuildsNetwork, KeepsSource, PersistsState, Ba
         arch["hidden_layer_sizes"] = tuple(int(s) for s in sizes)
         return arch
 
+    def _embedding_params(self):
+        return {name: getattr(self, name) for name in EMBEDDING_PARAMS}
+
     # ------------------------------------------------------------------- fit
     def _fit(self, X, y, sample_weight=None, *, incremental=False, classes=None,
              validation_set=(None, None, None)):
@@ -315,6 +328,11 @@ class BaseDeepMLP(ParameterChecks, BuildsNetwork, KeepsSource, PersistsState, Ba
         rows, validation, fingerprint, carry = self._validation_for_call(
             X, y_model, sample_weight, rows, own, continuing=continuing,
             early=self.early_stopping and not incremental and stochastic)
+        if not continuing:  # fixed by the first fit (init_from's when its layers are reused)
+            self._embedding = adopted_embedding(self, X.shape[1]) or embedding_spec(
+                self, X, rows)
+            self.numeric_features_ = (None if self._embedding is None
+                                      else np.array(self._embedding.numeric))
         n_train = X.shape[0] if rows is None else len(rows)
         batch_size = self._effective_batch_size(n_train) if stochastic else n_train
 
@@ -411,6 +429,7 @@ class BaseDeepMLP(ParameterChecks, BuildsNetwork, KeepsSource, PersistsState, Ba
         self._n_fit_calls += 1
         self.net_ = net
         self._fitted_architecture = self._architecture()
+        self._fitted_embedding_params = self._embedding_params()
         previous = getattr(self, "best_validation_score_", None) if continuing else None
         vars(self).update(history_attributes(
             net.history, n_done, len(net.module_.hidden),
@@ -484,11 +503,12 @@ class BaseDeepMLP(ParameterChecks, BuildsNetwork, KeepsSource, PersistsState, Ba
 
     def _empty_module(self, n_outputs):
         """An :class:`MLP` of the fitted architecture (weights to be loaded)."""
-        return _mlp(self.n_features_in_, n_outputs, self._fitted_architecture)
+        return _mlp(self.n_features_in_, n_outputs, self._fitted_architecture,
+                    getattr(self, "_embedding", None))
 
     def _build_module(self, n_features, n_outputs):
         """A freshly initialized :class:`MLP` (call inside the seeded RNG fork)."""
-        return _mlp(n_features, n_outputs, self._architecture()).initialize_(
+        return _mlp(n_features, n_outputs, self._architecture(), self._embedding).initialize_(
             self.kernel_initializer, vars(self).pop("_init_random_state", None)
         )
 

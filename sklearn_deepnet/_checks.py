@@ -95,7 +95,26 @@ DEPENDENT_PARAMS = [
     ("unfreeze_after", lambda est: est.freeze_layers > 0, "freeze_layers > 0"),
     ("pretrain_epochs", lambda est: est.pretrain is not None, "pretrain='autoencoder'"),
     ("huber_delta", lambda est: est.loss == "huber", "loss='huber'"),
+    *[(name, lambda est: est.numeric_embedding is not None, "numeric_embedding")
+      for name in ("numeric_features", "embedding_size")],
+    ("n_frequencies", lambda est: est.numeric_embedding == "periodic",
+     "numeric_embedding='periodic'"),
+    ("frequency_scale", lambda est: est.numeric_embedding == "periodic",
+     "numeric_embedding='periodic'"),
+    ("n_bins", lambda est: est.numeric_embedding == "piecewise_linear",
+     "numeric_embedding='piecewise_linear'"),
 ]
+
+
+_DEFAULTS = object()  # (an older model: the setting did not exist, a change if set)
+
+
+def _same_setting(fitted, value):
+    if fitted is _DEFAULTS:
+        return value is None or isinstance(value, str) and value == "auto"
+    if isinstance(value, np.ndarray) or isinstance(fitted, np.ndarray):
+        return np.array_equal(np.asarray(fitted, dtype=object), np.asarray(value, dtype=object))
+    return bool(fitted == value)
 
 
 def _differs(value, default):
@@ -367,9 +386,10 @@ class ParameterChecks:
             )
 
     def _check_same_architecture(self, incremental):
+        fitted = {**self._fitted_architecture, **getattr(self, "_fitted_embedding_params", {})}
+        now = {**self._architecture(), **self._embedding_params()}
         changed = sorted(
-            k for k, v in self._architecture().items() if self._fitted_architecture[k] != v
-        )
+            k for k, v in now.items() if not _same_setting(fitted.get(k, _DEFAULTS), v))
         if changed:
             raise ValueError(
                 f"{'partial_fit' if incremental else 'warm_start=True'} continues the "

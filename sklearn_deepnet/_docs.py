@@ -92,6 +92,45 @@ SHARED_PARAMETERS = f"""\
         ``activation="selu"`` it is alpha dropout, which keeps SELU's
         self-normalization.
 
+    numeric_embedding : {{"periodic", "piecewise_linear"}} or None, default=None
+        Map each numeric column to a vector of ``embedding_size`` values
+        before the first hidden layer (Gorishniy et al., "On Embeddings for
+        Numerical Features in Tabular Deep Learning", 2022), which lets a plain
+        MLP fit the sharp, irregular dependencies of tabular targets.
+        "periodic" (PLR): ``ReLU(Linear([cos(2 pi c x), sin(2 pi c x)]))`` with
+        ``n_frequencies`` trainable frequencies ``c`` per column.
+        "piecewise_linear": the column encoded over ``n_bins`` quantile bins of
+        the training data (each component the position of ``x`` inside one
+        bin, clipped to [0, 1]), then a linear layer and ReLU. Each column has
+        its own layer; the columns not embedded pass through after the
+        embeddings. Bins and the embedded columns are fixed by the first fit
+        (``warm_start`` and ``partial_fit`` keep them). See the user guide's
+        "Tabular data" page.
+
+    numeric_features : "auto" or array-like, default="auto"
+        The columns ``numeric_embedding`` embeds. "auto": those with more than
+        two distinct values in the training data, so that one-hot and binary
+        columns (from a ``OneHotEncoder`` in a ``ColumnTransformer``) pass
+        through. Or column indices, a boolean mask of length
+        ``n_features_in_``, or column names (for a DataFrame ``X``). The
+        columns used are in ``numeric_features_`` after fitting.
+
+    embedding_size : int, default=16
+        Width of each numeric column's embedding.
+
+    n_frequencies : int, default=48
+        Trainable frequencies per column (``numeric_embedding="periodic"``).
+
+    frequency_scale : float, default=0.01
+        Standard deviation of the normal distribution, truncated at three of
+        them, that the frequencies start from (``numeric_embedding="periodic"``):
+        the most important setting of periodic embeddings; the paper tunes it
+        between 0.01 and 100 for standardized inputs.
+
+    n_bins : int, default=48
+        The most quantile bins per column (``numeric_embedding="piecewise_linear"``;
+        fewer where quantiles coincide).
+
     max_norm : float or None, default=None
         Max-norm regularization: after every optimizer step each hidden
         unit's incoming weight vector is rescaled to L2 norm <= ``max_norm``.

@@ -76,7 +76,8 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
         self, hidden_layer_sizes=(100, 100, 100), *, activation="relu",
         activation_alpha=None, kernel_initializer="auto", batch_norm=None,
         batch_norm_input=False, batch_norm_momentum=0.1, batch_norm_epsilon=1e-5,
-        dropout=0.0, max_norm=None, alpha=1e-4, l1_ratio=0.0, weight_decay=None,
+        dropout=0.0, numeric_embedding=None, numeric_features="auto", embedding_size=16,
+        n_frequencies=48, frequency_scale=0.01, n_bins=48, max_norm=None, alpha=1e-4, l1_ratio=0.0, weight_decay=None,
         clip_norm=None, clip_value=None, solver="adam", learning_rate="constant",
         learning_rate_init=1e-3, power_t=0.5, decay_steps=10_000, lr_milestones=None,
         lr_values=None, lr_factor=0.5, lr_patience=5, momentum=0.9, nesterovs_momentum=True,
@@ -97,6 +98,12 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
         self.batch_norm_momentum = batch_norm_momentum
         self.batch_norm_epsilon = batch_norm_epsilon
         self.dropout = dropout
+        self.numeric_embedding = numeric_embedding
+        self.numeric_features = numeric_features
+        self.embedding_size = embedding_size
+        self.n_frequencies = n_frequencies
+        self.frequency_scale = frequency_scale
+        self.n_bins = n_bins
         self.max_norm = max_norm
         self.alpha = alpha
         self.l1_ratio = l1_ratio

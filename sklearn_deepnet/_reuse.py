@@ -28,7 +28,8 @@ from ._engine.optim import SOLVERS
 from ._transfer import copy_layers_, matching_layers, pretrain_autoencoder_
 from ._validation import invalid_combination, invalid_parameter
 
-__all__ = ["KeepsSource", "check_reuse_params", "reuse_warnings", "source_estimator",
+__all__ = ["KeepsSource", "adopted_embedding", "check_reuse_params", "reuse_warnings",
+           "source_estimator",
            "start_network_", "unlabeled_mask"]
 
 
@@ -241,6 +242,28 @@ def _layers_to_reuse(est, source, module):
             f"{reason}."
         )
     return wanted
+
+
+def adopted_embedding(est, n_features):
+    """``init_from``'s numeric embedding spec when this fit reuses its layers (else ``None``).
+
+    A network that reuses layers reuses the embedding below them with its
+    columns and bins, when it asks for the same embedding (the same
+    ``numeric_embedding``, ``numeric_features``, sizes and bins setting) on
+    as many features; otherwise its own is fitted, and
+    :func:`~._transfer.matching_layers` says when the two do not fit.
+    """
+    source = source_estimator(est.init_from)
+    if source is None or est.reuse_layers == 0 or est.numeric_embedding is None:
+        return None
+    spec = getattr(source, "_embedding", None)
+    fitted = getattr(source, "_fitted_embedding_params", None)
+    if spec is None or fitted is None or source.n_features_in_ != n_features:
+        return None
+    mine = est._embedding_params()
+    same = all(np.array_equal(np.asarray(fitted[k], dtype=object),
+                              np.asarray(mine[k], dtype=object)) for k in mine)
+    return spec if same else None
 
 
 def start_network_(est, module, *, n_features, pretraining, trainer, seed):

@@ -41,13 +41,31 @@ def _mismatch(source, target, where):
             "(batch_norm, batch_norm_input or a parametrized activation differ)")
 
 
+def _embedding(module):
+    return module.embedding if module.plan.embedding is not None else None
+
+
+def _embedding_mismatch(source, target):
+    """Why ``source``'s numeric embedding does not fit ``target``'s (``None`` if it does)."""
+    a, b = _embedding(source), _embedding(target)
+    if a is None and b is None:
+        return None
+    if a is None or b is None or type(a) is not type(b) or _shapes(a) != _shapes(b):
+        what = [type(m).__name__ if m is not None else "none" for m in (a, b)]
+        return (f"the numeric embeddings differ ({what[0]} in init_from, {what[1]} here: "
+                "numeric_embedding, numeric_features, embedding_size, n_frequencies or "
+                "n_bins)")
+    return None
+
+
 def matching_layers(source, target):
     """How many lower hidden layers of ``source`` fit ``target``, and why no more.
 
     A layer fits when its parameters and buffers (linear weights and bias,
     BatchNorm, a parametrized activation) have the same names and shapes; the
     input normalization (``batch_norm_input``) must match for any layer to fit,
-    since the first layer was trained on its output.
+    since the first layer was trained on its output, and so must the numeric
+    embeddings (same kind, columns and sizes).
 
     Parameters
     ----------
@@ -61,7 +79,8 @@ def matching_layers(source, target):
         Why layer ``n_layers + 1`` does not fit (``None`` when every hidden
         layer of both networks fits).
     """
-    reason = _mismatch(source.input_norm, target.input_norm, "the input normalization")
+    reason = _embedding_mismatch(source, target) or _mismatch(
+        source.input_norm, target.input_norm, "the input normalization")
     if reason is not None:
         return 0, reason
     for i, (a, b) in enumerate(zip(source.hidden, target.hidden, strict=False)):
@@ -78,7 +97,8 @@ def matching_layers(source, target):
 
 @torch.no_grad()
 def copy_layers_(source, target, n_layers):
-    """Copy the input normalization and the ``n_layers`` lowest hidden layers into ``target``.
+    """Copy the numeric embedding, the input normalization and the ``n_layers``
+    lowest hidden layers into ``target``.
 
     Weights, biases, BatchNorm parameters and running statistics are copied
     (onto ``target``'s device); ``source`` is only read. With ``n_layers=0``
@@ -95,6 +115,8 @@ def copy_layers_(source, target, n_layers):
     target : MLP
     """
     if n_layers:
+        if _embedding(source) is not None:  # (bins and columns included)
+            target.embedding.load_state_dict(source.embedding.state_dict())
         target.input_norm.load_state_dict(source.input_norm.state_dict())
         for i in range(n_layers):
             target.hidden[i].load_state_dict(source.hidden[i].state_dict())
@@ -124,8 +146,9 @@ def autoencoder_for(module, architecture, kernel_initializer):
     """
     sizes = tuple(architecture["hidden_layer_sizes"])
     options = {k: v for k, v in architecture.items() if k != "hidden_layer_sizes"}
-    n_features = module.hidden[0].linear.in_features
-    ae = MLP(n_features, sizes + sizes[-2::-1], n_features, **options)
+    n_features = module.plan.n_features  # (the embedding's input, if it has one)
+    spec = None if _embedding(module) is None else module.embedding.spec
+    ae = MLP(n_features, sizes + sizes[-2::-1], n_features, **options, embedding=spec)
     ae.initialize_(kernel_initializer)
     ae.to(next(module.parameters()).device)
     return copy_layers_(module, ae, len(sizes))

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .activations import activation_row, backward_function, backward_kernel
+from .embeddings import EMBEDDINGS, PeriodicEmbedding
 from .kernels import (
     batch_norm_functions,
     batch_norm_kernels_usable,
@@ -283,9 +284,66 @@ class _DropoutRun:
         return g if noise is None else g * noise
 
 
+class _EmbeddingRun:
+    """A numeric embedding (:mod:`.embeddings`): its encoding, the per-column
+    linear layers (one ``baddbmm``) and ReLU; the backward pass gives the
+    weights, biases and (periodic) frequencies their gradients."""
+
+    __slots__ = ("module", "periodic", "size", "n_other")
+
+    def __init__(self, module):
+        self.module = module
+        self.periodic = isinstance(module, PeriodicEmbedding)
+        self.size = module.spec.size
+        self.n_other = len(module.other)
+
+    def forward(self, x):
+        m = self.module
+        xn = x.index_select(1, m.numeric)
+        if self.periodic:
+            v = m.angles(xn)
+            encoded = torch.cat([torch.cos(v), torch.sin(v)], dim=-1)
+            keep = v
+        else:
+            keep = m.raw(xn)
+            encoded = torch.clamp(keep, min=m.lower, max=m.upper)
+        a = torch.relu_(m.embed(encoded))
+        return m.assemble(a, x), (xn, keep, encoded.transpose(0, 1), a)
+
+    def backward(self, g, saved, input_grad):
+        m = self.module
+        xn, keep, encoded_t, a = saved
+        n, n_num = xn.shape
+        ge = g[:, : n_num * self.size].reshape(n, n_num, self.size).transpose(0, 1)
+        gz = ge * (a > 0)  # (F, n, size)
+        m.weight.grad = torch.bmm(encoded_t.transpose(1, 2), gz)
+        m.bias.grad = gz.sum(dim=1)
+        if not (self.periodic or input_grad):
+            return None
+        genc = torch.bmm(gz, m.weight.transpose(1, 2)).transpose(0, 1)  # (n, F, n_in)
+        if self.periodic:
+            k = m.frequencies.shape[1]
+            gv = torch.cos(keep).mul_(genc[..., k:]).sub_(torch.sin(keep).mul_(genc[..., :k]))
+            m.frequencies.grad = (gv * xn[..., None]).sum(dim=0).mul_(_TWO_PI)
+            if not input_grad:
+                return None
+            gxn = (gv * m.frequencies).sum(dim=-1).mul_(_TWO_PI)
+        else:  # clamp passes the gradient where lower <= raw <= upper
+            inside = (keep >= m.lower) & (keep <= m.upper)
+            gxn = (genc * inside / m.width).sum(dim=-1)
+        gx = g.new_zeros(n, m.spec.n_features)
+        gx.index_copy_(1, m.numeric, gxn)
+        if self.n_other:
+            gx.index_copy_(1, m.other, g[:, n_num * self.size:])
+        return gx
+
+
+_TWO_PI = 2 * math.pi
+
 #: op kind -> its runner (one entry per row of ``plan.LAYER_KINDS``)
 RUNNERS = {"linear": _LinearRun, "batch_norm": _NormRun, "activation": _ActivationRun,
-           "dropout": _DropoutRun, "alpha_dropout": _DropoutRun}
+           "dropout": _DropoutRun, "alpha_dropout": _DropoutRun,
+           **{f"{name}_embedding": _EmbeddingRun for name in EMBEDDINGS}}
 
 
 class _DirectFusedAdam:

@@ -201,6 +201,9 @@ def _plan(module, refresh=None):
         elif op.kind == "activation":
             fn = activation_row(layer).evaluation(layer, width, refresh)
             ops.append(fn if exact else _one_chunk(fn))
+        elif op.kind.endswith("_embedding"):  # row-wise, unpadded: read in place
+            ops.append(layer.forward)
+            n_in = width = op.n_out
         # dropout and alpha dropout: the identity in evaluation mode
     return ops, plan.n_outputs
 
@@ -245,7 +248,9 @@ def _prepare(module):
 def _run_padded_modules(module, x):
     """Unknown layers: the module's own layers in eval mode, matrix products padded."""
     n = len(x)
-    for layer in [module.input_norm, *(c for b in module.hidden for c in b), *module.output]:
+    first = [module.embedding] if module.plan.embedding is not None else []
+    for layer in [*first, module.input_norm, *(c for b in module.hidden for c in b),
+                  *module.output]:
         if isinstance(layer, nn.Linear):
             x = _Linear(layer, x.shape[1], max(layer.out_features, _MIN_COLS))(x)
             x = x[:n, : layer.out_features]

@@ -48,9 +48,14 @@ class MLP(nn.Module):
         Added to the variance for numerical stability.
     dropout : float, default=0.0
         Dropout rate after each hidden layer; alpha dropout for SELU.
+    embedding : EmbeddingSpec or None, default=None
+        Numeric feature embeddings before everything else
+        (:mod:`.embeddings`); ``None``: the inputs go in as they are.
 
     Attributes
     ----------
+    embedding : torch.nn.Module
+        Only with an ``embedding``: its module, the first child.
     input_norm : torch.nn.Module
         ``BatchNorm1d`` or ``Identity``.
     hidden : torch.nn.ModuleList
@@ -77,6 +82,7 @@ class MLP(nn.Module):
         batch_norm_momentum=0.1,
         batch_norm_epsilon=1e-5,
         dropout=0.0,
+        embedding=None,
     ):
         super().__init__()
         self.activation = activation
@@ -85,12 +91,14 @@ class MLP(nn.Module):
             n_features, hidden_layer_sizes, n_outputs, activation=activation,
             activation_alpha=activation_alpha, batch_norm=batch_norm,
             batch_norm_input=batch_norm_input, batch_norm_momentum=batch_norm_momentum,
-            batch_norm_epsilon=batch_norm_epsilon, dropout=dropout)
+            batch_norm_epsilon=batch_norm_epsilon, dropout=dropout, embedding=embedding)
         plan = self.plan
 
         def build(op):
             return LAYER_KINDS[op.kind].build(op)
 
+        if plan.embedding is not None:  # (the first child: state_dict keys of others unchanged)
+            self.embedding = build(plan.embedding)
         self.input_norm = nn.Identity() if plan.input_norm is None else build(plan.input_norm)
         self.hidden = nn.ModuleList(
             nn.Sequential(OrderedDict((LAYER_KINDS[op.kind].child, build(op)) for op in block))
@@ -99,6 +107,8 @@ class MLP(nn.Module):
 
     def forward(self, x):
         """Return raw outputs of shape ``(n_samples, n_outputs)``."""
+        if self.plan.embedding is not None:
+            x = self.embedding(x)
         x = self.input_norm(x)
         for block in self.hidden:
             x = block(x)
@@ -116,13 +126,16 @@ class MLP(nn.Module):
         return [(op, submodule(self, parts)) for parts, op in self.plan.located]
 
     def frozen_modules(self):
-        """The modules :meth:`freeze_` froze: the input norm and the lowest hidden layers."""
+        """The modules :meth:`freeze_` froze: the embedding, the input norm and the
+        lowest hidden layers."""
         if not self.n_frozen:
             return []
-        return [self.input_norm, *self.hidden[: self.n_frozen]]
+        below = [self.embedding] if self.plan.embedding is not None else []
+        return [*below, self.input_norm, *self.hidden[: self.n_frozen]]
 
     def freeze_(self, n_layers):
-        """Freeze the ``n_layers`` lowest hidden layers (and the input norm); 0 unfreezes.
+        """Freeze the ``n_layers`` lowest hidden layers (and the embedding and input
+        norm below them); 0 unfreezes.
 
         Frozen parameters get ``requires_grad=False``, so no optimizer or
         penalty changes them, and the frozen layers' BatchNorm modules stay
@@ -262,7 +275,8 @@ def plan_blocker(module):
         return f"the network is a {type(module).__name__}, not the MLP it builds"
     plan = module.plan
     children = module._modules
-    if tuple(children) != _CHILDREN or module._parameters or module._buffers:
+    expected = _CHILDREN if plan.embedding is None else ("embedding", *_CHILDREN)
+    if tuple(children) != expected or module._parameters or module._buffers:
         return "the network's layout was changed"
     if plan.input_norm is None and type(children["input_norm"]) is not nn.Identity:
         return "the input normalization was replaced"
@@ -290,6 +304,8 @@ def plan_blocker(module):
 def _describe(parts):
     if parts[0] == "input_norm":
         return "the input normalization"
+    if parts[0] == "embedding":
+        return "the numeric embedding"
     if parts[0] == "output":
         return "the output layer"
     _, i, child = parts

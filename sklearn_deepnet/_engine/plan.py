@@ -27,6 +27,7 @@ from functools import cached_property
 from torch import nn
 
 from .activations import ACTIVATIONS, activation_row, build_activation, is_self_normalizing
+from .embeddings import EMBEDDINGS
 
 __all__ = ["LAYER_KINDS", "RANDOM_IN_TRAINING", "LayerKind", "LayerPlan", "Op", "compile_plan",
            "draws_random_numbers"]
@@ -45,7 +46,8 @@ class Op:
     options : tuple of (str, object)
         What its module is built with: ``bias`` (linear), ``momentum`` and
         ``eps`` (batch_norm), ``activation`` and ``alpha`` (activation), ``p``
-        (dropout, alpha_dropout).
+        (dropout, alpha_dropout), ``spec`` (an embedding's
+        :class:`~.embeddings.EmbeddingSpec`).
     """
 
     kind: str
@@ -106,6 +108,13 @@ LAYER_KINDS: dict[str, LayerKind] = {
     "alpha_dropout": LayerKind(
         "dropout", (nn.AlphaDropout,), frozenset(), frozenset(), True,
         lambda op: nn.AlphaDropout(op.option("p"))),
+    **{f"{name}_embedding": LayerKind(
+        "embedding", (module,), frozenset({"weight", "bias", "frequencies"} if name == "periodic"
+                                          else {"weight", "bias"}),
+        frozenset({"numeric", "other"} if name == "periodic"
+                  else {"numeric", "other", "left", "width", "lower", "upper"}), False,
+        lambda op: EMBEDDINGS[op.option("spec").kind](op.option("spec")))
+       for name, module in EMBEDDINGS.items()},
 }
 
 #: Module types that draw random numbers in training and are deterministic in
@@ -153,6 +162,8 @@ class LayerPlan:
         The ops of each hidden layer, in order (its ``Sequential``'s children).
     output : Op
         The output ``linear`` op.
+    embedding : Op or None, default=None
+        The numeric feature embedding, the first op (see :mod:`.embeddings`).
     """
 
     n_features: int
@@ -160,6 +171,7 @@ class LayerPlan:
     input_norm: Op | None
     hidden: tuple
     output: Op
+    embedding: Op | None = None
 
     def ops(self):
         """``[(path, op), ...]`` in forward order; ``path`` names the op's module."""
@@ -169,7 +181,9 @@ class LayerPlan:
     def located(self):
         """``((path parts, op), ...)`` in forward order (computed once per plan:
         predictions walk it at every call)."""
-        ops = [] if self.input_norm is None else [(("input_norm",), self.input_norm)]
+        ops = [] if self.embedding is None else [(("embedding",), self.embedding)]
+        if self.input_norm is not None:
+            ops.append((("input_norm",), self.input_norm))
         for i, block in enumerate(self.hidden):
             ops += [(("hidden", str(i), LAYER_KINDS[op.kind].child), op) for op in block]
         return tuple(ops + [(("output", "linear"), self.output)])
@@ -178,7 +192,7 @@ class LayerPlan:
     def block_starts(self):
         """Index in :attr:`located` of each hidden layer's first op, then of the
         output layer's."""
-        starts, start = [], 0 if self.input_norm is None else 1
+        starts, start = [], (self.embedding is not None) + (self.input_norm is not None)
         for block in self.hidden:
             starts.append(start)
             start += len(block)
@@ -187,10 +201,13 @@ class LayerPlan:
 
 def compile_plan(n_features, hidden_layer_sizes, n_outputs, *, activation="relu",
                  activation_alpha=None, batch_norm=None, batch_norm_input=False,
-                 batch_norm_momentum=0.1, batch_norm_epsilon=1e-5, dropout=0.0):
+                 batch_norm_momentum=0.1, batch_norm_epsilon=1e-5, dropout=0.0,
+                 embedding=None):
     """The plan of ``Linear -> [BatchNorm] -> activation -> [BatchNorm] -> [dropout]`` layers.
 
-    Parameters are those of :class:`~.module.MLP`.
+    Parameters are those of :class:`~.module.MLP`. With an ``embedding``
+    (:class:`~.embeddings.EmbeddingSpec`) the input BatchNorm and the first
+    hidden layer see its output.
 
     Returns
     -------
@@ -201,6 +218,11 @@ def compile_plan(n_features, hidden_layer_sizes, n_outputs, *, activation="relu"
                   (("eps", batch_norm_epsilon), ("momentum", batch_norm_momentum)))
 
     blocks = []
+    embed = None
+    if embedding is not None:
+        embed = Op(f"{embedding.kind}_embedding", n_features, embedding.n_out,
+                   (("spec", embedding),))
+        n_features = embedding.n_out
     n_in = n_features
     for width in hidden_layer_sizes:
         ops = [Op("linear", n_in, width, (("bias", batch_norm != "before"),))]
@@ -216,5 +238,6 @@ def compile_plan(n_features, hidden_layer_sizes, n_outputs, *, activation="relu"
         blocks.append(tuple(ops))
         n_in = width
     return LayerPlan(
-        n_features, n_outputs, norm(n_features) if batch_norm_input else None, tuple(blocks),
-        Op("linear", n_in, n_outputs, (("bias", True),)))
+        n_features if embed is None else embed.n_in, n_outputs,
+        norm(n_features) if batch_norm_input else None, tuple(blocks),
+        Op("linear", n_in, n_outputs, (("bias", True),)), embed)
