@@ -106,12 +106,7 @@ DEPENDENT_PARAMS = [
 ]
 
 
-_DEFAULTS = object()  # (an older model: the setting did not exist, a change if set)
-
-
 def _same_setting(fitted, value):
-    if fitted is _DEFAULTS:
-        return value is None or isinstance(value, str) and value == "auto"
     if isinstance(value, np.ndarray) or isinstance(fitted, np.ndarray):
         return np.array_equal(np.asarray(fitted, dtype=object), np.asarray(value, dtype=object))
     return bool(fitted == value)
@@ -386,10 +381,16 @@ class ParameterChecks:
             )
 
     def _check_same_architecture(self, incremental):
-        fitted = {**self._fitted_architecture, **getattr(self, "_fitted_embedding_params", {})}
-        now = {**self._architecture(), **self._embedding_params()}
-        changed = sorted(
-            k for k, v in now.items() if not _same_setting(fitted.get(k, _DEFAULTS), v))
+        fitted, now = dict(self._fitted_architecture), self._architecture()
+        # (a model fitted before embeddings existed had none)
+        fitted_embedding = getattr(self, "_fitted_embedding_params", {"numeric_embedding": None})
+        embedding = self._embedding_params()
+        if fitted_embedding["numeric_embedding"] is not None or (
+                embedding["numeric_embedding"] is not None):
+            fitted.update(fitted_embedding)
+            now.update(embedding)
+        changed = sorted(k for k, v in now.items() if k not in fitted
+                         or not _same_setting(fitted[k], v))
         if changed:
             raise ValueError(
                 f"{'partial_fit' if incremental else 'warm_start=True'} continues the "

@@ -77,7 +77,7 @@ def _selected(est, X, rows, n_features):
                 "numeric_features names columns, but X has no column names (pass a pandas "
                 "DataFrame, or give column indices).")
         lookup = {name: i for i, name in enumerate(names)}
-        unknown = [v for v in values if v not in lookup]
+        unknown = [str(v) for v in values if v not in lookup]
         if unknown:
             raise ValueError(f"numeric_features names columns that X does not have: {unknown}.")
         index = np.array([lookup[v] for v in values], dtype=np.int64)

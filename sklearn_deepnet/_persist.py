@@ -49,7 +49,9 @@ _ADDED_PARAMS = {"power_t": 0.5, "nesterovs_momentum": True, "max_fun": 15000, "
                  "lr_factor": 0.5, "lr_patience": 5,
                  "init_from": None, "reuse_layers": None, "freeze_layers": 0,
                  "unfreeze_after": None, "pretrain": None, "pretrain_epochs": 10,
-                 "diagnostics": False}
+                 "diagnostics": False, "numeric_embedding": None, "numeric_features": "auto",
+                 "embedding_size": 16, "n_frequencies": 48, "frequency_scale": 0.01,
+                 "n_bins": 48}
 
 # Private attributes that exist only while the estimator's own fit runs, on
 # the estimator: its state when the call began; once training runs, (net,
@@ -347,6 +349,8 @@ class PersistsState:
             state.setdefault("_output_dtype", "float64")
             state.setdefault("reused_layers_", 0)
             state.setdefault("pretrain_loss_curve_", None)
+            state.setdefault("numeric_features_", None)
+            state.setdefault("_embedding", None)
             net_state["attrs"]["solver_params"].setdefault("nesterovs_momentum", True)
             # The schedule the optimizer's rate follows (states before it was kept:
             # the estimator's, as fitted unless set_params changed it since).

@@ -45,6 +45,7 @@ import numpy as np
 from torch import nn
 
 from ._engine.activations import SELU_ALPHA, SELU_SCALE
+from ._engine.embeddings import PeriodicEmbedding
 from ._engine.kernels import has_hooks
 from ._engine.module import plan_blocker
 
@@ -247,8 +248,48 @@ def _network(g, x, module):
                                    g.const(pending_in[1])])
                 pending_in = None
             x = ONNX_ACTIVATIONS[type(layer)](g, x, layer)
+        elif op.kind.endswith("_embedding"):  # the first op: nothing pending
+            x = _embedding(g, x, layer)
         # dropout, alpha_dropout: the identity in evaluation mode
     return flush(x)
+
+
+def _embedding(g, x, layer):
+    """A numeric embedding: the encodings of the embedded columns, one MatMul over
+    the columns (``(F, n, n_in) @ (F, n_in, size)``), ReLU, then the other columns."""
+    def tensor(t, dtype=None):
+        return t.detach().cpu().numpy().astype(dtype or g.np_dtype)
+
+    xn = g.node("Gather", [x, _int64_const(g, tensor(layer.numeric, np.int64))], axis=1)
+    xn = g.node("Unsqueeze", [xn, _int64_const(g, [2])])  # (n, F, 1)
+    if isinstance(layer, PeriodicEmbedding):
+        angles = g.node("Mul", [xn, g.const(2 * np.pi * tensor(layer.frequencies))])
+        encoded = g.node("Concat", [g.node("Cos", angles), g.node("Sin", angles)], axis=2)
+    else:
+        raw = g.node("Div", [g.node("Sub", [xn, g.const(tensor(layer.left))]),
+                             g.const(tensor(layer.width))])
+        encoded = g.node("Min", [g.node("Max", [raw, g.const(tensor(layer.lower))]),
+                                 g.const(tensor(layer.upper))])
+    per_column = g.node("MatMul", [g.node("Transpose", encoded, perm=[1, 0, 2]),
+                                   g.const(tensor(layer.weight), "embedding_weight")])
+    z = g.node("Add", [per_column, g.const(tensor(layer.bias)[:, None, :], "embedding_bias")])
+    a = g.node("Transpose", g.node("Relu", z), perm=[1, 0, 2])  # (n, F, size)
+    n_flat = len(layer.numeric) * layer.spec.size
+    flat = g.node("Reshape", [a, _int64_const(g, [-1, n_flat])])
+    if len(layer.other) == 0:
+        return flat
+    other = g.node("Gather", [x, _int64_const(g, tensor(layer.other, np.int64))], axis=1)
+    return g.node("Concat", [flat, other], axis=1)
+
+
+def _int64_const(g, values):
+    from onnx import TensorProto
+    from onnx.numpy_helper import from_array
+
+    value = np.asarray(values, dtype=np.int64)
+    out = g.scope.get_unique_variable_name("index")
+    g.container.add_initializer(out, TensorProto.INT64, list(value.shape), from_array(value))
+    return out
 
 
 def _start(scope, operator, container):

@@ -99,6 +99,9 @@ def test_gelu_tanh_approximation(data):
     dict(batch_norm="before", activation="selu", dropout=0.1),
     dict(dropout=0.3),
     dict(max_norm=1.0),
+    dict(numeric_embedding="periodic", frequency_scale=0.5, batch_norm_input=True),
+    dict(numeric_embedding="piecewise_linear", n_bins=8, batch_norm="after"),
+    dict(numeric_embedding="piecewise_linear", numeric_features=[0, 3, 4]),
 ])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_layers_match_predict(data, kwargs, dtype):

@@ -261,6 +261,76 @@ def test_every_activation_row_in_every_layout_matches_eager(activation, layout):
                  skip)
 
 
+def _embedding_spec(kind, X, numeric=(0, 2, 3, 5)):
+    from sklearn_deepnet._engine.embeddings import EmbeddingSpec, quantile_bins
+
+    bins = (quantile_bins([X[:, j].numpy() for j in numeric], 6)
+            if kind == "piecewise_linear" else None)
+    return EmbeddingSpec(kind, X.shape[1], numeric, size=4, n_frequencies=5,
+                         frequency_scale=0.3, bins=bins)
+
+
+@pytest.mark.parametrize("layout", [{}, *_layouts()], ids=str)
+@pytest.mark.parametrize("kind", ["periodic", "piecewise_linear"])
+def test_every_embedding_in_every_layout_matches_eager(kind, layout):
+    # Generated from the embedding table (issue 26): every embedding kind as the
+    # plan's first op, below every layout.
+    from sklearn_deepnet._engine.embeddings import EMBEDDINGS
+
+    assert kind in EMBEDDINGS
+    X, y, w = _problem(multiclass_log_loss)
+    torch.manual_seed(9)
+    module = MLP(7, [10, 6], 3, embedding=_embedding_spec(kind, X), **layout).initialize_()
+    assert module.plan.located[0][1].kind == f"{kind}_embedding"
+    assert manual_blockers(module, multiclass_log_loss, "cpu") is None
+    _assert_same(*_pair(module, multiclass_log_loss, "sgd", _batches(X, y, w), alpha=0.05))
+
+
+@pytest.mark.parametrize("kind", ["periodic", "piecewise_linear"])
+@pytest.mark.parametrize("loss", LOSSES, ids=lambda f: f.__name__)
+def test_embeddings_every_loss_with_adam(kind, loss):
+    X, y, w = _problem(loss)
+    torch.manual_seed(3)
+    module = MLP(7, [9], 3, embedding=_embedding_spec(kind, X, (1, 4))).initialize_()
+    _assert_same(*_pair(module, loss, "adam", _batches(X, y, w)))
+
+
+@pytest.mark.parametrize("kind", ["periodic", "piecewise_linear"])
+def test_embedding_runner_gradients_equal_autograd(kind):
+    # Input gradients too (the step never needs them: the embedding is the first op).
+    from sklearn_deepnet._engine.fast_step import RUNNERS
+
+    X, _, _ = _problem(multiclass_log_loss, n=40)
+    torch.manual_seed(0)
+    module = MLP(7, [5], 2, embedding=_embedding_spec(kind, X)).embedding
+    G = torch.randn(40, module.spec.n_out)
+    x = X.clone().requires_grad_()
+    (module(x) * G).sum().backward()
+    expected = {k: p.grad.clone() for k, p in module.named_parameters()}
+    runner = RUNNERS[f"{kind}_embedding"](module)
+    out, saved = runner.forward(X)
+    torch.testing.assert_close(out, module(X))
+    gx = runner.backward(G, saved, True)
+    torch.testing.assert_close(gx, x.grad)
+    for k, p in module.named_parameters():
+        torch.testing.assert_close(p.grad, expected[k], msg=k)
+
+
+def test_frozen_layers_freeze_the_embedding():
+    X, y, w = _problem(multiclass_log_loss)
+    torch.manual_seed(8)
+    module = MLP(7, [8, 8], 3, embedding=_embedding_spec("periodic", X)).initialize_()
+    module.freeze_(1)
+    before = copy.deepcopy(module.state_dict())
+    m1, m2, l1, l2 = _pair(module, multiclass_log_loss, "momentum", _batches(X, y, w))
+    _assert_same(m1, m2, l1, l2)
+    for key, value in m2.state_dict().items():
+        if key.startswith(("embedding.", "hidden.0.")):
+            assert torch.equal(value, before[key]), key
+        elif key.startswith("hidden.1.linear"):
+            assert not torch.equal(value, before[key]), key
+
+
 def test_every_layer_kind_has_a_runner_and_every_runner_a_kind():
     from sklearn_deepnet._engine.fast_step import RUNNERS
     from sklearn_deepnet._engine.plan import LAYER_KINDS
