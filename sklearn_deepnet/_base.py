@@ -331,8 +331,9 @@ class BaseDeepMLP(ParameterChecks, BuildsNetwork, KeepsSource, PersistsState, Ba
         if not continuing:  # fixed by the first fit (init_from's when its layers are reused)
             self._embedding = adopted_embedding(self, X.shape[1]) or embedding_spec(
                 self, X, rows)
-            self.numeric_features_ = (None if self._embedding is None
-                                      else np.array(self._embedding.numeric))
+            self.numeric_features_ = (
+                None if self.numeric_embedding is None else
+                np.array(() if self._embedding is None else self._embedding.numeric, dtype=int))
         n_train = X.shape[0] if rows is None else len(rows)
         batch_size = self._effective_batch_size(n_train) if stochastic else n_train
 

@@ -472,6 +472,12 @@ SHARED_ATTRIBUTES = """\
     pretrain_loss_curve_ : list of float or None
         Reconstruction loss of each pretraining epoch (``None`` without
         ``pretrain``).
+
+    numeric_features_ : ndarray of int or None
+        The columns ``numeric_embedding`` embeds, fixed by the first fit
+        (``None`` without an embedding; empty when "auto" found no column
+        with more than two distinct values). With an embedding, ``coefs_[0]``
+        maps the embeddings and the other columns, not ``X``'s columns.
 """
 
 #: The validation-set parameters of ``fit``, shared by both estimators (the

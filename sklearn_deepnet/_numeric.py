@@ -112,18 +112,26 @@ def embedding_spec(est, X, rows):
     Raises
     ------
     ValueError
-        If ``numeric_features`` is invalid for ``X``, or selects no column.
+        If ``numeric_features`` is invalid for ``X``, or an empty list. With
+        "auto" and no column to embed the network has no embedding, and the
+        fit warns.
     """
     if est.numeric_embedding is None:
         return None
     n_features = X.shape[1]
     numeric = _selected(est, X, rows, n_features)
     if len(numeric) == 0:
+        if isinstance(est.numeric_features, str):  # "auto" on binary or constant columns
+            est._target_warnings.append((
+                f"numeric_embedding={est.numeric_embedding!r} embeds nothing: no column of "
+                "X has more than two distinct values, so the network takes X as it is "
+                "(name the columns to embed in numeric_features to embed them anyway).",
+                UserWarning))
+            return None
         raise ValueError(
             f"numeric_embedding={est.numeric_embedding!r} has no column to embed: "
-            + ("no column of X has more than two distinct values"
-               if isinstance(est.numeric_features, str) else "numeric_features is empty")
-            + ". Set numeric_embedding=None, or name the columns in numeric_features.")
+            "numeric_features is empty. Set numeric_embedding=None, or name the columns "
+            "in numeric_features.")
     bins = None
     if est.numeric_embedding == "piecewise_linear":
         column = _columns(X, rows)

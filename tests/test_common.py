@@ -44,6 +44,11 @@ _REALISTIC = [
     dict(hidden_layer_sizes=(32,), solver="lbfgs", max_iter=100, alpha=1e-3),
     dict(hidden_layer_sizes=(32,), alpha=1e-3, l1_ratio=0.5, solver="adamw",
          learning_rate_init=1e-2, max_iter=100),
+    # numeric embeddings (issue 26): the checks' data has columns of every kind
+    dict(hidden_layer_sizes=(32,), numeric_embedding="piecewise_linear", n_bins=8,
+         embedding_size=4, learning_rate_init=1e-2, max_iter=100),
+    dict(hidden_layer_sizes=(32,), numeric_embedding="periodic", frequency_scale=0.3,
+         embedding_size=4, n_frequencies=8, learning_rate_init=1e-2, max_iter=100),
 ]
 
 ESTIMATORS = [

@@ -98,8 +98,10 @@ def test_unknown_names_and_no_numeric_column():
     with pytest.raises(ValueError, match=r"does not have: \['z'\]"):
         DeepMLPClassifier(**FAST, numeric_embedding="periodic", numeric_features=["z"]).fit(
             pd.DataFrame(X, columns=list("abc")), y)
-    with pytest.raises(ValueError, match="no column of X has more than two distinct values"):
-        DeepMLPClassifier(**FAST, numeric_embedding="periodic").fit((X > 0).astype(float), y)
+    with pytest.warns(UserWarning, match="no column of X has more than two distinct values"):
+        clf = DeepMLPClassifier(**FAST, numeric_embedding="periodic").fit(
+            (X > 0).astype(float), y)
+    assert clf.numeric_features_.tolist() == [] and "embedding" not in clf.module_._modules
 
 
 @pytest.mark.parametrize("param, value", [("numeric_embedding", "fourier"),
