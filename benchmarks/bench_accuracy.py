@@ -9,7 +9,15 @@ One run, fixed seeds, every model on the same split of each data set:
 * **Letter** recognition (20,000 rows, 16 features, 26 classes; 80/20
   stratified split): accuracy and one-vs-rest ROC-AUC;
 * **Diamonds** (53,940 rows, 9 features, target log(price); 80/20 split): R²
-  and RMSE of the log price.
+  and RMSE of the log price;
+* **MAGIC** gamma telescope (19,020 rows, 10 numeric features, binary; 80/20
+  stratified split): accuracy and ROC-AUC;
+* **Fertility** (AER; a fixed random 50,000 of its 254,654 rows, 7 mixed
+  features, target ``morekids``; 80/20 stratified split): accuracy and ROC-AUC;
+* **CPS1988** wages (AER; 28,155 rows, 6 mixed features, target log(wage);
+  80/20 split): R² and RMSE of the log wage.
+
+The default run is the first four; name the others with ``--datasets``.
 
 Models, each with its library's defaults except where said:
 
@@ -30,6 +38,19 @@ Models, each with its library's defaults except where said:
 The MLPs (ours and scikit-learn's) get the same preprocessing, a
 ``ColumnTransformer`` in a ``Pipeline``: numeric columns standardized,
 categorical ones one-hot encoded (missing values as their own category).
+``--scaling`` changes how our rows scale the numeric columns: ``standard``
+(``StandardScaler``, the default), ``quantile``
+(``QuantileTransformer(output_distribution="normal")``) or
+``robust_smooth_clip`` (``sklearn_deepnet.RobustSmoothClipScaler``,
+RealMLP-TD's scaling); scikit-learn's MLP keeps ``standard``.
+
+Ablations: more rows of our estimator, each ``recommended_params()`` with some
+parameters changed, come from the ``VARIANTS`` table below (``--variants
+NAME ...``) or from the command line (``--ours 'NAME={"dropout": 0.1}'``; a
+``"scaling"`` key in the JSON sets that row's numeric scaling). ``--models``
+keeps only the named rows (as the table prints them; variants are always
+kept). When RealMLP-TD ran, each other row's fit time is also printed as a
+ratio to RealMLP-TD's (``x RealMLP``).
 Gradient boosting and RealMLP take the data frame as it is (both handle
 categories and scaling themselves). Fashion-MNIST goes to every model as the
 scaled pixel array.
@@ -45,6 +66,9 @@ Run::
     python benchmarks/bench_accuracy.py --seeds 3 --fashion-seeds 1   # ~13 min, 2 cores
     python benchmarks/bench_accuracy.py --datasets adult letter --seeds 3
     python benchmarks/bench_accuracy.py --quick              # smoke test: 2,000 rows, 2 epochs
+    python benchmarks/bench_accuracy.py --datasets adult magic \
+        --models "ours: recommended" HistGradientBoosting RealMLP-TD \
+        --variants "ours: rec, quantile" "ours: rec, robust clip"   # the scaling ablation
 
 Prints, per data set, one row per model: the metrics (mean ± std over the
 seeds), fit and predict time; ``--json PATH`` also writes every number.
@@ -68,32 +92,60 @@ from sklearn.metrics import accuracy_score, mean_squared_error, r2_score, roc_au
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import OneHotEncoder, QuantileTransformer, StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import datasets  # noqa: E402
 
 import sklearn_deepnet  # noqa: E402
-from sklearn_deepnet import DeepMLPClassifier, DeepMLPRegressor, recommended_params  # noqa: E402
+from sklearn_deepnet import (  # noqa: E402
+    DeepMLPClassifier,
+    DeepMLPRegressor,
+    RobustSmoothClipScaler,
+    recommended_params,
+)
 
 TASKS = {  # name: (loader, is_classification)
     "fashion_mnist": (datasets.load_fashion_mnist, True),
     "adult": (datasets.load_adult, True),
     "letter": (datasets.load_letter, True),
     "diamonds": (datasets.load_diamonds, False),
+    "magic": (datasets.load_magic, True),
+    "fertility": (datasets.load_fertility, True),
+    "cps1988": (datasets.load_cps1988, False),
+}
+DEFAULT_TASKS = ["fashion_mnist", "adult", "letter", "diamonds"]
+SCALINGS = {  # --scaling: the numeric columns' transformer for our MLP rows
+    "standard": lambda seed: StandardScaler(),
+    "quantile": lambda seed: QuantileTransformer(output_distribution="normal",
+                                                 random_state=seed),
+    "robust_smooth_clip": lambda seed: RobustSmoothClipScaler(),
+}
+# Extra rows of our estimator for ablations (--variants NAME ...): recommended_params()
+# updated with these parameters; a "scaling" key sets the row's numeric scaling.
+VARIANTS = {
+    "ours: rec, standard": {"scaling": "standard"},
+    "ours: rec, quantile": {"scaling": "quantile"},
+    "ours: rec, robust clip": {"scaling": "robust_smooth_clip"},
 }
 CHAPTER_TARGET = 0.895  # Fashion-MNIST test accuracy the issue asks of a plain dense net
 
 
-def _mlp_preprocessing(X, categorical):
-    """Standardize numeric columns, one-hot encode categorical ones (for the MLPs)."""
+def _mlp_preprocessing(X, categorical, scaling="standard", seed=0):
+    """Scale numeric columns, one-hot encode categorical ones (for the MLPs)."""
     if not hasattr(X, "columns"):
         return "passthrough"
     numeric = [c for c in X.columns if c not in categorical]
     return ColumnTransformer([
-        ("num", StandardScaler(), numeric),
+        ("num", SCALINGS[scaling](seed), numeric),
         ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical),
     ])
+
+
+def _variant(spec, scaling):
+    """A variant's estimator parameters and numeric scaling."""
+    params = dict(spec)
+    return params, params.pop("scaling", scaling)
 
 
 def _realmlp(classification, seed):
@@ -106,30 +158,51 @@ def _realmlp(classification, seed):
                verbosity=0)
 
 
-def models(classification, X, categorical, seed, quick, with_realmlp=True):
-    """The competitors for one data set and seed: name -> estimator (None: skipped)."""
+def models(classification, X, categorical, seed, quick, with_realmlp=True, *,
+           scaling="standard", variants=None, keep=None):
+    """The competitors for one data set and seed: name -> estimator (None: skipped).
+
+    ``scaling`` is our rows' numeric scaling (a key of ``SCALINGS``); ``variants``
+    adds rows of our estimator (name -> parameters over ``recommended_params()``, see
+    ``VARIANTS``); ``keep``, when given, names the fixed rows to keep.
+    """
     small = {"max_iter": 2} if quick else {}
     if classification:
         ours, sk, hgb = DeepMLPClassifier, MLPClassifier, HistGradientBoostingClassifier
     else:
         ours, sk, hgb = DeepMLPRegressor, MLPRegressor, HistGradientBoostingRegressor
-    pre = _mlp_preprocessing(X, categorical)
+    pre = _mlp_preprocessing(X, categorical, scaling, seed)
     out = {
-        "ours: defaults": make_pipeline(pre, ours(random_state=seed, **small)),
-        "ours: recommended": make_pipeline(
+        "ours: defaults": lambda: make_pipeline(pre, ours(random_state=seed, **small)),
+        "ours: recommended": lambda: make_pipeline(
             pre, ours(**{**recommended_params(), **small}, random_state=seed)),
-        sk.__name__: make_pipeline(pre, sk(random_state=seed, **small)),
-        "HistGradientBoosting": hgb(
+        sk.__name__: lambda: make_pipeline(
+            _mlp_preprocessing(X, categorical), sk(random_state=seed, **small)),
+        "HistGradientBoosting": lambda: hgb(
             random_state=seed, categorical_features="from_dtype",
             **({"max_iter": 5} if quick else {})),
+        "RealMLP-TD": lambda: _realmlp(classification, seed),
     }
     if not with_realmlp:
-        return out
-    realmlp = _realmlp(classification, seed)
-    if realmlp is not None and quick:
-        realmlp.set_params(n_epochs=2)
-    out["RealMLP-TD"] = realmlp
+        del out["RealMLP-TD"]
+    if keep is not None:
+        out = {name: make for name, make in out.items() if name in keep}
+    out = {name: make() for name, make in out.items()}
+    if out.get("RealMLP-TD") is not None and quick:
+        out["RealMLP-TD"].set_params(n_epochs=2)
+    for name, spec in (variants or {}).items():
+        params, row_scaling = _variant(spec, scaling)
+        out[name] = make_pipeline(
+            _mlp_preprocessing(X, categorical, row_scaling, seed),
+            ours(**{**recommended_params(), **params, **small}, random_state=seed))
     return out
+
+
+def model_names(classification):
+    """The fixed rows' names for a task (``--models`` chooses among them)."""
+    sk = MLPClassifier if classification else MLPRegressor
+    return ["ours: defaults", "ours: recommended", sk.__name__, "HistGradientBoosting",
+            "RealMLP-TD"]
 
 
 def _scores(classification, model, X_test, y_test):
@@ -144,7 +217,8 @@ def _scores(classification, model, X_test, y_test):
             "rmse": float(np.sqrt(mean_squared_error(y_test, pred)))}
 
 
-def run_task(name, seeds, quick, realmlp_seeds):
+def run_task(name, seeds, quick, realmlp_seeds, scaling="standard", variants=None,
+             keep=None):
     loader, classification = TASKS[name]
     if name == "fashion_mnist":
         (X, y), (X_test, y_test) = loader()
@@ -158,7 +232,8 @@ def run_task(name, seeds, quick, realmlp_seeds):
     results = {}
     for seed in seeds:
         for model_name, model in models(classification, X, categorical, seed, quick,
-                                        with_realmlp=seed < realmlp_seeds).items():
+                                        with_realmlp=seed < realmlp_seeds, scaling=scaling,
+                                        variants=variants, keep=keep).items():
             if model is None:
                 results.setdefault(model_name, None)
                 continue
@@ -179,30 +254,69 @@ def run_task(name, seeds, quick, realmlp_seeds):
 
 def _table(name, task):
     metrics = ("accuracy", "roc_auc") if task["classification"] else ("r2", "rmse")
+    width = max(22, *(len(n) + 2 for n in task["models"]))
+    realmlp = task["models"].get("RealMLP-TD")
+    realmlp_fit = (np.mean([r["fit_s"] for r in realmlp]) if isinstance(realmlp, list)
+                   else None)
     lines = [f"{name} (train {task['n_train']:,}, test {task['n_test']:,})",
-             f"{'model':22}" + "".join(f"{m:>18}" for m in metrics)
-             + f"{'fit s':>10}{'predict s':>11}"]
+             f"{'model':{width}}" + "".join(f"{m:>18}" for m in metrics)
+             + f"{'fit s':>10}{'predict s':>11}" + (f"{'x RealMLP':>11}" if realmlp_fit
+                                                     else "")]
     for model_name, runs in task["models"].items():
         if runs is None:
-            lines.append(f"{model_name:22}  skipped: pip install pytabkit")
+            lines.append(f"{model_name:{width}}  skipped: pip install pytabkit")
             continue
         if runs == "not run":
-            lines.append(f"{model_name:22}  not run (--realmlp-fashion to include it)")
+            lines.append(f"{model_name:{width}}  not run (--realmlp-fashion to include it)")
             continue
-        row = f"{model_name:22}"
+        row = f"{model_name:{width}}"
         for m in metrics:
             values = np.array([r[m] for r in runs])
             row += (f"{values.mean():>18.4f}" if len(values) == 1 else
                     f"{values.mean():>11.4f} ± {values.std():.3f}")
-        row += f"{np.mean([r['fit_s'] for r in runs]):>10.1f}"
+        fit_s = np.mean([r["fit_s"] for r in runs])
+        row += f"{fit_s:>10.1f}"
         row += f"{np.mean([r['predict_s'] for r in runs]):>11.2f}"
+        if realmlp_fit and model_name != "RealMLP-TD":
+            row += f"{fit_s / realmlp_fit:>11.2f}"
         lines.append(row)
     return "\n".join(lines)
 
 
+def _ours_option(text):
+    """``--ours NAME=JSON``: a named row of our estimator."""
+    name, sep, spec = text.partition("=")
+    try:
+        params = json.loads(spec) if sep else None
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: the part after '=' is not JSON: "
+                                         f"{exc}") from None
+    if not name.strip() or not isinstance(params, dict):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected NAME=JSON, e.g. 'embedding={{\"dropout\": 0.1}}'")
+    if params.get("scaling", "standard") not in SCALINGS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: scaling must be one of {', '.join(SCALINGS)}")
+    return name.strip(), params
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--datasets", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--datasets", nargs="+", default=DEFAULT_TASKS, choices=list(TASKS))
+    parser.add_argument("--models", nargs="+", default=None, metavar="NAME",
+                        help="keep only these rows, named as in the table (e.g. "
+                             "'ours: recommended' HistGradientBoosting RealMLP-TD); "
+                             "variant rows are always kept")
+    parser.add_argument("--scaling", choices=list(SCALINGS), default="standard",
+                        help="numeric-column scaling of our MLP rows (default standard)")
+    parser.add_argument("--variants", nargs="+", default=[], choices=list(VARIANTS),
+                        metavar="NAME", help="extra rows from the VARIANTS table: "
+                        + "; ".join(f"{k!r}: {v}" for k, v in VARIANTS.items()))
+    parser.add_argument("--ours", type=_ours_option, action="append", default=[],
+                        metavar="NAME=JSON",
+                        help="an extra row of our estimator: recommended_params() updated "
+                             "with the JSON object (a 'scaling' key sets its scaling); "
+                             "repeatable")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (default 1)")
     parser.add_argument("--fashion-seeds", type=int, default=None,
                         help="seeds for Fashion-MNIST (default: --seeds)")
@@ -213,6 +327,14 @@ def main():
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny data, 2 epochs")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    variants = {name: VARIANTS[name] for name in args.variants}
+    variants.update(args.ours)
+    if args.models is not None:
+        known = set(model_names(True)) | set(model_names(False))
+        unknown = [m for m in args.models if m not in known]
+        if unknown:
+            parser.error(f"--models: unknown {unknown}; the rows are: "
+                         + ", ".join(sorted(known)))
     print(f"# {' '.join(sys.argv)}")
     print(f"# {platform.platform()}, {torch.get_num_threads()} torch threads, torch "
           f"{torch.__version__}, sklearn {sklearn.__version__}, sklearn_deepnet "
@@ -229,8 +351,11 @@ def main():
         realmlp_seeds = args.realmlp_seeds
         if name == "fashion_mnist" and not (args.realmlp_fashion or args.quick):
             realmlp_seeds = 0
-        out[name] = run_task(name, range(n_seeds), args.quick, realmlp_seeds)
-        if realmlp_seeds == 0:
+        out[name] = run_task(name, range(n_seeds), args.quick, realmlp_seeds,
+                             scaling=args.scaling, variants=variants, keep=args.models)
+        out[name]["scaling"] = args.scaling
+        out[name]["variants"] = variants
+        if realmlp_seeds == 0 and (args.models is None or "RealMLP-TD" in args.models):
             out[name]["models"]["RealMLP-TD"] = "not run"
         print(f"# {name}: {time.perf_counter() - start:.0f} s", flush=True)
     print()

