@@ -95,7 +95,12 @@ DEPENDENT_PARAMS = [
     ("unfreeze_after", lambda est: est.freeze_layers > 0, "freeze_layers > 0"),
     ("pretrain_epochs", lambda est: est.pretrain is not None, "pretrain='autoencoder'"),
     ("huber_delta", lambda est: est.loss == "huber", "loss='huber'"),
+    ("ensemble_sharing", lambda est: est.n_members > 1, "n_members > 1"),
 ]
+
+
+# architecture parameters added after models were pickled, at their defaults
+_ARCHITECTURE_DEFAULTS = {"n_members": 1, "ensemble_sharing": "mini"}
 
 
 def _differs(value, default):
@@ -195,6 +200,7 @@ class ParameterChecks:
                 )
         self._check_schedule()
         check_reuse_params(self, len(sizes), continuing)
+        self._check_ensemble_params()
         return [int(s) for s in sizes], decay
 
     def _check_schedule(self):
@@ -368,7 +374,9 @@ class ParameterChecks:
 
     def _check_same_architecture(self, incremental):
         changed = sorted(
-            k for k, v in self._architecture().items() if self._fitted_architecture[k] != v
+            # (.get: a model pickled before n_members existed is a single network)
+            k for k, v in self._architecture().items()
+            if self._fitted_architecture.get(k, _ARCHITECTURE_DEFAULTS.get(k)) != v
         )
         if changed:
             raise ValueError(

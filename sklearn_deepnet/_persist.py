@@ -357,5 +357,5 @@ class PersistsState:
             # building the module draws weights
             with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
                 module = self._empty_module(n_outputs)
-            self.net_ = net_from_state(net_state, module, self._per_sample_loss())
+            self.net_ = net_from_state(net_state, module, self._training_loss(module))
             self.history_ = self.net_.history

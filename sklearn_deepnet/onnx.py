@@ -193,6 +193,12 @@ def _exportable_module(estimator):
             "mc_dropout=0 (set_params) before exporting the deterministic network."
         )
     module = estimator._served_module()
+    members = module.plan.n_members if hasattr(module, "plan") else 1
+    if members > 1:
+        raise NotImplementedError(
+            f"cannot export this {type(estimator).__name__} to ONNX: it is an ensemble of "
+            f"n_members={members}, whose per-member layers and combination have no ONNX "
+            "form here yet (export a model fitted with n_members=1).")
     reason = plan_blocker(module)
     if reason is None and (any(has_hooks(m) or "forward" in vars(m)
                                for m in module.modules())):

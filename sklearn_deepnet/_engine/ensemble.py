@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["COMBINE_RULES", "MemberLinear", "MemberLoss", "MemberMean", "MemberScale",
-           "MemberSplit", "combine_members", "member_loss"]
+           "MemberSplit", "combine_members", "member_loss", "members_combined"]
 
 
 def _log_mean_exp(t, dim):
@@ -223,3 +223,13 @@ class MemberLoss:
 def member_loss(fn, n_members, n_outputs):
     """``fn`` for a network of ``n_members`` members (itself for one)."""
     return fn if n_members == 1 else MemberLoss(fn, n_members, n_outputs)
+
+
+def members_combined(module, outputs):
+    """``outputs`` of ``module`` in training mode as evaluation would give them: an
+    ensemble's members combined (:func:`combine_members`), anything else as is."""
+    plan = getattr(module, "plan", None)
+    combine = getattr(plan, "combine", None)
+    if combine is None or outputs.shape[1] == plan.n_outputs:
+        return outputs
+    return combine_members(outputs, plan.n_members, combine.option("combine"))
