@@ -49,7 +49,7 @@ _ADDED_PARAMS = {"power_t": 0.5, "nesterovs_momentum": True, "max_fun": 15000, "
                  "lr_factor": 0.5, "lr_patience": 5,
                  "init_from": None, "reuse_layers": None, "freeze_layers": 0,
                  "unfreeze_after": None, "pretrain": None, "pretrain_epochs": 10,
-                 "diagnostics": False}
+                 "diagnostics": False, "n_members": 1, "ensemble_sharing": "mini"}
 
 # Private attributes that exist only while the estimator's own fit runs, on
 # the estimator: its state when the call began; once training runs, (net,
@@ -353,7 +353,8 @@ class PersistsState:
             net_state["attrs"].setdefault("schedule", state["learning_rate"])
         super().__setstate__(state)
         if net_state is not None:
-            n_outputs = len(net_state["module"]["output.linear.bias"])
+            # (an ensemble's output bias is (n_members, n_outputs))
+            n_outputs = net_state["module"]["output.linear.bias"].shape[-1]
             # building the module draws weights
             with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
                 module = self._empty_module(n_outputs)
