@@ -279,7 +279,7 @@ SHARED_PARAMETERS = f"""\
         runs once per member, so a step costs about ``n_members`` times the
         hidden layers' work. ``1``: a single network, exactly as without
         this parameter. Not with ``init_from``, ``pretrain`` or
-        ``kernel_initializer="sklearn"``; no ONNX export.
+        ``kernel_initializer="sklearn"``.
 
     ensemble_sharing : {"mini", "batch"}, default="mini"
         What the members of ``n_members > 1`` share. ``"mini"`` (TabM-mini):

@@ -222,16 +222,6 @@ def test_sharing_without_members_warns_that_it_has_no_effect(clf_data):
                for w in caught)
 
 
-def test_onnx_export_is_refused(clf_data):
-    pytest.importorskip("skl2onnx")
-    from sklearn_deepnet.onnx import to_onnx
-
-    X, y = clf_data
-    clf = DeepMLPClassifier((4,), n_members=2, max_iter=1, random_state=0).fit(X, y)
-    with pytest.raises(NotImplementedError, match="ensemble of n_members=2"):
-        to_onnx(clf, X[:1].astype(np.float32))
-
-
 def test_training_features_run_on_an_ensemble(clf_data):
     # freezing, max-norm, early stopping on the combined validation loss
     X, y = clf_data
