@@ -252,3 +252,35 @@ def test_four_members_are_not_worse_than_one(sharing):
             scores[k] = model.fit(X_train, y_train).score(X_test, y_test)
     assert scores[1] > 0.9
     assert scores[4] >= scores[1] - 0.03, scores
+
+
+def test_batch_callbacks_see_the_combined_outputs(clf_data):
+    # A training-batch callback gets y_pred as predictions would give it (the
+    # members combined), so skorch's cached scoring on the training set works.
+    from skorch.callbacks import Callback, EpochScoring
+
+    class Shapes(Callback):
+        def initialize(self):
+            self.seen = []
+            return self
+
+        def on_batch_end(self, net, batch=None, training=None, y_pred=None, **kwargs):
+            if training:
+                self.seen.append(tuple(y_pred.shape))
+
+    X, y = clf_data
+    shapes = Shapes()
+    clf = DeepMLPClassifier((8,), n_members=3, max_iter=2, batch_size=50, random_state=0,
+                            callbacks=[shapes, EpochScoring("accuracy", on_train=True,
+                                                            name="train_acc")]).fit(X, y)
+    assert set(shapes.seen) == {(50, 3)}
+    assert clf.history_[-1]["train_acc"] == pytest.approx(clf.score(X, y), abs=0.05)
+
+
+def test_diagnostics_on_an_ensemble(clf_data):
+    X, y = clf_data
+    clf = DeepMLPClassifier((8, 8), n_members=3, ensemble_sharing="batch", diagnostics=True,
+                            max_iter=2, random_state=0).fit(X, y)
+    frame = clf.history_frame()
+    assert np.isfinite(frame["grad_norm_out"]).all() and (frame["grad_norm_out"] > 0).all()
+    assert clf.engine_ == "cpu-manual"
