@@ -266,7 +266,7 @@ def _network(g, x, module):
 def _member_op(g, x, op, layer):
     """Emit one member op (:mod:`._engine.ensemble`): rows ``i*k+m`` are row
     ``i``'s members; ``member_linear`` leaves ``(n, k, out)`` for ``member_mean``."""
-    k = op.option("n_members")
+    k = layer.n_members
     if op.kind == "member_split":  # [x_i, x_i, ...] per row, then one row per member
         tiled = g.node("Tile", [x, _shape(g, [1, k])])
         return g.node("Reshape", [tiled, _shape(g, [-1, op.n_in])])
@@ -284,7 +284,7 @@ def _member_op(g, x, op, layer):
         out = g.node("Add", [g.node("MatMul", [xk, g.const(w, "coefficient")]),
                              g.const(b, "intercepts")])
         return g.node("Transpose", out, perm=[1, 0, 2])
-    return _member_mean(g, x, k, op.option("combine"))
+    return _member_mean(g, x, k, layer.combine)
 
 
 def _reduce(g, op_type, x):

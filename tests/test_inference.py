@@ -98,6 +98,20 @@ def test_ensemble_predictions_are_batch_invariant(kwargs, n_threads):
     assert predict_raw(net, X[:0], "cpu", members=True).shape == (0, 12)
 
 
+def test_ensemble_combination_is_read_from_the_module():
+    # Like the other settings, the combining rule comes from the module (and a
+    # change of it is a change of the plan cache's layout).
+    net = _net(n_members=3, member_combine="softmax")
+    X = np.random.default_rng(0).normal(size=(10, 20)).astype(np.float32)
+    first = predict_raw(net, X, "cpu")
+    net.output.combine.combine = "identity"
+    with torch.no_grad():
+        expected = net.eval()(torch.from_numpy(X)).numpy()
+    net.train()
+    np.testing.assert_allclose(predict_raw(net, X, "cpu"), expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(first, expected)
+
+
 def test_ensemble_with_a_user_activation_runs_its_modules():
     class Noisy(torch.nn.Module):  # differs between train and eval mode
         def forward(self, x):

@@ -263,15 +263,15 @@ def _plan(module, refresh=None):
         elif op.kind == "activation":
             fn = activation_row(layer).evaluation(layer, width, refresh)
             ops.append(fn if exact else _one_chunk(fn))
-        elif op.kind == "member_split":
-            ops.append(_MemberSplit(op.option("n_members")))
+        elif op.kind == "member_split":  # (settings read from the modules, as above)
+            ops.append(_MemberSplit(layer.n_members))
         elif op.kind == "member_scale":
             ops.append(_MemberScale(layer, width, refresh))
         elif op.kind == "member_linear":
             ops.append(_MemberLinear(layer, n_in, refresh))
         elif op.kind == "member_mean":  # (transcendental: on one thread)
-            ops.append(_one_chunk(partial(_combine, k=op.option("n_members"),
-                                          rule=COMBINE_RULES[op.option("combine")])))
+            ops.append(_one_chunk(partial(_combine, k=layer.n_members,
+                                          rule=COMBINE_RULES[layer.combine])))
         # dropout and alpha dropout: the identity in evaluation mode
     return ops, plan.n_outputs
 
