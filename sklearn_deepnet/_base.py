@@ -32,6 +32,7 @@ from ._engine.inference import predict_raw, predict_raw_mc, seeded_global_rng, w
 from ._engine.init import INITIALIZERS, VarianceScaling
 from ._engine.module import MLP
 from ._engine.optim import SOLVERS
+from ._ensemble import Ensembles
 from ._light_validation import light_validated_X
 from ._netbuild import BuildsNetwork
 from ._numeric import EMBEDDING_PARAMS, embedding_spec
@@ -91,15 +92,17 @@ _FIT_GUARD = threading.Lock()
 _ARCHITECTURE_PARAMS = (
     "hidden_layer_sizes", "activation", "activation_alpha", "batch_norm",
     "batch_norm_input", "batch_norm_momentum", "batch_norm_epsilon", "dropout",
+    "n_members", "ensemble_sharing",
 )
 
 
-def _mlp(n_features, n_outputs, arch, embedding=None):
-    """An :class:`MLP` of the architecture ``arch`` (see ``BaseDeepMLP._architecture``)
-    and numeric embedding ``embedding`` (an ``EmbeddingSpec`` or ``None``)."""
+def _mlp(n_features, n_outputs, arch, member_combine="identity", embedding=None):
+    """An :class:`MLP` of the architecture ``arch`` (see ``BaseDeepMLP._architecture``);
+    ``member_combine``: how an ensemble combines its members (the output activation);
+    ``embedding``: the numeric embedding (an ``EmbeddingSpec`` or ``None``)."""
     options = {k: v for k, v in arch.items() if k != "hidden_layer_sizes"}
-    return MLP(n_features, arch["hidden_layer_sizes"], n_outputs, **options,
-               embedding=embedding)
+    return MLP(n_features, arch["hidden_layer_sizes"], n_outputs,
+               member_combine=member_combine, embedding=embedding, **options)
 
 
 def _output_dtype(X):
@@ -110,8 +113,8 @@ def _output_dtype(X):
     return "float32" if getattr(X, "dtype", None) == np.float32 else "float64"
 
 
-class BaseDeepMLP(ParameterChecks, BuildsNetwork, KeepsSource, PersistsState, BaseEstimator,
-                  metaclass=ABCMeta):
+class BaseDeepMLP(ParameterChecks, BuildsNetwork, Ensembles, KeepsSource, PersistsState,
+                  BaseEstimator, metaclass=ABCMeta):
     """Base class of :class:`DeepMLPClassifier` and :class:`DeepMLPRegressor`.
 
     Not for direct use. Subclasses supply the target handling (label encoding
@@ -177,6 +180,8 @@ class BaseDeepMLP(ParameterChecks, BuildsNetwork, KeepsSource, PersistsState, Ba
         "pretrain": [StrOptions({"autoencoder"}), None],
         "pretrain_epochs": [Interval(Integral, 1, None, closed="left")],
         "diagnostics": ["boolean"],
+        "n_members": [Interval(Integral, 1, None, closed="left")],
+        "ensemble_sharing": [StrOptions({"mini", "batch"})],
     }
 
     # Private switch for benchmarks and debugging: False forces the eager step.
@@ -206,6 +211,11 @@ class BaseDeepMLP(ParameterChecks, BuildsNetwork, KeepsSource, PersistsState, Ba
         """Per-sample loss function of ``(raw_outputs, y_model)``."""
 
     @abstractmethod
+    def _member_combine(self):
+        """How an ensemble's members combine (``MemberMean``'s rule): the output
+        activation whose predictions are averaged."""
+
+    @abstractmethod
     def _score_raw(self, raw, y_model, sample_weight):
         """Validation score (higher is better) from raw outputs."""
 
@@ -228,6 +238,8 @@ class BaseDeepMLP(ParameterChecks, BuildsNetwork, KeepsSource, PersistsState, Ba
         sizes = arch["hidden_layer_sizes"]
         sizes = [sizes] if isinstance(sizes, Integral) else sizes
         arch["hidden_layer_sizes"] = tuple(int(s) for s in sizes)
+        if arch["n_members"] == 1:  # (no effect: a change is no change of the network)
+            arch["ensemble_sharing"] = "mini"
         return arch
 
     def _embedding_params(self):
@@ -505,11 +517,12 @@ class BaseDeepMLP(ParameterChecks, BuildsNetwork, KeepsSource, PersistsState, Ba
     def _empty_module(self, n_outputs):
         """An :class:`MLP` of the fitted architecture (weights to be loaded)."""
         return _mlp(self.n_features_in_, n_outputs, self._fitted_architecture,
-                    getattr(self, "_embedding", None))
+                    self._member_combine(), getattr(self, "_embedding", None))
 
     def _build_module(self, n_features, n_outputs):
         """A freshly initialized :class:`MLP` (call inside the seeded RNG fork)."""
-        return _mlp(n_features, n_outputs, self._architecture(), self._embedding).initialize_(
+        return _mlp(n_features, n_outputs, self._architecture(),
+                    self._member_combine(), self._embedding).initialize_(
             self.kernel_initializer, vars(self).pop("_init_random_state", None)
         )
 
@@ -596,9 +609,11 @@ class BaseDeepMLP(ParameterChecks, BuildsNetwork, KeepsSource, PersistsState, Ba
         scikit-learn's layout (the transpose of torch's ``Linear.weight``), as
         copies (changing them does not change the model) in float32 when the
         training ``X`` was float32, else float64, as scikit-learn reports them.
+        With ``n_members > 1`` the last is ``(n_members, n_in, n_out)``: each
+        member's output layer (and ``intercepts_[-1]`` ``(n_members, n_out)``).
         """
-        return [lin.weight.detach().cpu().numpy().T.astype(self._output_dtype)
-                for lin in self.module_.linears()]
+        return [np.swapaxes(lin.weight.detach().cpu().numpy(), -1, -2).astype(
+            self._output_dtype) for lin in self.module_.linears()]
 
     @property
     def intercepts_(self):
@@ -634,11 +649,13 @@ class BaseDeepMLP(ParameterChecks, BuildsNetwork, KeepsSource, PersistsState, Ba
         return predict_raw(self._served_module(), X, self.net_.device)
 
     def _check_return_std(self, return_std):
-        """``return_std=True`` (the spread of the MC-dropout passes) needs passes to spread."""
-        if return_std and self.mc_dropout < 2:
+        """``return_std=True`` needs passes to spread: the MC-dropout passes or, without
+        MC dropout, an ensemble's members."""
+        if return_std and self.mc_dropout < 2 and not self._spread_from_members(return_std):
             raise ValueError(
                 f"return_std=True needs mc_dropout >= 2 (stochastic passes with dropout "
-                f"active); got mc_dropout={self.mc_dropout}."
+                f"active) or a network fitted with n_members >= 2 (the members' spread); "
+                f"got mc_dropout={self.mc_dropout}."
             )
 
     def _predict_raw_passes(self, X):

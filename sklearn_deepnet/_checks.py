@@ -103,7 +103,12 @@ DEPENDENT_PARAMS = [
      "numeric_embedding='periodic'"),
     ("n_bins", lambda est: est.numeric_embedding == "piecewise_linear",
      "numeric_embedding='piecewise_linear'"),
+    ("ensemble_sharing", lambda est: est.n_members > 1, "n_members > 1"),
 ]
+
+
+# architecture parameters added after models were pickled, at their defaults
+_ARCHITECTURE_DEFAULTS = {"n_members": 1, "ensemble_sharing": "mini"}
 
 
 def _same_setting(fitted, value):
@@ -209,6 +214,7 @@ class ParameterChecks:
                 )
         self._check_schedule()
         check_reuse_params(self, len(sizes), continuing)
+        self._check_ensemble_params()
         return [int(s) for s in sizes], decay
 
     def _check_schedule(self):
@@ -382,7 +388,10 @@ class ParameterChecks:
 
     def _check_same_architecture(self, incremental):
         fitted, now = dict(self._fitted_architecture), self._architecture()
-        # (a model fitted before embeddings existed had none)
+        # (a model pickled before n_members existed is a single network, one
+        # fitted before embeddings existed had none)
+        for k, v in _ARCHITECTURE_DEFAULTS.items():
+            fitted.setdefault(k, v)
         fitted_embedding = getattr(self, "_fitted_embedding_params", {"numeric_embedding": None})
         embedding = self._embedding_params()
         if fitted_embedding["numeric_embedding"] is not None or (

@@ -101,7 +101,8 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         validation_fraction=0.1, warm_start=False, random_state=None, verbose=False,
         device="auto", n_threads=None, max_fun=15000, callbacks=None, mc_dropout=0,
         init_from=None, reuse_layers=None, freeze_layers=0, unfreeze_after=None,
-        pretrain=None, pretrain_epochs=10, diagnostics=False,
+        pretrain=None, pretrain_epochs=10, diagnostics=False, n_members=1,
+        ensemble_sharing="mini",
         class_weight=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -162,6 +163,8 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         self.pretrain = pretrain
         self.pretrain_epochs = pretrain_epochs
         self.diagnostics = diagnostics
+        self.n_members = n_members
+        self.ensemble_sharing = ensemble_sharing
         self.class_weight = class_weight
 
     @fit_context(prefer_skip_nested_validation=True)
@@ -430,6 +433,9 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         return PerSampleLoss(classification_loss("multiclass" if multiclass else "binary"),
                              class_indices=multiclass)
 
+    def _member_combine(self):
+        return "softmax" if self.out_activation_ == "softmax" else "sigmoid"
+
     def _labels_from_raw(self, raw):
         if self._multilabel:
             return (raw > 0).astype(np.int64)
@@ -483,7 +489,9 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
             Also return the standard deviation of each probability over the
             ``mc_dropout`` passes (Monte Carlo dropout's uncertainty, the
             chapter's ``y_probas.std(axis=0)``); needs ``mc_dropout >= 2`` and
-            a network fitted with ``dropout > 0``.
+            a network fitted with ``dropout > 0``. Without MC dropout, a network
+            fitted with ``n_members > 1`` gives the standard deviation of its
+            members' probabilities.
 
         Returns
         -------
@@ -493,11 +501,17 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
             0: a probability below the smallest normal float64 (a logit gap
             beyond ~708) is reported as that number, so that its logarithm
             stays finite like :meth:`predict_log_proba`. With ``mc_dropout``,
-            the mean over that many passes with dropout active.
+            the mean over that many passes with dropout active; with
+            ``n_members > 1``, the mean of the members' probabilities.
         proba_std : ndarray of shape (n_samples, n_classes)
-            Only with ``return_std=True``: the passes' standard deviation.
+            Only with ``return_std=True``: the passes' (or members') standard
+            deviation.
         """
         self._check_return_std(return_std)
+        if self._spread_from_members(return_std):  # an ensemble's members
+            members = self._member_raw(X).astype(np.float64)
+            proba = self.predict_proba(X)
+            return proba, np.stack([self._proba_from_raw(raw) for raw in members]).std(axis=0)
         passes = self._predict_raw_passes(X).astype(np.float64)
         if len(passes) == 1:  # (the mean of one pass is that pass: skip the stack)
             proba = self._proba_from_raw(passes[0])

@@ -306,6 +306,33 @@ SHARED_PARAMETERS = f"""\
         prediction depends on the rows predicted with it. ``0``: one
         deterministic pass.
 
+    n_members : int, default=1
+        Efficient ensemble (TabM, Gorishniy et al. 2024): ``n_members``
+        networks that share most of their weights, trained together as one
+        network, each member on its own loss (the fit minimizes the mean of
+        the members' losses). Predictions average the members' predictions
+        (probabilities for the classifier; the mean for the regressor,
+        through the inverse link with ``loss="poisson"``), and
+        ``return_std=True`` gives their standard deviation over the members
+        (unless ``mc_dropout`` asks for MC-dropout passes). Each training row
+        runs once per member, so a step costs about ``n_members`` times the
+        hidden layers' work. ``1``: a single network, exactly as without
+        this parameter. Not with ``init_from``, ``pretrain`` or
+        ``kernel_initializer="sklearn"``.
+
+    ensemble_sharing : {"mini", "batch"}, default="mini"
+        What the members of ``n_members > 1`` share. ``"mini"`` (TabM-mini):
+        every hidden layer; each member has its own multiplicative adapter on
+        the (normalized) inputs, initialized with random signs, and its own
+        output layer. ``"batch"`` (TabM, BatchEnsemble): each hidden layer's
+        weight matrix ``W``; every member ``m`` computes ``s_m * (W (r_m *
+        x)) + b_m`` with its own ``r_m``, ``s_m`` and ``b_m`` (``r`` of the
+        first layer with random signs, the others and ``s`` ones, ``b``
+        zeros; no ``b_m`` with ``batch_norm="before"``), and its own output
+        layer. ``max_norm`` constrains the shared ``W``; ``alpha`` penalizes
+        the shared and the output weights, not the adapters. No effect with
+        ``n_members=1``.
+
     init_from : DeepMLPClassifier, DeepMLPRegressor, FrozenEstimator or None, \
 default=None
         Transfer learning: a fitted estimator (of either kind) whose lower
@@ -409,11 +436,16 @@ SHARED_ATTRIBUTES = """\
 
     coefs_ : list of ndarray
         ``coefs_[i]`` is the weight matrix of linear layer ``i``, shape
-        ``(n_in, n_out)`` as in ``MLPClassifier`` (float32 copies).
+        ``(n_in, n_out)`` as in ``MLPClassifier`` (float32 copies); with
+        ``n_members > 1`` the last one is ``(n_members, n_in, n_out)`` (each
+        member's output layer; the shared hidden weights are the others, the
+        members' adapters are in ``module_``).
 
     intercepts_ : list of ndarray
         Bias vector of each linear layer (zeros where BatchNorm before the
-        activation replaces the bias).
+        activation replaces the bias, or where ``ensemble_sharing="batch"``
+        moves it into the members' ``b_m``); with ``n_members > 1`` the last
+        one is ``(n_members, n_out)``.
 
     loss_curve_ : list of float
         Training loss (with penalty) of every epoch. With ``solver="lbfgs"``

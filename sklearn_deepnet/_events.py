@@ -33,6 +33,7 @@ from skorch.callbacks import Callback, LRScheduler
 from skorch.callbacks.scoring import ScoringBase
 from skorch.dataset import Dataset
 
+from ._engine.ensemble import MemberLoss, members_combined
 from ._engine.inference import predict_raw
 from ._engine.losses import binary_log_loss, loss_function, multiclass_log_loss, poisson
 
@@ -71,6 +72,7 @@ def output_kind(net):
     """``"multiclass"``, ``"binary"``, ``"multilabel"`` or ``"regression"``: what
     the trainer's outputs are, read off its criterion and output width."""
     fn = loss_function(getattr(net, "criterion_", None))
+    fn = fn.base if isinstance(fn, MemberLoss) else fn  # an ensemble's per-member loss
     if fn is multiclass_log_loss:
         return "multiclass"
     if fn is binary_log_loss:
@@ -120,6 +122,8 @@ class BatchEvents:
         else:
             self.losses.append(loss.detach())
         history.record_batch("train_batch_size", len(xb))
+        if outputs is not None:  # an ensemble's members: their combination, as predicted
+            outputs = members_combined(self.net.module_, outputs)
         extra = {"y_pred": outputs} if self.wants_outputs else {}
         self.net.notify("on_batch_end", batch=self.batch, training=True, loss=loss, **extra)
         self.batch = None

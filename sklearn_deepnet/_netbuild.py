@@ -100,7 +100,7 @@ class BuildsNetwork:
             self, module, n_features=n_features, pretraining=pretraining,
             trainer=trainer, seed=pretrain_seed,
         )
-        net = TrainingNet(module, self._per_sample_loss(), **settings).initialize()
+        net = TrainingNet(module, self._training_loss(module), **settings).initialize()
         net.schedule = self.learning_rate
         return net
 
@@ -115,7 +115,7 @@ class BuildsNetwork:
         old_state = optimizer_state_dict(net.optimizer_) if keep_optimizer and moved else None
         for name, value in settings.items():
             setattr(net, name, value)
-        net.criterion = self._per_sample_loss()
+        net.criterion = self._training_loss(net.module_)
         net.initialize_callbacks()
         net.initialize_criterion()
         if moved:

@@ -49,7 +49,8 @@ _ADDED_PARAMS = {"power_t": 0.5, "nesterovs_momentum": True, "max_fun": 15000, "
                  "lr_factor": 0.5, "lr_patience": 5,
                  "init_from": None, "reuse_layers": None, "freeze_layers": 0,
                  "unfreeze_after": None, "pretrain": None, "pretrain_epochs": 10,
-                 "diagnostics": False, "numeric_embedding": None, "numeric_features": "auto",
+                 "diagnostics": False, "n_members": 1, "ensemble_sharing": "mini",
+                 "numeric_embedding": None, "numeric_features": "auto",
                  "embedding_size": 16, "n_frequencies": 48, "frequency_scale": 0.01,
                  "n_bins": 48}
 
@@ -357,9 +358,10 @@ class PersistsState:
             net_state["attrs"].setdefault("schedule", state["learning_rate"])
         super().__setstate__(state)
         if net_state is not None:
-            n_outputs = len(net_state["module"]["output.linear.bias"])
+            # (an ensemble's output bias is (n_members, n_outputs))
+            n_outputs = net_state["module"]["output.linear.bias"].shape[-1]
             # building the module draws weights
             with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
                 module = self._empty_module(n_outputs)
-            self.net_ = net_from_state(net_state, module, self._per_sample_loss())
+            self.net_ = net_from_state(net_state, module, self._training_loss(module))
             self.history_ = self.net_.history

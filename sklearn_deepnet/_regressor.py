@@ -87,7 +87,8 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
         validation_fraction=0.1, warm_start=False, random_state=None, verbose=False,
         device="auto", n_threads=None, max_fun=15000, callbacks=None, mc_dropout=0,
         init_from=None, reuse_layers=None, freeze_layers=0, unfreeze_after=None,
-        pretrain=None, pretrain_epochs=10, diagnostics=False,
+        pretrain=None, pretrain_epochs=10, diagnostics=False, n_members=1,
+        ensemble_sharing="mini",
         loss="squared_error", huber_delta=1.0,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -148,6 +149,8 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
         self.pretrain = pretrain
         self.pretrain_epochs = pretrain_epochs
         self.diagnostics = diagnostics
+        self.n_members = n_members
+        self.ensemble_sharing = ensemble_sharing
         self.loss = loss
         self.huber_delta = huber_delta
 
@@ -308,6 +311,9 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
         pred = pred.astype(self._output_dtype, copy=False)  # float32 for float32 training X
         return pred.ravel() if self._y_ndim == 1 else pred
 
+    def _member_combine(self):
+        return "exp" if self.out_activation_ == "exp" else "identity"
+
     def _score_raw(self, raw, y_model, sample_weight):
         pred = REGRESSION_LOSSES[self.loss].inverse_link(raw.astype(np.float64))
         return r2_score(y_model, pred, sample_weight=sample_weight)
@@ -324,16 +330,22 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
             Also return the standard deviation of the ``mc_dropout`` passes'
             predictions (Monte Carlo dropout's uncertainty); needs
             ``mc_dropout >= 2`` and a network fitted with ``dropout > 0``.
+            Without MC dropout, a network fitted with ``n_members > 1`` gives
+            the standard deviation of its members' predictions.
 
         Returns
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_targets)
             Predictions, with the dimensionality of the ``y`` seen in fit;
-            with ``mc_dropout``, the mean over the passes.
+            with ``mc_dropout``, the mean over the passes; with ``n_members >
+            1``, the mean of the members' predictions.
         y_std : ndarray of the same shape
             Only with ``return_std=True``.
         """
         self._check_return_std(return_std)
+        if self._spread_from_members(return_std):  # an ensemble's members
+            members = np.stack([self._predict_from_raw(raw) for raw in self._member_raw(X)])
+            return self.predict(X), members.std(axis=0).astype(self._output_dtype, copy=False)
         passes = np.stack([self._predict_from_raw(raw) for raw in self._predict_raw_passes(X)])
         mean = passes.mean(axis=0).astype(self._output_dtype, copy=False)
         if return_std:

@@ -32,7 +32,11 @@ of a network :func:`~._engine.module.plan_blocker` finds unchanged:
   map next to an affine map: exact up to rounding);
 - ``activation``: one row of :data:`ONNX_ACTIVATIONS` per module type of the
   activation table (a test checks every row has one);
-- ``dropout`` / ``alpha_dropout``: nothing (the identity in evaluation).
+- ``dropout`` / ``alpha_dropout``: nothing (the identity in evaluation);
+- an ensemble's ops (``n_members > 1``): ``Tile``/``Reshape`` (split),
+  ``Mul``/``Add`` on the ``(n, k, d)`` view (member scales), ``MatMul`` of the
+  ``(k, n, in)`` view (the members' output layers) and the combination
+  (``LogSoftmax``, ``ReduceLogSumExp``, ``ReduceMean``).
 
 ``mc_dropout > 0`` (stochastic passes) has no ONNX form and is refused.
 """
@@ -220,8 +224,19 @@ def _network(g, x, module):
             linear = None
         return x
 
+    def settle(x):  # everything pending emitted: for the ops nothing folds into
+        nonlocal pending_in
+        x = flush(x)
+        if pending_in is not None:
+            x = g.node("Add", [g.node("Mul", [x, g.const(pending_in[0])]),
+                               g.const(pending_in[1])])
+            pending_in = None
+        return x
+
     for op, layer in module.planned_modules():
-        if op.kind == "linear":
+        if op.kind.startswith("member_"):  # an ensemble's (see _members below)
+            x = _member_op(g, settle(x), op, layer)
+        elif op.kind == "linear":
             x = flush(x)
             w = layer.weight.detach().cpu().double().numpy()
             b = (np.zeros(len(w)) if layer.bias is None
@@ -242,12 +257,8 @@ def _network(g, x, module):
             else:
                 pending_in = (scale, shift)
         elif op.kind == "activation":
-            x = flush(x)
-            if pending_in is not None:  # (not in any plan compile_plan builds)
-                x = g.node("Add", [g.node("Mul", [x, g.const(pending_in[0])]),
-                                   g.const(pending_in[1])])
-                pending_in = None
-            x = ONNX_ACTIVATIONS[type(layer)](g, x, layer)
+            # (a BatchNorm pending here: after an ensemble's member scale)
+            x = ONNX_ACTIVATIONS[type(layer)](g, settle(x), layer)
         elif op.kind.endswith("_embedding"):  # the first op: nothing pending
             x = _embedding(g, x, layer)
         # dropout, alpha_dropout: the identity in evaluation mode
@@ -290,6 +301,55 @@ def _int64_const(g, values):
     out = g.scope.get_unique_variable_name("index")
     g.container.add_initializer(out, TensorProto.INT64, list(value.shape), from_array(value))
     return out
+# ------------------------------------------------ an ensemble's ops (TabM)
+def _member_op(g, x, op, layer):
+    """Emit one member op (:mod:`._engine.ensemble`): rows ``i*k+m`` are row
+    ``i``'s members; ``member_linear`` leaves ``(n, k, out)`` for ``member_mean``."""
+    k = layer.n_members
+    if op.kind == "member_split":  # [x_i, x_i, ...] per row, then one row per member
+        tiled = g.node("Tile", [x, _shape(g, [1, k])])
+        return g.node("Reshape", [tiled, _shape(g, [-1, op.n_in])])
+    if op.kind == "member_scale":
+        out = g.node("Mul", [g.node("Reshape", [x, _shape(g, [-1, k, op.n_in])]),
+                             g.const(layer.weight.detach().cpu().double().numpy())])
+        if layer.bias is not None:
+            out = g.node("Add", [out, g.const(layer.bias.detach().cpu().double().numpy())])
+        return g.node("Reshape", [out, _shape(g, [-1, op.n_in])])
+    if op.kind == "member_linear":  # (k, n, in) @ (k, in, out) + (k, 1, out)
+        xk = g.node("Transpose", g.node("Reshape", [x, _shape(g, [-1, k, op.n_in])]),
+                    perm=[1, 0, 2])
+        w = layer.weight.detach().cpu().double().numpy().transpose(0, 2, 1)
+        b = layer.bias.detach().cpu().double().numpy()[:, None, :]
+        out = g.node("Add", [g.node("MatMul", [xk, g.const(w, "coefficient")]),
+                             g.const(b, "intercepts")])
+        return g.node("Transpose", out, perm=[1, 0, 2])
+    return _member_mean(g, x, k, layer.combine)
+
+
+def _reduce(g, op_type, x):
+    """``op_type`` (a Reduce*) over the members' axis 1, dropped (axes: an input from
+    opset 18 on)."""
+    if g.opset >= 18:
+        return g.node(op_type, [x, _shape(g, [1])], keepdims=0)
+    return g.node(op_type, x, axes=[1], keepdims=0)
+
+
+def _member_mean(g, z, k, rule):
+    """The members' combination (:data:`~._engine.ensemble.COMBINE_RULES`) of ``z``,
+    ``(n, k, out)``: one raw output ``(n, out)``."""
+    if rule == "identity":
+        return _reduce(g, "ReduceMean", z)
+
+    def log_mean_exp(t):
+        return g.node("Sub", [_reduce(g, "ReduceLogSumExp", t), g.const(math.log(k))])
+
+    if rule == "softmax":
+        return log_mean_exp(g.node("LogSoftmax", z, axis=2))
+    if rule == "exp":
+        return log_mean_exp(z)
+    # sigmoid: log p - log(1 - p), log_sigmoid(z) = -softplus(-z)
+    return g.node("Sub", [log_mean_exp(g.node("Neg", g.softplus(g.node("Neg", z)))),
+                          log_mean_exp(g.node("Neg", g.softplus(z)))])
 
 
 def _start(scope, operator, container):

@@ -4,7 +4,8 @@ Run on the default configuration (exactly ``DeepMLPClassifier()`` and
 ``DeepMLPRegressor()``) and on realistic ones: small quick nets; the chapter's
 toolbox (ELU, BatchNorm, dropout, max-norm, Nadam); SELU with alpha dropout;
 BatchNorm after the activation with dropout 0.3 and momentum; max-norm with
-RMSProp; L-BFGS; and an elastic-net penalty for wide sparse inputs.
+RMSProp; L-BFGS; an elastic-net penalty for wide sparse inputs; and an
+efficient ensemble of 4 members (TabM).
 """
 
 import pytest
@@ -49,6 +50,9 @@ _REALISTIC = [
          embedding_size=4, learning_rate_init=1e-2, max_iter=100),
     dict(hidden_layer_sizes=(32,), numeric_embedding="periodic", frequency_scale=0.3,
          embedding_size=4, n_frequencies=8, learning_rate_init=1e-2, max_iter=100),
+    # an efficient ensemble (TabM, BatchEnsemble sharing) with BatchNorm and dropout
+    dict(hidden_layer_sizes=(32, 32), n_members=4, ensemble_sharing="batch",
+         batch_norm="after", dropout=0.1, learning_rate_init=1e-2, max_iter=100),
 ]
 
 ESTIMATORS = [

@@ -24,21 +24,20 @@ def _net(activation="relu", widths=(64, 33), n_outputs=3, seed=0, **kwargs):
     return net
 
 
-def _assert_batch_invariant(net, n_threads, n=1000):
+def _assert_batch_invariant(net, n_threads, n=1000, members=False):
     X = np.random.default_rng(0).normal(size=(n, 20)).astype(np.float32)
     before = torch.get_num_threads()
     torch.set_num_threads(n_threads)
+    kw = dict(n_threads=n_threads, members=members)
     try:
-        full = predict_raw(net, X, "cpu", n_threads=n_threads)
+        full = predict_raw(net, X, "cpu", **kw)
         for size in (1, 3, 7, 13, 64, 100, 999):
-            pieces = np.vstack([predict_raw(net, X[i : i + size], "cpu", n_threads=n_threads)
+            pieces = np.vstack([predict_raw(net, X[i : i + size], "cpu", **kw)
                                 for i in range(0, n, size)])
             np.testing.assert_array_equal(pieces, full, err_msg=f"chunks of {size}")
-        np.testing.assert_array_equal(
-            predict_raw(net, X, "cpu", batch_size=13, n_threads=n_threads), full)
+        np.testing.assert_array_equal(predict_raw(net, X, "cpu", batch_size=13, **kw), full)
         perm = np.random.default_rng(1).permutation(n)[:517]
-        np.testing.assert_array_equal(predict_raw(net, X[perm], "cpu", n_threads=n_threads),
-                                      full[perm])
+        np.testing.assert_array_equal(predict_raw(net, X[perm], "cpu", **kw), full[perm])
     finally:
         torch.set_num_threads(before)
     return X, full
@@ -69,6 +68,66 @@ def test_predictions_are_batch_invariant_with_batch_norm_and_dropout(kwargs, n_o
     with torch.no_grad():
         np.testing.assert_allclose(net.eval()(torch.from_numpy(X)).numpy(), full,
                                    rtol=1e-5, atol=1e-5)
+
+
+_ENSEMBLES = [
+    dict(ensemble_sharing="mini", member_combine="softmax", activation="elu"),
+    dict(ensemble_sharing="batch", member_combine="softmax", batch_norm="after", dropout=0.2),
+    dict(ensemble_sharing="batch", member_combine="sigmoid", activation="gelu",
+         batch_norm="before", batch_norm_input=True),
+    dict(ensemble_sharing="mini", member_combine="identity", activation="selu", dropout=0.1),
+    dict(ensemble_sharing="batch", member_combine="exp", activation="swish"),
+]
+
+
+@pytest.mark.parametrize("kwargs", _ENSEMBLES, ids=str)
+@pytest.mark.parametrize("n_threads", [1, 3])
+def test_ensemble_predictions_are_batch_invariant(kwargs, n_threads):
+    # Efficient ensembles (TabM): the combined output and each member's, both
+    # bit-identical whatever the batch, and what the module computes.
+    net = _net(widths=(100, 37), n_members=4, **kwargs)
+    X, full = _assert_batch_invariant(net, n_threads)
+    _, members = _assert_batch_invariant(net, n_threads, members=True)
+    assert full.shape == (1000, 3) and members.shape == (1000, 12)
+    with torch.no_grad():
+        np.testing.assert_allclose(net.eval()(torch.from_numpy(X)).numpy(), full,
+                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(net.forward_members(torch.from_numpy(X)).numpy(), members,
+                                   rtol=1e-5, atol=1e-5)
+    net.train()
+    assert predict_raw(net, X[:0], "cpu", members=True).shape == (0, 12)
+
+
+def test_ensemble_combination_is_read_from_the_module():
+    # Like the other settings, the combining rule comes from the module (and a
+    # change of it is a change of the plan cache's layout).
+    net = _net(n_members=3, member_combine="softmax")
+    X = np.random.default_rng(0).normal(size=(10, 20)).astype(np.float32)
+    first = predict_raw(net, X, "cpu")
+    net.output.combine.combine = "identity"
+    with torch.no_grad():
+        expected = net.eval()(torch.from_numpy(X)).numpy()
+    net.train()
+    np.testing.assert_allclose(predict_raw(net, X, "cpu"), expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(first, expected)
+
+
+def test_ensemble_with_a_user_activation_runs_its_modules():
+    class Noisy(torch.nn.Module):  # differs between train and eval mode
+        def forward(self, x):
+            return x + 1.0 if self.training else x
+
+    net = _net(Noisy, n_members=3, ensemble_sharing="batch", member_combine="softmax")
+    X = np.random.default_rng(0).normal(size=(10, 20)).astype(np.float32)
+    with torch.no_grad():
+        net.eval()
+        expected = net(torch.from_numpy(X)).numpy()
+        members = net.forward_members(torch.from_numpy(X)).numpy()
+    net.train()
+    np.testing.assert_allclose(predict_raw(net, X, "cpu"), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(predict_raw(net, X, "cpu", members=True), members, rtol=1e-5,
+                               atol=1e-5)
+    assert net.training
 
 
 def test_linear_model_and_one_row():

@@ -215,3 +215,15 @@ def test_pipeline_column_transformer_and_search():
     _fit(search, df, y)
     model = search.best_estimator_[-1]
     assert model.numeric_features_.tolist() == [0, 1]  # the one-hot columns pass through
+
+
+@pytest.mark.parametrize("sharing", ["mini", "batch"])
+def test_embedding_with_an_ensemble(mixed, sharing):
+    X, y = mixed
+    clf = _fit(DeepMLPClassifier(**FAST, numeric_embedding="piecewise_linear", n_members=3,
+                                 ensemble_sharing=sharing), X, y)
+    assert clf.engine_ == "cpu-manual", clf.engine_reason_
+    proba, std = clf.predict_proba(X, return_std=True)
+    assert proba.shape == std.shape == (300, 2) and (std > 0).any()
+    one = np.vstack([clf.predict_proba(X[i:i + 1]) for i in range(10)])
+    np.testing.assert_array_equal(one, clf.predict_proba(X)[:10])

@@ -102,6 +102,7 @@ def test_gelu_tanh_approximation(data):
     dict(numeric_embedding="periodic", frequency_scale=0.5, batch_norm_input=True),
     dict(numeric_embedding="piecewise_linear", n_bins=8, batch_norm="after"),
     dict(numeric_embedding="piecewise_linear", numeric_features=[0, 3, 4]),
+    dict(numeric_embedding="periodic", n_members=3, ensemble_sharing="batch"),
 ])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_layers_match_predict(data, kwargs, dtype):
@@ -110,6 +111,41 @@ def test_layers_match_predict(data, kwargs, dtype):
     onx = to_onnx(est, X[:1].astype(dtype), options={"zipmap": False})
     assert {"BatchNormalization", "Dropout"}.isdisjoint(n.op_type for n in onx.graph.node)
     _check_classifier(est, X, dtype)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(ensemble_sharing="mini"),
+    dict(ensemble_sharing="mini", batch_norm="after", batch_norm_input=True, dropout=0.1),
+    dict(ensemble_sharing="batch"),
+    dict(ensemble_sharing="batch", batch_norm="before", batch_norm_input=True),
+], ids=str)
+@pytest.mark.parametrize("target", ["multiclass", "binary", "multilabel"])
+@pytest.mark.parametrize("opset", [17, 18])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ensembles_match_predict(data, kwargs, target, opset, dtype):
+    # Efficient ensembles (TabM): split, member scales, the members' output
+    # layers and their combination (softmax or sigmoid), Reduce* axes by opset.
+    X, y = data
+    y = {"multiclass": y, "binary": y == 1,
+         "multilabel": np.column_stack([y == 0, y == 1]).astype(int)}[target]
+    est = _fit(DeepMLPClassifier(n_members=3, **{**FAST, **kwargs}), X, y)
+    onx = to_onnx(est, X[:1].astype(dtype), options={"zipmap": False}, target_opset=opset)
+    assert {"Tile", "MatMul"} <= {n.op_type for n in onx.graph.node}
+    label, proba = _run(onx, X.astype(dtype))
+    np.testing.assert_array_equal(label, est.predict(X))
+    np.testing.assert_allclose(proba, est.predict_proba(X), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("loss", ["squared_error", "poisson"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ensemble_regressor(loss, dtype):
+    X, y = make_regression(n_samples=200, n_features=8, n_targets=2, random_state=0)
+    y = (y - y.mean()) / y.std()
+    y = np.exp(y / 3) if loss == "poisson" else y
+    est = _fit(DeepMLPRegressor(loss=loss, n_members=3, ensemble_sharing="batch", **FAST),
+               X, y)
+    (pred,) = _run(to_onnx(est, X[:1].astype(dtype)), X.astype(dtype))
+    np.testing.assert_allclose(pred, est.predict(X), rtol=1e-5, atol=1e-5)
 
 
 def test_string_labels_binary_and_zipmap(data):

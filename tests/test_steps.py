@@ -316,6 +316,21 @@ def test_embedding_runner_gradients_equal_autograd(kind):
         torch.testing.assert_close(p.grad, expected[k], msg=k)
 
 
+@pytest.mark.parametrize("sharing", ["mini", "batch"])
+@pytest.mark.parametrize("kind", ["periodic", "piecewise_linear"])
+def test_embedding_below_an_ensemble_matches_eager(kind, sharing):
+    from sklearn_deepnet._engine.ensemble import member_loss
+
+    X, y, w = _problem(multiclass_log_loss)
+    torch.manual_seed(12)
+    module = MLP(7, [8, 6], 3, embedding=_embedding_spec(kind, X), n_members=3,
+                 ensemble_sharing=sharing, member_combine="softmax", batch_norm_input=True,
+                 dropout=0.1).initialize_()
+    loss = member_loss(multiclass_log_loss, 3, 3)
+    assert manual_blockers(module, loss, "cpu") is None
+    _assert_same(*_pair(module, loss, "sgd", _batches(X, y, w), alpha=0.05))
+
+
 def test_frozen_layers_freeze_the_embedding():
     X, y, w = _problem(multiclass_log_loss)
     torch.manual_seed(8)
@@ -329,6 +344,69 @@ def test_frozen_layers_freeze_the_embedding():
             assert torch.equal(value, before[key]), key
         elif key.startswith("hidden.1.linear"):
             assert not torch.equal(value, before[key]), key
+# An ensemble's combining rule per loss (the output activation it averages).
+_COMBINE = {multiclass_log_loss: "softmax", binary_log_loss: "sigmoid",
+            squared_error: "identity"}
+
+
+@pytest.mark.parametrize("layout", [{}, *_layouts()], ids=str)
+@pytest.mark.parametrize("sharing", ["mini", "batch"])
+@pytest.mark.parametrize("loss", LOSSES, ids=lambda f: f.__name__)
+def test_every_ensemble_layout_matches_eager(loss, sharing, layout):
+    # Efficient ensembles (TabM): the member ops' runners and the per-member
+    # loss's output gradient against autograd, in every layout of the plan,
+    # with the penalty (the per-member output layers' included).
+    from sklearn_deepnet._engine.ensemble import member_loss
+
+    X, y, w = _problem(loss)
+    torch.manual_seed(10)
+    module = MLP(7, [10, 6], 3, activation="elu", n_members=4, ensemble_sharing=sharing,
+                 member_combine=_COMBINE[loss], **layout).initialize_()
+    kinds = {op.kind for _, op in module.plan.ops()}
+    assert {"member_split", "member_linear", "member_mean", "member_scale"} <= kinds
+    per_member = member_loss(loss, 4, 3)
+    assert manual_blockers(module, per_member, "cpu") is None
+    skip, solver = (), "adam"
+    if layout.get("batch_norm") == "before" and layout.get("batch_norm_input"):
+        # (see above; Adam's steps in the sign of that noise reach the adapter too)
+        skip, solver = ("input_norm.bias", "hidden.0.batch_norm.running_mean"), "sgd"
+    m1, m2, l1, l2 = _pair(module, per_member, solver, _batches(X, y, w), alpha=0.05,
+                           l1_ratio=0.2)
+    _assert_same(m1, m2, l1, l2, skip)
+    changed = [k for k, v in m1.state_dict().items()
+               if "weight" in k and not torch.equal(v, module.state_dict()[k])]
+    assert any(k.startswith("members.") or ".scale_" in k for k in changed)
+    assert "output.linear.weight" in changed
+
+
+@pytest.mark.parametrize("sharing", ["mini", "batch"])
+def test_ensemble_frozen_layers_match_eager(sharing):
+    # Freezing the lowest layers freezes the ensemble's input adapter with them.
+    from sklearn_deepnet._engine.ensemble import member_loss
+
+    X, y, w = _problem(multiclass_log_loss)
+    torch.manual_seed(11)
+    module = MLP(7, [8, 8], 3, n_members=3, ensemble_sharing=sharing, dropout=0.2,
+                 batch_norm="after", member_combine="softmax").initialize_()
+    module.freeze_(1)
+    module.train()
+    loss = member_loss(multiclass_log_loss, 3, 3)
+    assert manual_blockers(module, loss, "cpu") is None
+    before = copy.deepcopy(module.state_dict())
+    m1, m2, l1, l2 = _pair(module, loss, "momentum", _batches(X, y, w))
+    _assert_same(m1, m2, l1, l2)
+    for key, value in m2.state_dict().items():
+        if key.startswith(("members.", "hidden.0.")):
+            assert torch.equal(value, before[key]), key
+
+
+def test_ensemble_combination_in_evaluation_mode_takes_the_eager_step():
+    from sklearn_deepnet._engine.ensemble import member_loss
+
+    module = MLP(4, [5], 2, n_members=2, member_combine="softmax")
+    module.output.combine.eval()
+    reason = manual_blockers(module, member_loss(multiclass_log_loss, 2, 2), "cpu")
+    assert reason == "the members' combination is in evaluation mode"
 
 
 def test_every_layer_kind_has_a_runner_and_every_runner_a_kind():

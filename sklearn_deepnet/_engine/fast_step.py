@@ -29,6 +29,7 @@ from torch import nn
 
 from .activations import activation_row, backward_function, backward_kernel
 from .embeddings import EMBEDDINGS, PeriodicEmbedding
+from .ensemble import MemberLoss
 from .kernels import (
     batch_norm_functions,
     batch_norm_kernels_usable,
@@ -82,6 +83,31 @@ OUTPUT_GRADIENTS = {
 }
 
 
+class _MemberOutputGrad:
+    """The output gradient of a :class:`~.ensemble.MemberLoss`: the base loss's on
+    the ``(n*k, n_outputs)`` view (targets repeated per member), divided by ``k``."""
+
+    __slots__ = ("base", "k", "n_outputs")
+
+    def __init__(self, base, k, n_outputs):
+        self.base, self.k, self.n_outputs = base, k, n_outputs
+
+    def __call__(self, z, yb):
+        n, k = len(z), self.k
+        losses, g = self.base(z.reshape(n * k, self.n_outputs), yb.repeat_interleave(k, dim=0))
+        return losses.view(n, k).mean(dim=1), g.div_(k).view(n, k * self.n_outputs)
+
+
+def output_gradient(per_sample_loss):
+    """``output_grad(z, y)`` of ``per_sample_loss`` (see :data:`OUTPUT_GRADIENTS`),
+    or ``None`` when the step has none."""
+    fn = loss_function(per_sample_loss)
+    if isinstance(fn, MemberLoss):
+        base = OUTPUT_GRADIENTS.get(fn.base)
+        return None if base is None else _MemberOutputGrad(base, fn.n_members, fn.n_outputs)
+    return OUTPUT_GRADIENTS.get(fn)
+
+
 _LAYOUT_ATTRS = ("p", "inplace", "negative_slope", "alpha", "approximate", "momentum", "eps",
                  "affine", "track_running_stats", "training")
 
@@ -121,8 +147,11 @@ def manual_blockers(module, per_sample_loss, device):
     for op, m in module.planned_modules():
         if op.kind == "activation" and activation_row(m).backward is None:
             return f"activation {type(m).__name__} (no hand-written forward and backward)"
-    if loss_function(per_sample_loss) not in OUTPUT_GRADIENTS:
+    if output_gradient(per_sample_loss) is None:
         return "loss"
+    for op, m in module.planned_modules():
+        if op.kind == "member_mean" and not m.training:
+            return "the members' combination is in evaluation mode"
     frozen = {id(p) for m in module.frozen_modules() for p in m.parameters()}
     if any(not p.requires_grad and id(p) not in frozen for p in module.parameters()):
         return "parameters with requires_grad=False outside the frozen layers"
@@ -339,11 +368,100 @@ class _EmbeddingRun:
 
 
 _TWO_PI = 2 * math.pi
+# --- an ensemble's ops (see .ensemble): rows i*k .. i*k+k-1 are row i's members
+
+
+class _MemberSplitRun:
+    """Each row once per member; its backward sums the members' gradients."""
+
+    __slots__ = ("k",)
+
+    def __init__(self, module):
+        self.k = module.n_members
+
+    def forward(self, x):
+        return x.unsqueeze(1).expand(-1, self.k, -1).reshape(-1, x.shape[1]), None
+
+    def backward(self, g, saved, input_grad):
+        return g.view(-1, self.k, g.shape[1]).sum(dim=1) if input_grad else None
+
+
+class _MemberScaleRun:
+    """``x_m * w[m] (+ b[m])`` on the ``(n, k, d)`` view."""
+
+    __slots__ = ("k", "weight", "bias")
+
+    def __init__(self, module):
+        self.k, self.weight, self.bias = module.n_members, module.weight, module.bias
+
+    def forward(self, x):
+        xv = x.view(-1, self.k, x.shape[1])
+        out = xv * self.weight
+        if self.bias is not None:
+            out = out + self.bias
+        return out.view(x.shape), xv
+
+    def backward(self, g, xv, input_grad):
+        gv = g.view(xv.shape)
+        self.weight.grad = (gv * xv).sum(dim=0)
+        if self.bias is not None:
+            self.bias.grad = gv.sum(dim=0)
+        return (gv * self.weight).view(g.shape) if input_grad else None
+
+
+class _MemberLinearRun:
+    """Each member's output layer, ``baddbmm`` on the ``(k, n, in)`` view; its
+    backward adds the penalty's gradient like :class:`_LinearRun`."""
+
+    __slots__ = ("k", "weight", "weight_t", "bias", "bias_3d", "l1", "l2")
+
+    def __init__(self, module):
+        self.k, self.weight, self.bias = module.n_members, module.weight, module.bias
+        self.weight_t = module.weight.transpose(1, 2)  # views: in-place updates show through
+        self.bias_3d = module.bias.unsqueeze(1)
+        self.l1 = self.l2 = 0.0
+
+    def forward(self, a):
+        ak = a.view(-1, self.k, a.shape[1]).transpose(0, 1)  # (k, n, in)
+        out = torch.baddbmm(self.bias_3d, ak, self.weight_t)  # (k, n, out)
+        return out.transpose(0, 1).reshape(a.shape[0] // self.k, -1), ak
+
+    def backward(self, g, ak, input_grad):
+        w = self.weight
+        gk = g.view(g.shape[0], self.k, -1).transpose(0, 1)  # (k, n, out)
+        if self.l2 > 0:
+            w.grad = torch.baddbmm(w, gk.transpose(1, 2), ak, beta=self.l2)
+        else:
+            w.grad = torch.bmm(gk.transpose(1, 2), ak)
+        if self.l1 > 0:
+            w.grad.add_(torch.sign(w), alpha=self.l1)
+        self.bias.grad = gk.sum(dim=1)
+        if not input_grad:
+            return None
+        return torch.bmm(gk, w).transpose(0, 1).reshape(-1, ak.shape[2])
+
+
+class _MemberMeanRun:
+    """The identity in training (each member's outputs go to its own loss)."""
+
+    __slots__ = ()
+
+    def __init__(self, module):
+        pass
+
+    def forward(self, x):
+        return x, None
+
+    def backward(self, g, saved, input_grad):
+        return g
+
 
 #: op kind -> its runner (one entry per row of ``plan.LAYER_KINDS``)
 RUNNERS = {"linear": _LinearRun, "batch_norm": _NormRun, "activation": _ActivationRun,
            "dropout": _DropoutRun, "alpha_dropout": _DropoutRun,
-           **{f"{name}_embedding": _EmbeddingRun for name in EMBEDDINGS}}
+           **{f"{name}_embedding": _EmbeddingRun for name in EMBEDDINGS},
+           "member_split": _MemberSplitRun, "member_scale": _MemberScaleRun,
+           "member_linear": _MemberLinearRun, "member_mean": _MemberMeanRun}
 
 
 class _DirectFusedAdam:
@@ -453,14 +571,14 @@ class ManualStep:
         self.updater = Update(module, optimizer, self.reg, optimizer_step=self.optimizer_step)
         self.events = self.outputs = None  # (see steps.run_batches)
         self.runners = [RUNNERS[op.kind](m) for op, m in module.planned_modules()]
-        self.linears = [r for r in self.runners if isinstance(r, _LinearRun)]
+        self.linears = [r for r in self.runners if isinstance(r, _LinearRun | _MemberLinearRun)]
         # where the backward pass stops with n lower layers frozen: at the first
         # op of hidden layer n (n = 0: the first op, the input norm included)
         self.first_trainable = [0, *module.plan.block_starts[1:]]
         # BatchNorm1d counts its training-mode batches; one multi-tensor add per step
         self.counters = [(m, m.num_batches_tracked) for m in module.modules()
                          if isinstance(m, nn.BatchNorm1d)]
-        self.output_grad = OUTPUT_GRADIENTS[loss_function(per_sample_loss)]
+        self.output_grad = output_gradient(per_sample_loss)
         self.uniform_weights = uniform_weights
         self.direct_adam = None
         self.allow_direct_adam = True

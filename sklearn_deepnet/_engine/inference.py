@@ -45,6 +45,7 @@ from torch import nn
 
 from .activations import activation_row
 from .data import choose_num_threads, to_tensor, torch_threads
+from .ensemble import COMBINE_RULES, MemberLinear
 from .kernels import foreach_copy_, has_hooks
 from .module import MLP, plan_blocker, submodule
 from .plan_cache import cached
@@ -176,6 +177,67 @@ def _batch_norm(bn, width, refresh=None):
                    training=False, momentum=0.0, eps=bn.eps)
 
 
+def _pad_columns(t, size, refresh=None):
+    """``t`` (2-D) padded with zero columns to ``size`` columns (see :func:`_pad`)."""
+    if t.shape[1] == size:
+        return t
+    padded = t.new_zeros(t.shape[0], size)
+    padded[:, : t.shape[1]] = t
+    if refresh is not None:
+        refresh.append((padded[:, : t.shape[1]], t))
+    return padded
+
+
+# --- an ensemble's ops (see .ensemble): rows i*k .. i*k+k-1 are row i's members
+
+
+class _MemberSplit:
+    def __init__(self, k):
+        self.k = k
+
+    def __call__(self, x):
+        return x.unsqueeze(1).expand(-1, self.k, -1).reshape(-1, x.shape[1])
+
+
+class _MemberScale:
+    """``x_m * w[m] (+ b[m])`` on ``width`` columns (padded columns stay 0)."""
+
+    def __init__(self, scale, width, refresh=None):
+        self.k, self.width = scale.n_members, width
+        self.w = _pad_columns(scale.weight.detach(), width, refresh)
+        self.b = None if scale.bias is None else _pad_columns(scale.bias.detach(), width,
+                                                              refresh)
+
+    def __call__(self, x):  # (a product, then a sum: exactly rounded whatever the loop)
+        out = x.view(-1, self.k, self.width) * self.w
+        if self.b is not None:
+            out = out + self.b
+        return out.view(-1, self.width)
+
+
+class _MemberLinear:
+    """Each member's output layer as its own padded ``addmm`` (:class:`_Linear`):
+    batch-invariant like the single network's output layer."""
+
+    def __init__(self, linear, n_in, refresh=None):
+        self.k, self.n_in, self.n_out = linear.n_members, n_in, linear.out_features
+        width = max(self.n_out, _MIN_COLS)
+        self.members = [_Linear(_Weights(w, b), n_in, width, refresh)
+                        for w, b in zip(linear.weight, linear.bias, strict=True)]
+
+    def __call__(self, x):
+        xv = x.view(-1, self.k, self.n_in)
+        return torch.cat([lin(xv[:, m].contiguous())[:, : self.n_out]
+                          for m, lin in enumerate(self.members)], dim=1)
+
+
+class _Weights:
+    """One member's ``weight`` and ``bias`` as :class:`_Linear` reads a layer's."""
+
+    def __init__(self, weight, bias):
+        self.weight, self.bias = weight, bias
+
+
 def _plan(module, refresh=None):
     """The network as a list of plain operations, walking its layer plan.
 
@@ -204,12 +266,27 @@ def _plan(module, refresh=None):
         elif op.kind.endswith("_embedding"):  # row-wise, unpadded: read in place
             ops.append(layer.forward)
             n_in = width = op.n_out
+        elif op.kind == "member_split":  # (settings read from the modules, as above)
+            ops.append(_MemberSplit(layer.n_members))
+        elif op.kind == "member_scale":
+            ops.append(_MemberScale(layer, width, refresh))
+        elif op.kind == "member_linear":
+            ops.append(_MemberLinear(layer, n_in, refresh))
+        elif op.kind == "member_mean":  # (transcendental: on one thread)
+            ops.append(_one_chunk(partial(_combine, k=layer.n_members,
+                                          rule=COMBINE_RULES[layer.combine])))
         # dropout and alpha dropout: the identity in evaluation mode
     return ops, plan.n_outputs
 
 
-def _run_plan(plan, x):
+def _combine(x, k, rule):
+    return rule(x.view(x.shape[0], k, -1))
+
+
+def _run_plan(plan, x, members=False):
     ops, n_out = plan
+    if members:  # each member's outputs: the plan without its last op, the combination
+        ops, n_out = ops[:-1], n_out * members
     n = len(x)
     if n < _MIN_ROWS:  # padded once: every matrix product gets _MIN_ROWS rows
         x = torch.cat([x, x.new_zeros(_MIN_ROWS - n, x.shape[1])])
@@ -245,15 +322,19 @@ def _prepare(module):
     return (padded, plan, widths), refresh
 
 
-def _run_padded_modules(module, x):
-    """Unknown layers: the module's own layers in eval mode, matrix products padded."""
-    n = len(x)
+def _run_padded_modules(module, x, members=False):
+    """Unknown layers: the module's own layers in eval mode, matrix products padded
+    (with ``members``, without the members' combination)."""
     first = [module.embedding] if module.plan.embedding is not None else []
-    for layer in [*first, module.input_norm, *(c for b in module.hidden for c in b),
-                  *module.output]:
+    ensemble = [*module.members] if module.plan.members else []
+    output = [module.output.linear] if members else [*module.output]
+    for layer in [*first, module.input_norm, *ensemble, *(c for b in module.hidden for c in b),
+                  *output]:
         if isinstance(layer, nn.Linear):
             x = _Linear(layer, x.shape[1], max(layer.out_features, _MIN_COLS))(x)
-            x = x[:n, : layer.out_features]
+            x = x[:, : layer.out_features]  # (an ensemble's n * n_members rows)
+        elif isinstance(layer, MemberLinear):
+            x = _MemberLinear(layer, x.shape[1])(x)
         else:
             x = layer(x)
     return x
@@ -298,7 +379,8 @@ def weights_copy(module):
     return clone
 
 
-def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None):
+def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None,
+                members=False):
     """Raw network outputs for ``X`` in evaluation mode, as a float32 numpy array.
 
     No autograd, at most ``batch_size`` rows in flight, results written into
@@ -319,10 +401,15 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
     n_threads : int or None, default=None
         CPU threads; ``None`` picks by problem size. The caller's
         ``torch.get_num_threads()`` is restored.
+    members : bool, default=False
+        For an ensemble (an :class:`MLP` of ``n_members > 1``): each member's
+        raw outputs instead of their combination (as batch-invariant), member
+        ``m``'s in columns ``m*n_outputs ..``.
 
     Returns
     -------
     ndarray of shape (n_samples, n_outputs), float32
+        ``(n_samples, n_members * n_outputs)`` with ``members``.
     """
     device = torch.device(device)
     # On CPU an MLP runs as a plan of plain operations, or, when it is no longer
@@ -334,6 +421,8 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
     padded, plan, widths = False, None, []
     if device.type == "cpu" and isinstance(module, MLP):
         padded, plan, widths = cached(module, _prepare)
+    k = module.plan.n_members if members and isinstance(module, MLP) else 1
+    members = k > 1
     toggle = plan is None
     wanted = torch.get_num_threads()
     if device.type == "cpu":
@@ -354,9 +443,11 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
             with torch.inference_mode():
                 for start, chunk in _chunks(X, device, batch_size):
                     if plan is not None:
-                        res = _run_plan(plan, chunk)
+                        res = _run_plan(plan, chunk, members and k)
                     elif padded:
-                        res = _run_padded_modules(module, chunk)
+                        res = _run_padded_modules(module, chunk, members)
+                    elif members:
+                        res = module.forward_members(chunk)
                     else:
                         res = module(chunk)
                     if out is None:
@@ -366,7 +457,7 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
             if toggle:
                 module.train(was_training)
     if out is None:
-        return np.empty((0, module.output.linear.out_features), dtype=np.float32)
+        return np.empty((0, module.output.linear.out_features * k), dtype=np.float32)
     return out
 
 

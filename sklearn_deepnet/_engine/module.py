@@ -11,11 +11,20 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import torch
 from torch import nn
 
 from .activations import ACTIVATIONS, activation_init_family
+from .ensemble import MemberScale
 from .init import SklearnUniform, resolve_initializer
-from .plan import LAYER_KINDS, RANDOM_IN_TRAINING, compile_plan, draws_random_numbers, leaf_state
+from .plan import (
+    LAYER_KINDS,
+    RANDOM_IN_TRAINING,
+    child_name,
+    compile_plan,
+    draws_random_numbers,
+    leaf_state,
+)
 
 __all__ = ["MLP", "RANDOM_IN_TRAINING", "plan_blocker", "submodule"]
 
@@ -51,6 +60,18 @@ class MLP(nn.Module):
     embedding : EmbeddingSpec or None, default=None
         Numeric feature embeddings before everything else
         (:mod:`.embeddings`); ``None``: the inputs go in as they are.
+    n_members : int, default=1
+        Members of an efficient ensemble trained as one network (TabM, see
+        :mod:`.ensemble`); 1: a single network (the plan does not depend on
+        the two options below).
+    ensemble_sharing : {"mini", "batch"}, default="mini"
+        What the members share: ``"mini"`` every hidden layer (each member
+        has its own input adapter and output layer), ``"batch"`` the hidden
+        weight matrices (BatchEnsemble: per-member scales and biases around
+        each of them).
+    member_combine : {"softmax", "sigmoid", "identity", "exp"}, default="identity"
+        How evaluation mode combines the members' raw outputs into one: the
+        output activation whose predictions are averaged.
 
     Attributes
     ----------
@@ -63,8 +84,12 @@ class MLP(nn.Module):
         ``batch_norm`` (before or after), ``activation`` and ``dropout``.
     plan : LayerPlan
         The ops the modules were built from (:func:`~.plan.compile_plan`).
+    members : torch.nn.Sequential
+        Only with ``n_members > 1``: the split into members and (``"mini"``)
+        the input adapter, between ``input_norm`` and ``hidden``.
     output : torch.nn.Sequential
-        The output ``linear`` layer.
+        The output ``linear`` layer (a ``MemberLinear`` with ``n_members >
+        1``, followed by the members' ``combine``).
     n_frozen : int
         Number of lowest hidden layers frozen by :meth:`freeze_` (0: none).
     """
@@ -83,6 +108,9 @@ class MLP(nn.Module):
         batch_norm_epsilon=1e-5,
         dropout=0.0,
         embedding=None,
+        n_members=1,
+        ensemble_sharing="mini",
+        member_combine="identity",
     ):
         super().__init__()
         self.activation = activation
@@ -91,7 +119,9 @@ class MLP(nn.Module):
             n_features, hidden_layer_sizes, n_outputs, activation=activation,
             activation_alpha=activation_alpha, batch_norm=batch_norm,
             batch_norm_input=batch_norm_input, batch_norm_momentum=batch_norm_momentum,
-            batch_norm_epsilon=batch_norm_epsilon, dropout=dropout, embedding=embedding)
+            batch_norm_epsilon=batch_norm_epsilon, dropout=dropout, n_members=n_members,
+            ensemble_sharing=ensemble_sharing, member_combine=member_combine,
+            embedding=embedding)
         plan = self.plan
 
         def build(op):
@@ -100,19 +130,45 @@ class MLP(nn.Module):
         if plan.embedding is not None:  # (the first child: state_dict keys of others unchanged)
             self.embedding = build(plan.embedding)
         self.input_norm = nn.Identity() if plan.input_norm is None else build(plan.input_norm)
+        if plan.members:  # an ensemble (registered here: forward order)
+            self.members = nn.Sequential(OrderedDict(
+                (child_name(op), build(op)) for op in plan.members))
         self.hidden = nn.ModuleList(
-            nn.Sequential(OrderedDict((LAYER_KINDS[op.kind].child, build(op)) for op in block))
+            nn.Sequential(OrderedDict((child_name(op), build(op)) for op in block))
             for block in plan.hidden)
         self.output = nn.Sequential(OrderedDict(linear=build(plan.output)))
+        if plan.combine is not None:
+            self.output.add_module("combine", build(plan.combine))
 
     def forward(self, x):
-        """Return raw outputs of shape ``(n_samples, n_outputs)``."""
+        """Return raw outputs of shape ``(n_samples, n_outputs)``.
+
+        An ensemble in training mode returns each member's raw outputs side by
+        side, ``(n_samples, n_members * n_outputs)`` (see :meth:`forward_members`).
+        """
         if self.plan.embedding is not None:
             x = self.embedding(x)
         x = self.input_norm(x)
+        if self.plan.members:
+            x = self.members(x)
         for block in self.hidden:
             x = block(x)
         return self.output(x)
+
+    def forward_members(self, x):
+        """Each member's raw outputs, ``(n_samples, n_members * n_outputs)``
+        (member ``m``'s in columns ``m*n_outputs ..``), in either mode.
+
+        For one member, :meth:`forward`.
+        """
+        if not self.plan.members:
+            return self(x)
+        if self.plan.embedding is not None:
+            x = self.embedding(x)
+        x = self.members(self.input_norm(x))
+        for block in self.hidden:
+            x = block(x)
+        return self.output.linear(x)
 
     def draws_random_numbers(self):
         """Whether training draws from torch's generators (dropout, RReLU, unknown layers)."""
@@ -131,11 +187,13 @@ class MLP(nn.Module):
         if not self.n_frozen:
             return []
         below = [self.embedding] if self.plan.embedding is not None else []
-        return [*below, self.input_norm, *self.hidden[: self.n_frozen]]
+        # (an ensemble's split and input adapter sit below the first hidden layer)
+        members = [self.members] if self.plan.members else []
+        return [*below, self.input_norm, *members, *self.hidden[: self.n_frozen]]
 
     def freeze_(self, n_layers):
-        """Freeze the ``n_layers`` lowest hidden layers (and the embedding and input
-        norm below them); 0 unfreezes.
+        """Freeze the ``n_layers`` lowest hidden layers (and the embedding, the input
+        norm and an ensemble's input adapter below them); 0 unfreezes.
 
         Frozen parameters get ``requires_grad=False``, so no optimizer or
         penalty changes them, and the frozen layers' BatchNorm modules stay
@@ -179,7 +237,8 @@ class MLP(nn.Module):
         return [block.linear for block in self.hidden]
 
     def linears(self):
-        """All ``Linear`` modules, output layer last."""
+        """All ``Linear`` modules, output layer last (an ensemble's: a ``MemberLinear``,
+        weight ``(n_members, out, in)``)."""
         return self.hidden_linears() + [self.output.linear]
 
     def initialize_(self, kernel_initializer="auto", random_state=None):
@@ -205,6 +264,11 @@ class MLP(nn.Module):
         """
         hidden_family = activation_init_family(self.activation)
         init = resolve_initializer(kernel_initializer, hidden_family)
+        if isinstance(init, SklearnUniform) and self.plan.n_members > 1:
+            raise ValueError(
+                "the 'sklearn' initializer draws scikit-learn's MLP layers number for "
+                "number and has no rule for an ensemble's per-member layers; choose another "
+                "kernel_initializer or n_members=1.")
         if isinstance(init, SklearnUniform):
             logistic = (isinstance(self.activation, str)
                         and ACTIVATIONS[self.activation] is ACTIVATIONS["logistic"])
@@ -213,10 +277,29 @@ class MLP(nn.Module):
             return self
         output_init = resolve_initializer("auto", "glorot")
         for i, linear in enumerate(self.linears()):
-            (init if i < len(self.hidden) else output_init).initialize_(linear.weight)
+            if linear.weight.dim() == 3:  # an ensemble's output layers, one per member
+                for weight in linear.weight.data:
+                    output_init.initialize_(weight)
+            else:
+                (init if i < len(self.hidden) else output_init).initialize_(linear.weight)
             if linear.bias is not None:
                 nn.init.zeros_(linear.bias)
+        if self.plan.members:
+            self._initialize_member_scales()
         return self
+
+    def _initialize_member_scales(self):
+        """TabM's initialization: adapters marked ``"signs"`` random +-1, the
+        others ones; per-member biases zero (the shared linear's bias init)."""
+        for op, module in self.planned_modules():
+            if isinstance(module, MemberScale):
+                with torch.no_grad():
+                    if op.option("init") == "signs":
+                        module.weight.bernoulli_(0.5).mul_(2).sub_(1)
+                    else:
+                        module.weight.fill_(1.0)
+                    if module.bias is not None:
+                        module.bias.zero_()
 
 
 def submodule(module, parts):
@@ -257,6 +340,7 @@ def _leaf_blocker(parts, op, module):
 
 _DROPOUT_TYPES = frozenset(_TYPES["dropout"] | _TYPES["alpha_dropout"])
 _CHILDREN = ("input_norm", "hidden", "output")
+_ENSEMBLE_CHILDREN = ("input_norm", "members", "hidden", "output")
 
 
 def plan_blocker(module):
@@ -275,9 +359,16 @@ def plan_blocker(module):
         return f"the network is a {type(module).__name__}, not the MLP it builds"
     plan = module.plan
     children = module._modules
-    expected = _CHILDREN if plan.embedding is None else ("embedding", *_CHILDREN)
+    expected = _ENSEMBLE_CHILDREN if plan.members else _CHILDREN
+    if plan.embedding is not None:
+        expected = ("embedding", *expected)
     if tuple(children) != expected or module._parameters or module._buffers:
         return "the network's layout was changed"
+    if plan.members:
+        members = children["members"]
+        if type(members) is not nn.Sequential or tuple(members._modules) != tuple(
+                child_name(op) for op in plan.members):
+            return "the ensemble's input layers were replaced"
     if plan.input_norm is None and type(children["input_norm"]) is not nn.Identity:
         return "the input normalization was replaced"
     hidden = children["hidden"]
@@ -287,10 +378,11 @@ def plan_blocker(module):
         if type(block) is not nn.Sequential:
             return f"hidden layer {i} is a {type(block).__name__}"
         names = tuple(block._modules)
-        if names != tuple(LAYER_KINDS[op.kind].child for op in ops):
+        if names != tuple(child_name(op) for op in ops):
             return f"hidden layer {i} has the layers {', '.join(names)}"
     out = children["output"]
-    if type(out) is not nn.Sequential or tuple(out._modules) != ("linear",):
+    if type(out) is not nn.Sequential or tuple(out._modules) != (
+            ("linear",) if plan.combine is None else ("linear", "combine")):
         return "the output layer was replaced"
     for parts, op in plan.located:
         blocker = _leaf_blocker(parts, op, submodule(module, parts))
@@ -307,6 +399,8 @@ def _describe(parts):
     if parts[0] == "embedding":
         return "the numeric embedding"
     if parts[0] == "output":
-        return "the output layer"
+        return "the output layer" if parts[1] == "linear" else "the members' combination"
+    if parts[0] == "members":
+        return f"the ensemble's {parts[1]}"
     _, i, child = parts
     return f"hidden layer {int(i) + 1}'s {child}"

@@ -28,9 +28,10 @@ from torch import nn
 
 from .activations import ACTIVATIONS, activation_row, build_activation, is_self_normalizing
 from .embeddings import EMBEDDINGS
+from .ensemble import MemberLinear, MemberMean, MemberScale, MemberSplit
 
-__all__ = ["LAYER_KINDS", "RANDOM_IN_TRAINING", "LayerKind", "LayerPlan", "Op", "compile_plan",
-           "draws_random_numbers"]
+__all__ = ["LAYER_KINDS", "RANDOM_IN_TRAINING", "LayerKind", "LayerPlan", "Op", "child_name",
+           "compile_plan", "draws_random_numbers"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,9 @@ class Op:
         What its module is built with: ``bias`` (linear), ``momentum`` and
         ``eps`` (batch_norm), ``activation`` and ``alpha`` (activation), ``p``
         (dropout, alpha_dropout), ``spec`` (an embedding's
-        :class:`~.embeddings.EmbeddingSpec`).
+        :class:`~.embeddings.EmbeddingSpec`); ``n_members`` (the ensemble's ops),
+        ``bias``, ``init`` (``"signs"`` or ``"ones"``) and ``child`` (its
+        module's name) for ``member_scale``, ``combine`` for ``member_mean``.
     """
 
     kind: str
@@ -115,7 +118,25 @@ LAYER_KINDS: dict[str, LayerKind] = {
                   else {"numeric", "other", "left", "width", "lower", "upper"}), False,
         lambda op: EMBEDDINGS[op.option("spec").kind](op.option("spec")))
        for name, module in EMBEDDINGS.items()},
+    # --- efficient ensembles (n_members > 1, see .ensemble)
+    "member_split": LayerKind(
+        "split", (MemberSplit,), frozenset(), frozenset(), False,
+        lambda op: MemberSplit(op.option("n_members"))),
+    "member_scale": LayerKind(
+        "scale", (MemberScale,), frozenset({"weight", "bias"}), frozenset(), False,
+        lambda op: MemberScale(op.option("n_members"), op.n_in, bias=op.option("bias"))),
+    "member_linear": LayerKind(
+        "linear", (MemberLinear,), frozenset({"weight", "bias"}), frozenset(), False,
+        lambda op: MemberLinear(op.option("n_members"), op.n_in, op.n_out)),
+    "member_mean": LayerKind(
+        "combine", (MemberMean,), frozenset(), frozenset(), False,
+        lambda op: MemberMean(op.option("n_members"), op.option("combine"))),
 }
+
+
+def child_name(op):
+    """The name of ``op``'s module in its ``Sequential`` (its kind's, unless the op names it)."""
+    return op.option("child") or LAYER_KINDS[op.kind].child
 
 #: Module types that draw random numbers in training and are deterministic in
 #: evaluation mode (dropout off, RReLU at its mean slope), read off the tables.
@@ -161,7 +182,14 @@ class LayerPlan:
     hidden : tuple of tuple of Op
         The ops of each hidden layer, in order (its ``Sequential``'s children).
     output : Op
-        The output ``linear`` op.
+        The output ``linear`` op (``member_linear`` for an ensemble).
+    members : tuple of Op, default=()
+        An ensemble's ops between the input norm and the hidden layers (the
+        ``members`` ``Sequential``): ``member_split`` and, with TabM-mini
+        sharing, the input adapter's ``member_scale``.
+    combine : Op or None, default=None
+        An ensemble's ``member_mean`` op, after the output layer.
+    n_members : int, default=1
     embedding : Op or None, default=None
         The numeric feature embedding, the first op (see :mod:`.embeddings`).
     """
@@ -171,6 +199,9 @@ class LayerPlan:
     input_norm: Op | None
     hidden: tuple
     output: Op
+    members: tuple = ()
+    combine: Op | None = None
+    n_members: int = 1
     embedding: Op | None = None
 
     def ops(self):
@@ -184,15 +215,20 @@ class LayerPlan:
         ops = [] if self.embedding is None else [(("embedding",), self.embedding)]
         if self.input_norm is not None:
             ops.append((("input_norm",), self.input_norm))
+        ops += [(("members", child_name(op)), op) for op in self.members]
         for i, block in enumerate(self.hidden):
-            ops += [(("hidden", str(i), LAYER_KINDS[op.kind].child), op) for op in block]
-        return tuple(ops + [(("output", "linear"), self.output)])
+            ops += [(("hidden", str(i), child_name(op)), op) for op in block]
+        ops.append((("output", "linear"), self.output))
+        if self.combine is not None:
+            ops.append((("output", "combine"), self.combine))
+        return tuple(ops)
 
     @cached_property
     def block_starts(self):
         """Index in :attr:`located` of each hidden layer's first op, then of the
         output layer's."""
-        starts, start = [], (self.embedding is not None) + (self.input_norm is not None)
+        starts, start = [], ((self.embedding is not None) + (self.input_norm is not None)
+                             + len(self.members))
         for block in self.hidden:
             starts.append(start)
             start += len(block)
@@ -201,13 +237,15 @@ class LayerPlan:
 
 def compile_plan(n_features, hidden_layer_sizes, n_outputs, *, activation="relu",
                  activation_alpha=None, batch_norm=None, batch_norm_input=False,
-                 batch_norm_momentum=0.1, batch_norm_epsilon=1e-5, dropout=0.0,
-                 embedding=None):
+                 batch_norm_momentum=0.1, batch_norm_epsilon=1e-5, dropout=0.0, n_members=1,
+                 ensemble_sharing="mini", member_combine="identity", embedding=None):
     """The plan of ``Linear -> [BatchNorm] -> activation -> [BatchNorm] -> [dropout]`` layers.
 
-    Parameters are those of :class:`~.module.MLP`. With an ``embedding``
-    (:class:`~.embeddings.EmbeddingSpec`) the input BatchNorm and the first
-    hidden layer see its output.
+    Parameters are those of :class:`~.module.MLP`. With ``n_members=1`` the
+    plan does not depend on ``ensemble_sharing`` and ``member_combine``;
+    with more, see :func:`_ensemble_plan`. With an ``embedding``
+    (:class:`~.embeddings.EmbeddingSpec`) the input BatchNorm, an ensemble's
+    split and the first hidden layer see its output.
 
     Returns
     -------
@@ -237,7 +275,51 @@ def compile_plan(n_features, hidden_layer_sizes, n_outputs, *, activation="relu"
             ops.append(Op(kind, width, width, (("p", dropout),)))
         blocks.append(tuple(ops))
         n_in = width
+    if n_members > 1:
+        return _ensemble_plan(
+            n_features, blocks, n_in, n_outputs, norm(n_features) if batch_norm_input else None,
+            n_members, ensemble_sharing, member_combine, embed)
     return LayerPlan(
         n_features if embed is None else embed.n_in, n_outputs,
         norm(n_features) if batch_norm_input else None, tuple(blocks),
-        Op("linear", n_in, n_outputs, (("bias", True),)), embed)
+        Op("linear", n_in, n_outputs, (("bias", True),)), embedding=embed)
+
+
+def _ensemble_plan(n_features, blocks, n_in, n_outputs, input_norm, k, sharing, combine,
+                   embed=None):
+    """The plan of an efficient ensemble of ``k`` members (:mod:`.ensemble`).
+
+    The single network's hidden layers ``blocks`` are shared; the input
+    (after the input norm) is split into one copy per member; each member has
+    its own output layer, and the members' outputs are combined by
+    ``member_mean`` (by the rule ``combine``) in evaluation. ``sharing``:
+
+    - ``"mini"`` (TabM-mini): a per-member multiplicative adapter on the
+      input (initialized with random signs), hidden layers fully shared;
+    - ``"batch"`` (TabM, BatchEnsemble): every hidden linear layer becomes
+      ``s_m * (W (r_m * x)) + b_m`` (the shared ``W`` without bias; ``r`` of the
+      first layer with random signs, the other ``r`` and all ``s`` ones, ``b``
+      zeros; no ``b`` when BatchNorm follows, as the linear has no bias then).
+    """
+    def scale(width, child, init, bias=False):
+        return Op("member_scale", width, width,
+                  (("n_members", k), ("bias", bias), ("init", init), ("child", child)))
+
+    members = [Op("member_split", n_features, n_features, (("n_members", k),))]
+    if sharing == "mini":
+        members.append(scale(n_features, "adapter", "signs"))
+    else:
+        shared, blocks = blocks, []
+        for i, (linear, *rest) in enumerate(shared):
+            bias = linear.option("bias")
+            blocks.append((
+                scale(linear.n_in, "scale_in", "signs" if i == 0 else "ones"),
+                Op("linear", linear.n_in, linear.n_out, (("bias", False),)),
+                scale(linear.n_out, "scale_out", "ones", bias=bias), *rest))
+    return LayerPlan(
+        n_features if embed is None else embed.n_in, n_outputs, input_norm, tuple(blocks),
+        Op("member_linear", n_in, n_outputs, (("n_members", k),)), embedding=embed,
+        members=tuple(members),
+        combine=Op("member_mean", n_outputs * k, n_outputs,
+                   (("n_members", k), ("combine", combine))),
+        n_members=k)
