@@ -42,6 +42,12 @@ def test_preset_follows_the_chapter_tables():
     assert fitted.module_.hidden[0].linear.weight.shape == (256, 4)
 
 
+def test_tabular_preset_is_the_default_network_with_periodic_embeddings():
+    tabular, default = recommended_params("tabular"), recommended_params()
+    assert {k: v for k, v in tabular.items() if k in default} == default
+    assert tabular["numeric_embedding"] == "periodic" and tabular["frequency_scale"] == 0.1
+
+
 def test_each_call_returns_a_new_dict():
     params = recommended_params()
     params["activation"] = "tanh"
@@ -52,7 +58,7 @@ def test_each_call_returns_a_new_dict():
 
 @pytest.mark.parametrize("bad", ["Default", "fast", None, 3])
 def test_unknown_preset_names_the_choices(bad):
-    with pytest.raises(ValueError, match="default.*self_normalizing"):
+    with pytest.raises(ValueError, match="default.*self_normalizing.*tabular"):
         recommended_params(bad)
 
 
