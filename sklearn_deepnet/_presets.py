@@ -49,18 +49,8 @@ PRESETS = {
                    "standardized (use a StandardScaler)",
     },
     "tabular": {
+        # the "default" network's parameters (added below) and the embedding
         "params": {
-            "hidden_layer_sizes": (256, 256, 256),
-            "activation": "elu",
-            "kernel_initializer": "auto",
-            "batch_norm": None,
-            "solver": "adamw",
-            "learning_rate": "1cycle",
-            "learning_rate_init": 1e-3,
-            "batch_size": 128,
-            "max_iter": 100,
-            "early_stopping": True,
-            "n_iter_no_change": 20,
             "numeric_embedding": "periodic",
             "frequency_scale": 0.1,
         },
@@ -72,6 +62,10 @@ PRESETS = {
                    "their number of distinct values",
     },
 }
+
+
+PRESETS["tabular"]["params"] = {**PRESETS["default"]["params"],
+                                 **PRESETS["tabular"]["params"]}
 
 
 def recommended_params(preset="default"):
