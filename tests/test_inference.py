@@ -187,9 +187,10 @@ def test_small_predictions_use_one_thread_and_restore_the_callers(monkeypatch):
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
+        predict_raw(net, X[:1], "cpu")  # the plan is built (its row probe runs products too)
         monkeypatch.setattr(torch, "addmm", addmm)
         predict_raw(net, X[:1], "cpu")
-        assert set(seen) == {1}  # 64 padded rows x 512 x 512: small
+        assert set(seen) == {1}  # 16 or 64 padded rows x 512 x 512: small
         seen.clear()
         predict_raw(net, X, "cpu")
         assert set(seen) == {2}
@@ -342,3 +343,36 @@ def test_a_submodule_replaced_twice_between_predictions_is_seen(how, clf_data):
                 clf.module_.eval()(torch.from_numpy(X.astype(np.float32))), 1).numpy()
         clf.module_.train()
         np.testing.assert_allclose(clf.predict_proba(X), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_the_plan_cache_compares_tensors_by_identity_and_sees_deep_changes():
+    # The layout check compares registries with dict/tuple equality in C; a
+    # one-element tensor's == is element-wise, so a PReLU slope replaced by an
+    # equal-valued new Parameter must still count as a new tensor (the plan
+    # would otherwise keep reading the old one after the new one is edited).
+    net = _net("prelu", widths=(20,))
+    X = np.random.default_rng(5).normal(size=(7, 20)).astype(np.float32)
+
+    def truth():
+        with torch.no_grad():
+            out = net.eval()(torch.from_numpy(X)).numpy()
+        net.train()
+        return out
+
+    predict_raw(net, X, "cpu")
+    act = net.hidden[0].activation
+    act.weight = torch.nn.Parameter(act.weight.detach().clone())  # equal value, new tensor
+    predict_raw(net, X, "cpu")
+    with torch.no_grad():
+        act.weight.fill_(-3.0)
+    np.testing.assert_allclose(predict_raw(net, X, "cpu"), truth(), rtol=1e-5, atol=1e-6)
+    # A forward hook on a submodule: the plan walk would skip it.
+    handle = net.hidden[0].linear.register_forward_hook(lambda m, i, o: o * 0 + 1)
+    np.testing.assert_allclose(predict_raw(net, X, "cpu"), truth(), rtol=1e-5, atol=1e-6)
+    handle.remove()
+    np.testing.assert_allclose(predict_raw(net, X, "cpu"), truth(), rtol=1e-5, atol=1e-6)
+    # A setting deleted, then one added (the module's attributes change).
+    net.hidden[0].linear.extra_setting = 1.0
+    np.testing.assert_allclose(predict_raw(net, X, "cpu"), truth(), rtol=1e-5, atol=1e-6)
+    del net.hidden[0].linear.extra_setting
+    np.testing.assert_allclose(predict_raw(net, X, "cpu"), truth(), rtol=1e-5, atol=1e-6)

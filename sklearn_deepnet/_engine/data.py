@@ -27,10 +27,14 @@ __all__ = [
 
 def to_tensor(array, device, dtype=None):
     """Convert a numpy array to a tensor on ``device`` without an extra copy on CPU."""
-    with warnings.catch_warnings():
-        # Read-only inputs (e.g. memory maps) are never written to.
-        warnings.filterwarnings("ignore", message=".*not writable.*")
-        t = torch.from_numpy(np.ascontiguousarray(array))
+    array = np.ascontiguousarray(array)
+    if array.flags.writeable:
+        t = torch.from_numpy(array)
+    else:
+        with warnings.catch_warnings():
+            # Read-only inputs (e.g. memory maps) are never written to.
+            warnings.filterwarnings("ignore", message=".*not writable.*")
+            t = torch.from_numpy(array)
     if dtype is not None:
         t = t.to(dtype)
     return t.to(device)

@@ -11,7 +11,8 @@ properties the module's own ``forward`` does not:
 - **Batch invariance.** A row's outputs do not depend on the rows it is
   predicted with (subsets, order, chunk sizes, thread counts). BLAS switches
   to differently-rounding kernels for few rows or one output column, so every
-  matrix product gets at least ``_MIN_ROWS`` rows and ``_MIN_COLS`` columns,
+  matrix product gets at least 16 or 64 rows (:mod:`.row_probe`) and
+  ``_MIN_COLS`` columns,
   and hidden widths are padded to a multiple of 16 (see
   ``_EXACT_WIDTH_MULTIPLE``).
   Element-wise activations (ELU, SELU, GELU, Swish, Mish, sigmoid, tanh, ...)
@@ -49,6 +50,7 @@ from .ensemble import COMBINE_RULES, MemberLinear
 from .kernels import foreach_copy_, has_hooks
 from .module import MLP, plan_blocker, submodule
 from .plan_cache import cached
+from .row_probe import ROW_CANDIDATES, min_rows
 
 __all__ = ["GLOBAL_RNG_LOCK", "PREDICT_BATCH_SIZE", "predict_raw", "predict_raw_mc",
            "seed_forked", "seeded_global_rng", "weights_copy"]
@@ -96,11 +98,12 @@ PREDICT_BATCH_SIZE = 8192
 # columns (see the module docstring). Rows: MKL (torch's CPU BLAS) rounds a
 # product of 1 or 2 rows differently from a larger one (measured on this
 # project's AVX-512 machines with 1 and 2 threads, inner sizes 20..784, widths
-# 16..256: 4 rows and more gave the bits of a 1,000-row product). 16 would
-# do here; 64 stays, because the threshold is a property of the BLAS build
-# and the CPU (AVX2 kernels, OpenBLAS on ARM were not measured) and batch
-# invariance is a guarantee, not a speed-up. Rows are padded once per call.
-_MIN_ROWS, _MIN_COLS = 64, 16
+# 16..256: 4 rows and more gave the bits of a 1,000-row product). The
+# threshold is a property of the BLAS build, the CPU and the shape, so a plan
+# takes the fewest rows (16) only where :mod:`.row_probe` found its own
+# product shapes batch-invariant with them on this machine, else 64; modules
+# run outside a plan (layers not known to it) keep 64.
+_MIN_ROWS, _MIN_COLS = ROW_CANDIDATES[-1], 16
 # Hidden widths are padded to a multiple of this (a multiple of every SIMD
 # block ATen uses for float32). Element-wise loops of up to _GRAIN elements
 # (ATen's grain size) run on one thread anyway.
@@ -133,26 +136,35 @@ def _pad(t, size, value=0.0, refresh=None):
 
 
 class _Linear:
-    """``x @ W.T + b`` with ``W`` padded to ``n_in`` inputs and ``n_out_padded`` outputs."""
+    """``x @ W.T + b`` with ``W`` padded to ``n_in`` inputs and ``n_out_padded`` outputs.
 
-    def __init__(self, linear, n_in, n_out_padded, refresh=None):
+    The padded copy keeps ``W``'s row-major layout (refreshed by contiguous
+    row copies, a third of a transposed copy's time) and is read transposed,
+    as an unpadded ``W`` is. Products get at least ``min_rows`` rows.
+    """
+
+    def __init__(self, linear, n_in, n_out_padded, refresh=None, min_rows=_MIN_ROWS):
         w = linear.weight.detach()
         b = linear.bias.detach() if linear.bias is not None else w.new_zeros(len(w))
-        if w.shape == (n_out_padded, n_in):  # no padding: the transposed view, no copy
-            wt = w.t()
-        else:
-            wt = w.new_zeros(n_in, n_out_padded)
-            wt[: w.shape[1], : w.shape[0]] = w.t()
+        if w.shape != (n_out_padded, n_in):
+            padded = w.new_zeros(n_out_padded, n_in)
+            padded[: w.shape[0], : w.shape[1]] = w
             if refresh is not None:
-                refresh.append((wt[: w.shape[1], : w.shape[0]], w.t()))
-        self.wt, self.b = wt, _pad(b, n_out_padded, refresh=refresh)
-        self.n_out = n_out_padded
+                refresh.append((padded[: w.shape[0], : w.shape[1]], w))
+            w = padded
+        self.wt, self.b = w.t(), _pad(b, n_out_padded, refresh=refresh)
+        self.n_out, self.min_rows = n_out_padded, min_rows
 
     def __call__(self, x):
-        n = len(x)
-        if n < _MIN_ROWS:
-            x = torch.cat([x, x.new_zeros(_MIN_ROWS - n, x.shape[1])])
-        return torch.addmm(self.b, x, self.wt)[:n]
+        n = x.shape[0]
+        if n >= self.min_rows:  # (a plan's walk pads its input once: always here)
+            return torch.addmm(self.b, x, self.wt)
+        return torch.addmm(self.b, _pad_rows(x, self.min_rows), self.wt)[:n]
+
+
+def _pad_rows(x, rows):
+    """``x`` with zero rows appended up to ``rows`` rows."""
+    return F.pad(x, (0, 0, 0, rows - x.shape[0]))
 
 
 def _one_chunk(fn):
@@ -276,7 +288,12 @@ def _plan(module, refresh=None):
             ops.append(_one_chunk(partial(_combine, k=layer.n_members,
                                           rule=COMBINE_RULES[layer.combine])))
         # dropout and alpha dropout: the identity in evaluation mode
-    return ops, plan.n_outputs
+    linears = [op for op in ops if isinstance(op, _Linear)]
+    linears += [m for op in ops if isinstance(op, _MemberLinear) for m in op.members]
+    rows = min_rows(tuple(lin.wt.shape) for lin in linears)
+    for lin in linears:
+        lin.min_rows = rows
+    return ops, plan.n_outputs, rows
 
 
 def _combine(x, k, rule):
@@ -284,12 +301,12 @@ def _combine(x, k, rule):
 
 
 def _run_plan(plan, x, members=False):
-    ops, n_out = plan
+    ops, n_out, rows = plan
     if members:  # each member's outputs: the plan without its last op, the combination
         ops, n_out = ops[:-1], n_out * members
-    n = len(x)
-    if n < _MIN_ROWS:  # padded once: every matrix product gets _MIN_ROWS rows
-        x = torch.cat([x, x.new_zeros(_MIN_ROWS - n, x.shape[1])])
+    n = x.shape[0]
+    if n < rows:  # padded once: every matrix product gets the plan's minimum of rows
+        x = _pad_rows(x, rows)
     for op in ops:
         x = op(x)
     return x[:n, :n_out]
@@ -428,6 +445,12 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
     if device.type == "cpu":
         wanted = n_threads or choose_num_threads(
             min(X.shape[0], batch_size), X.shape[1], widths, wanted)
+    if (plan is not None and not members and type(X) is np.ndarray and 0 < len(X) <= batch_size
+            and X.dtype == np.float32 and X.flags.writeable):
+        # A small dense request (serving): the same plan walk as below, in one
+        # chunk, without the chunk loop's bookkeeping (a third of a one-row call).
+        with torch_threads(wanted), torch.inference_mode():
+            return _run_plan(plan, torch.from_numpy(np.ascontiguousarray(X))).numpy()
     # The result is allocated once and filled chunk by chunk: holding on to
     # per-chunk tensors would interleave small long-lived blocks with the
     # large per-chunk temporaries and keep the C allocator from reusing them.
