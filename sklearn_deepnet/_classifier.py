@@ -22,7 +22,6 @@ from ._engine.losses import PerSampleLoss, classification_loss
 from ._reuse import unlabeled_mask
 from ._validation import StrOptions, check_no_missing_targets, fit_context, is_number
 
-
 # The smallest normal float64: probabilities are never reported below it.
 _TINY = np.finfo(np.float64).tiny
 
