@@ -1,0 +1,60 @@
+"""The row probe: how few rows a prediction's matrix products may be padded to."""
+
+import numpy as np
+import pytest
+import torch
+
+from sklearn_deepnet._engine import row_probe
+from sklearn_deepnet._engine.inference import predict_raw
+from sklearn_deepnet._engine.module import MLP
+
+
+@pytest.fixture
+def fresh_probe(monkeypatch):
+    """An empty probe cache, so that a test's shapes are probed in the test."""
+    monkeypatch.setattr(row_probe, "_PROBED", {})
+
+
+def _rounding_like_a_small_matrix_blas(threshold):
+    """torch.addmm, except that a product of fewer than ``threshold`` rows rounds
+    differently (what MKL does for 1 or 2 rows, at a made-up threshold)."""
+    original = torch.addmm
+
+    def addmm(b, x, w):
+        out = original(b, x, w)
+        if x.shape[0] < threshold:
+            out = torch.nextafter(out, torch.full_like(out, np.inf))
+        return out
+
+    return addmm
+
+
+def test_the_probe_answers_a_candidate_and_remembers_each_shape(fresh_probe, monkeypatch):
+    rows = row_probe.min_rows([(20, 64), (64, 16)])
+    assert rows in row_probe.ROW_CANDIDATES
+    calls = []
+    original = torch.addmm
+    monkeypatch.setattr(torch, "addmm", lambda *a: calls.append(1) or original(*a))
+    assert row_probe.min_rows([(64, 16), (20, 64)]) == rows  # (kept: no product run)
+    assert not calls
+
+
+@pytest.mark.parametrize("threshold, expected", [(17, 64), (10, 16)])
+def test_a_blas_rounding_differently_below_the_candidate_gets_the_fallback(
+        fresh_probe, monkeypatch, threshold, expected):
+    monkeypatch.setattr(torch, "addmm", _rounding_like_a_small_matrix_blas(threshold))
+    assert row_probe.min_rows([(20, 64), (64, 16)]) == expected
+
+
+def test_predictions_stay_batch_invariant_on_a_blas_that_needs_more_rows(fresh_probe,
+                                                                          monkeypatch):
+    # With products of fewer than 40 rows rounding differently, a plan padded to
+    # 16 rows would give a single row other bits than the same row in a batch;
+    # the probe sees it and the plan pads to 64.
+    monkeypatch.setattr(torch, "addmm", _rounding_like_a_small_matrix_blas(40))
+    torch.manual_seed(0)
+    net = MLP(20, [48, 33], 3).initialize_()
+    X = np.random.default_rng(0).normal(size=(300, 20)).astype(np.float32)
+    full = predict_raw(net, X, "cpu")
+    for i in (0, 7, 299):
+        np.testing.assert_array_equal(predict_raw(net, X[i : i + 1], "cpu"), full[i : i + 1])
