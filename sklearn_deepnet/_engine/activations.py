@@ -76,7 +76,7 @@ class Activation:
         as Python floats: the private kernels refuse numpy scalars).
     kernel : str or None
         The private ATen backward kernel computing ``backward`` faster (a key
-        of :data:`.kernels.ACTIVATION_KERNELS`), used once it matched
+        of :data:`.kernels_backward.ACTIVATION_KERNELS`), used once it matched
         ``backward`` in this process.
     check : tuple of dict
         The ``constants`` the kernel is checked with.
