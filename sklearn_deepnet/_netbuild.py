@@ -1,7 +1,7 @@
 """Building the trainer of a fit: a new network, or the fitted one with this call's settings.
 
 :class:`BuildsNetwork` is a mixin of ``BaseDeepMLP`` (kept apart so that
-``_base.py`` holds the fit's plumbing, and this module what a call's trainer
+``_fitting.py`` holds the fit's plumbing, and this module what a call's trainer
 is made of: the solver's settings, the stopping rule, the schedule, the
 freezer, diagnostics, the progress bar and the user's callbacks).
 """

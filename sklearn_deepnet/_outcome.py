@@ -1,6 +1,6 @@
 """What a fit call reports when training ends: warnings, and the interrupt message.
 
-Called by ``BaseDeepMLP._record_call`` once the network and the fitted
+Called by ``RunsFits._record_call`` (``_fitting.py``) once the network and the fitted
 attributes are in place; the warnings are emitted only after the fit has
 completed (with warnings turned into errors they must not undo it, as with
 scikit-learn's MLP).

@@ -298,7 +298,7 @@ def test_embeddings_every_loss_with_adam(kind, loss):
 @pytest.mark.parametrize("kind", ["periodic", "piecewise_linear"])
 def test_embedding_runner_gradients_equal_autograd(kind):
     # Input gradients too (the step never needs them: the embedding is the first op).
-    from sklearn_deepnet._engine.fast_step import RUNNERS
+    from sklearn_deepnet._engine.runners import RUNNERS
 
     X, _, _ = _problem(multiclass_log_loss, n=40)
     torch.manual_seed(0)
@@ -410,8 +410,8 @@ def test_ensemble_combination_in_evaluation_mode_takes_the_eager_step():
 
 
 def test_every_layer_kind_has_a_runner_and_every_runner_a_kind():
-    from sklearn_deepnet._engine.fast_step import RUNNERS
     from sklearn_deepnet._engine.plan import LAYER_KINDS
+    from sklearn_deepnet._engine.runners import RUNNERS
 
     assert set(RUNNERS) == set(LAYER_KINDS)
 
@@ -456,7 +456,7 @@ def test_manual_step_frozen_layers_with_batch_norm_and_dropout(n_frozen):
 
 def test_manual_dropout_draws_what_nn_dropout_draws():
     x = torch.randn(64, 9)
-    from sklearn_deepnet._engine.fast_step import RUNNERS
+    from sklearn_deepnet._engine.runners import RUNNERS
 
     for layer in (torch.nn.Dropout(0.3), torch.nn.AlphaDropout(0.3)):
         module = MLP(9, [9], 2, dropout=0.3,

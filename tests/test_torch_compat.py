@@ -9,6 +9,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_deepnet import DeepMLPClassifier
 from sklearn_deepnet._engine import kernels as _torch_compat
+from sklearn_deepnet._engine import kernels_backward, kernels_optim
 from sklearn_deepnet._engine.fast_step import ManualStep
 from sklearn_deepnet._engine.losses import multiclass_log_loss
 from sklearn_deepnet._engine.module import MLP
@@ -30,7 +31,8 @@ def fallbacks():
 def test_this_torch_has_every_private_entry_point():
     # A torch upgrade that drops one is worth knowing about: the fallback
     # keeps things working, but slower.
-    missing = [name for name in _torch_compat._PRIVATE if getattr(_torch_compat, name) is None]
+    missing = [name for part, names in _torch_compat._PRIVATE.items() for name in names
+               if getattr(part, name) is None]
     assert missing == []
 
 
@@ -379,7 +381,7 @@ def test_a_direct_kernel_whose_signature_changed_is_not_used(clf_data, monkeypat
     X, y = clf_data
     kw = dict(hidden_layer_sizes=(16, 16), max_iter=3, random_state=0, device="cpu")
     reference = DeepMLPClassifier(**kw).fit(X, y)
-    monkeypatch.setattr(_torch_compat, "_fused_adam_", _raises_type_error)
+    monkeypatch.setattr(kernels_optim, "_fused_adam_", _raises_type_error)
     _torch_compat._recheck_for_tests()  # as in a new process with that torch
     clf = DeepMLPClassifier(**kw).fit(X, y)
     assert clf.engine_ == "cpu-manual"
@@ -392,7 +394,7 @@ def test_a_broken_fused_optimizer_kernel_means_foreach(clf_data, monkeypatch, re
     # torch's own fused Adam raising: the optimizer is built with foreach.
     X, y = clf_data
     monkeypatch.setattr(torch, "_fused_adam_", _raises_type_error)
-    monkeypatch.setattr(_torch_compat, "_fused_adam_", _raises_type_error)
+    monkeypatch.setattr(kernels_optim, "_fused_adam_", _raises_type_error)
     clf = DeepMLPClassifier((16,), max_iter=2, random_state=0, device="cpu").fit(X, y)
     group = clf.net_.optimizer_.param_groups[0]
     assert not group.get("fused") and group.get("foreach")
@@ -404,13 +406,13 @@ def test_a_broken_fused_optimizer_kernel_means_foreach(clf_data, monkeypatch, re
 def test_a_kernel_that_computes_something_else_means_the_eager_step(
         kernel, activation, clf_data, monkeypatch, recheck):
     X, y = clf_data
-    original = getattr(_torch_compat, kernel)
+    original = getattr(kernels_backward, kernel)
 
     def off_by_a_bit(*args, **kwargs):
         out = original(*args, **kwargs)
         return (out[0] * 1.01, *out[1:]) if isinstance(out, tuple) else out * 1.01
 
-    monkeypatch.setattr(_torch_compat, kernel, off_by_a_bit)
+    monkeypatch.setattr(kernels_backward, kernel, off_by_a_bit)
     clf = DeepMLPClassifier((16,), activation=activation, batch_norm="before", max_iter=2,
                             random_state=0, device="cpu").fit(X, y)
     assert clf.engine_ == "eager"
@@ -422,8 +424,8 @@ def test_only_the_kernels_a_fit_could_use_are_reported(clf_data, monkeypatch, re
     # Found in review: after the mish kernel failed once, every later fit
     # reported it; a fused optimizer's fallback was not reported on eager fits.
     X, y = clf_data
-    original = _torch_compat._mish_kernel
-    monkeypatch.setattr(_torch_compat, "_mish_kernel", lambda *a: original(*a) * 1.01)
+    original = kernels_backward._mish_kernel
+    monkeypatch.setattr(kernels_backward, "_mish_kernel", lambda *a: original(*a) * 1.01)
     mish = DeepMLPClassifier((8,), activation="mish", max_iter=1, random_state=0).fit(X, y)
     assert mish.engine_ == "eager" and "mish backward kernel" in mish.engine_reason_
     relu = DeepMLPClassifier((8,), solver="sgd", max_iter=1, random_state=0).fit(X, y)

@@ -8,7 +8,8 @@ part of the package reads it from here:
 - :mod:`.module`: how to build the ``torch.nn`` module of a hidden layer, and
   the initialization family Table 11-1 of the chapter recommends
   (``kernel_initializer="auto"``);
-- :mod:`.fast_step`: the forward and backward pass in public torch
+- the hand-written step (:mod:`.fast_step`, its activation runner in
+  :mod:`.runners`): the forward and backward pass in public torch
   operations, and the private ATen backward kernel that is faster (checked
   against the public formula once per process, see :mod:`.kernels`);
 - :mod:`.inference`: the evaluation-mode function, and whether it is exact
@@ -75,7 +76,7 @@ class Activation:
         as Python floats: the private kernels refuse numpy scalars).
     kernel : str or None
         The private ATen backward kernel computing ``backward`` faster (a key
-        of :data:`.kernels.ACTIVATION_KERNELS`), used once it matched
+        of :data:`.kernels_backward.ACTIVATION_KERNELS`), used once it matched
         ``backward`` in this process.
     check : tuple of dict
         The ``constants`` the kernel is checked with.
