@@ -4,7 +4,8 @@ Serving predicts a few rows at a time, where fixed per-call costs dominate.
 For each network (64 features, 10 classes, both estimators fitted for 2
 epochs on the same synthetic data), ``predict_proba`` is timed on 1, 100,
 1,000 and 10,000 rows: median of ``--repeat`` calls (fewer for 10,000 rows)
-after warm-up calls, for
+after warm-up calls, ours and the peer's taking turns in blocks (so that
+the machine's changing speed touches both alike), for
 
 - ours natively, MLPClassifier natively;
 - ours in onnxruntime (``sklearn_deepnet.onnx.to_onnx``) and MLPClassifier in
@@ -57,16 +58,28 @@ def _spin(stop):
         pass
 
 
-def median_seconds(fn, X, repeat):
-    """Median wall time of ``fn(X)`` over ``repeat`` calls, after 5 warm-up calls."""
-    for _ in range(5):
-        fn(X)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn(X)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+def median_seconds(fns, X, repeat, rounds=10):
+    """Median wall time of each ``fn(X)`` over ``repeat`` calls, after 5 warm-up calls.
+
+    The functions take turns in blocks (``repeat / rounds`` calls of ours, as
+    many of theirs, ``rounds`` times), so that a change of machine speed during
+    the measurement (another process, the CPU's clock) touches both alike:
+    their ratio is what this script reports. Blocks, not single calls: torch's
+    and NumPy's BLAS thread pools each spin for a while after a call, and
+    alternating call by call makes them fight (measured: 1,000-row calls 6x
+    slower for both).
+    """
+    times = [[] for _ in fns]
+    block = max(1, repeat // rounds)
+    for _ in range(rounds):
+        for fn, t in zip(fns, times, strict=True):
+            for _ in range(5):
+                fn(X)
+            for _ in range(block):
+                start = time.perf_counter()
+                fn(X)
+                t.append(time.perf_counter() - start)
+    return [float(np.median(t)) for t in times]
 
 
 def _sessions(ours, theirs, X):
@@ -110,21 +123,20 @@ def run(repeat, activations):
         for n in ROWS:
             Xn, r = X[:n], max(5, repeat // 10) if n >= 10000 else repeat
             row = dict(network=name, rows=n)
-            row["ours_ms"] = 1e3 * median_seconds(ours.predict_proba, Xn, r)
-            row["sklearn_ms"] = 1e3 * median_seconds(theirs.predict_proba, Xn, r)
+            row["ours_ms"], row["sklearn_ms"] = (
+                1e3 * t for t in median_seconds([ours.predict_proba, theirs.predict_proba], Xn, r))
             if ours_ort is not None:
-                row["ours_ort_ms"] = 1e3 * median_seconds(ours_ort, Xn, r)
-                row["sklearn_ort_ms"] = 1e3 * median_seconds(theirs_ort, Xn, r)
+                row["ours_ort_ms"], row["sklearn_ort_ms"] = (
+                    1e3 * t for t in median_seconds([ours_ort, theirs_ort], Xn, r))
             results.append(row)
     if activations:
         for act in sorted(ACTIVATIONS):
             ours, theirs = _fit(dict(hidden_layer_sizes=(100,) * 2, activation=act), X, y)
             for n in (1, 1000):
-                Xn = X[:n]
-                results.append(dict(
-                    network=f"2x100 {act}", rows=n,
-                    ours_ms=1e3 * median_seconds(ours.predict_proba, Xn, repeat),
-                    sklearn_ms=1e3 * median_seconds(theirs.predict_proba, Xn, repeat)))
+                ours_s, theirs_s = median_seconds([ours.predict_proba, theirs.predict_proba],
+                                                  X[:n], repeat)
+                results.append(dict(network=f"2x100 {act}", rows=n, ours_ms=1e3 * ours_s,
+                                    sklearn_ms=1e3 * theirs_s))
     return results
 
 
