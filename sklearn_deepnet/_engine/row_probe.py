@@ -25,8 +25,6 @@ import threading
 
 import torch
 
-from .data import torch_threads
-
 __all__ = ["ROW_CANDIDATES", "min_rows"]
 
 # Candidates for the minimum number of rows, smallest first; the last is the
@@ -52,9 +50,12 @@ def _passes(n_in, n_out, rows):
     x = torch.randn(_LARGE + 1, n_in, generator=gen)
     w = torch.randn(n_out, n_in, generator=gen).t()
     b = torch.randn(n_out, generator=gen)
-    reference = None
-    for threads in _thread_counts():
-        with torch_threads(threads):
+    reference, before = None, torch.get_num_threads()
+    try:
+        for threads in _thread_counts():
+            # (this thread's count, exactly: torch_threads would give a worker
+            # thread its share, and the answer is kept for every thread)
+            torch.set_num_threads(threads)
             large = torch.addmm(b, x[:_LARGE], w)
             if reference is None:
                 reference = large
@@ -66,6 +67,8 @@ def _passes(n_in, n_out, rows):
             # Rows starting at an unaligned address (a slice of the caller's array).
             if not torch.equal(torch.addmm(b, x[1 : rows + 1], w), large[1 : rows + 1]):
                 return False
+    finally:
+        torch.set_num_threads(before)
     return True
 
 
