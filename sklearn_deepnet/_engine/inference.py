@@ -450,7 +450,8 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
         # A small dense request (serving): the same plan walk as below, in one
         # chunk, without the chunk loop's bookkeeping (a third of a one-row call).
         with torch_threads(wanted), torch.inference_mode():
-            return _run_plan(plan, torch.from_numpy(np.ascontiguousarray(X))).numpy()
+            res = _run_plan(plan, torch.from_numpy(np.ascontiguousarray(X)))
+        return np.ascontiguousarray(res.numpy())  # (a C-ordered array, as below)
     # The result is allocated once and filled chunk by chunk: holding on to
     # per-chunk tensors would interleave small long-lived blocks with the
     # large per-chunk temporaries and keep the C allocator from reusing them.
