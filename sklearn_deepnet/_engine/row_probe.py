@@ -38,9 +38,10 @@ _LOCK = threading.Lock()
 
 
 def _thread_counts():
-    """The thread counts a prediction may use here: 1, 2, 3 and every core."""
+    """The thread counts a prediction may use here: 1, 2, 3 and every core (those
+    the machine has), and torch's current count (even above the cores)."""
     cores = os.cpu_count() or 1
-    return sorted({t for t in (1, 2, 3, cores, torch.get_num_threads()) if t <= cores})
+    return sorted({t for t in (1, 2, 3, cores) if t <= cores} | {torch.get_num_threads()})
 
 
 def _passes(n_in, n_out, rows):
