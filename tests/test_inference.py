@@ -376,3 +376,22 @@ def test_the_plan_cache_compares_tensors_by_identity_and_sees_deep_changes():
     np.testing.assert_allclose(predict_raw(net, X, "cpu"), truth(), rtol=1e-5, atol=1e-6)
     del net.hidden[0].linear.extra_setting
     np.testing.assert_allclose(predict_raw(net, X, "cpu"), truth(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["relu", "selu"])
+def test_the_small_request_path_gives_the_chunked_paths_array(activation):
+    # predict_raw serves a small dense float32 array in one chunk without the
+    # chunk loop; anything else (here: a read-only array, a float64 array, a
+    # list of chunks) takes the loop. Same plan walk: the same bits, the same
+    # kind of array.
+    net = _net(activation, widths=(40, 24))
+    X = np.random.default_rng(4).normal(size=(50, 20)).astype(np.float32)
+    lean = predict_raw(net, X, "cpu")
+    read_only = X.copy()
+    read_only.flags.writeable = False
+    chunked = predict_raw(net, read_only, "cpu", batch_size=7)
+    np.testing.assert_array_equal(lean, chunked)
+    np.testing.assert_array_equal(predict_raw(net, read_only, "cpu"), lean)
+    for out in (lean, predict_raw(net, X[:1], "cpu")):
+        assert out.dtype == np.float32 and out.flags.c_contiguous
+    assert lean.shape == (50, 3)
