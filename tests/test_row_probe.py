@@ -58,3 +58,29 @@ def test_predictions_stay_batch_invariant_on_a_blas_that_needs_more_rows(fresh_p
     full = predict_raw(net, X, "cpu")
     for i in (0, 7, 299):
         np.testing.assert_array_equal(predict_raw(net, X[i : i + 1], "cpu"), full[i : i + 1])
+
+
+def test_an_embeddings_batched_products_are_probed_too(fresh_probe, monkeypatch):
+    # A numeric embedding runs one batched product (baddbmm) over its columns:
+    # a BLAS whose batched products of fewer than 40 rows round differently
+    # must give its plan 64 rows, and a single row still the batch's bits.
+    from sklearn_deepnet._engine.embeddings import EmbeddingSpec
+
+    original = torch.baddbmm
+
+    def baddbmm(b, x, w):  # (an exaggerated difference: one ulp is lost in the ReLU
+        out = original(b, x, w)  # and the next layer's rounding here)
+        if x.shape[1] < 40:
+            out = out * (1 + 1e-3) + 1e-3
+        return out
+
+    monkeypatch.setattr(torch, "baddbmm", baddbmm)
+    assert row_probe.min_rows([(3, 10, 4)]) == 64
+    assert row_probe.min_rows([(20, 64)]) in row_probe.ROW_CANDIDATES  # (plain products)
+    spec = EmbeddingSpec("periodic", 6, (0, 2, 5), size=4, n_frequencies=5, frequency_scale=0.2)
+    torch.manual_seed(0)
+    net = MLP(6, [24], 3, embedding=spec).initialize_()
+    X = np.random.default_rng(1).normal(size=(300, 6)).astype(np.float32)
+    full = predict_raw(net, X, "cpu")
+    for i in (0, 150, 299):
+        np.testing.assert_array_equal(predict_raw(net, X[i : i + 1], "cpu"), full[i : i + 1])

@@ -290,7 +290,9 @@ def _plan(module, refresh=None):
         # dropout and alpha dropout: the identity in evaluation mode
     linears = [op for op in ops if isinstance(op, _Linear)]
     linears += [m for op in ops if isinstance(op, _MemberLinear) for m in op.members]
-    rows = min_rows(tuple(lin.wt.shape) for lin in linears)
+    batched = [tuple(layer.weight.shape) for parts, op in plan.located
+               if op.kind.endswith("_embedding") for layer in [submodule(module, parts)]]
+    rows = min_rows([*(tuple(lin.wt.shape) for lin in linears), *batched])
     for lin in linears:
         lin.min_rows = rows
     return ops, plan.n_outputs, rows

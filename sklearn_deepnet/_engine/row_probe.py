@@ -44,29 +44,45 @@ def _thread_counts():
     return sorted({t for t in (1, 2, 3, cores) if t <= cores} | {torch.get_num_threads()})
 
 
-def _passes(n_in, n_out, rows):
-    """Whether products of ``rows`` rows and more round like a large one, for
-    an ``(n_out, n_in)`` weight read transposed (as :class:`.inference._Linear`)."""
-    gen = torch.Generator().manual_seed(n_in * 7919 + n_out)
-    x = torch.randn(_LARGE + 1, n_in, generator=gen)
-    w = torch.randn(n_out, n_in, generator=gen).t()
-    b = torch.randn(n_out, generator=gen)
+def _product(shape, gen):
+    """``(x, f)``: random rows ``x`` and ``f(rows of x)`` -> the product's rows, for
+    a weight of ``shape``: ``(n_in, n_out)`` read transposed (as
+    :class:`.inference._Linear`), or ``(F, n_in, size)``: ``F`` products batched
+    over the columns of ``(n, F, n_in)`` rows (as a numeric embedding's)."""
+    if len(shape) == 2:
+        n_in, n_out = shape
+        x = torch.randn(_LARGE + 1, n_in, generator=gen)
+        w = torch.randn(n_out, n_in, generator=gen).t()
+        b = torch.randn(n_out, generator=gen)
+        return x, lambda rows: torch.addmm(b, rows, w)
+    n_features, n_in, size = shape
+    x = torch.randn(_LARGE + 1, n_features, n_in, generator=gen)
+    w = torch.randn(n_features, n_in, size, generator=gen)
+    b = torch.randn(n_features, 1, size, generator=gen)
+    return x, lambda rows: torch.baddbmm(b, rows.transpose(0, 1), w).transpose(0, 1)
+
+
+def _passes(shape, rows):
+    """Whether products of ``rows`` rows and more round like a large one (see
+    :func:`_product` for ``shape``)."""
+    gen = torch.Generator().manual_seed(sum(d * 7919**i for i, d in enumerate(shape)) % 2**62)
+    x, product = _product(shape, gen)
     reference, before = None, torch.get_num_threads()
     try:
         for threads in _thread_counts():
             # (this thread's count, exactly: torch_threads would give a worker
             # thread its share, and the answer is kept for every thread)
             torch.set_num_threads(threads)
-            large = torch.addmm(b, x[:_LARGE], w)
+            large = product(x[:_LARGE])
             if reference is None:
                 reference = large
             elif not torch.equal(large, reference):  # (not the rows: give up)
                 return False
             for m in (rows, rows + 1, 2 * rows - 1, 3 * rows + 5, 200):
-                if not torch.equal(torch.addmm(b, x[:m].clone(), w), reference[:m]):
+                if not torch.equal(product(x[:m].clone()), reference[:m]):
                     return False
             # Rows starting at an unaligned address (a slice of the caller's array).
-            if not torch.equal(torch.addmm(b, x[1 : rows + 1], w), large[1 : rows + 1]):
+            if not torch.equal(product(x[1 : rows + 1]), large[1 : rows + 1]):
                 return False
     finally:
         torch.set_num_threads(before)
@@ -78,8 +94,10 @@ def min_rows(shapes):
 
     Parameters
     ----------
-    shapes : iterable of (int, int)
-        ``(n_in, n_out)`` of each weight matrix, as padded for inference.
+    shapes : iterable of tuple of int
+        ``(n_in, n_out)`` of each weight matrix, as padded for inference, and
+        ``(F, n_in, size)`` of each batch of ``F`` products (a numeric
+        embedding's).
 
     Returns
     -------
@@ -90,12 +108,12 @@ def min_rows(shapes):
     for rows in ROW_CANDIDATES[:-1]:
         ok = True
         for shape in shapes:
-            key = (*shape, rows)
+            key = (shape, rows)
             with _LOCK:
                 passed = _PROBED.get(key)
                 if passed is None:
                     with torch.inference_mode(False), torch.no_grad():
-                        passed = _PROBED[key] = _passes(*shape, rows)
+                        passed = _PROBED[key] = _passes(shape, rows)
             if not passed:
                 ok = False
                 break
