@@ -346,7 +346,10 @@ class DeepMLPRegressor(RegressorMixin, BaseDeepMLP):
         if self._spread_from_members(return_std):  # an ensemble's members
             members = np.stack([self._predict_from_raw(raw) for raw in self._member_raw(X)])
             return self.predict(X), members.std(axis=0).astype(self._output_dtype, copy=False)
-        passes = np.stack([self._predict_from_raw(raw) for raw in self._predict_raw_passes(X)])
+        raws = self._predict_raw_passes(X)
+        if len(raws) == 1:  # one deterministic pass (return_std needs several): the mean
+            return self._predict_from_raw(raws[0])  # of one pass is that pass, skip the stack
+        passes = np.stack([self._predict_from_raw(raw) for raw in raws])
         mean = passes.mean(axis=0).astype(self._output_dtype, copy=False)
         if return_std:
             return mean, passes.std(axis=0).astype(self._output_dtype, copy=False)
