@@ -15,18 +15,19 @@ def fresh_probe(monkeypatch):
     monkeypatch.setattr(row_probe, "_PROBED", {})
 
 
-def _rounding_like_a_small_matrix_blas(threshold):
-    """torch.addmm, except that a product of fewer than ``threshold`` rows rounds
-    differently (what MKL does for 1 or 2 rows, at a made-up threshold)."""
-    original = torch.addmm
+def _rounding_like_a_small_matrix_blas(threshold, original=torch.addmm, row_dim=0,
+                                       change=lambda out: torch.nextafter(
+                                           out, torch.full_like(out, np.inf))):
+    """``original`` (torch.addmm, or torch.baddbmm with ``row_dim=1``), except that a
+    product of fewer than ``threshold`` rows gives ``change(result)``: a BLAS that
+    rounds differently for few rows (what MKL does for 1 or 2, at a made-up
+    threshold)."""
 
-    def addmm(b, x, w):
+    def product(b, x, w):
         out = original(b, x, w)
-        if x.shape[0] < threshold:
-            out = torch.nextafter(out, torch.full_like(out, np.inf))
-        return out
+        return change(out) if x.shape[row_dim] < threshold else out
 
-    return addmm
+    return product
 
 
 def test_the_probe_answers_a_candidate_and_remembers_each_shape(fresh_probe, monkeypatch):
@@ -66,15 +67,10 @@ def test_an_embeddings_batched_products_are_probed_too(fresh_probe, monkeypatch)
     # must give its plan 64 rows, and a single row still the batch's bits.
     from sklearn_deepnet._engine.embeddings import EmbeddingSpec
 
-    original = torch.baddbmm
-
-    def baddbmm(b, x, w):  # (an exaggerated difference: one ulp is lost in the ReLU
-        out = original(b, x, w)  # and the next layer's rounding here)
-        if x.shape[1] < 40:
-            out = out * (1 + 1e-3) + 1e-3
-        return out
-
-    monkeypatch.setattr(torch, "baddbmm", baddbmm)
+    # (an exaggerated difference: one ulp is lost in the ReLU and the next layer's
+    # rounding here)
+    monkeypatch.setattr(torch, "baddbmm", _rounding_like_a_small_matrix_blas(
+        40, torch.baddbmm, row_dim=1, change=lambda out: out * (1 + 1e-3) + 1e-3))
     assert row_probe.min_rows([(3, 10, 4)]) == 64
     assert row_probe.min_rows([(20, 64)]) in row_probe.ROW_CANDIDATES  # (plain products)
     spec = EmbeddingSpec("periodic", 6, (0, 2, 5), size=4, n_frequencies=5, frequency_scale=0.2)

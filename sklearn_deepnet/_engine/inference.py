@@ -259,6 +259,7 @@ def _plan(module, refresh=None):
     """
     plan = module.plan
     ops, n_in, width, exact = [], plan.n_features, plan.n_features, True
+    linears, batched = [], []  # (the products whose rows the row probe decides)
     for parts, op in plan.located:
         layer = submodule(module, parts)
         if op.kind == "linear":
@@ -268,7 +269,8 @@ def _plan(module, refresh=None):
                 width = _pad_to(op.n_out, _EXACT_WIDTH_MULTIPLE if exact else _WIDTH_MULTIPLE)
             else:
                 width = max(op.n_out, _MIN_COLS)
-            ops.append(_Linear(layer, n_in, width, refresh))
+            linears.append(_Linear(layer, n_in, width, refresh))
+            ops.append(linears[-1])
             n_in = width
         elif op.kind == "batch_norm":
             ops.append(_batch_norm(layer, width, refresh))
@@ -277,6 +279,7 @@ def _plan(module, refresh=None):
             ops.append(fn if exact else _one_chunk(fn))
         elif op.kind.endswith("_embedding"):  # row-wise, unpadded: read in place
             ops.append(layer.forward)
+            batched.append(tuple(layer.weight.shape))
             n_in = width = op.n_out
         elif op.kind == "member_split":  # (settings read from the modules, as above)
             ops.append(_MemberSplit(layer.n_members))
@@ -284,14 +287,11 @@ def _plan(module, refresh=None):
             ops.append(_MemberScale(layer, width, refresh))
         elif op.kind == "member_linear":
             ops.append(_MemberLinear(layer, n_in, refresh))
+            linears += ops[-1].members
         elif op.kind == "member_mean":  # (transcendental: on one thread)
             ops.append(_one_chunk(partial(_combine, k=layer.n_members,
                                           rule=COMBINE_RULES[layer.combine])))
         # dropout and alpha dropout: the identity in evaluation mode
-    linears = [op for op in ops if isinstance(op, _Linear)]
-    linears += [m for op in ops if isinstance(op, _MemberLinear) for m in op.members]
-    batched = [tuple(layer.weight.shape) for parts, op in plan.located
-               if op.kind.endswith("_embedding") for layer in [submodule(module, parts)]]
     rows = min_rows([*(tuple(lin.wt.shape) for lin in linears), *batched])
     for lin in linears:
         lin.min_rows = rows

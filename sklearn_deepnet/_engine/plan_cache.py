@@ -95,10 +95,10 @@ class _Layout:
             stack.extend(c for c in state["_modules"].values() if c is not None)
         self.states = tuple(states)
         self.lengths = tuple(map(len, states))
-        self.getters, expected, tensors = [], [], []
+        getters, expected, tensors = [], [], []
         for state in states:
             public = tuple(k for k in state if k[0] != "_" and k != "training")
-            self.getters.append(itemgetter(*public, *_REGISTRIES))
+            getters.append(itemgetter(*public, *_REGISTRIES))
             modules, params, buffers, hooks, pre_hooks = map(state.__getitem__, _REGISTRIES)
             expected.append((*map(_expected, map(state.__getitem__, public)),
                              {k: _expected(v) for k, v in modules.items()},
@@ -106,8 +106,7 @@ class _Layout:
                              {k: _Is(v) for k, v in buffers.items()},
                              hooks.copy(), pre_hooks.copy()))
             tensors.extend(t for t in (*params.values(), *buffers.values()) if t is not None)
-        self.getters, self.expected, self.tensors = tuple(self.getters), tuple(expected), tuple(
-            tensors)
+        self.getters, self.expected, self.tensors = tuple(getters), tuple(expected), tuple(tensors)
         self.pointers, self.shapes, self.dtypes = self._tensor_layout()
 
     def _tensor_layout(self):
