@@ -12,16 +12,15 @@ properties the module's own ``forward`` does not:
   predicted with (subsets, order, chunk sizes, thread counts). BLAS switches
   to differently-rounding kernels for few rows or one output column, so every
   matrix product gets at least 16 or 64 rows (:mod:`.row_probe`) and
-  ``_MIN_COLS`` columns,
-  and hidden widths are padded to a multiple of 16 (see
-  ``_EXACT_WIDTH_MULTIPLE``).
+  ``_MIN_COLS`` columns, and hidden widths are padded to a multiple of 16
+  (see ``_WIDTH_MULTIPLE``).
   Element-wise activations (ELU, SELU, GELU, Swish, Mish, sigmoid, tanh, ...)
   round differently in ATen's vectorized loop and in its scalar tail, and a
-  multi-threaded loop puts the tail at data-dependent places; so hidden widths
-  are padded with zero units to a multiple of ``_WIDTH_MULTIPLE`` (no tail)
-  and such activations run on one thread (one chunk; the matrix products keep
-  their threads). Padded units are exactly zero and have zero outgoing
-  weights.
+  multi-threaded loop is cut into pieces at places that move with the batch;
+  so the rows are padded until every such loop is cut only at multiples of
+  64 elements (:mod:`.elementwise`: no tail anywhere, on any number of
+  threads; probed once per process, one thread where the probe fails).
+  Padded units are exactly zero and have zero outgoing weights.
 - **Low latency.** No train/eval mode switching, and one CPU thread when the
   matrix products are small (like training, see
   :func:`~._engine.choose_num_threads`).
@@ -46,6 +45,7 @@ from torch import nn
 
 from .activations import activation_row
 from .data import choose_num_threads, to_tensor, torch_threads
+from .elementwise import GRAIN, aligned_rows, splits_aligned
 from .ensemble import COMBINE_RULES, MemberLinear
 from .kernels import foreach_copy_, has_hooks
 from .module import MLP, plan_blocker, submodule
@@ -104,16 +104,11 @@ PREDICT_BATCH_SIZE = 8192
 # product shapes batch-invariant with them on this machine, else 64; modules
 # run outside a plan (layers not known to it) keep 64.
 _MIN_ROWS, _MIN_COLS = ROW_CANDIDATES[-1], 16
-# Hidden widths are padded to a multiple of this (a multiple of every SIMD
-# block ATen uses for float32). Element-wise loops of up to _GRAIN elements
-# (ATen's grain size) run on one thread anyway.
-_WIDTH_MULTIPLE = 64
-_GRAIN = 32768
-# Layers with exact activations are padded less: only so that the matrix
-# products' shapes keep BLAS on kernels whose rounding does not depend on the
-# number of rows for any thread count (measured: widths like 37 or 100 broke
-# that at 3 threads, multiples of 16 did not).
-_EXACT_WIDTH_MULTIPLE = 16
+# Hidden widths are padded to a multiple of this, so that the matrix products'
+# shapes keep BLAS on kernels whose rounding does not depend on the number of
+# rows for any thread count (measured: widths like 37 or 100 broke that at 3
+# threads, multiples of 16 did not).
+_WIDTH_MULTIPLE = 16
 # Elements of one densified chunk of a sparse X (16 MB of float32).
 _SPARSE_CHUNK_ELEMENTS = 2**22
 
@@ -171,12 +166,29 @@ def _one_chunk(fn):
     """Apply the element-wise ``fn`` on one thread: one loop, split nowhere."""
 
     def apply(x):
-        if x.numel() <= _GRAIN or torch.get_num_threads() == 1:
+        if x.numel() < GRAIN or torch.get_num_threads() == 1:
             return fn(x)
         with torch_threads(1):
             return fn(x)
 
     return apply
+
+
+class _Elementwise:
+    """An activation that is not exact (see :mod:`.elementwise`): on the call's
+    threads where its loop, on rows padded by :func:`.elementwise.aligned_rows`,
+    was probed to give one thread's bits; else on one thread."""
+
+    def __init__(self, fn, key, width, per_row):
+        self.fn, self.key, self.width, self.per_row = fn, key, width, per_row
+
+    def __call__(self, x):
+        threads = torch.get_num_threads()
+        if threads == 1 or x.numel() < GRAIN or splits_aligned(
+                self.fn, self.key, self.width, self.per_row, threads):
+            return self.fn(x)
+        with torch_threads(1):
+            return self.fn(x)
 
 
 def _batch_norm(bn, width, refresh=None):
@@ -260,13 +272,14 @@ def _plan(module, refresh=None):
     plan = module.plan
     ops, n_in, width, exact = [], plan.n_features, plan.n_features, True
     linears, batched = [], []  # (the products whose rows the row probe decides)
+    per_row, k = [], 1  # (elements per request row of each element-wise loop)
     for parts, op in plan.located:
         layer = submodule(module, parts)
         if op.kind == "linear":
             if parts[0] == "hidden":  # a hidden layer: padded by its activation's kind
                 block = module.hidden[int(parts[1])]
                 exact = activation_row(block._modules["activation"]).exact
-                width = _pad_to(op.n_out, _EXACT_WIDTH_MULTIPLE if exact else _WIDTH_MULTIPLE)
+                width = _pad_to(op.n_out, _WIDTH_MULTIPLE)
             else:
                 width = max(op.n_out, _MIN_COLS)
             linears.append(_Linear(layer, n_in, width, refresh))
@@ -276,13 +289,17 @@ def _plan(module, refresh=None):
             ops.append(_batch_norm(layer, width, refresh))
         elif op.kind == "activation":
             fn = activation_row(layer).evaluation(layer, width, refresh)
-            ops.append(fn if exact else _one_chunk(fn))
+            if not exact:
+                fn = _Elementwise(fn, type(layer), width, width * k)
+                per_row.append(width * k)
+            ops.append(fn)
         elif op.kind.endswith("_embedding"):  # row-wise, unpadded: read in place
             ops.append(layer.forward)
             batched.append(tuple(layer.weight.shape))
             n_in = width = op.n_out
         elif op.kind == "member_split":  # (settings read from the modules, as above)
             ops.append(_MemberSplit(layer.n_members))
+            k = layer.n_members
         elif op.kind == "member_scale":
             ops.append(_MemberScale(layer, width, refresh))
         elif op.kind == "member_linear":
@@ -295,7 +312,7 @@ def _plan(module, refresh=None):
     rows = min_rows([*(tuple(lin.wt.shape) for lin in linears), *batched])
     for lin in linears:
         lin.min_rows = rows
-    return ops, plan.n_outputs, rows
+    return ops, plan.n_outputs, rows, tuple(sorted(set(per_row)))
 
 
 def _combine(x, k, rule):
@@ -303,12 +320,15 @@ def _combine(x, k, rule):
 
 
 def _run_plan(plan, x, members=False):
-    ops, n_out, rows = plan
+    ops, n_out, rows, per_row = plan
     if members:  # each member's outputs: the plan without its last op, the combination
         ops, n_out = ops[:-1], n_out * members
     n = x.shape[0]
-    if n < rows:  # padded once: every matrix product gets the plan's minimum of rows
-        x = _pad_rows(x, rows)
+    # Padded once: every matrix product gets the plan's minimum of rows, and
+    # every element-wise loop is cut at block boundaries only (.elementwise).
+    padded = aligned_rows(max(n, rows), per_row, torch.get_num_threads()) if per_row else rows
+    if n < padded:
+        x = _pad_rows(x, padded)
     for op in ops:
         x = op(x)
     return x[:n, :n_out]
