@@ -511,6 +511,10 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
             Only with ``return_std=True``: the passes' (or members') standard
             deviation.
         """
+        if not return_std and type(self.mc_dropout) is int and self.mc_dropout == 0:
+            # one deterministic pass (serving's case: its checks are the ones below)
+            proba = self._proba_from_raw(self._predict_raw(X).astype(np.float64))
+            return np.maximum(proba, _TINY, out=proba)
         self._check_return_std(return_std)
         if self._spread_from_members(return_std):  # an ensemble's members
             members = self._member_raw(X).astype(np.float64)

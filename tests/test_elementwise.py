@@ -1,6 +1,6 @@
 """Element-wise activations on every thread, batch-invariant (``_engine.elementwise``)."""
 
-import math
+import itertools
 
 import numpy as np
 import pytest
@@ -11,38 +11,42 @@ from hypothesis import strategies as st
 
 from sklearn_deepnet._engine import elementwise, inference
 from sklearn_deepnet._engine.activations import ACTIVATIONS
-from sklearn_deepnet._engine.elementwise import BLOCK, GRAIN, aligned_rows, splits_aligned
+from sklearn_deepnet._engine.elementwise import (
+    BLOCK,
+    GRAIN,
+    aligned_rows,
+    parallel,
+    splits_aligned,
+)
 from sklearn_deepnet._engine.inference import predict_raw
 from sklearn_deepnet._engine.module import MLP
 
 
-def _pieces_openmp(n, threads):
-    """ATen's OpenMP ``parallel_for``: (start, length) of each thread's piece."""
-    if threads == 1 or n < GRAIN:
+def _pieces(n, threads, openmp):
+    """(start, length) of each piece ATen cuts a loop of ``n`` elements into: OpenMP
+    gives ``min(threads, ceil(n / GRAIN))`` threads ``ceil(n / used)`` each, the
+    native pool pieces of ``max(GRAIN, ceil(n / threads))``; a loop that is not
+    :func:`parallel` runs on one thread."""
+    if not parallel(n, threads):
         return [(0, n)]
-    used = min(threads, -(-n // GRAIN))
-    chunk = -(-n // used)
+    if openmp:
+        chunk = -(-n // min(threads, -(-n // GRAIN)))
+    else:
+        chunk = max(GRAIN, -(-n // threads))
     return [(s, min(chunk, n - s)) for s in range(0, n, chunk)]
 
 
-def _pieces_native(n, threads):
-    """ATen's native thread pool: pieces of ``max(GRAIN, ceil(n / threads))``."""
-    if threads == 1 or n < GRAIN:
-        return [(0, n)]
-    chunk = max(GRAIN, -(-n // threads))
-    return [(s, min(chunk, n - s)) for s in range(0, n, chunk)]
-
-
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(n=st.integers(1, 50_000),
        per_row=st.lists(st.integers(1, 64).map(lambda m: 16 * m), min_size=1, max_size=3),
        threads=st.integers(1, 64))
 def test_aligned_rows_cut_every_loop_at_block_boundaries(n, per_row, threads):
     rows = aligned_rows(n, per_row, threads)
-    assert n <= rows <= n + 64 * math.lcm(threads, 64)
-    for e in per_row:
-        for pieces in (_pieces_openmp(rows * e, threads), _pieces_native(rows * e, threads)):
-            assert all(start % BLOCK == 0 and length % BLOCK == 0 for start, length in pieces)
+    assert n <= rows < n + 4 * threads
+    for e, openmp in itertools.product(per_row, [True, False]):
+        pieces = _pieces(rows * e, threads, openmp)
+        assert len(pieces) in (1, threads)
+        assert all(start % BLOCK == 0 and length % BLOCK == 0 for start, length in pieces)
 
 
 def test_aligned_rows_adds_no_row_where_none_is_needed():
@@ -50,6 +54,9 @@ def test_aligned_rows_adds_no_row_where_none_is_needed():
     assert aligned_rows(16, [112], 1) == 16      # 1,792 = 28 blocks
     assert aligned_rows(17, [112], 1) == 20      # 4 rows are 7 blocks
     assert aligned_rows(5, [], 8) == 5
+    assert aligned_rows(300, [112], 2) == 300    # one thread: 525 blocks
+    # 1,001 x 112 = 112,112 elements on two threads: pieces of 56,056 = 875.9 blocks
+    assert aligned_rows(1001, [112], 2) == 1008
 
 
 def _misaligned(fn):
@@ -102,6 +109,7 @@ def test_an_activation_cut_elsewhere_falls_back_to_one_thread(monkeypatch, trust
             return _misaligned(self.row.evaluation(module, width, refresh))
 
     monkeypatch.setattr(inference, "activation_row", lambda m: Misaligned(real(m)))
+    monkeypatch.setattr(elementwise, "_PROBED", {})  # (SELU's real kernels probed: forget)
     if trust:
         monkeypatch.setattr(inference, "splits_aligned", lambda *args: True)
     torch.manual_seed(0)

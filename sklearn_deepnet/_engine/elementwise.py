@@ -10,12 +10,13 @@ the flat index), each with its own remainder, at places that move with the
 number of rows: a row's outputs would depend on the batch it came in.
 
 So inference (:mod:`.inference`) pads the rows of a request until every such
-loop is cut only at multiples of :data:`BLOCK` elements, with a length that
-is a multiple of it too (:func:`aligned_rows`): every element then goes
-through the vectorized kernel, on any number of threads. Where ATen cuts the
-loop is read from its two ``parallel_for`` back ends (OpenMP: ``ceil(n / t)``
-elements per thread, ``t = min(threads, ceil(n / GRAIN))``; the native pool:
-``max(GRAIN, ceil(n / threads))``), so it is not trusted either:
+loop is a whole number of :data:`BLOCK`-element blocks and, where it runs on
+several threads, is cut only between blocks (:func:`aligned_rows`): every
+element then goes through the vectorized kernel. A loop of ``n`` elements on
+``t`` threads is cut into pieces of ``ceil(n / t)`` by both of ATen's
+``parallel_for`` back ends (OpenMP and the native pool) when ``n >= t *
+GRAIN``; a loop below that runs on one thread (their splits differ there, and
+each piece would be small). The split is not trusted either:
 :func:`splits_aligned` probes each activation, width and thread count once per
 process against a one-thread run, with inputs chosen where the two kernels
 disagree, and an activation that fails is run on one thread (as all of them
@@ -29,10 +30,11 @@ import threading
 
 import torch
 
-__all__ = ["BLOCK", "GRAIN", "aligned_rows", "splits_aligned"]
+__all__ = ["BLOCK", "GRAIN", "aligned_rows", "parallel", "splits_aligned"]
 
-# Every piece of a loop starts and ends at a multiple of this many elements: a
-# multiple of twice the widest SIMD vector ATen uses for float32 (AVX-512: 16).
+# Every loop, and every piece of a loop, is a whole number of blocks of this
+# many elements: a multiple of twice the widest SIMD vector ATen uses for
+# float32 (AVX-512: 16).
 BLOCK = 64
 # ATen's grain size: loops of fewer elements run on the calling thread.
 GRAIN = 32768
@@ -41,18 +43,13 @@ _PROBED: dict = {}
 _LOCK = threading.Lock()
 
 
-def _unit(n_elements, threads):
-    """The multiple of elements a loop of about ``n_elements`` needs on ``threads``."""
-    if threads <= 1 or n_elements < GRAIN:
-        return BLOCK
-    # OpenMP splits among min(threads, ceil(n / GRAIN)) threads, the native
-    # pool among ``threads`` (pieces of at least GRAIN, itself a multiple).
-    used = min(threads, -(-n_elements // GRAIN))
-    return BLOCK * math.lcm(threads, used)
+def parallel(n_elements, threads):
+    """Whether a loop of ``n_elements`` runs on ``threads`` threads (else on one)."""
+    return threads > 1 and n_elements >= threads * GRAIN
 
 
 def aligned_rows(n, per_row, threads):
-    """The fewest rows ``>= n`` whose loops are cut only at multiples of :data:`BLOCK`.
+    """The fewest rows ``>= n`` whose loops are whole blocks, cut between blocks.
 
     Parameters
     ----------
@@ -60,24 +57,26 @@ def aligned_rows(n, per_row, threads):
         Rows of the request (already padded to the plan's minimum).
     per_row : sequence of int
         Elements per request row of each element-wise loop (a layer's padded
-        width, times the ensemble's members where rows are per member).
+        width, a multiple of 16, times the ensemble's members where rows are
+        per member).
     threads : int
         torch's thread count for the call.
 
     Returns
     -------
     int
+        Less than ``n + 4 * threads`` when every ``per_row`` is a multiple of 16.
     """
     rows = n
     while True:
         wanted = rows
         for e in per_row:
-            unit = _unit(rows * e, threads)
+            unit = BLOCK * threads if parallel(rows * e, threads) else BLOCK
             step = unit // math.gcd(unit, e)
             wanted = max(wanted, -(-rows // step) * step)
         if wanted == rows:
             return rows
-        rows = wanted  # (more rows may change how many threads a loop uses: again)
+        rows = wanted  # (a loop may have crossed into running on every thread: again)
 
 
 def _disagreeing_inputs(fn, width, gen):
@@ -139,9 +138,10 @@ def _probe(fn, width, per_row, threads):
         inputs = _disagreeing_inputs(fn, width, torch.Generator().manual_seed(width))
         if inputs is None:  # one kernel's bits wherever the loop is cut
             return True
-        # Requests that make each thread count up to ``threads`` split the loop.
-        sizes = {aligned_rows(-(-GRAIN * k // per_row) + 1, [per_row], threads)
-                 for k in range(1, threads + 1)}
+        # Requests whose loops run on every thread: pieces of one block and more.
+        smallest = aligned_rows(-(-threads * GRAIN // per_row), [per_row], threads)
+        sizes = {smallest, aligned_rows(smallest + 1, [per_row], threads),
+                 aligned_rows(3 * smallest + 1, [per_row], threads)}
         for n in sorted(sizes):
             x = inputs.repeat(-(-n * per_row // width // 256), 1)[: n * per_row // width]
             torch.set_num_threads(1)

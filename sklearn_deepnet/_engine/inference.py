@@ -45,7 +45,7 @@ from torch import nn
 
 from .activations import activation_row
 from .data import choose_num_threads, to_tensor, torch_threads
-from .elementwise import GRAIN, aligned_rows, splits_aligned
+from .elementwise import GRAIN, aligned_rows, parallel, splits_aligned
 from .ensemble import COMBINE_RULES, MemberLinear
 from .kernels import foreach_copy_, has_hooks
 from .module import MLP, plan_blocker, submodule
@@ -176,16 +176,17 @@ def _one_chunk(fn):
 
 class _Elementwise:
     """An activation that is not exact (see :mod:`.elementwise`): on the call's
-    threads where its loop, on rows padded by :func:`.elementwise.aligned_rows`,
-    was probed to give one thread's bits; else on one thread."""
+    threads where its loop is large enough to run on all of them and was probed
+    to give one thread's bits there (rows padded by :func:`.elementwise.aligned_rows`);
+    else on one thread."""
 
     def __init__(self, fn, key, width, per_row):
         self.fn, self.key, self.width, self.per_row = fn, key, width, per_row
 
     def __call__(self, x):
-        threads = torch.get_num_threads()
-        if threads == 1 or x.numel() < GRAIN or splits_aligned(
-                self.fn, self.key, self.width, self.per_row, threads):
+        threads, n = torch.get_num_threads(), x.numel()
+        if threads == 1 or n < GRAIN or (parallel(n, threads) and splits_aligned(
+                self.fn, self.key, self.width, self.per_row, threads)):
             return self.fn(x)
         with torch_threads(1):
             return self.fn(x)
@@ -290,7 +291,7 @@ def _plan(module, refresh=None):
         elif op.kind == "activation":
             fn = activation_row(layer).evaluation(layer, width, refresh)
             if not exact:
-                fn = _Elementwise(fn, type(layer), width, width * k)
+                fn = _Elementwise(fn, _kernel_key(layer), width, width * k)
                 per_row.append(width * k)
             ops.append(fn)
         elif op.kind.endswith("_embedding"):  # row-wise, unpadded: read in place
@@ -312,7 +313,16 @@ def _plan(module, refresh=None):
     rows = min_rows([*(tuple(lin.wt.shape) for lin in linears), *batched])
     for lin in linears:
         lin.min_rows = rows
-    return ops, plan.n_outputs, rows, tuple(sorted(set(per_row)))
+    # (an embedding's forward reads the module's parameters, which require grad)
+    return ops, plan.n_outputs, rows, tuple(sorted(set(per_row))), not batched
+
+
+def _kernel_key(layer):
+    """What decides an activation module's kernels: its type and scalar settings
+    (GELU's ``approximate``, ELU's ``alpha``, ...)."""
+    return (type(layer), tuple(sorted(
+        (k, v) for k, v in vars(layer).items()
+        if k[0] != "_" and k != "training" and type(v) in (bool, int, float, str))))
 
 
 def _combine(x, k, rule):
@@ -320,7 +330,7 @@ def _combine(x, k, rule):
 
 
 def _run_plan(plan, x, members=False):
-    ops, n_out, rows, per_row = plan
+    ops, n_out, rows, per_row, _ = plan
     if members:  # each member's outputs: the plan without its last op, the combination
         ops, n_out = ops[:-1], n_out * members
     n = x.shape[0]
@@ -471,8 +481,13 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
             and X.dtype == np.float32 and X.flags.writeable):
         # A small dense request (serving): the same plan walk as below, in one
         # chunk, without the chunk loop's bookkeeping (a third of a one-row call).
-        with torch_threads(wanted), torch.inference_mode():
-            res = _run_plan(plan, torch.from_numpy(np.ascontiguousarray(X)))
+        x = torch.from_numpy(np.ascontiguousarray(X))
+        if plan[4]:  # (no tensor of the walk needs grad: no autograd mode to switch)
+            with torch_threads(wanted):
+                res = _run_plan(plan, x)
+        else:
+            with torch_threads(wanted), torch.inference_mode():
+                res = _run_plan(plan, x)
         return np.ascontiguousarray(res.numpy())  # (a C-ordered array, as below)
     # The result is allocated once and filled chunk by chunk: holding on to
     # per-chunk tensors would interleave small long-lived blocks with the
