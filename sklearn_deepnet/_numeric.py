@@ -13,11 +13,40 @@ import scipy.sparse as sp
 
 from ._engine.embeddings import EmbeddingSpec, quantile_bins
 
-__all__ = ["EMBEDDING_PARAMS", "embedding_spec", "many_valued_columns"]
+__all__ = ["AUTO_FREQUENCY_SCALES", "EMBEDDING_PARAMS", "auto_frequency_scales",
+           "embedding_spec", "many_valued_columns"]
 
 #: Estimator parameters that shape the embedding (a change refuses a warm start).
 EMBEDDING_PARAMS = ("numeric_embedding", "numeric_features", "embedding_size",
                     "n_frequencies", "frequency_scale", "n_bins")
+
+
+#: ``frequency_scale="auto"``: (a column's scale, a spiky column's scale, the share of
+#: rows its most frequent value must exceed to be spiky). Measured on the benchmark's
+#: tables (docs/user_guide/tabular.md): 0.1 suits smooth columns (Letter, Diamonds),
+#: 10 the spike-plus-tail ones (Adult's capital gains and losses, Spambase's word
+#: frequencies), which need high frequencies to tell their rare values apart.
+AUTO_FREQUENCY_SCALES = (0.1, 10.0, 0.5)
+
+
+def auto_frequency_scales(columns):
+    """``frequency_scale="auto"``'s scale of each column (see :data:`AUTO_FREQUENCY_SCALES`).
+
+    Parameters
+    ----------
+    columns : iterable of 1-D numpy arrays
+        The training values of each embedded column.
+
+    Returns
+    -------
+    tuple of float
+    """
+    base, spiky, share = AUTO_FREQUENCY_SCALES
+    out = []
+    for values in columns:
+        _, counts = np.unique(values, return_counts=True)
+        out.append(spiky if len(values) and counts.max() > share * len(values) else base)
+    return tuple(out)
 
 
 def _columns(X, rows):
@@ -132,11 +161,16 @@ def embedding_spec(est, X, rows):
             f"numeric_embedding={est.numeric_embedding!r} has no column to embed: "
             "numeric_features is empty. Set numeric_embedding=None, or name the columns "
             "in numeric_features.")
-    bins = None
+    bins, scale = None, est.frequency_scale
     if est.numeric_embedding == "piecewise_linear":
         column = _columns(X, rows)
         bins = quantile_bins((column(j) for j in numeric), est.n_bins)
+    elif isinstance(scale, str):  # "auto": per column, from its training values
+        column = _columns(X, rows)
+        scale = auto_frequency_scales(column(j) for j in numeric)
+    else:
+        scale = float(scale)
     return EmbeddingSpec(
         est.numeric_embedding, n_features, tuple(int(j) for j in numeric),
         size=int(est.embedding_size), n_frequencies=int(est.n_frequencies),
-        frequency_scale=float(est.frequency_scale), bins=bins)
+        frequency_scale=scale, bins=bins)

@@ -73,6 +73,17 @@ def test_frequencies_start_from_frequency_scale():
     assert 0.4 < float(f.detach().std()) < 0.5  # a normal truncated at 3 sigma: std ~0.493
 
 
+def test_frequencies_start_from_each_columns_scale():
+    torch.manual_seed(0)
+    spec = EmbeddingSpec("periodic", 3, (0, 1, 2), n_frequencies=2000,
+                         frequency_scale=(0.1, 10.0, 0.1))
+    f = PeriodicEmbedding(spec).frequencies.detach()
+    std = f.std(dim=1)
+    assert 0.09 < float(std[0]) < 0.1 and 0.09 < float(std[2]) < 0.1
+    assert 9.0 < float(std[1]) < 10.0
+    assert float(f[1].abs().max()) <= 30.0  # truncated at 3 of its own scale
+
+
 @pytest.mark.parametrize("kind", ["periodic", "piecewise_linear"])
 def test_the_plan_starts_with_the_embedding(kind):
     bins = ((0.0, 1.0, 2.0),) * 2 if kind == "piecewise_linear" else None

@@ -15,7 +15,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from sklearn_deepnet import DeepMLPClassifier, DeepMLPRegressor
-from sklearn_deepnet._numeric import many_valued_columns
+from sklearn_deepnet._numeric import (
+    AUTO_FREQUENCY_SCALES,
+    auto_frequency_scales,
+    many_valued_columns,
+)
 
 FAST = dict(hidden_layer_sizes=(16,), max_iter=3, random_state=0)
 KINDS = ["periodic", "piecewise_linear"]
@@ -227,3 +231,56 @@ def test_embedding_with_an_ensemble(mixed, sharing):
     assert proba.shape == std.shape == (300, 2) and (std > 0).any()
     one = np.vstack([clf.predict_proba(X[i:i + 1]) for i in range(10)])
     np.testing.assert_array_equal(one, clf.predict_proba(X)[:10])
+
+
+def test_auto_frequency_scales_pick_the_spiky_columns():
+    base, spiky, share = AUTO_FREQUENCY_SCALES
+    rng = np.random.default_rng(0)
+    smooth = rng.normal(size=1000)
+    zero_inflated = np.where(rng.random(1000) < 0.9, 0.0, rng.exponential(size=1000))
+    half = np.r_[np.zeros(500), np.arange(1.0, 501.0)]  # exactly half: not more
+    forty = np.r_[np.full(600, 40.0), rng.normal(size=400)]  # a spike off zero
+    assert auto_frequency_scales([smooth, zero_inflated, half, forty]) == (
+        base, spiky, base, spiky)
+    assert share == 0.5 and spiky > base
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_frequency_scale_auto_starts_spiky_columns_at_high_frequencies(sparse):
+    # Column 1 is zero for 90 % of the rows (a spike and a tail, like a capital
+    # gain); columns 0 and 2 are smooth; column 3 is binary (not embedded).
+    rng = np.random.default_rng(0)
+    n = 400
+    X = np.column_stack([rng.normal(size=n),
+                         np.where(rng.random(n) < 0.9, 0.0, rng.exponential(3.0, n)),
+                         rng.normal(size=n), rng.integers(0, 2, n)]).astype(np.float32)
+    y = (X[:, 0] + (X[:, 1] > 2) > 0.5).astype(int)
+    clf = _fit(DeepMLPClassifier(numeric_embedding="periodic", frequency_scale="auto",
+                                 **{**FAST, "max_iter": 1}),
+               sp.csr_matrix(X) if sparse else X, y)
+    spec = clf._embedding
+    assert spec.numeric == (0, 1, 2)
+    assert spec.frequency_scale == (0.1, 10.0, 0.1)
+    std = clf.net_.module_.embedding.frequencies.detach().std(dim=1).numpy()
+    assert std[1] > 30 * max(std[0], std[2])
+    # A float keeps one scale for every column; "auto" is refitted by clone.
+    other = _fit(DeepMLPClassifier(numeric_embedding="periodic", frequency_scale=0.3,
+                                   **{**FAST, "max_iter": 1}), X, y)
+    assert other._embedding.frequency_scale == 0.3
+    assert clone(clf).frequency_scale == "auto"
+
+
+def test_frequency_scale_auto_stays_fixed_by_the_first_fit():
+    rng = np.random.default_rng(1)
+    X = np.column_stack([rng.normal(size=300),
+                         np.where(rng.random(300) < 0.8, 0.0, 1.0 + rng.random(300))])
+    y = (X[:, 0] > 0).astype(int)
+    clf = _fit(DeepMLPClassifier(numeric_embedding="periodic", frequency_scale="auto",
+                                 warm_start=True, **FAST), X, y)
+    assert clf._embedding.frequency_scale == (0.1, 10.0)
+    X2 = X.copy()
+    X2[:, 1] = rng.normal(size=300)  # no longer spiky: the first fit's scales stay
+    _fit(clf, X2, y)
+    assert clf._embedding.frequency_scale == (0.1, 10.0)
+    clf.partial_fit(X2, y)
+    assert clf._embedding.frequency_scale == (0.1, 10.0)

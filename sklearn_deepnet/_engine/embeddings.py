@@ -7,7 +7,8 @@ is ``[embedding of numeric column 1, ..., of column F, the other columns]``:
 - :class:`PeriodicEmbedding` ("PLR"): ``ReLU(Linear_j([cos(2 pi c_j x_j),
   sin(2 pi c_j x_j)]))`` with ``n_frequencies`` trainable frequencies ``c_j``
   per column (initialized from a normal of standard deviation
-  ``frequency_scale`` truncated at 3 of them) and one linear layer per column;
+  ``frequency_scale``, one for all columns or one per column, truncated at 3 of
+  them) and one linear layer per column;
 - :class:`PiecewiseLinearEmbedding` ("PLE" then a linear layer and ReLU):
   ``x_j`` encoded over quantile bins ``b_0 < ... < b_T`` of the training data,
   component ``t`` being ``(x - b_{t-1}) / (b_t - b_{t-1})`` clipped to
@@ -51,8 +52,9 @@ class EmbeddingSpec:
         Width of each column's embedding.
     n_frequencies : int
         Frequencies per column (``"periodic"``).
-    frequency_scale : float
-        Standard deviation of the initial frequencies (``"periodic"``).
+    frequency_scale : float or tuple of float
+        Standard deviation of the initial frequencies (``"periodic"``): one for
+        every column, or one per embedded column (in ``numeric``'s order).
     bins : tuple of tuple of float or None
         Each embedded column's bin edges, increasing, at least two
         (``"piecewise_linear"``).
@@ -63,7 +65,7 @@ class EmbeddingSpec:
     numeric: tuple
     size: int = 16
     n_frequencies: int = 48
-    frequency_scale: float = 0.01
+    frequency_scale: float | tuple = 0.01
     bins: tuple | None = None
 
     @property
@@ -157,9 +159,13 @@ class PeriodicEmbedding(_Embedding):
     def __init__(self, spec):
         super().__init__(spec, 2 * spec.n_frequencies)
         sigma = spec.frequency_scale
-        self.frequencies = nn.Parameter(nn.init.trunc_normal_(
-            torch.empty(len(spec.numeric), spec.n_frequencies), 0.0, sigma, -3 * sigma,
-            3 * sigma))
+        frequencies = torch.empty(len(spec.numeric), spec.n_frequencies)
+        if isinstance(sigma, tuple):  # one scale per column: a standard draw, scaled
+            nn.init.trunc_normal_(frequencies, 0.0, 1.0, -3.0, 3.0)
+            frequencies *= torch.tensor(sigma, dtype=frequencies.dtype)[:, None]
+        else:
+            nn.init.trunc_normal_(frequencies, 0.0, sigma, -3 * sigma, 3 * sigma)
+        self.frequencies = nn.Parameter(frequencies)
 
     def angles(self, xn):
         """``2 pi c x`` of shape ``(n, F, n_frequencies)``."""
