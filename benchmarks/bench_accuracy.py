@@ -30,7 +30,8 @@ Models, each with its library's defaults except where said:
   network (3 x 256 ELU, AdamW, 1cycle peaking at 1e-3 over up to 100 epochs,
   early stopping with a patience of 20);
 * ``ours: tabular`` -- ``recommended_params("tabular")``: the same network with
-  periodic embeddings of the numeric columns (frequency scale 0.1); not run on
+  periodic embeddings of the numeric columns (``frequency_scale="auto"``: 0.1,
+  or 10 for a column whose most frequent value holds over half the rows); not run on
   Fashion-MNIST (pixels are not a table's numeric columns);
 * ``MLPClassifier`` / ``MLPRegressor`` -- scikit-learn's, defaults;
 * ``HistGradientBoosting`` -- scikit-learn's, defaults, categorical columns

@@ -45,7 +45,7 @@ def test_preset_follows_the_chapter_tables():
 def test_tabular_preset_is_the_default_network_with_periodic_embeddings():
     tabular, default = recommended_params("tabular"), recommended_params()
     assert {k: v for k, v in tabular.items() if k in default} == default
-    assert tabular["numeric_embedding"] == "periodic" and tabular["frequency_scale"] == 0.1
+    assert tabular["numeric_embedding"] == "periodic" and tabular["frequency_scale"] == "auto"
 
 
 def test_each_call_returns_a_new_dict():
