@@ -277,7 +277,7 @@ def _plan(module, refresh=None):
     for parts, op in plan.located:
         layer = submodule(module, parts)
         if op.kind == "linear":
-            if parts[0] == "hidden":  # a hidden layer: padded by its activation's kind
+            if parts[0] == "hidden":  # a hidden layer: padded; is its activation exact?
                 block = module.hidden[int(parts[1])]
                 exact = activation_row(block._modules["activation"]).exact
                 width = _pad_to(op.n_out, _WIDTH_MULTIPLE)
