@@ -130,7 +130,9 @@ SHARED_PARAMETERS = f"""\
         frequent value holds more than half of the rows (a spike and a tail,
         like capital gains or word counts: its rare values need high
         frequencies to be told apart), else 0.1 (measured on the benchmark's
-        tables, see the user guide's "Tabular data" page).
+        tables, see the user guide's "Tabular data" page). Like the columns and
+        the bins, the scales are fixed by the first fit: with ``partial_fit``,
+        by its first batch (a small one makes spikes by chance).
 
     n_bins : int, default=48
         The most quantile bins per column (``numeric_embedding="piecewise_linear"``;

@@ -108,6 +108,8 @@ def test_an_activation_cut_elsewhere_falls_back_to_one_thread(monkeypatch, trust
         def evaluation(self, module, width, refresh=None):
             return _misaligned(self.row.evaluation(module, width, refresh))
 
+    if elementwise._disagreeing_inputs(F.selu, 48, torch.Generator().manual_seed(0)) is None:
+        pytest.skip("SELU's scalar and vectorized kernels agree on this machine")
     monkeypatch.setattr(inference, "activation_row", lambda m: Misaligned(real(m)))
     monkeypatch.setattr(elementwise, "_PROBED", {})  # (SELU's real kernels probed: forget)
     if trust:

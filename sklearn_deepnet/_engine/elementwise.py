@@ -15,8 +15,9 @@ several threads, is cut only between blocks (:func:`aligned_rows`): every
 element then goes through the vectorized kernel. A loop of ``n`` elements on
 ``t`` threads is cut into pieces of ``ceil(n / t)`` by both of ATen's
 ``parallel_for`` back ends (OpenMP and the native pool) when ``n >= t *
-GRAIN``; a loop below that runs on one thread (their splits differ there, and
-each piece would be small). The split is not trusted either:
+GRAIN``; a loop below that runs on one thread (their splits differ there,
+some kernels split below ``GRAIN`` with grains of their own, and each piece
+would be small). The split is not trusted either:
 :func:`splits_aligned` probes each activation, width and thread count once per
 process against a one-thread run, with inputs chosen where the two kernels
 disagree, and an activation that fails is run on one thread (as all of them
@@ -135,9 +136,10 @@ def _probe(fn, width, per_row, threads):
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        inputs = _disagreeing_inputs(fn, width, torch.Generator().manual_seed(width))
-        if inputs is None:  # one kernel's bits wherever the loop is cut
-            return True
+        gen = torch.Generator().manual_seed(width)
+        inputs = _disagreeing_inputs(fn, width, gen)
+        if inputs is None:  # (the kernels agree here: the cut is checked on any values)
+            inputs = torch.randn(256, width, generator=gen) * 3
         # Requests whose loops run on every thread: pieces of one block and more.
         smallest = aligned_rows(-(-threads * GRAIN // per_row), [per_row], threads)
         sizes = {smallest, aligned_rows(smallest + 1, [per_row], threads),

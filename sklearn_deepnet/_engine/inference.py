@@ -45,7 +45,7 @@ from torch import nn
 
 from .activations import activation_row
 from .data import choose_num_threads, to_tensor, torch_threads
-from .elementwise import GRAIN, aligned_rows, parallel, splits_aligned
+from .elementwise import aligned_rows, parallel, splits_aligned
 from .ensemble import COMBINE_RULES, MemberLinear
 from .kernels import foreach_copy_, has_hooks
 from .module import MLP, plan_blocker, submodule
@@ -163,10 +163,11 @@ def _pad_rows(x, rows):
 
 
 def _one_chunk(fn):
-    """Apply the element-wise ``fn`` on one thread: one loop, split nowhere."""
+    """Apply the element-wise ``fn`` on one thread: one loop, split nowhere (kernels
+    may split loops below ATen's grain size)."""
 
     def apply(x):
-        if x.numel() < GRAIN or torch.get_num_threads() == 1:
+        if torch.get_num_threads() == 1:
             return fn(x)
         with torch_threads(1):
             return fn(x)
@@ -178,14 +179,15 @@ class _Elementwise:
     """An activation that is not exact (see :mod:`.elementwise`): on the call's
     threads where its loop is large enough to run on all of them and was probed
     to give one thread's bits there (rows padded by :func:`.elementwise.aligned_rows`);
-    else on one thread."""
+    else on one thread, smaller loops included (some kernels split below ATen's
+    grain size: GELU's from 16,384 elements)."""
 
     def __init__(self, fn, key, width, per_row):
         self.fn, self.key, self.width, self.per_row = fn, key, width, per_row
 
     def __call__(self, x):
-        threads, n = torch.get_num_threads(), x.numel()
-        if threads == 1 or n < GRAIN or (parallel(n, threads) and splits_aligned(
+        threads = torch.get_num_threads()
+        if threads == 1 or (parallel(x.numel(), threads) and splits_aligned(
                 self.fn, self.key, self.width, self.per_row, threads)):
             return self.fn(x)
         with torch_threads(1):
