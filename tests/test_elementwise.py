@@ -126,3 +126,23 @@ def test_an_activation_cut_elsewhere_falls_back_to_one_thread(monkeypatch, trust
     finally:
         torch.set_num_threads(before)
     assert np.array_equal(pieces, full) != trust
+
+
+@pytest.mark.parametrize("threads", [3, 4])
+def test_gelu_between_its_own_grain_and_atens_stays_batch_invariant(threads):
+    # Upstream's GELU kernel has split loops from 16,384 elements (below the
+    # usual grain of 32,768): 100 rows x 256 units is such a loop. (Not split by
+    # this torch build: the test guards builds that do.)
+    torch.manual_seed(0)
+    net = MLP(20, [256], 3, activation="gelu").initialize_()
+    X = np.random.default_rng(0).normal(size=(1000, 20)).astype(np.float32)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        full = predict_raw(net, X, "cpu", n_threads=threads)
+        for size in (100, 127):
+            pieces = np.vstack([predict_raw(net, X[i : i + size], "cpu", n_threads=threads)
+                                for i in range(0, 1000, size)])
+            np.testing.assert_array_equal(pieces, full, err_msg=f"chunks of {size}")
+    finally:
+        torch.set_num_threads(before)

@@ -179,8 +179,8 @@ class _Elementwise:
     """An activation that is not exact (see :mod:`.elementwise`): on the call's
     threads where its loop is large enough to run on all of them and was probed
     to give one thread's bits there (rows padded by :func:`.elementwise.aligned_rows`);
-    else on one thread, smaller loops included (some kernels split below ATen's
-    grain size: GELU's from 16,384 elements)."""
+    else on one thread, smaller loops included (a kernel may split loops below
+    ATen's grain size: upstream's GELU kernel has, from 16,384 elements)."""
 
     def __init__(self, fn, key, width, per_row):
         self.fn, self.key, self.width, self.per_row = fn, key, width, per_row
