@@ -21,7 +21,9 @@ would be small). The split is not trusted either:
 :func:`splits_aligned` probes each activation, width and thread count once per
 process against a one-thread run, with inputs chosen where the two kernels
 disagree, and an activation that fails is run on one thread (as all of them
-were before; the matrix products keep their threads).
+were before; the matrix products keep their threads). What the probe cannot
+see: an OpenMP runtime allowed to give a loop fewer threads than asked
+(``OMP_DYNAMIC=true``) cuts it elsewhere at run time.
 """
 
 from __future__ import annotations
