@@ -36,6 +36,7 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager, nullcontext
 from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -179,19 +180,19 @@ class _Elementwise:
     """An activation that is not exact (see :mod:`.elementwise`): on the call's
     threads where its loop is large enough to run on all of them and was probed
     to give one thread's bits there (rows padded by :func:`.elementwise.aligned_rows`);
-    else on one thread, smaller loops included (a kernel may split loops below
-    ATen's grain size: upstream's GELU kernel has, from 16,384 elements)."""
+    else as :func:`_one_chunk`, smaller loops included (a kernel may split loops
+    below ATen's grain size: upstream's GELU kernel has, from 16,384 elements)."""
 
     def __init__(self, fn, key, width, per_row):
         self.fn, self.key, self.width, self.per_row = fn, key, width, per_row
+        self.one_chunk = _one_chunk(fn)
 
     def __call__(self, x):
         threads = torch.get_num_threads()
-        if threads == 1 or (parallel(x.numel(), threads) and splits_aligned(
-                self.fn, self.key, self.width, self.per_row, threads)):
+        if parallel(x.numel(), threads) and splits_aligned(
+                self.fn, self.key, self.width, self.per_row, threads):
             return self.fn(x)
-        with torch_threads(1):
-            return self.fn(x)
+        return self.one_chunk(x)
 
 
 def _batch_norm(bn, width, refresh=None):
@@ -316,7 +317,17 @@ def _plan(module, refresh=None):
     for lin in linears:
         lin.min_rows = rows
     # (an embedding's forward reads the module's parameters, which require grad)
-    return ops, plan.n_outputs, rows, tuple(sorted(set(per_row))), not batched
+    return _Plan(ops, plan.n_outputs, rows, tuple(sorted(set(per_row))), not batched)
+
+
+class _Plan(NamedTuple):
+    """The network as plain operations (see :func:`_plan`)."""
+
+    ops: list
+    n_outputs: int
+    rows: int  # the fewest rows of every matrix product (.row_probe)
+    per_row: tuple  # elements per request row of each element-wise loop (.elementwise)
+    grad_free: bool  # no tensor the walk reads requires grad
 
 
 def _kernel_key(layer):
@@ -332,7 +343,7 @@ def _combine(x, k, rule):
 
 
 def _run_plan(plan, x, members=False):
-    ops, n_out, rows, per_row, _ = plan
+    ops, n_out, rows, per_row = plan.ops, plan.n_outputs, plan.rows, plan.per_row
     if members:  # each member's outputs: the plan without its last op, the combination
         ops, n_out = ops[:-1], n_out * members
     n = x.shape[0]
@@ -484,7 +495,7 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
         # A small dense request (serving): the same plan walk as below, in one
         # chunk, without the chunk loop's bookkeeping (a third of a one-row call).
         x = torch.from_numpy(np.ascontiguousarray(X))
-        if plan[4]:  # (no tensor of the walk needs grad: no autograd mode to switch)
+        if plan.grad_free:  # (no autograd mode to switch)
             with torch_threads(wanted):
                 res = _run_plan(plan, x)
         else:
