@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from sklearn_deepnet import DeepMLPClassifier
-from sklearn_deepnet._engine.data import Batches, RowSubset, TensorData, choose_num_threads
+from sklearn_deepnet._engine.data import (
+    Batches,
+    RowSubset,
+    TensorData,
+    choose_num_threads,
+    largest_product,
+    threads_for,
+)
 
 
 def _data(n):
@@ -75,6 +82,13 @@ def test_choose_num_threads():
     assert choose_num_threads(128, 64, [256] * 3, 2) == 2  # (b)
     assert choose_num_threads(1024, 64, [256] * 3, 8) == 8
     assert choose_num_threads(32, 10, [], 4) == 1
+    # What predictions keep per network: the largest product, then the rule.
+    assert largest_product(64, [256] * 3) == 256 * 256
+    assert largest_product(10, []) == 0
+    for rows, n_features, sizes, available in [(32, 64, [100] * 5, 2), (128, 64, [256] * 3, 2),
+                                               (1024, 64, [256] * 3, 8), (1, 784, [10], 3)]:
+        assert threads_for(rows, largest_product(n_features, sizes), available) == \
+            choose_num_threads(rows, n_features, sizes, available)
 
 
 def test_n_threads_used_during_fit_and_restored(clf_data, monkeypatch):

@@ -381,17 +381,45 @@ def test_the_plan_cache_compares_tensors_by_identity_and_sees_deep_changes():
 @pytest.mark.parametrize("activation", ["relu", "selu"])
 def test_the_small_request_path_gives_the_chunked_paths_array(activation):
     # predict_raw serves a small dense float32 array in one chunk without the
-    # chunk loop; anything else (here: a read-only array, a float64 array, a
-    # list of chunks) takes the loop. Same plan walk: the same bits, the same
-    # kind of array.
+    # chunk loop, padded and cut in numpy (read-only, Fortran-ordered and
+    # strided arrays copied first); anything else (here: several chunks)
+    # takes the loop. Same plan walk: the same bits, the same kind of array.
     net = _net(activation, widths=(40, 24))
     X = np.random.default_rng(4).normal(size=(50, 20)).astype(np.float32)
     lean = predict_raw(net, X, "cpu")
+    np.testing.assert_array_equal(predict_raw(net, X, "cpu", batch_size=7), lean)
     read_only = X.copy()
     read_only.flags.writeable = False
-    chunked = predict_raw(net, read_only, "cpu", batch_size=7)
-    np.testing.assert_array_equal(lean, chunked)
-    np.testing.assert_array_equal(predict_raw(net, read_only, "cpu"), lean)
+    for other in (read_only, np.asfortranarray(X), np.repeat(X, 2, axis=0)[::2],
+                  read_only[:3]):
+        np.testing.assert_array_equal(predict_raw(net, other, "cpu"), lean[: len(other)])
+    assert not read_only.flags.writeable  # (the caller's array untouched)
     for out in (lean, predict_raw(net, X[:1], "cpu")):
-        assert out.dtype == np.float32 and out.flags.c_contiguous
+        assert out.dtype == np.float32 and out.flags.c_contiguous and out.flags.owndata
     assert lean.shape == (50, 3)
+
+
+def test_the_plans_refreshed_copies_never_require_grad():
+    # The plan re-copies the live weights at every call without switching
+    # autograd off: every source it copies from must be detached, or its padded
+    # copies would join the autograd graph (and every prediction would build one).
+    from sklearn_deepnet._engine.inference import _prepare
+    from sklearn_deepnet._engine.plan_cache import cached
+
+    net = _net("prelu", widths=(40, 24), batch_norm="before")
+    X = np.random.default_rng(5).normal(size=(5, 20)).astype(np.float32)
+    assert torch.is_grad_enabled()
+    first = predict_raw(net, X, "cpu")
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(1.5)
+    second = predict_raw(net, X, "cpu")  # (refreshed, under grad mode)
+    assert not np.array_equal(first, second)
+    _, plan, _ = cached(net, _prepare)
+    tensors = [t for op in plan.ops for t in vars(op).values() if isinstance(t, torch.Tensor)]
+    tensors += [t for op in plan.ops if hasattr(op, "keywords")
+                for t in op.keywords.values() if isinstance(t, torch.Tensor)]
+    assert tensors and not any(t.requires_grad for t in tensors)
+    with torch.no_grad():
+        expected = net.eval()(torch.from_numpy(X)).numpy()
+    np.testing.assert_allclose(second, expected, rtol=1e-5, atol=1e-6)

@@ -61,9 +61,40 @@ def choose_num_threads(batch_size, n_features, hidden_layer_sizes, available):
     -------
     int
     """
+    return threads_for(batch_size, largest_product(n_features, hidden_layer_sizes), available)
+
+
+def largest_product(n_features, hidden_layer_sizes):
+    """Multiply-adds per row of the largest matrix product of a network of these widths.
+
+    Parameters
+    ----------
+    n_features : int
+    hidden_layer_sizes : sequence of int
+        The widths of the layers after the input (the output layer's too).
+
+    Returns
+    -------
+    int
+    """
     widths = [n_features, *hidden_layer_sizes]
-    largest = max((a * b for a, b in zip(widths[:-1], widths[1:], strict=False)), default=0)
-    return 1 if batch_size * largest < SINGLE_THREAD_MACS else max(1, available)
+    return max((a * b for a, b in zip(widths[:-1], widths[1:], strict=False)), default=0)
+
+
+def threads_for(rows, largest, available):
+    """:func:`choose_num_threads` from a :func:`largest_product` kept by the caller.
+
+    Parameters
+    ----------
+    rows : int
+    largest : int
+    available : int
+
+    Returns
+    -------
+    int
+    """
+    return 1 if rows * largest < SINGLE_THREAD_MACS else max(1, available)
 
 
 _THREADS_LOCK = threading.Lock()

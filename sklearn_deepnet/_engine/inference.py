@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .activations import activation_row
-from .data import choose_num_threads, to_tensor, torch_threads
+from .data import largest_product, threads_for, to_tensor, torch_threads
 from .elementwise import aligned_rows, parallel, splits_aligned
 from .ensemble import COMBINE_RULES, MemberLinear
 from .kernels import foreach_copy_, has_hooks
@@ -357,8 +357,26 @@ def _run_plan(plan, x, members=False):
     return x[:n, :n_out]
 
 
+def _serve(plan, X, threads):
+    """:func:`_run_plan` on a float32 numpy ``X`` of at most one chunk, padded and
+    cut in numpy (a torch pad and slice cost a sixth of a one-row call)."""
+    n = len(X)
+    with torch_threads(threads), nullcontext() if plan.grad_free else torch.inference_mode():
+        rows = (aligned_rows(max(n, plan.rows), plan.per_row, torch.get_num_threads())
+                if plan.per_row else plan.rows)
+        if n < rows:
+            x = np.zeros((rows, X.shape[1]), np.float32)
+            x[:n] = X
+        else:  # (a copy where torch could not share X's memory)
+            x = X if X.flags.writeable and X.flags.c_contiguous else np.array(X, order="C")
+        x = torch.from_numpy(x)
+        for op in plan.ops:
+            x = op(x)
+    return x.numpy()[:n, : plan.n_outputs].copy()  # (a C-ordered array, as predict_raw's)
+
+
 def _prepare(module):
-    """``((padded, plan, widths), refresh)`` for a module on CPU (see :mod:`.plan_cache`).
+    """``((padded, plan, largest), refresh)`` for a module on CPU (see :mod:`.plan_cache`).
 
     ``padded``: whether the module may run with padded matrix products;
     ``plan``: its operations, when it is exactly what its plan built.
@@ -371,17 +389,18 @@ def _prepare(module):
                                                            for m in modules):
         with torch.inference_mode(False), torch.no_grad():
             plan = _plan(module, pairs)
-    widths = [lin.out_features for lin in module.linears()]
+    # (what choose_num_threads reads of the network, kept)
+    largest = largest_product(module.plan.n_features,
+                              [lin.out_features for lin in module.linears()])
 
     copies = [copy for copy, _ in pairs]
     sources = [source for _, source in pairs]
 
-    def refresh():
+    def refresh():  # (every source is detached: no autograd mode to switch)
         if copies:
-            with torch.no_grad():
-                foreach_copy_(copies, sources)
+            foreach_copy_(copies, sources)
 
-    return (padded, plan, widths), refresh
+    return (padded, plan, largest), refresh
 
 
 def _run_padded_modules(module, x, members=False):
@@ -480,28 +499,20 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
     # anything else) is simply called, so that they run. What the module's
     # layout decides is kept between calls (plan_cache); the padded copies of
     # its tensors are refreshed at every call.
-    padded, plan, widths = False, None, []
+    padded, plan, largest = False, None, 0
     if device.type == "cpu" and isinstance(module, MLP):
-        padded, plan, widths = cached(module, _prepare)
+        padded, plan, largest = cached(module, _prepare)
     k = module.plan.n_members if members and isinstance(module, MLP) else 1
     members = k > 1
     toggle = plan is None
     wanted = torch.get_num_threads()
     if device.type == "cpu":
-        wanted = n_threads or choose_num_threads(
-            min(X.shape[0], batch_size), X.shape[1], widths, wanted)
+        wanted = n_threads or threads_for(min(X.shape[0], batch_size), largest, wanted)
     if (plan is not None and not members and type(X) is np.ndarray and 0 < len(X) <= batch_size
-            and X.dtype == np.float32 and X.flags.writeable):
+            and X.dtype == np.float32):
         # A small dense request (serving): the same plan walk as below, in one
-        # chunk, without the chunk loop's bookkeeping (a third of a one-row call).
-        x = torch.from_numpy(np.ascontiguousarray(X))
-        if plan.grad_free:  # (no autograd mode to switch)
-            with torch_threads(wanted):
-                res = _run_plan(plan, x)
-        else:
-            with torch_threads(wanted), torch.inference_mode():
-                res = _run_plan(plan, x)
-        return np.ascontiguousarray(res.numpy())  # (a C-ordered array, as below)
+        # chunk, without the chunk loop's bookkeeping.
+        return _serve(plan, X, wanted)
     # The result is allocated once and filled chunk by chunk: holding on to
     # per-chunk tensors would interleave small long-lived blocks with the
     # large per-chunk temporaries and keep the C allocator from reusing them.
