@@ -27,11 +27,26 @@ _TINY = np.finfo(np.float64).tiny
 
 
 def _softmax(z):
-    """``scipy.special.softmax(z, axis=1)``: its operations, without its array-API
-    dispatch (about 25 us of a one-row prediction)."""
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    e /= e.sum(axis=1, keepdims=True)
-    return e
+    """``scipy.special.softmax(z, axis=1)`` for a 2-D float ``z``, as a new C-ordered array.
+
+    Its operations without its array-API dispatch (about 25 us of a one-row
+    prediction), on the transpose: numpy reduces a row of a few classes
+    slowly (the maximum and sum over the 10 columns of 1,000 rows took 60 of
+    the 85 us), while a reduction over the rows of the transpose is a few
+    vectorized passes. Each row's result depends on that row only: numpy sums
+    a ``(classes, rows)`` array over its first axis class by class, in order,
+    for every row at once, but sums a single row's column pairwise (another
+    rounding), so one row is computed as two.
+    """
+    n = len(z)
+    t = np.empty((z.shape[1], max(n, 2)), dtype=z.dtype)
+    t[:, :n] = z.T
+    if n == 1:
+        t[:, 1] = t[:, 0]
+    t -= t.max(axis=0)
+    np.exp(t, out=t)
+    t /= t.sum(axis=0)
+    return t[:, :n].T.copy()
 
 
 class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
