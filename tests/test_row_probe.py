@@ -17,15 +17,17 @@ def fresh_probe(monkeypatch):
 
 def _rounding_like_a_small_matrix_blas(threshold, original=torch.addmm, row_dim=0,
                                        change=lambda out: torch.nextafter(
-                                           out, torch.full_like(out, np.inf))):
+                                           out, torch.full_like(out, np.inf)),
+                                       also=()):
     """``original`` (torch.addmm, or torch.baddbmm with ``row_dim=1``), except that a
-    product of fewer than ``threshold`` rows gives ``change(result)``: a BLAS that
-    rounds differently for few rows (what MKL does for 1 or 2, at a made-up
-    threshold)."""
+    product of fewer than ``threshold`` rows, or of a row count in ``also``,
+    gives ``change(result)``: a BLAS that rounds differently for few rows (what
+    MKL does for 1 to 3, and on 2 threads for 5-7 and 9-11, at made-up counts)."""
 
     def product(b, x, w):
         out = original(b, x, w)
-        return change(out) if x.shape[row_dim] < threshold else out
+        rows = x.shape[row_dim]
+        return change(out) if rows < threshold or rows in also else out
 
     return product
 
@@ -40,11 +42,35 @@ def test_the_probe_answers_a_candidate_and_remembers_each_shape(fresh_probe, mon
     assert not calls
 
 
-@pytest.mark.parametrize("threshold, expected", [(17, 64), (10, 16)])
+@pytest.mark.parametrize("threshold, also, expected", [
+    (17, (), 2),  # (fewer than 17 rows: the fallback, 64)
+    (10, (), 1),  # (8 rows round differently: at least 16)
+    (4, (5, 6, 7, 9, 10, 11), 0),  # (MKL here: 4, 8 and 12 rows are safe)
+    (4, (13,), 0),  # (13 rows are never used: padded to 16)
+    (4, (12,), 1),
+    (4, (31,), 2),
+])
 def test_a_blas_rounding_differently_below_the_candidate_gets_the_fallback(
-        fresh_probe, monkeypatch, threshold, expected):
-    monkeypatch.setattr(torch, "addmm", _rounding_like_a_small_matrix_blas(threshold))
-    assert row_probe.min_rows([(20, 64), (64, 16)]) == expected
+        fresh_probe, monkeypatch, threshold, also, expected):
+    monkeypatch.setattr(torch, "addmm", _rounding_like_a_small_matrix_blas(threshold,
+                                                                           also=also))
+    assert row_probe.min_rows([(20, 64), (64, 16)]) == row_probe.ROW_CANDIDATES[expected]
+
+
+def test_the_row_rules_give_counts_they_allow():
+    # Every count a rule gives is one it allows (and what its probe tried);
+    # an ensemble's hidden products have k times the rows: allowed too.
+    for rule in row_probe.ROW_CANDIDATES:
+        def allowed(rows, rule=rule):
+            return rows in rule.small or rows >= rule.floor
+
+        for n in range(1, 300):
+            rows = rule.rows(n)
+            assert rows >= n and allowed(rows) and rule.rows(rows) == rows
+            assert all(allowed(rows * k) for k in range(1, 20))
+        assert rule.least == min(r for r in range(1, 100) if allowed(r))
+    assert [row_probe.ROW_CANDIDATES[0].rows(n) for n in (1, 4, 5, 12, 13, 16, 17)] == \
+        [4, 4, 8, 12, 16, 16, 17]
 
 
 def test_predictions_stay_batch_invariant_on_a_blas_that_needs_more_rows(fresh_probe,
@@ -71,7 +97,7 @@ def test_an_embeddings_batched_products_are_probed_too(fresh_probe, monkeypatch)
     # rounding here)
     monkeypatch.setattr(torch, "baddbmm", _rounding_like_a_small_matrix_blas(
         40, torch.baddbmm, row_dim=1, change=lambda out: out * (1 + 1e-3) + 1e-3))
-    assert row_probe.min_rows([(3, 10, 4)]) == 64
+    assert row_probe.min_rows([(3, 10, 4)]) == row_probe.ROW_CANDIDATES[-1]
     assert row_probe.min_rows([(20, 64)]) in row_probe.ROW_CANDIDATES  # (plain products)
     spec = EmbeddingSpec("periodic", 6, (0, 2, 5), size=4, n_frequencies=5, frequency_scale=0.2)
     torch.manual_seed(0)

@@ -11,7 +11,8 @@ properties the module's own ``forward`` does not:
 - **Batch invariance.** A row's outputs do not depend on the rows it is
   predicted with (subsets, order, chunk sizes, thread counts). BLAS switches
   to differently-rounding kernels for few rows or one output column, so every
-  matrix product gets at least 16 or 64 rows (:mod:`.row_probe`) and
+  matrix product gets a row count that rounds like a large product (4, 8, 12
+  or at least 16 here, else at least 16 or 64: :mod:`.row_probe`) and
   ``_MIN_COLS`` columns, and hidden widths are padded to a multiple of 16
   (see ``_WIDTH_MULTIPLE``).
   Element-wise activations (ELU, SELU, GELU, Swish, Mish, sigmoid, tanh, ...)
@@ -51,7 +52,7 @@ from .ensemble import COMBINE_RULES, MemberLinear
 from .kernels import foreach_copy_, has_hooks
 from .module import MLP, plan_blocker, submodule
 from .plan_cache import cached
-from .row_probe import ROW_CANDIDATES, min_rows
+from .row_probe import ROW_CANDIDATES, RowRule, min_rows
 
 __all__ = ["GLOBAL_RNG_LOCK", "PREDICT_BATCH_SIZE", "predict_raw", "predict_raw_mc",
            "seed_forked", "seeded_global_rng", "weights_copy"]
@@ -97,14 +98,16 @@ PREDICT_BATCH_SIZE = 8192
 
 # Matrix products in predictions are padded to at least this many rows and
 # columns (see the module docstring). Rows: MKL (torch's CPU BLAS) rounds a
-# product of 1 or 2 rows differently from a larger one (measured on this
-# project's AVX-512 machines with 1 and 2 threads, inner sizes 20..784, widths
-# 16..256: 4 rows and more gave the bits of a 1,000-row product). The
-# threshold is a property of the BLAS build, the CPU and the shape, so a plan
-# takes the fewest rows (16) only where :mod:`.row_probe` found its own
-# product shapes batch-invariant with them on this machine, else 64; modules
-# run outside a plan (layers not known to it) keep 64.
-_MIN_ROWS, _MIN_COLS = ROW_CANDIDATES[-1], 16
+# product of few rows differently from a larger one (measured on this
+# project's AVX-512 machines: 1 to 3 rows on any thread count, and 5 to 7 and
+# 9 to 11 on 2 threads; 4, 8, 12 and every count from 12 gave the bits of a
+# 1,000-row product). Which counts are safe is a property of the BLAS build,
+# the CPU and the shape, so a plan takes the row rule with the fewest rows that
+# :mod:`.row_probe` found batch-invariant for its own product shapes on this
+# machine, else 64 rows; modules run outside a plan (layers not known to it)
+# keep 64. (An ensemble's hidden products have k times the request's rows:
+# every multiple of 4, 8 or 12 is a count the rules allow.)
+_MIN_ROWS, _MIN_COLS = ROW_CANDIDATES[-1].floor, 16
 # Hidden widths are padded to a multiple of this, so that the matrix products'
 # shapes keep BLAS on kernels whose rounding does not depend on the number of
 # rows for any thread count (measured: widths like 37 or 100 broke that at 3
@@ -314,8 +317,8 @@ def _plan(module, refresh=None):
                                           rule=COMBINE_RULES[layer.combine])))
         # dropout and alpha dropout: the identity in evaluation mode
     rows = min_rows([*(tuple(lin.wt.shape) for lin in linears), *batched])
-    for lin in linears:
-        lin.min_rows = rows
+    for lin in linears:  # (a plan's walk pads its input once, to a count rows allows)
+        lin.min_rows = rows.least
     # (an embedding's forward reads the module's parameters, which require grad)
     return _Plan(ops, plan.n_outputs, rows, tuple(sorted(set(per_row))), not batched)
 
@@ -325,7 +328,7 @@ class _Plan(NamedTuple):
 
     ops: list
     n_outputs: int
-    rows: int  # the fewest rows of every matrix product (.row_probe)
+    rows: RowRule  # the row counts its matrix products may have (.row_probe)
     per_row: tuple  # elements per request row of each element-wise loop (.elementwise)
     grad_free: bool  # no tensor the walk reads requires grad
 
@@ -342,14 +345,24 @@ def _combine(x, k, rule):
     return rule(x.view(x.shape[0], k, -1))
 
 
+def _padded_rows(plan, n):
+    """The rows a request of ``n`` rows is padded to (once, before the walk): a
+    count every matrix product may have (``plan.rows``) at which every
+    element-wise loop is cut at block boundaries only (:mod:`.elementwise`)."""
+    rows = plan.rows.rows(n)
+    if plan.per_row:
+        threads = torch.get_num_threads()
+        while (aligned := aligned_rows(rows, plan.per_row, threads)) != rows:
+            rows = plan.rows.rows(aligned)
+    return rows
+
+
 def _run_plan(plan, x, members=False):
-    ops, n_out, rows, per_row = plan.ops, plan.n_outputs, plan.rows, plan.per_row
+    ops, n_out = plan.ops, plan.n_outputs
     if members:  # each member's outputs: the plan without its last op, the combination
         ops, n_out = ops[:-1], n_out * members
     n = x.shape[0]
-    # Padded once: every matrix product gets the plan's minimum of rows, and
-    # every element-wise loop is cut at block boundaries only (.elementwise).
-    padded = aligned_rows(max(n, rows), per_row, torch.get_num_threads()) if per_row else rows
+    padded = _padded_rows(plan, n)
     if n < padded:
         x = _pad_rows(x, padded)
     for op in ops:
@@ -362,8 +375,7 @@ def _serve(plan, X, threads):
     cut in numpy (a torch pad and slice cost a sixth of a one-row call)."""
     n = len(X)
     with torch_threads(threads), nullcontext() if plan.grad_free else torch.inference_mode():
-        rows = (aligned_rows(max(n, plan.rows), plan.per_row, torch.get_num_threads())
-                if plan.per_row else plan.rows)
+        rows = _padded_rows(plan, n)
         if n < rows:
             x = np.zeros((rows, X.shape[1]), np.float32)
             x[:n] = X

@@ -1,18 +1,23 @@
-"""How few rows a prediction's matrix products may have and keep their rounding, probed here.
+"""Which row counts a prediction's matrix products may have and keep their rounding, probed here.
 
 Inference (:mod:`.inference`) promises batch invariance: a row's outputs do
 not depend on the rows it is predicted with. BLAS rounds a product of very
-few rows differently from a larger one (MKL on this project's AVX-512
-machines: 1 and 2 rows differ, 4 rows and more give a 1,000-row product's
-bits), so every product is padded with zero rows to a minimum. Padding is
-what a one-row prediction pays for (a 64-row product costs about twice a
-16-row one), and the threshold is a property of the BLAS build, the CPU and
-the product's shape, so it is not assumed: :func:`min_rows` tries each
-candidate, smallest first, on the plan's own product shapes, on this
-machine, before a plan is first used, and takes the first whose products
-give the bits of the same rows inside a large product at every probed thread
-count, with the rows starting at an unaligned address too. When no candidate
-passes, the largest is used (the value used before the probe existed).
+few rows differently from a larger one, so every product is padded with
+zero rows to a count that rounds like a large product. Measured with MKL on
+this project's AVX-512 machines: 1 to 3 rows differ on any thread count;
+on 2 threads 5 to 7 and 9 to 11 rows differ too (the rows are split between
+the threads), while 4, 8, 12 and every count from 12 give a 1,000-row
+product's bits. Padding is what a small prediction pays for (the three
+products of a one-row 2x100 prediction: 10 us at 4 rows, 16 at 16, about
+twice that at 64), and which counts round like a large product is a property
+of the BLAS build, the CPU and the product's shape, so it is not assumed:
+each :class:`RowRule` of :data:`ROW_CANDIDATES` is tried, the one with the
+fewest rows first, on the plan's own product shapes, on this machine,
+before a plan is first used, and :func:`min_rows` takes the first whose
+products give the bits of the same rows inside a large product at every
+probed thread count, with the rows starting at an unaligned address too.
+When no candidate passes, the last is used (64 rows: the value used before
+the probe existed).
 
 A probe is a property of the process (BLAS build, CPU): its answer is kept
 per product shape, so a shape is probed once per process.
@@ -22,16 +27,42 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import NamedTuple
 
 import torch
 
-__all__ = ["ROW_CANDIDATES", "min_rows"]
+__all__ = ["ROW_CANDIDATES", "RowRule", "min_rows"]
 
-# Candidates for the minimum number of rows, smallest first; the last is the
-# fallback when none passes (it is never probed).
-ROW_CANDIDATES = (16, 64)
+
+
+class RowRule(NamedTuple):
+    """The row counts a plan's matrix products may have: each of ``small``
+    (ascending, all below ``floor``) and every count from ``floor``."""
+
+    small: tuple
+    floor: int
+
+    def rows(self, n):
+        """The fewest rows ``>= n`` a product may have."""
+        if n >= self.floor:
+            return n
+        for rows in self.small:
+            if n <= rows:
+                return rows
+        return self.floor
+
+    @property
+    def least(self):
+        """The fewest rows of any product."""
+        return self.small[0] if self.small else self.floor
+
+
+# Candidates, the one with the fewest rows first; the last is the fallback
+# when none passes (it is never probed).
+ROW_CANDIDATES = (RowRule((4, 8, 12), 16), RowRule((), 16), RowRule((), 64))
 # Row counts of the large product and of the sub-products compared with it
-# (relative to a candidate r: r, r + 1, 2r - 1, 3r + 5, and 200).
+# (every small count of a rule, then, relative to its floor f: f, f + 1,
+# 2f - 1, 3f + 5, and 200).
 _LARGE = 1024
 _PROBED: dict = {}
 _LOCK = threading.Lock()
@@ -62,9 +93,9 @@ def _product(shape, gen):
     return x, lambda rows: torch.baddbmm(b, rows.transpose(0, 1), w).transpose(0, 1)
 
 
-def _passes(shape, rows):
-    """Whether products of ``rows`` rows and more round like a large one (see
-    :func:`_product` for ``shape``)."""
+def _passes(shape, rule):
+    """Whether products of the row counts ``rule`` allows round like a large one
+    (see :func:`_product` for ``shape``)."""
     gen = torch.Generator().manual_seed(sum(d * 7919**i for i, d in enumerate(shape)) % 2**62)
     x, product = _product(shape, gen)
     reference, before = None, torch.get_num_threads()
@@ -78,19 +109,21 @@ def _passes(shape, rows):
                 reference = large
             elif not torch.equal(large, reference):  # (not the rows: give up)
                 return False
-            for m in (rows, rows + 1, 2 * rows - 1, 3 * rows + 5, 200):
+            f = rule.floor
+            for m in (*rule.small, f, f + 1, 2 * f - 1, 3 * f + 5, 200):
                 if not torch.equal(product(x[:m].clone()), reference[:m]):
                     return False
             # Rows starting at an unaligned address (a slice of the caller's array).
-            if not torch.equal(product(x[1 : rows + 1]), large[1 : rows + 1]):
-                return False
+            for m in (*rule.small, f):
+                if not torch.equal(product(x[1 : m + 1]), large[1 : m + 1]):
+                    return False
     finally:
         torch.set_num_threads(before)
     return True
 
 
 def min_rows(shapes):
-    """The fewest rows every product of ``shapes`` may have here (see the module docstring).
+    """The row counts every product of ``shapes`` may have here (see the module docstring).
 
     Parameters
     ----------
@@ -101,22 +134,22 @@ def min_rows(shapes):
 
     Returns
     -------
-    int
+    RowRule
         One of :data:`ROW_CANDIDATES`.
     """
     shapes = sorted(set(shapes))
-    for rows in ROW_CANDIDATES[:-1]:
+    for rule in ROW_CANDIDATES[:-1]:
         ok = True
         for shape in shapes:
-            key = (shape, rows)
+            key = (shape, rule)
             with _LOCK:
                 passed = _PROBED.get(key)
                 if passed is None:
                     with torch.inference_mode(False), torch.no_grad():
-                        passed = _PROBED[key] = _passes(shape, rows)
+                        passed = _PROBED[key] = _passes(shape, rule)
             if not passed:
                 ok = False
                 break
         if ok:
-            return rows
+            return rule
     return ROW_CANDIDATES[-1]
