@@ -27,7 +27,7 @@ _TINY = np.finfo(np.float64).tiny
 
 
 def _softmax(z):
-    """``scipy.special.softmax(z, axis=1)`` for a 2-D float ``z``, as a new C-ordered array.
+    """``scipy.special.softmax(z, axis=1)`` of a 2-D float ``z`` as a new C-ordered float64 array.
 
     Its operations without its array-API dispatch (about 25 us of a one-row
     prediction), on the transpose: numpy reduces a row of a few classes
@@ -39,7 +39,7 @@ def _softmax(z):
     rounding), so one row is computed as two.
     """
     n = len(z)
-    t = np.empty((z.shape[1], max(n, 2)), dtype=z.dtype)
+    t = np.empty((z.shape[1], max(n, 2)))  # (float64, whatever z's float type)
     t[:, :n] = z.T
     if n == 1:
         t[:, 1] = t[:, 0]
@@ -528,7 +528,7 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         """
         if not return_std and type(self.mc_dropout) is int and self.mc_dropout == 0:
             # one deterministic pass (serving's case: its checks are the ones below)
-            proba = self._proba_from_raw(self._predict_raw(X).astype(np.float64))
+            proba = self._proba_from_raw(self._predict_raw(X))
             return np.maximum(proba, _TINY, out=proba)
         self._check_return_std(return_std)
         if self._spread_from_members(return_std):  # an ensemble's members
@@ -545,8 +545,10 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         return (proba, probas.std(axis=0)) if return_std else proba
 
     def _proba_from_raw(self, raw):
+        """float64 probabilities from float32 or float64 logits."""
         if self.out_activation_ == "softmax":
-            return _softmax(raw)
+            return _softmax(raw)  # (converted in its first copy)
+        raw = raw.astype(np.float64, copy=False)
         if self._multilabel:
             return expit(raw)
         # Both columns from the logit: 1 - expit(z) would round to exactly 0
