@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sklearn_deepnet import DeepMLPClassifier
@@ -63,6 +64,14 @@ def test_rrelu_range_train_vs_eval():
     assert slopes.min() >= 0.1 - 1e-6 and slopes.max() <= 0.3 + 1e-6
     act.eval()
     assert (-act(-torch.ones(3))).allclose(torch.tensor(0.2))
+    # Inference evaluates it as the leaky ReLU of the mean slope: the same bits.
+    from sklearn_deepnet._engine.activations import activation_row
+
+    z = torch.randn(1000, 48) * 3
+    for lower, upper in [(0.1, 0.3), (1 / 8, 1 / 3), (0.01, 0.5)]:
+        act = build_activation("rrelu", (lower, upper))
+        evaluate = activation_row(act).evaluation(act, 48)
+        assert torch.equal(evaluate(z), F.rrelu(z, lower, upper, training=False))
 
 
 @pytest.mark.parametrize(
