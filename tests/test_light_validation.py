@@ -21,6 +21,8 @@ def clf():
     (np.ones((2, 3)), "has 3 features"),
     (np.array([[np.nan, 0, 0, 0]]), "NaN"),
     (np.array([[np.inf, 0, 0, 0]], dtype=np.float32), "infinity"),
+    (np.array([[np.inf, -np.inf, 0, 0]], dtype=np.float32), "infinity"),  # (a NaN sum)
+    (np.vstack([np.full((3, 4), 3e38), [[0, 0, 0, np.nan]]]).astype(np.float32), "NaN"),
     (np.array([[1e300, 0, 0, 0]]), "too large"),
     (np.ones((0, 4)), "0 sample"),
     (np.ones(4), "2D array"),
@@ -49,3 +51,19 @@ def test_feature_names_still_checked():
     with pytest.warns(UserWarning, match="feature names"):
         est.predict(frame.to_numpy())
 
+
+
+def test_finite_values_whose_sum_overflows_are_accepted(clf):
+    # The light check adds the values first: a sum that overflows with finite
+    # values falls back to the element-wise test (and is accepted, as
+    # validate_data accepts it).
+    from sklearn.utils.validation import validate_data
+
+    from sklearn_deepnet._light_validation import light_validated_X
+
+    est, _ = clf
+    X = np.full((3, 4), 3e38, dtype=np.float32)
+    assert np.isinf(X.sum())
+    assert light_validated_X(est, X) is X
+    validate_data(est, X, reset=False, dtype=np.float32)  # (no error either)
+    assert est.predict_proba(X).shape == (3, 2)
