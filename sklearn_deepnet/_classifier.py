@@ -39,6 +39,8 @@ def _softmax(z):
     rounding), so one row is computed as two.
     """
     n = len(z)
+    if not n:
+        return np.empty(z.shape)
     t = np.empty((z.shape[1], max(n, 2)))  # (float64, whatever z's float type)
     t[:, :n] = z.T
     if n == 1:

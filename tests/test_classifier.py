@@ -206,6 +206,7 @@ def test_the_softmax_is_scipys_and_row_by_row():
             np.testing.assert_array_equal(_softmax(z[rows]), p[rows])
     z = np.array([[800.0, -800.0, 0.0]])
     assert _softmax(z)[0, 0] == 1.0 and _softmax(z)[0, 1] == 0.0
+    assert _softmax(np.empty((0, 3))).shape == (0, 3)
     # Row by row whatever the number of classes and rows (numpy sums a single
     # row's column another way: the function must not let it).
     for k in (2, 3, 7, 10, 26, 100, 500):

@@ -85,10 +85,10 @@ def test_choose_num_threads():
     # What predictions keep per network: the largest product, then the rule.
     assert largest_product(64, [256] * 3) == 256 * 256
     assert largest_product(10, []) == 0
-    for rows, n_features, sizes, available in [(32, 64, [100] * 5, 2), (128, 64, [256] * 3, 2),
-                                               (1024, 64, [256] * 3, 8), (1, 784, [10], 3)]:
-        assert threads_for(rows, largest_product(n_features, sizes), available) == \
-            choose_num_threads(rows, n_features, sizes, available)
+    assert threads_for(32, 100 * 100, 2) == 1  # (a): 320,000 multiply-adds per product
+    assert threads_for(128, 256 * 256, 2) == 2  # (b): 8.4 million
+    assert threads_for(2**21 // 1000 + 1, 1000, 4) == 4  # (just above the threshold)
+    assert threads_for(2**21 // 1000, 1000, 4) == 1
 
 
 def test_n_threads_used_during_fit_and_restored(clf_data, monkeypatch):

@@ -106,3 +106,59 @@ def test_an_embeddings_batched_products_are_probed_too(fresh_probe, monkeypatch)
     full = predict_raw(net, X, "cpu")
     for i in (0, 150, 299):
         np.testing.assert_array_equal(predict_raw(net, X[i : i + 1], "cpu"), full[i : i + 1])
+
+
+def test_the_probe_answers_per_thread_count(fresh_probe, monkeypatch):
+    # BLAS splits a product's rows between threads (MKL here: 5-7 and 9-11 rows
+    # round differently on two threads only), so a rule holds for the thread
+    # count it was probed on. A BLAS that rounds products of fewer than 16 rows
+    # differently on 3 threads only: 4 rows on one thread, 16 on three; and a
+    # row predicted alone on three threads keeps the batch's bits.
+    original = torch.addmm
+
+    def addmm(b, x, w):
+        out = original(b, x, w)
+        if torch.get_num_threads() == 3 and x.shape[0] < 16:
+            return torch.nextafter(out, torch.full_like(out, np.inf))
+        return out
+
+    monkeypatch.setattr(torch, "addmm", addmm)
+    shapes = [(20, 64), (64, 16)]
+    assert row_probe.min_rows(shapes, 1) == row_probe.ROW_CANDIDATES[0]
+    assert row_probe.min_rows(shapes, 3) == row_probe.ROW_CANDIDATES[1]
+    torch.manual_seed(0)
+    net = MLP(20, [48, 32], 3).initialize_()
+    X = np.random.default_rng(0).normal(size=(300, 20)).astype(np.float32)
+    full = predict_raw(net, X, "cpu", n_threads=1)
+    for threads in (1, 3):
+        for i in (0, 7, 299):
+            np.testing.assert_array_equal(
+                predict_raw(net, X[i : i + 1], "cpu", n_threads=threads), full[i : i + 1])
+        np.testing.assert_array_equal(predict_raw(net, X, "cpu", n_threads=threads), full)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 4])
+def test_a_request_is_padded_to_counts_the_rule_and_the_loops_allow(threads):
+    # _padded_rows combines the thread count's row rule with the element-wise
+    # alignment (elementwise.aligned_rows) until both hold: the result is a
+    # count the rule allows, aligned, at least the request's, and k times it
+    # (an ensemble's hidden products) is allowed too.
+    from types import SimpleNamespace
+
+    from sklearn_deepnet._engine.elementwise import aligned_rows
+    from sklearn_deepnet._engine.inference import _padded_rows
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for rule in row_probe.ROW_CANDIDATES:
+            for per_row in [(), (112,), (48, 112), (16,), (256 * 4,), (8192 * 32,), (80, 48)]:
+                plan = SimpleNamespace(rules={threads: rule}, per_row=per_row, shapes=())
+                for n in range(1, 300):
+                    rows = _padded_rows(plan, n)
+                    assert rows >= n and rule.rows(rows) == rows, (rule, per_row, n)
+                    assert all(rule.rows(rows * k) == rows * k for k in range(1, 9))
+                    if per_row:
+                        assert aligned_rows(rows, per_row, threads) == rows
+    finally:
+        torch.set_num_threads(before)

@@ -52,7 +52,7 @@ from .ensemble import COMBINE_RULES, MemberLinear
 from .kernels import foreach_copy_, has_hooks
 from .module import MLP, plan_blocker, submodule
 from .plan_cache import cached
-from .row_probe import ROW_CANDIDATES, RowRule, min_rows
+from .row_probe import ROW_CANDIDATES, min_rows
 
 __all__ = ["GLOBAL_RNG_LOCK", "PREDICT_BATCH_SIZE", "predict_raw", "predict_raw_mc",
            "seed_forked", "seeded_global_rng", "weights_copy"]
@@ -102,11 +102,12 @@ PREDICT_BATCH_SIZE = 8192
 # project's AVX-512 machines: 1 to 3 rows on any thread count, and 5 to 7 and
 # 9 to 11 on 2 threads; 4, 8, 12 and every count from 12 gave the bits of a
 # 1,000-row product). Which counts are safe is a property of the BLAS build,
-# the CPU and the shape, so a plan takes the row rule with the fewest rows that
-# :mod:`.row_probe` found batch-invariant for its own product shapes on this
-# machine, else 64 rows; modules run outside a plan (layers not known to it)
-# keep 64. (An ensemble's hidden products have k times the request's rows:
-# every multiple of 4, 8 or 12 is a count the rules allow.)
+# the CPU, the shape and the thread count, so a plan takes the row rule with the
+# fewest rows that :mod:`.row_probe` found batch-invariant for its own product
+# shapes on this machine at the call's thread count, else 64 rows; modules run
+# outside a plan (layers not known to it) keep 64. (An ensemble's hidden
+# products have k times the request's rows: every multiple of 4, 8 or 12 is a
+# count the rules allow.)
 _MIN_ROWS, _MIN_COLS = ROW_CANDIDATES[-1].floor, 16
 # Hidden widths are padded to a multiple of this, so that the matrix products'
 # shapes keep BLAS on kernels whose rounding does not depend on the number of
@@ -316,11 +317,11 @@ def _plan(module, refresh=None):
             ops.append(_one_chunk(partial(_combine, k=layer.n_members,
                                           rule=COMBINE_RULES[layer.combine])))
         # dropout and alpha dropout: the identity in evaluation mode
-    rows = min_rows([*(tuple(lin.wt.shape) for lin in linears), *batched])
-    for lin in linears:  # (a plan's walk pads its input once, to a count rows allows)
-        lin.min_rows = rows.least
+    for lin in linears:  # (a plan's walk pads its input once, to a count a rule allows)
+        lin.min_rows = ROW_CANDIDATES[0].least
+    shapes = tuple(sorted({*(tuple(lin.wt.shape) for lin in linears), *batched}))
     # (an embedding's forward reads the module's parameters, which require grad)
-    return _Plan(ops, plan.n_outputs, rows, tuple(sorted(set(per_row))), not batched)
+    return _Plan(ops, plan.n_outputs, shapes, {}, tuple(sorted(set(per_row))), not batched)
 
 
 class _Plan(NamedTuple):
@@ -328,7 +329,8 @@ class _Plan(NamedTuple):
 
     ops: list
     n_outputs: int
-    rows: RowRule  # the row counts its matrix products may have (.row_probe)
+    shapes: tuple  # the shapes of its matrix products (.row_probe)
+    rules: dict  # thread count -> the row counts its products may have (probed once)
     per_row: tuple  # elements per request row of each element-wise loop (.elementwise)
     grad_free: bool  # no tensor the walk reads requires grad
 
@@ -347,13 +349,17 @@ def _combine(x, k, rule):
 
 def _padded_rows(plan, n):
     """The rows a request of ``n`` rows is padded to (once, before the walk): a
-    count every matrix product may have (``plan.rows``) at which every
+    count every matrix product may have on this call's threads (``plan.rules``,
+    probed the first time) at which every
     element-wise loop is cut at block boundaries only (:mod:`.elementwise`)."""
-    rows = plan.rows.rows(n)
+    threads = torch.get_num_threads()
+    rule = plan.rules.get(threads)
+    if rule is None:  # (BLAS splits a product's rows between threads: per thread count)
+        rule = plan.rules.setdefault(threads, min_rows(plan.shapes, threads))
+    rows = rule.rows(n)
     if plan.per_row:
-        threads = torch.get_num_threads()
         while (aligned := aligned_rows(rows, plan.per_row, threads)) != rows:
-            rows = plan.rows.rows(aligned)
+            rows = rule.rows(aligned)
     return rows
 
 
@@ -406,9 +412,9 @@ def _prepare(module):
                               [lin.out_features for lin in module.linears()])
 
     copies = [copy for copy, _ in pairs]
-    sources = [source for _, source in pairs]
+    sources = [source.detach() for _, source in pairs]  # (the same memory, never grad)
 
-    def refresh():  # (every source is detached: no autograd mode to switch)
+    def refresh():  # (no autograd mode to switch: nothing here requires grad)
         if copies:
             foreach_copy_(copies, sources)
 

@@ -10,22 +10,21 @@ the threads), while 4, 8, 12 and every count from 12 give a 1,000-row
 product's bits. Padding is what a small prediction pays for (the three
 products of a one-row 2x100 prediction: 10 us at 4 rows, 16 at 16, about
 twice that at 64), and which counts round like a large product is a property
-of the BLAS build, the CPU and the product's shape, so it is not assumed:
-each :class:`RowRule` of :data:`ROW_CANDIDATES` is tried, the one with the
-fewest rows first, on the plan's own product shapes, on this machine,
-before a plan is first used, and :func:`min_rows` takes the first whose
-products give the bits of the same rows inside a large product at every
-probed thread count, with the rows starting at an unaligned address too.
-When no candidate passes, the last is used (64 rows: the value used before
-the probe existed).
+of the BLAS build, the CPU, the product's shape and the thread count, so it
+is not assumed: each :class:`RowRule` of :data:`ROW_CANDIDATES` is tried, the
+one with the fewest rows first, on the plan's own product shapes, on this
+machine, at the thread count a prediction runs on (the first time a plan
+runs on it), and :func:`min_rows` takes the first whose products give the
+bits of the same rows inside a large product computed on one thread, with
+the rows starting at an unaligned address too. When no candidate passes,
+the last is used (64 rows: the value used before the probe existed).
 
 A probe is a property of the process (BLAS build, CPU): its answer is kept
-per product shape, so a shape is probed once per process.
+per product shape, rule and thread count, so each is probed once per process.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import NamedTuple
 
@@ -68,13 +67,6 @@ _PROBED: dict = {}
 _LOCK = threading.Lock()
 
 
-def _thread_counts():
-    """The thread counts a prediction may use here: 1, 2, 3 and every core (those
-    the machine has), and torch's current count (even above the cores)."""
-    cores = os.cpu_count() or 1
-    return sorted({t for t in (1, 2, 3, cores) if t <= cores} | {torch.get_num_threads()})
-
-
 def _product(shape, gen):
     """``(x, f)``: random rows ``x`` and ``f(rows of x)`` -> the product's rows, for
     a weight of ``shape``: ``(n_in, n_out)`` read transposed (as
@@ -93,37 +85,37 @@ def _product(shape, gen):
     return x, lambda rows: torch.baddbmm(b, rows.transpose(0, 1), w).transpose(0, 1)
 
 
-def _passes(shape, rule):
-    """Whether products of the row counts ``rule`` allows round like a large one
-    (see :func:`_product` for ``shape``)."""
+def _passes(shape, rule, threads):
+    """Whether products of the row counts ``rule`` allows, on ``threads`` threads,
+    round like a large product on one thread (see :func:`_product` for ``shape``)."""
     gen = torch.Generator().manual_seed(sum(d * 7919**i for i, d in enumerate(shape)) % 2**62)
     x, product = _product(shape, gen)
-    reference, before = None, torch.get_num_threads()
+    before = torch.get_num_threads()
     try:
-        for threads in _thread_counts():
-            # (this thread's count, exactly: torch_threads would give a worker
-            # thread its share, and the answer is kept for every thread)
-            torch.set_num_threads(threads)
-            large = product(x[:_LARGE])
-            if reference is None:
-                reference = large
-            elif not torch.equal(large, reference):  # (not the rows: give up)
+        # (this thread's count, exactly: torch_threads would give a worker
+        # thread its share, and the answer is kept for every thread)
+        torch.set_num_threads(1)
+        reference = product(x[:_LARGE])
+        torch.set_num_threads(threads)
+        large = product(x[:_LARGE])
+        if not torch.equal(large, reference):  # (not the rows: give up)
+            return False
+        f = rule.floor
+        for m in (*rule.small, f, f + 1, 2 * f - 1, 3 * f + 5, 200):
+            if not torch.equal(product(x[:m].clone()), reference[:m]):
                 return False
-            f = rule.floor
-            for m in (*rule.small, f, f + 1, 2 * f - 1, 3 * f + 5, 200):
-                if not torch.equal(product(x[:m].clone()), reference[:m]):
-                    return False
-            # Rows starting at an unaligned address (a slice of the caller's array).
-            for m in (*rule.small, f):
-                if not torch.equal(product(x[1 : m + 1]), large[1 : m + 1]):
-                    return False
+        # Rows starting at an unaligned address (a slice of the caller's array).
+        for m in (*rule.small, f):
+            if not torch.equal(product(x[1 : m + 1]), reference[1 : m + 1]):
+                return False
     finally:
         torch.set_num_threads(before)
     return True
 
 
-def min_rows(shapes):
-    """The row counts every product of ``shapes`` may have here (see the module docstring).
+def min_rows(shapes, threads=None):
+    """The row counts every product of ``shapes`` may have here, on ``threads``
+    threads (see the module docstring).
 
     Parameters
     ----------
@@ -131,22 +123,25 @@ def min_rows(shapes):
         ``(n_in, n_out)`` of each weight matrix, as padded for inference, and
         ``(F, n_in, size)`` of each batch of ``F`` products (a numeric
         embedding's).
+    threads : int or None, default=None
+        The thread count the products run on; ``None``: torch's current count.
 
     Returns
     -------
     RowRule
         One of :data:`ROW_CANDIDATES`.
     """
+    threads = threads or torch.get_num_threads()
     shapes = sorted(set(shapes))
     for rule in ROW_CANDIDATES[:-1]:
         ok = True
         for shape in shapes:
-            key = (shape, rule)
+            key = (shape, rule, threads)
             with _LOCK:
                 passed = _PROBED.get(key)
                 if passed is None:
                     with torch.inference_mode(False), torch.no_grad():
-                        passed = _PROBED[key] = _passes(shape, rule)
+                        passed = _PROBED[key] = _passes(shape, rule, threads)
             if not passed:
                 ok = False
                 break
