@@ -20,7 +20,13 @@ from ._base import BaseDeepMLP, consistent
 from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS, fit_validation_set
 from ._engine.losses import PerSampleLoss, classification_loss
 from ._reuse import unlabeled_mask
-from ._validation import StrOptions, check_no_missing_targets, fit_context, is_number
+from ._validation import (
+    Interval,
+    StrOptions,
+    check_no_missing_targets,
+    fit_context,
+    is_number,
+)
 
 # The smallest normal float64: probabilities are never reported below it.
 _TINY = np.finfo(np.float64).tiny
@@ -71,6 +77,15 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         ``{{label: weight}}`` or "balanced" (``n_samples / (n_classes *
         bincount(y))``). Not available for multilabel targets, and
         "balanced" not with :meth:`partial_fit`.
+    label_smoothing : float in [0, 1), default=0.0
+        Label smoothing: train against targets moved ``label_smoothing``
+        towards the uniform distribution (multiclass: ``(1 - e) * one_hot +
+        e / n_classes``, torch's ``cross_entropy(label_smoothing=e)``; binary
+        and multilabel: 0/1 targets become ``e / 2`` and ``1 - e / 2``, Keras's
+        convention). It keeps the network from pushing its logits without
+        bound on separable data; ``loss_curve_`` and the validation loss are
+        the smoothed loss. 0.1 is the usual value (RealMLP-TD's for
+        classification).
 
     Attributes
     ----------
@@ -105,6 +120,7 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
     _parameter_constraints = {
         **BaseDeepMLP._parameter_constraints,
         "class_weight": [dict, StrOptions({"balanced"}), None],
+        "label_smoothing": [Interval(Real, 0, 1, closed="left")],
     }
 
     def __init__(
@@ -124,7 +140,7 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         init_from=None, reuse_layers=None, freeze_layers=0, unfreeze_after=None,
         pretrain=None, pretrain_epochs=10, diagnostics=False, n_members=1,
         ensemble_sharing="mini",
-        class_weight=None,
+        class_weight=None, label_smoothing=0.0,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -187,6 +203,7 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         self.n_members = n_members
         self.ensemble_sharing = ensemble_sharing
         self.class_weight = class_weight
+        self.label_smoothing = label_smoothing
 
     @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None):
@@ -451,7 +468,8 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
 
     def _per_sample_loss(self):
         multiclass = self.out_activation_ == "softmax"
-        return PerSampleLoss(classification_loss("multiclass" if multiclass else "binary"),
+        return PerSampleLoss(classification_loss("multiclass" if multiclass else "binary",
+                                                 self.label_smoothing),
                              class_indices=multiclass)
 
     def _member_combine(self):

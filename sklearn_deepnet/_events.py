@@ -35,7 +35,13 @@ from skorch.dataset import Dataset
 
 from ._engine.ensemble import MemberLoss, members_combined
 from ._engine.inference import predict_raw
-from ._engine.losses import binary_log_loss, loss_function, multiclass_log_loss, poisson
+from ._engine.losses import (
+    LabelSmoothed,
+    binary_log_loss,
+    loss_function,
+    multiclass_log_loss,
+    poisson,
+)
 
 __all__ = [
     "BATCH_EVENTS", "BatchEvents", "ScoringView", "dispatch", "implements_event",
@@ -73,6 +79,7 @@ def output_kind(net):
     the trainer's outputs are, read off its criterion and output width."""
     fn = loss_function(getattr(net, "criterion_", None))
     fn = fn.base if isinstance(fn, MemberLoss) else fn  # an ensemble's per-member loss
+    fn = fn.base if isinstance(fn, LabelSmoothed) else fn
     if fn is multiclass_log_loss:
         return "multiclass"
     if fn is binary_log_loss:

@@ -215,3 +215,43 @@ def test_the_softmax_is_scipys_and_row_by_row():
         for start, n in ((0, 1), (7, 1), (0, 2), (3, 3), (1, 17), (0, 299)):
             np.testing.assert_array_equal(_softmax(z[start : start + n]),
                                           full[start : start + n], err_msg=f"{k} {start} {n}")
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "multilabel"])
+def test_label_smoothing_tempers_confidence_on_the_fast_step(kind):
+    # On separable data the plain log-loss pushes probabilities towards 0 and 1;
+    # smoothed targets stop them near 1 - e (multiclass: 1 - e + e / K), on the
+    # hand-written step, and the loss curve is the smoothed loss (never near 0).
+    import pickle
+
+    from sklearn.base import clone
+
+    rng = np.random.default_rng(0)
+    if kind == "multilabel":
+        X, y = make_multilabel_classification(n_samples=300, n_features=8, n_classes=3,
+                                              random_state=0)
+        X = StandardScaler().fit_transform(X)
+    else:
+        n_classes = 4 if kind == "multiclass" else 2
+        X = rng.normal(size=(300, 6))
+        y = (X[:, 0] > 0).astype(int) + (2 * (X[:, 1] > 0) if n_classes == 4 else 0)
+        X[:, :2] *= 10  # (separable by far)
+    fits = {e: DeepMLPClassifier((32,), max_iter=60, random_state=0, label_smoothing=e,
+                                 learning_rate_init=1e-2).fit(X, y) for e in (0.0, 0.2)}
+    plain, smoothed = fits[0.0], fits[0.2]
+    assert smoothed.engine_ == plain.engine_ == "cpu-manual"
+    top = {e: np.abs(f.predict_proba(X) - 0.5).max() if kind != "multiclass"
+           else f.predict_proba(X).max() for e, f in fits.items()}
+    assert top[0.2] < top[0.0]
+    assert (smoothed.predict(X) == y).mean() > (plain.predict(X) == y).mean() - 0.05
+    # The smoothed loss cannot go below the smoothed targets' entropy.
+    if kind == "multiclass":
+        targets = np.array([0.85, 0.05, 0.05, 0.05])  # (1 - 0.2 + 0.2 / 4, 0.2 / 4)
+        floor = -(targets * np.log(targets)).sum()
+    else:
+        floor = -(0.9 * np.log(0.9) + 0.1 * np.log(0.1)) * (3 if kind == "multilabel" else 1)
+    assert min(smoothed.loss_curve_) >= floor - 1e-6
+    assert min(plain.loss_curve_) < floor
+    again = pickle.loads(pickle.dumps(smoothed))
+    np.testing.assert_array_equal(again.predict_proba(X), smoothed.predict_proba(X))
+    assert clone(smoothed).label_smoothing == 0.2

@@ -862,3 +862,34 @@ def test_a_numpy_scalar_slope_set_on_a_fitted_module_trains(clf_data):
     clf.module_.hidden[0].activation.negative_slope = np.float32(0.6)
     clf.set_params(warm_start=True, max_iter=2).fit(X, y)
     assert clf.engine_ == "cpu-manual" and np.isfinite(clf.loss_)
+
+
+@pytest.mark.parametrize("members", [1, 3])
+@pytest.mark.parametrize("base, epsilon", [(multiclass_log_loss, 0.1),
+                                           (binary_log_loss, 0.2)],
+                         ids=["multiclass", "binary"])
+def test_label_smoothing_runs_on_the_manual_step_as_autograd_would(base, epsilon, members):
+    # The hand-written step's output gradient of a label-smoothed log-loss
+    # (its own rows, not autograd) trains like the eager step, ensembles too;
+    # and its losses and gradient equal autograd's on random logits.
+    from sklearn_deepnet._engine.ensemble import member_loss
+    from sklearn_deepnet._engine.fast_step import output_gradient
+    from sklearn_deepnet._engine.losses import LabelSmoothed
+
+    X, y, w = _problem(base)
+    smoothed = LabelSmoothed(base, epsilon)
+    z = torch.randn(20, 3, requires_grad=True)
+    yz = y[:20]
+    losses, g = output_gradient(smoothed)(z.detach().clone(), yz)
+    smoothed(z, yz).sum().backward()
+    np.testing.assert_allclose(losses.numpy(), smoothed(z, yz).detach().numpy(), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(g.numpy(), z.grad.numpy(), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(smoothed(z, yz), base(z, yz))  # (it does smooth)
+
+    torch.manual_seed(3)
+    combine = "softmax" if base is multiclass_log_loss else "sigmoid"
+    module = MLP(7, [9, 6], 3, n_members=members, member_combine=combine).initialize_()
+    loss = member_loss(smoothed, members, 3)
+    assert manual_blockers(module, loss, "cpu") is None
+    _assert_same(*_pair(module, loss, "adam", _batches(X, y, w), alpha=0.01))

@@ -21,6 +21,7 @@ fused Adam kernel (``_DirectFusedAdam``).
 
 from __future__ import annotations
 
+from functools import partial
 from types import MappingProxyType
 
 import torch
@@ -36,7 +37,14 @@ from .kernels import (
     kernel_fallbacks,
     optimizer_step,
 )
-from .losses import binary_log_loss, loss_function, multiclass_log_loss, squared_error
+from .losses import (
+    LabelSmoothed,
+    binary_log_loss,
+    loss_function,
+    multiclass_log_loss,
+    smoothed_targets,
+    squared_error,
+)
 from .module import plan_blocker
 from .optim import scikit_learn_velocity_
 from .runners import PENALIZED, RUNNERS
@@ -67,6 +75,21 @@ def _binary_output_grad(z, yb):
     return losses, torch.sigmoid(z).sub_(yb)
 
 
+def _smoothed_multiclass_output_grad(z, yb, epsilon):
+    # torch's cross_entropy with label_smoothing: (1 - e) * nll + e * mean(-logp)
+    logp = torch.log_softmax(z, dim=1)
+    idx, k = yb[:, None], z.shape[1]
+    losses = (1.0 - epsilon) * -logp.gather(1, idx).squeeze(1) - (epsilon / k) * logp.sum(dim=1)
+    g = logp.exp_().sub_(epsilon / k)
+    g.scatter_add_(1, idx, torch.full((len(z), 1), epsilon - 1.0, dtype=z.dtype,
+                                      device=z.device))
+    return losses, g
+
+
+def _smoothed_binary_output_grad(z, yb, epsilon):
+    return _binary_output_grad(z, smoothed_targets(yb, epsilon))
+
+
 def _squared_error_output_grad(z, yb):
     d = z - yb
     return 0.5 * d.pow(2).mean(dim=1), d.div_(z.shape[1])
@@ -95,14 +118,28 @@ class _MemberOutputGrad:
         return losses.view(n, k).mean(dim=1), g.div_(k).view(n, k * self.n_outputs)
 
 
+# label-smoothed loss's base -> its output_grad(z, y, epsilon)
+SMOOTHED_OUTPUT_GRADIENTS = {
+    multiclass_log_loss: _smoothed_multiclass_output_grad,
+    binary_log_loss: _smoothed_binary_output_grad,
+}
+
+
+def _output_grad_of(fn):
+    if isinstance(fn, LabelSmoothed):
+        grad = SMOOTHED_OUTPUT_GRADIENTS.get(fn.base)
+        return None if grad is None else partial(grad, epsilon=fn.epsilon)
+    return OUTPUT_GRADIENTS.get(fn)
+
+
 def output_gradient(per_sample_loss):
-    """``output_grad(z, y)`` of ``per_sample_loss`` (see :data:`OUTPUT_GRADIENTS`),
-    or ``None`` when the step has none."""
+    """``output_grad(z, y)`` of ``per_sample_loss`` (see :data:`OUTPUT_GRADIENTS`,
+    :data:`SMOOTHED_OUTPUT_GRADIENTS`), or ``None`` when the step has none."""
     fn = loss_function(per_sample_loss)
     if isinstance(fn, MemberLoss):
-        base = OUTPUT_GRADIENTS.get(fn.base)
+        base = _output_grad_of(fn.base)
         return None if base is None else _MemberOutputGrad(base, fn.n_members, fn.n_outputs)
-    return OUTPUT_GRADIENTS.get(fn)
+    return _output_grad_of(fn)
 
 
 _LAYOUT_ATTRS = ("p", "inplace", "negative_slope", "alpha", "approximate", "momentum", "eps",

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "REGRESSION_LOSSES", "PerSampleLoss", "RegressionLoss", "classification_loss",
-    "loss_function",
+    "REGRESSION_LOSSES", "LabelSmoothed", "PerSampleLoss", "RegressionLoss",
+    "classification_loss", "loss_function", "smoothed_targets",
 ]
 
 
@@ -108,9 +108,43 @@ REGRESSION_LOSSES: dict[str, RegressionLoss] = {
 OUT_ACTIVATIONS = {row.out_activation: row.inverse_link for row in REGRESSION_LOSSES.values()}
 
 
-def classification_loss(target_type: str):
-    """Per-sample loss for ``"binary"``, ``"multiclass"`` or ``"multilabel"``."""
-    return multiclass_log_loss if target_type == "multiclass" else binary_log_loss
+def smoothed_targets(y, epsilon):
+    """Binary (or multilabel) 0/1 targets moved ``epsilon / 2`` towards 1/2."""
+    return y * (1.0 - epsilon) + 0.5 * epsilon
+
+
+@dataclass(frozen=True)
+class LabelSmoothed:
+    """A log-loss against smoothed targets (label smoothing).
+
+    Multiclass: the target distribution ``(1 - epsilon) * one_hot + epsilon / K``
+    (torch's ``cross_entropy(..., label_smoothing=epsilon)``); binary and
+    multilabel: each 0/1 target moved to ``epsilon / 2`` and ``1 - epsilon / 2``
+    (Keras's ``binary_crossentropy(label_smoothing=epsilon)``), which is the
+    same distribution for a two-class softmax.
+
+    Parameters
+    ----------
+    base : callable
+        :func:`multiclass_log_loss` or :func:`binary_log_loss`.
+    epsilon : float
+        In (0, 1).
+    """
+
+    base: Callable
+    epsilon: float
+
+    def __call__(self, logits, y):
+        if self.base is multiclass_log_loss:
+            return F.cross_entropy(logits, y, reduction="none", label_smoothing=self.epsilon)
+        return self.base(logits, smoothed_targets(y, self.epsilon))
+
+
+def classification_loss(target_type: str, label_smoothing=0.0):
+    """Per-sample loss for ``"binary"``, ``"multiclass"`` or ``"multilabel"``
+    (a :class:`LabelSmoothed` one for ``label_smoothing > 0``)."""
+    base = multiclass_log_loss if target_type == "multiclass" else binary_log_loss
+    return LabelSmoothed(base, float(label_smoothing)) if label_smoothing else base
 
 
 class PerSampleLoss(nn.Module):
