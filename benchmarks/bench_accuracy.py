@@ -211,6 +211,8 @@ def models(classification, X, categorical, seed, quick, with_realmlp=True, *,
         out["RealMLP-TD"].set_params(n_epochs=2)
     for name, spec in (variants or {}).items():
         params, row_scaling = _variant(spec, scaling)
+        if not set(params) <= set(ours._get_param_names()):  # (label_smoothing: classifiers)
+            continue
         out[name] = make_pipeline(
             _mlp_preprocessing(X, categorical, row_scaling, seed),
             ours(**{**recommended_params(), **params, **small}, random_state=seed))

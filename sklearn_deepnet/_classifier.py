@@ -84,8 +84,11 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         and multilabel: 0/1 targets become ``e / 2`` and ``1 - e / 2``, Keras's
         convention). It keeps the network from pushing its logits without
         bound on separable data; ``loss_curve_`` and the validation loss are
-        the smoothed loss. 0.1 is the usual value (RealMLP-TD's for
-        classification).
+        the smoothed loss (changing it between warm-started fits changes
+        the loss the no-improvement count compares with, as changing
+        ``alpha`` does). With ``class_weight``, each row's smoothed loss is
+        weighted by its class's weight. 0.1 is the usual value (RealMLP-TD's
+        for classification).
 
     Attributes
     ----------

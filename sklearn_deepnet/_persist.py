@@ -52,7 +52,7 @@ _ADDED_PARAMS = {"power_t": 0.5, "nesterovs_momentum": True, "max_fun": 15000, "
                  "diagnostics": False, "n_members": 1, "ensemble_sharing": "mini",
                  "numeric_embedding": None, "numeric_features": "auto",
                  "embedding_size": 16, "n_frequencies": 48, "frequency_scale": 0.01,
-                 "n_bins": 48}
+                 "n_bins": 48, "label_smoothing": 0.0}
 
 # Private attributes that exist only while the estimator's own fit runs, on
 # the estimator: its state when the call began; once training runs, (net,
@@ -344,8 +344,10 @@ class PersistsState:
         net_state = state.pop("_net_state", None)
         # Pickles of version 0.1.0 before these parameters existed: their
         # defaults (the float64 output dtype is what those versions returned).
+        params = type(self)._get_param_names()  # (label_smoothing: the classifier's)
         for name, default in _ADDED_PARAMS.items():
-            state.setdefault(name, default)
+            if name in params:
+                state.setdefault(name, default)
         if net_state is not None:
             state.setdefault("_output_dtype", "float64")
             state.setdefault("reused_layers_", 0)

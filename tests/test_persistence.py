@@ -165,6 +165,8 @@ def test_pickles_of_the_previous_release_load_predict_and_train():
     np.testing.assert_array_equal(clf.predict_proba(blob["X"]), blob["proba"])
     np.testing.assert_allclose(reg.predict(blob["Xr"]), blob["pred"], rtol=1e-6)
     assert clf.get_params()["nesterovs_momentum"] is True and clf.callbacks is None
+    # (parameters added since get their defaults, each on its own estimator only)
+    assert clf.label_smoothing == 0.0 and "label_smoothing" not in vars(reg)
     assert clf.net_.regularization.alpha == 0.01 and reg.net_.regularization.clip_norm == 1.0
     clf.partial_fit(blob["X"], clf.predict(blob["X"]))
     reg.partial_fit(blob["Xr"], reg.predict(blob["Xr"]))

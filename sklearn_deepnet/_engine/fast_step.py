@@ -54,6 +54,7 @@ __all__ = ["ManualStep", "kernels_used", "layout_signature", "manual_blockers"]
 
 
 _MINUS_ONES = {}  # (rows, dtype) -> column of -1: no allocation per step
+_SMOOTHED_COLUMNS = {}  # (rows, dtype, epsilon) -> column of epsilon - 1 (the same)
 
 
 def _multiclass_output_grad(z, yb):
@@ -81,8 +82,12 @@ def _smoothed_multiclass_output_grad(z, yb, epsilon):
     idx, k = yb[:, None], z.shape[1]
     losses = (1.0 - epsilon) * -logp.gather(1, idx).squeeze(1) - (epsilon / k) * logp.sum(dim=1)
     g = logp.exp_().sub_(epsilon / k)
-    g.scatter_add_(1, idx, torch.full((len(z), 1), epsilon - 1.0, dtype=z.dtype,
-                                      device=z.device))
+    key = (len(z), z.dtype, epsilon)
+    if key not in _SMOOTHED_COLUMNS:
+        if len(_SMOOTHED_COLUMNS) > 64:  # a few batch sizes per fit: keep it small
+            _SMOOTHED_COLUMNS.clear()
+        _SMOOTHED_COLUMNS[key] = torch.full((len(z), 1), epsilon - 1.0, dtype=z.dtype)
+    g.scatter_add_(1, idx, _SMOOTHED_COLUMNS[key])
     return losses, g
 
 
