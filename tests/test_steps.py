@@ -865,10 +865,11 @@ def test_a_numpy_scalar_slope_set_on_a_fitted_module_trains(clf_data):
 
 
 @pytest.mark.parametrize("members", [1, 3])
-@pytest.mark.parametrize("base, epsilon", [(multiclass_log_loss, 0.1),
-                                           (binary_log_loss, 0.2)],
-                         ids=["multiclass", "binary"])
-def test_label_smoothing_runs_on_the_manual_step_as_autograd_would(base, epsilon, members):
+@pytest.mark.parametrize("base, epsilon, k", [(multiclass_log_loss, 0.1, 3),
+                                              (binary_log_loss, 0.2, 3),
+                                              (binary_log_loss, 0.1, 1)],
+                         ids=["multiclass", "multilabel", "binary"])
+def test_label_smoothing_runs_on_the_manual_step_as_autograd_would(base, epsilon, k, members):
     # The hand-written step's output gradient of a label-smoothed log-loss
     # (its own rows, not autograd) trains like the eager step, ensembles too;
     # and its losses and gradient equal autograd's on random logits.
@@ -876,9 +877,9 @@ def test_label_smoothing_runs_on_the_manual_step_as_autograd_would(base, epsilon
     from sklearn_deepnet._engine.fast_step import output_gradient
     from sklearn_deepnet._engine.losses import LabelSmoothed
 
-    X, y, w = _problem(base)
+    X, y, w = _problem(base, k=k)
     smoothed = LabelSmoothed(base, epsilon)
-    z = torch.randn(20, 3, requires_grad=True)
+    z = torch.randn(20, k, requires_grad=True)
     yz = y[:20]
     losses, g = output_gradient(smoothed)(z.detach().clone(), yz)
     smoothed(z, yz).sum().backward()
@@ -889,7 +890,7 @@ def test_label_smoothing_runs_on_the_manual_step_as_autograd_would(base, epsilon
 
     torch.manual_seed(3)
     combine = "softmax" if base is multiclass_log_loss else "sigmoid"
-    module = MLP(7, [9, 6], 3, n_members=members, member_combine=combine).initialize_()
-    loss = member_loss(smoothed, members, 3)
+    module = MLP(7, [9, 6], k, n_members=members, member_combine=combine).initialize_()
+    loss = member_loss(smoothed, members, k)
     assert manual_blockers(module, loss, "cpu") is None
     _assert_same(*_pair(module, loss, "adam", _batches(X, y, w), alpha=0.01))
