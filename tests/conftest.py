@@ -1,3 +1,6 @@
+import signal
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +14,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("gpu") is not None:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _sigint_raises_keyboard_interrupt():
+    """The Ctrl-C tests send SIGINT to this process and expect Python's
+    KeyboardInterrupt. A process started in the background by a script
+    (``cmd &`` without job control) inherits SIGINT ignored, and those tests
+    would then train on, sleeping a second per batch: give the session the
+    disposition a terminal gives, and put back what it inherited."""
+    inherited = signal.getsignal(signal.SIGINT)
+    if inherited is signal.SIG_IGN and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        yield
+        signal.signal(signal.SIGINT, inherited)
+    else:
+        yield
 
 
 @pytest.fixture
