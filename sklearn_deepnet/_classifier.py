@@ -558,10 +558,9 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
             members = self._member_raw(X).astype(np.float64)
             proba = self.predict_proba(X)
             return proba, np.stack([self._proba_from_raw(raw) for raw in members]).std(axis=0)
+        # (one pass here only for an mc_dropout of 0 that is not a Python int: the
+        # mean of one pass is that pass, bit for bit)
         passes = self._predict_raw_passes(X).astype(np.float64)
-        if len(passes) == 1:  # (the mean of one pass is that pass: skip the stack)
-            proba = self._proba_from_raw(passes[0])
-            return np.maximum(proba, _TINY, out=proba)
         probas = np.stack([self._proba_from_raw(raw) for raw in passes])
         proba = probas.mean(axis=0)
         proba = np.maximum(proba, _TINY, out=proba)

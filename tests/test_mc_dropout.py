@@ -96,3 +96,15 @@ def test_classifier_return_std(clf_data):
     probas = np.stack([clf._proba_from_raw(raw) for raw in passes])
     np.testing.assert_allclose(std, probas.std(axis=0), rtol=1e-12)
     np.testing.assert_allclose(mean.sum(axis=1), 1.0, rtol=1e-12)
+
+
+def test_an_mc_dropout_of_numpy_zero_predicts_like_python_zero(clf_data):
+    # predict_proba's direct path takes a Python int 0; a NumPy 0 (from a grid
+    # of np.arange) goes through the passes, whose mean of one pass is that pass.
+    X, y = clf_data
+    clf = DeepMLPClassifier((8,), dropout=0.2, max_iter=3, random_state=0).fit(X, y)
+    expected = clf.predict_proba(X)
+    for zero in (np.int64(0), np.int32(0)):
+        clf.set_params(mc_dropout=zero)
+        np.testing.assert_array_equal(clf.predict_proba(X), expected)
+        np.testing.assert_array_equal(clf.predict(X), clf.classes_[expected.argmax(axis=1)])
