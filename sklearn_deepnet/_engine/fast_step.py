@@ -53,8 +53,19 @@ from .steps import Regularization, Update, run_batches, untouched_blockers, weig
 __all__ = ["ManualStep", "kernels_used", "layout_signature", "manual_blockers"]
 
 
-_MINUS_ONES = {}  # (rows, dtype) -> column of -1: no allocation per step
-_SMOOTHED_COLUMNS = {}  # (rows, dtype, epsilon) -> column of epsilon - 1 (the same)
+_COLUMNS = {}  # (rows, dtype, value) -> a constant column: no allocation per step
+
+
+def _column(rows, dtype, value):
+    """A cached ``(rows, 1)`` column of ``value`` (what the output gradients add at
+    each row's class)."""
+    key = (rows, dtype, value)
+    column = _COLUMNS.get(key)
+    if column is None:
+        if len(_COLUMNS) > 64:  # a few batch sizes per fit: keep it small
+            _COLUMNS.clear()
+        column = _COLUMNS[key] = torch.full((rows, 1), value, dtype=dtype)
+    return column
 
 
 def _multiclass_output_grad(z, yb):
@@ -62,12 +73,7 @@ def _multiclass_output_grad(z, yb):
     idx = yb[:, None]
     losses = -logp.gather(1, idx).squeeze(1)
     g = logp.exp_()
-    key = (len(z), z.dtype)
-    if key not in _MINUS_ONES:
-        if len(_MINUS_ONES) > 64:  # a few batch sizes per fit: keep it small
-            _MINUS_ONES.clear()
-        _MINUS_ONES[key] = torch.full((len(z), 1), -1.0, dtype=z.dtype)
-    g.scatter_add_(1, idx, _MINUS_ONES[key])
+    g.scatter_add_(1, idx, _column(len(z), z.dtype, -1.0))
     return losses, g
 
 
@@ -82,12 +88,7 @@ def _smoothed_multiclass_output_grad(z, yb, epsilon):
     idx, k = yb[:, None], z.shape[1]
     losses = (1.0 - epsilon) * -logp.gather(1, idx).squeeze(1) - (epsilon / k) * logp.sum(dim=1)
     g = logp.exp_().sub_(epsilon / k)
-    key = (len(z), z.dtype, epsilon)
-    if key not in _SMOOTHED_COLUMNS:
-        if len(_SMOOTHED_COLUMNS) > 64:  # a few batch sizes per fit: keep it small
-            _SMOOTHED_COLUMNS.clear()
-        _SMOOTHED_COLUMNS[key] = torch.full((len(z), 1), epsilon - 1.0, dtype=z.dtype)
-    g.scatter_add_(1, idx, _SMOOTHED_COLUMNS[key])
+    g.scatter_add_(1, idx, _column(len(z), z.dtype, epsilon - 1.0))
     return losses, g
 
 

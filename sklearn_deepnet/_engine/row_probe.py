@@ -96,10 +96,10 @@ def _passes(shape, rule, threads):
         # thread its share, and the answer is kept for every thread)
         torch.set_num_threads(1)
         reference = product(x[:_LARGE])
-        torch.set_num_threads(threads)
-        large = product(x[:_LARGE])
-        if not torch.equal(large, reference):  # (not the rows: give up)
-            return False
+        if threads != 1:
+            torch.set_num_threads(threads)
+            if not torch.equal(product(x[:_LARGE]), reference):  # (not the rows: give up)
+                return False
         f = rule.floor
         for m in (*rule.small, f, f + 1, 2 * f - 1, 3 * f + 5, 200):
             if not torch.equal(product(x[:m].clone()), reference[:m]):
