@@ -19,6 +19,7 @@ from sklearn.utils.validation import column_or_1d
 from ._base import BaseDeepMLP, consistent
 from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS, fit_validation_set
 from ._engine.losses import PerSampleLoss, classification_loss
+from ._proba import softmax
 from ._reuse import unlabeled_mask
 from ._validation import (
     Interval,
@@ -30,31 +31,6 @@ from ._validation import (
 
 # The smallest normal float64: probabilities are never reported below it.
 _TINY = np.finfo(np.float64).tiny
-
-
-def _softmax(z):
-    """``scipy.special.softmax(z, axis=1)`` of a 2-D float ``z`` as a new C-ordered float64 array.
-
-    Its operations without its array-API dispatch (about 25 us of a one-row
-    prediction), on the transpose: numpy reduces a row of a few classes
-    slowly (the maximum and sum over the 10 columns of 1,000 rows took 60 of
-    the 85 us), while a reduction over the rows of the transpose is a few
-    vectorized passes. Each row's result depends on that row only: numpy sums
-    a ``(classes, rows)`` array over its first axis class by class, in order,
-    for every row at once, but sums a single row's column pairwise (another
-    rounding), so one row is computed as two.
-    """
-    n = len(z)
-    if not n:
-        return np.empty(z.shape)
-    t = np.empty((z.shape[1], max(n, 2)))  # (float64, whatever z's float type)
-    t[:, :n] = z.T
-    if n == 1:
-        t[:, 1] = t[:, 0]
-    t -= t.max(axis=0)
-    np.exp(t, out=t)
-    t /= t.sum(axis=0)
-    return t[:, :n].T.copy()
 
 
 class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
@@ -569,7 +545,7 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
     def _proba_from_raw(self, raw):
         """float64 probabilities from float32 or float64 logits."""
         if self.out_activation_ == "softmax":
-            return _softmax(raw)  # (converted in its first copy)
+            return softmax(raw)  # (converted in its first copy)
         raw = raw.astype(np.float64, copy=False)
         if self._multilabel:
             return expit(raw)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sklearn_deepnet._engine import elementwise, inference
+from sklearn_deepnet._engine import elementwise, eval_plan
 from sklearn_deepnet._engine.activations import ACTIVATIONS
 from sklearn_deepnet._engine.elementwise import (
     BLOCK,
@@ -97,7 +97,7 @@ def test_the_probe_refuses_a_loop_cut_elsewhere():
 def test_an_activation_cut_elsewhere_falls_back_to_one_thread(monkeypatch, trust):
     # A thread pool that cut loops elsewhere: the probe sends the activation to
     # one thread and predictions stay batch-invariant; trusted blindly, not.
-    real = inference.activation_row
+    real = eval_plan.activation_row
 
     class Misaligned:
         exact = False
@@ -110,10 +110,10 @@ def test_an_activation_cut_elsewhere_falls_back_to_one_thread(monkeypatch, trust
 
     if elementwise._disagreeing_inputs(F.selu, 48, torch.Generator().manual_seed(0)) is None:
         pytest.skip("SELU's scalar and vectorized kernels agree on this machine")
-    monkeypatch.setattr(inference, "activation_row", lambda m: Misaligned(real(m)))
+    monkeypatch.setattr(eval_plan, "activation_row", lambda m: Misaligned(real(m)))
     monkeypatch.setattr(elementwise, "_PROBED", {})  # (SELU's real kernels probed: forget)
     if trust:
-        monkeypatch.setattr(inference, "splits_aligned", lambda *args: True)
+        monkeypatch.setattr(eval_plan, "splits_aligned", lambda *args: True)
     torch.manual_seed(0)
     net = MLP(20, [100, 48], 3, activation="selu").initialize_()
     X = np.random.default_rng(0).normal(size=(1500, 20)).astype(np.float32)

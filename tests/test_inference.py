@@ -406,7 +406,7 @@ def test_the_plans_refreshed_copies_never_require_grad():
     # The plan re-copies the live weights at every call without switching
     # autograd off: every source it copies from must be detached, or its padded
     # copies would join the autograd graph (and every prediction would build one).
-    from sklearn_deepnet._engine.inference import _prepare
+    from sklearn_deepnet._engine.eval_plan import prepare as _prepare
     from sklearn_deepnet._engine.plan_cache import cached
 
     net = _net("prelu", widths=(40, 24), batch_norm="before")

@@ -146,7 +146,7 @@ def test_a_request_is_padded_to_counts_the_rule_and_the_loops_allow(threads):
     from types import SimpleNamespace
 
     from sklearn_deepnet._engine.elementwise import aligned_rows
-    from sklearn_deepnet._engine.inference import _padded_rows
+    from sklearn_deepnet._engine.eval_plan import padded_rows as _padded_rows
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -70,7 +70,7 @@ _LOCK = threading.Lock()
 def _product(shape, gen):
     """``(x, f)``: random rows ``x`` and ``f(rows of x)`` -> the product's rows, for
     a weight of ``shape``: ``(n_in, n_out)`` read transposed (as
-    :class:`.inference._Linear`), or ``(F, n_in, size)``: ``F`` products batched
+    :class:`.eval_plan._Linear`), or ``(F, n_in, size)``: ``F`` products batched
     over the columns of ``(n, F, n_in)`` rows (as a numeric embedding's)."""
     if len(shape) == 2:
         n_in, n_out = shape
