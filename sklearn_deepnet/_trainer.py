@@ -47,8 +47,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import signal
-import threading
 
 import numpy as np
 import scipy.sparse as sp
@@ -79,6 +77,7 @@ from ._events import (
     validation_dataset,
     validation_epoch,
 )
+from ._interrupt import CallbackStop, SigintWatch
 
 __all__ = ["BATCH_EVENTS", "OWN_CALLBACKS", "TrainingNet", "implements_event"]
 
@@ -86,51 +85,6 @@ logger = logging.getLogger("sklearn_deepnet")
 
 # The estimator's own callbacks (none draws random numbers); reserved names.
 OWN_CALLBACKS = ("epoch_timer", "convergence", "schedule", "freeze", "diagnostics", "progress")
-
-
-class _CallbackStop(Exception):
-    """A callback raised ``KeyboardInterrupt`` (skorch's way to stop training)."""
-
-    def __init__(self, name, event):
-        super().__init__(name, event)
-        self.name, self.event = name, event
-
-
-class _SigintWatch:
-    """Tells a user's Ctrl-C from a ``KeyboardInterrupt`` raised by code.
-
-    While active (main thread only: signals are delivered there), the
-    current SIGINT handler is wrapped so that it first sets ``seen``.
-    ``nested`` is true inside another fit's watch (a callback fitting another
-    model): a Ctrl-C there must reach the outer fit too.
-    """
-
-    _active = 0  # watches open in this process (all on the main thread)
-
-    def __init__(self):
-        self.seen = False
-        self.nested = False
-        self._previous = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            previous = signal.getsignal(signal.SIGINT)
-            if callable(previous):
-                def handler(signum, frame):
-                    self.seen = True
-                    return previous(signum, frame)
-
-                signal.signal(signal.SIGINT, handler)
-                self._previous = previous
-                self.nested = _SigintWatch._active > 0
-                _SigintWatch._active += 1
-        return self
-
-    def __exit__(self, *exc_info):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
-            _SigintWatch._active -= 1
 
 
 def _floats_in_history_row(row):
@@ -272,7 +226,7 @@ class TrainingNet(NeuralNet):
             except KeyboardInterrupt:
                 if self._sigint is None or self._sigint.seen:
                     raise
-                raise _CallbackStop(name, method_name) from None
+                raise CallbackStop(name, method_name) from None
 
     def draws_random_numbers(self):
         """Whether training may draw from torch's global generators.
@@ -433,13 +387,13 @@ class TrainingNet(NeuralNet):
             self.initialize()
         fit_params.pop("_routing_method", None)  # skorch's fit passes it
         self.stop_reason = None
-        with _SigintWatch() as watch:
+        with SigintWatch() as watch:
             self._sigint = watch
             try:
                 try:
                     self.notify("on_train_begin", X=X, y=y)
                     self.fit_loop(X, y, **fit_params)
-                except _CallbackStop as stop:  # raised in on_train_begin
+                except CallbackStop as stop:  # raised in on_train_begin
                     self.stop_reason = f"callback {stop.name}"
                 except KeyboardInterrupt:
                     self.stop_reason = "interrupted"
@@ -564,7 +518,7 @@ class TrainingNet(NeuralNet):
                     validation_epoch(self, dataset_valid, events)
                     self.notify("on_epoch_end", dataset_train=data, dataset_valid=dataset_valid)
                     _floats_in_history_row(self.history[-1])
-                except _CallbackStop as stop:
+                except CallbackStop as stop:
                     self.stop_reason = f"callback {stop.name}"
                     if stop.event != "on_epoch_end":  # the epoch is unfinished
                         roll_back(good, n_rows)
