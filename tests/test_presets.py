@@ -7,9 +7,10 @@ from sklearn.datasets import load_digits, make_regression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.multiclass import type_of_target
 
 from sklearn_deepnet import DeepMLPClassifier, DeepMLPRegressor, recommended_params
-from sklearn_deepnet._presets import PRESETS
+from sklearn_deepnet._presets import PRESETS, TARGET_TYPES
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -46,6 +47,47 @@ def test_tabular_preset_is_the_default_network_with_periodic_embeddings():
     tabular, default = recommended_params("tabular"), recommended_params()
     assert {k: v for k, v in tabular.items() if k in default} == default
     assert tabular["numeric_embedding"] == "periodic" and tabular["frequency_scale"] == "auto"
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("target_type", TARGET_TYPES)
+def test_every_preset_fits_every_target_type_it_is_asked_for(preset, target_type):
+    # The parameters for a target type are accepted by the estimator that fits
+    # that type of target, and it trains on one.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    y = {"binary": X[:, 0] > 0, "multiclass": np.arange(60) % 3,
+         "multilabel-indicator": (X[:, :2] > 0).astype(int), "continuous": X[:, 0],
+         "continuous-multioutput": X[:, :2]}[target_type]
+    assert type_of_target(y) == target_type
+    cls = DeepMLPRegressor if target_type.startswith("continuous") else DeepMLPClassifier
+    params = recommended_params(preset, target_type=target_type)
+    est = cls(**{**params, "max_iter": 2}, random_state=0).fit(X, y)
+    assert {k: est.get_params()[k] for k in params if k != "max_iter"} == {
+        k: v for k, v in params.items() if k != "max_iter"}
+
+
+def test_tabular_preset_adds_label_smoothing_for_multiclass_targets_only():
+    tabular = recommended_params("tabular")
+    assert recommended_params("tabular", target_type="multiclass") == {
+        **tabular, "label_smoothing": 0.2}
+    for target_type in set(TARGET_TYPES) - {"multiclass"}:
+        assert recommended_params("tabular", target_type=target_type) == tabular
+    for preset in set(PRESETS) - {"tabular"}:  # (nothing measured for the others)
+        for target_type in TARGET_TYPES:
+            assert (recommended_params(preset, target_type=target_type)
+                    == recommended_params(preset))
+    # a new dict each time: the table itself is never handed out
+    recommended_params("tabular", target_type="multiclass")["label_smoothing"] = 0.5
+    assert recommended_params("tabular", target_type="multiclass")["label_smoothing"] == 0.2
+
+
+@pytest.mark.parametrize("bad", ["Multiclass", "multiclass-multioutput", "unknown", 3,
+                                 np.array(["multiclass"]), ["binary"]])
+def test_unknown_target_type_names_the_choices(bad):
+    with pytest.raises(ValueError, match="target_type must be None or one of.*binary.*"
+                                         "multiclass.*continuous"):
+        recommended_params("tabular", target_type=bad)
 
 
 def test_each_call_returns_a_new_dict():
