@@ -56,7 +56,9 @@ RealMLP-TD's scaling); scikit-learn's MLP keeps ``standard``.
 Ablations: more rows of our estimator, each ``recommended_params()`` with some
 parameters changed, come from the ``VARIANTS`` table below (``--variants
 NAME ...``) or from the command line (``--ours 'NAME={"dropout": 0.1}'``; a
-``"scaling"`` key in the JSON sets that row's numeric scaling). ``--models``
+``"scaling"`` key in the JSON sets that row's numeric scaling, a ``"preset"``
+key the preset it starts from instead of ``recommended_params()``, with the
+target's type as the ``"ours: tabular"`` row gets it). ``--models``
 keeps only the named rows (as the table prints them; variants are always
 kept). When RealMLP-TD ran, each other row's fit time is also printed as a
 ratio to RealMLP-TD's (``x RealMLP``).
@@ -114,6 +116,7 @@ from sklearn_deepnet import (  # noqa: E402
     RobustSmoothClipScaler,
     recommended_params,
 )
+from sklearn_deepnet._presets import PRESETS  # noqa: E402
 
 TASKS = {  # name: (loader, is_classification)
     "fashion_mnist": (datasets.load_fashion_mnist, True),
@@ -165,9 +168,9 @@ def _mlp_preprocessing(X, categorical, scaling="standard", seed=0):
 
 
 def _variant(spec, scaling):
-    """A variant's estimator parameters and numeric scaling."""
+    """A variant's estimator parameters, numeric scaling and base preset."""
     params = dict(spec)
-    return params, params.pop("scaling", scaling)
+    return params, params.pop("scaling", scaling), params.pop("preset", "default")
 
 
 def _realmlp(classification, seed):
@@ -218,12 +221,13 @@ def models(classification, X, categorical, seed, quick, with_realmlp=True, *,
     if out.get("RealMLP-TD") is not None and quick:
         out["RealMLP-TD"].set_params(n_epochs=2)
     for name, spec in (variants or {}).items():
-        params, row_scaling = _variant(spec, scaling)
+        params, row_scaling, preset = _variant(spec, scaling)
         if not set(params) <= set(ours._get_param_names()):  # (label_smoothing: classifiers)
             continue
+        base = recommended_params(preset, target_type=target_type)
         out[name] = make_pipeline(
             _mlp_preprocessing(X, categorical, row_scaling, seed),
-            ours(**{**recommended_params(), **params, **small}, random_state=seed))
+            ours(**{**base, **params, **small}, random_state=seed))
     return out
 
 
@@ -326,6 +330,9 @@ def _ours_option(text):
     if not name.strip() or not isinstance(params, dict):
         raise argparse.ArgumentTypeError(
             f"{text!r}: expected NAME=JSON, e.g. 'embedding={{\"dropout\": 0.1}}'")
+    if params.get("preset", "default") not in PRESETS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: preset must be one of {', '.join(PRESETS)}")
     if params.get("scaling", "standard") not in SCALINGS:
         raise argparse.ArgumentTypeError(
             f"{text!r}: scaling must be one of {', '.join(SCALINGS)}")
