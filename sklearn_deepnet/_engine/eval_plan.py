@@ -48,7 +48,7 @@ from .kernels import foreach_copy_, has_hooks
 from .module import MLP, plan_blocker, submodule
 from .row_probe import ROW_CANDIDATES, min_rows
 
-__all__ = ["pad_rows", "padded_rows", "prepare", "run_padded_modules", "run_plan"]
+__all__ = ["padded_rows", "prepare", "run_padded_modules", "run_plan"]
 
 # Matrix products in predictions are padded to at least this many rows and
 # columns (see the module docstring). Rows: MKL (torch's CPU BLAS) rounds a
@@ -112,10 +112,10 @@ class _Linear:
         n = x.shape[0]
         if n >= self.min_rows:  # (a plan's walk pads its input once: always here)
             return torch.addmm(self.b, x, self.wt)
-        return torch.addmm(self.b, pad_rows(x, self.min_rows), self.wt)[:n]
+        return torch.addmm(self.b, _pad_rows(x, self.min_rows), self.wt)[:n]
 
 
-def pad_rows(x, rows):
+def _pad_rows(x, rows):
     """``x`` with zero rows appended up to ``rows`` rows."""
     return torch.constant_pad_nd(x, (0, 0, 0, rows - x.shape[0]))  # (F.pad, less Python)
 
@@ -323,7 +323,7 @@ def run_plan(plan, x, members=False):
     n = x.shape[0]
     padded = padded_rows(plan, n)
     if n < padded:
-        x = pad_rows(x, padded)
+        x = _pad_rows(x, padded)
     for op in ops:
         x = op(x)
     return x[:n, :n_out]
