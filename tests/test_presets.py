@@ -90,6 +90,15 @@ def test_unknown_target_type_names_the_choices(bad):
         recommended_params("tabular", target_type=bad)
 
 
+def test_the_docstring_examples_run():
+    import doctest
+
+    import sklearn_deepnet._presets as presets
+
+    result = doctest.testmod(presets)
+    assert result.attempted >= 3 and not result.failed
+
+
 def test_each_call_returns_a_new_dict():
     params = recommended_params()
     params["activation"] = "tanh"

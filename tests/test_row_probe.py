@@ -139,14 +139,14 @@ def test_the_probe_answers_per_thread_count(fresh_probe, monkeypatch):
 
 @pytest.mark.parametrize("threads", [1, 2, 3, 4])
 def test_a_request_is_padded_to_counts_the_rule_and_the_loops_allow(threads):
-    # _padded_rows combines the thread count's row rule with the element-wise
+    # padded_rows combines the thread count's row rule with the element-wise
     # alignment (elementwise.aligned_rows) until both hold: the result is a
     # count the rule allows, aligned, at least the request's, and k times it
     # (an ensemble's hidden products) is allowed too.
     from types import SimpleNamespace
 
     from sklearn_deepnet._engine.elementwise import aligned_rows
-    from sklearn_deepnet._engine.eval_plan import padded_rows as _padded_rows
+    from sklearn_deepnet._engine.eval_plan import padded_rows
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -155,7 +155,7 @@ def test_a_request_is_padded_to_counts_the_rule_and_the_loops_allow(threads):
             for per_row in [(), (112,), (48, 112), (16,), (256 * 4,), (8192 * 32,), (80, 48)]:
                 plan = SimpleNamespace(rules={threads: rule}, per_row=per_row, shapes=())
                 for n in range(1, 300):
-                    rows = _padded_rows(plan, n)
+                    rows = padded_rows(plan, n)
                     assert rows >= n and rule.rows(rows) == rows, (rule, per_row, n)
                     assert all(rule.rows(rows * k) == rows * k for k in range(1, 9))
                     if per_row:

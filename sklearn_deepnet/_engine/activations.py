@@ -12,7 +12,7 @@ part of the package reads it from here:
   :mod:`.runners`): the forward and backward pass in public torch
   operations, and the private ATen backward kernel that is faster (checked
   against the public formula once per process, see :mod:`.kernels`);
-- :mod:`.inference`: the evaluation-mode function, and whether it is exact
+- :mod:`.eval_plan`: the evaluation-mode function, and whether it is exact
   (computed by comparisons and one multiplication: the same in vectorized and
   scalar loops, so no padding for batch invariance is needed);
 - training and diagnostics: whether it draws random numbers in training

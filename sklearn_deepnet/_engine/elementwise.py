@@ -9,7 +9,7 @@ threads the loop is cut into one piece per thread (``parallel_for`` over
 the flat index), each with its own remainder, at places that move with the
 number of rows: a row's outputs would depend on the batch it came in.
 
-So inference (:mod:`.inference`) pads the rows of a request until every such
+So inference (:func:`.eval_plan.padded_rows`) pads the rows of a request until every such
 loop is a whole number of :data:`BLOCK`-element blocks and, where it runs on
 several threads, is cut only between blocks (:func:`aligned_rows`): every
 element then goes through the vectorized kernel. A loop of ``n`` elements on

@@ -317,6 +317,9 @@ def padded_rows(plan, n):
 
 
 def run_plan(plan, x, members=False):
+    """The plan's operations on the float32 tensor ``x``, its rows padded once
+    (:func:`padded_rows`) and cut back; with ``members`` (the ensemble's size),
+    each member's outputs side by side instead of their combination."""
     ops, n_out = plan.ops, plan.n_outputs
     if members:  # each member's outputs: the plan without its last op, the combination
         ops, n_out = ops[:-1], n_out * members

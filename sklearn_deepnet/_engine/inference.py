@@ -138,7 +138,7 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
 
     No autograd, at most ``batch_size`` rows in flight, results written into
     one preallocated array. On CPU, a row's outputs are bit-identical whatever
-    batch it arrives in (see the module docstring; ``tests/test_inference.py``
+    batch it arrives in (see :mod:`.eval_plan`; ``tests/test_inference.py``
     checks it for every activation across chunkings, subsets and thread
     counts).
 

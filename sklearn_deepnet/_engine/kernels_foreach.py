@@ -5,7 +5,7 @@ tensors what a loop of public operations over them does, in one kernel
 launch when this torch has the private multi-tensor kernel: gradient
 clipping and the penalty's norms (:mod:`.steps`), BatchNorm's batch
 counters (:mod:`.fast_step`), inference's padded weight copies
-(:mod:`.inference`), momentum buffers rescaled when the learning rate
+(:mod:`.eval_plan`), momentum buffers rescaled when the learning rate
 changes (:mod:`.optim`). They compute what the loop computes, so they are
 not checked as the kernels of :mod:`.kernels_backward` are;
 ``tests/test_torch_compat.py`` compares each with its fallback.

@@ -9,7 +9,7 @@ interpreter of the network walks this one description:
 - :class:`~.module.MLP` builds its ``torch.nn`` modules from it (each op
   kind's ``build``), in its order: its ``forward`` is the autograd reference;
 - the hand-written CPU step (:mod:`.fast_step`) and batch-invariant inference
-  (:mod:`.inference`) walk :meth:`LayerPlan.ops` and read each op's module,
+  (:mod:`.eval_plan`) walk :meth:`LayerPlan.ops` and read each op's module,
   after :func:`~.module.plan_blocker` has checked that the module is exactly
   what the plan built (an allow-list: the exact types of :data:`LAYER_KINDS`
   and of the activation table, holding exactly their own parameters).

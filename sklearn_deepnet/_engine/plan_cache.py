@@ -1,6 +1,6 @@
 """The inference plan of a module, kept between calls and checked at every call.
 
-Inference (:mod:`.inference`) prepares a network's plain operations from its
+Inference (:func:`.eval_plan.prepare`) prepares a network's plain operations from its
 weights: padded copies of the weight matrices and BatchNorm statistics, the
 activations' settings, whether the plan's walk may run at all
 (:func:`~.module.plan_blocker`, hooks, an instance ``forward``). Rebuilding

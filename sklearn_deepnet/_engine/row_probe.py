@@ -1,6 +1,6 @@
 """Which row counts a prediction's matrix products may have and keep their rounding, probed here.
 
-Inference (:mod:`.inference`) promises batch invariance: a row's outputs do
+Inference (:mod:`.eval_plan`) promises batch invariance: a row's outputs do
 not depend on the rows it is predicted with. BLAS rounds a product of very
 few rows differently from a larger one, so every product is padded with
 zero rows to a count that rounds like a large product. Measured with MKL on
