@@ -67,11 +67,12 @@ def test_every_preset_fits_every_target_type_it_is_asked_for(preset, target_type
         k: v for k, v in params.items() if k != "max_iter"}
 
 
-def test_tabular_preset_adds_label_smoothing_for_multiclass_targets_only():
+def test_tabular_preset_adds_what_was_measured_for_a_target_type():
     tabular = recommended_params("tabular")
     assert recommended_params("tabular", target_type="multiclass") == {
         **tabular, "label_smoothing": 0.2}
-    for target_type in set(TARGET_TYPES) - {"multiclass"}:
+    assert recommended_params("tabular", target_type="binary") == {**tabular, "dropout": 0.1}
+    for target_type in set(TARGET_TYPES) - {"multiclass", "binary"}:
         assert recommended_params("tabular", target_type=target_type) == tabular
     for preset in set(PRESETS) - {"tabular"}:  # (nothing measured for the others)
         for target_type in TARGET_TYPES:
