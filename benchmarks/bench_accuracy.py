@@ -36,8 +36,9 @@ Models, each with its library's defaults except where said:
 * ``ours: tabular`` -- ``recommended_params("tabular", target_type=...)`` (the
   training target's ``type_of_target``): the same network with
   periodic embeddings of the numeric columns (``frequency_scale="auto"``: 0.1,
-  or 10 for a column whose most frequent value holds over half the rows), and
-  ``label_smoothing=0.2`` for a multiclass target; not run on
+  or 10 for a column whose most frequent value holds over half the rows),
+  ``label_smoothing=0.2`` for a multiclass target and ``dropout=0.1`` for a
+  binary one; not run on
   Fashion-MNIST (pixels are not a table's numeric columns);
 * ``MLPClassifier`` / ``MLPRegressor`` -- scikit-learn's, defaults;
 * ``HistGradientBoosting`` -- scikit-learn's, defaults, categorical columns
@@ -269,12 +270,12 @@ def run_task(name, seeds, quick, realmlp_seeds, scaling="standard", variants=Non
     if name == "fashion_mnist":  # (a table's preset: 784 pixels are not numeric features)
         keep = [m for m in (keep or model_names(True)) if m != "ours: tabular"]
     results = {}
+    target_type = type_of_target(y) if classification else None
     for seed in seeds:
         for model_name, model in models(classification, X, categorical, seed, quick,
                                         with_realmlp=seed < realmlp_seeds, scaling=scaling,
                                         variants=variants, keep=keep,
-                                        target_type=type_of_target(y) if classification
-                                        else None).items():
+                                        target_type=target_type).items():
             if model is None:
                 results.setdefault(model_name, None)
                 continue

@@ -88,33 +88,32 @@ def load_diamonds():
     return df, y, categorical
 
 
-def load_letter():
-    """Letter recognition: 20,000 glyphs, 16 integer features, 26 classes."""
-    path = _package_dir("letter") / "data" / "balanced" / "raw" / "letter.dat"
+def _keel_numeric(name):
+    """A KEEL table of numeric columns ``x0 ..`` (float64) whose last column is the label."""
+    path = _package_dir(name) / "data" / "balanced" / "raw" / f"{name}.dat"
     df = pd.read_csv(path, header=None)
     y = df.pop(df.columns[-1]).to_numpy()
     df.columns = [f"x{i}" for i in range(df.shape[1])]
     return df.astype(np.float64), y, []
 
 
+def load_letter():
+    """Letter recognition: 20,000 glyphs, 16 integer features, 26 classes."""
+    return _keel_numeric("letter")
+
+
 def load_satimage():
     """Statlog (Landsat satellite) image: 6,435 pixels' 3x3 neighbourhoods in 4
     spectral bands (36 integer features, 0-255), 6 soil classes (KEEL's copy)."""
-    path = _package_dir("satimage") / "data" / "balanced" / "raw" / "satimage.dat"
-    df = pd.read_csv(path, header=None)
-    y = df.pop(df.columns[-1]).to_numpy().astype(np.int64)
-    df.columns = [f"x{i}" for i in range(df.shape[1])]
-    return df.astype(np.float64), y, []
+    X, y, categorical = _keel_numeric("satimage")
+    return X, y.astype(np.int64), categorical
 
 
 def load_penbased():
     """Pen-based handwritten digits: 10,992 digits as 8 resampled (x, y) pen
     positions (16 integer features, 0-100), 10 classes (KEEL's copy)."""
-    path = _package_dir("penbased") / "data" / "balanced" / "raw" / "penbased.dat"
-    df = pd.read_csv(path, header=None)
-    y = df.pop(df.columns[-1]).to_numpy().astype(np.int64)
-    df.columns = [f"x{i}" for i in range(df.shape[1])]
-    return df.astype(np.float64), y, []
+    X, y, categorical = _keel_numeric("penbased")
+    return X, y.astype(np.int64), categorical
 
 
 def load_magic():
@@ -137,11 +136,8 @@ def load_spambase():
     messages (a word absent): in 50 of the 57 columns one value (zero) holds more
     than half of the rows, the shape of Adult's capital gains.
     """
-    path = _package_dir("spambase") / "data" / "balanced" / "raw" / "spambase.dat"
-    df = pd.read_csv(path, header=None)
-    y = df.pop(df.columns[-1]).to_numpy().astype(np.int64)
-    df.columns = [f"x{i}" for i in range(df.shape[1])]
-    return df.astype(np.float64), y, []
+    X, y, categorical = _keel_numeric("spambase")
+    return X, y.astype(np.int64), categorical
 
 
 def load_fertility():
