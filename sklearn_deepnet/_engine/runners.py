@@ -164,7 +164,7 @@ class _EmbeddingRun:
         if self.periodic:
             v = m.angles(xn)
             encoded = torch.cat([torch.cos(v), torch.sin(v)], dim=-1)
-            keep = v
+            keep = None  # (the backward needs only the encoding)
         else:
             keep = m.raw(xn)
             encoded = torch.clamp(keep, min=m.lower, max=m.upper)
@@ -183,8 +183,12 @@ class _EmbeddingRun:
             return None
         genc = torch.bmm(gz, m.weight.transpose(1, 2)).transpose(0, 1)  # (n, F, n_in)
         if self.periodic:
+            # d[cos v, sin v]/dv = [-sin v, cos v]: the forward's encoding, not
+            # computed again (the same values autograd's backward recomputes)
             k = m.frequencies.shape[1]
-            gv = torch.cos(keep).mul_(genc[..., k:]).sub_(torch.sin(keep).mul_(genc[..., :k]))
+            encoded = encoded_t.transpose(0, 1)
+            gv = genc[..., k:] * encoded[..., :k]
+            gv.sub_(genc[..., :k] * encoded[..., k:])
             m.frequencies.grad = (gv * xn[..., None]).sum(dim=0).mul_(_TWO_PI)
             if not input_grad:
                 return None
