@@ -184,11 +184,13 @@ class _EmbeddingRun:
         genc = torch.bmm(gz, m.weight.transpose(1, 2)).transpose(0, 1)  # (n, F, n_in)
         if self.periodic:
             # d[cos v, sin v]/dv = [-sin v, cos v]: the forward's encoding, not
-            # computed again (the same values autograd's backward recomputes)
+            # computed again (the same values autograd's backward recomputes);
+            # gv row-major, as cos(v) was: the sums below reduce in its order
             k = m.frequencies.shape[1]
             encoded = encoded_t.transpose(0, 1)
-            gv = genc[..., k:] * encoded[..., :k]
-            gv.sub_(genc[..., :k] * encoded[..., k:])
+            gv = torch.mul(encoded[..., :k], genc[..., k:],
+                           out=xn.new_empty(n, n_num, k))
+            gv.sub_(encoded[..., k:] * genc[..., :k])
             m.frequencies.grad = (gv * xn[..., None]).sum(dim=0).mul_(_TWO_PI)
             if not input_grad:
                 return None
