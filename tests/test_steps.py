@@ -316,6 +316,34 @@ def test_embedding_runner_gradients_equal_autograd(kind):
         torch.testing.assert_close(p.grad, expected[k], msg=k)
 
 
+def test_periodic_runner_frequency_gradient_is_bit_exact():
+    # The backward takes cos and sin from the forward's encoding; its gradient
+    # must keep the row-major layout of cos(v) (the sum over rows reduces in that
+    # order), so a fit's bits do not depend on where cos and sin came from.
+    import math
+
+    from sklearn_deepnet._engine.runners import RUNNERS
+
+    X, _, _ = _problem(multiclass_log_loss, n=300)
+    torch.manual_seed(1)
+    module = MLP(7, [5], 2, embedding=_embedding_spec("periodic", X)).embedding
+    runner = RUNNERS["periodic_embedding"](module)
+    G = torch.randn(300, module.spec.n_out)
+    with torch.no_grad():
+        _, saved = runner.forward(X)
+        runner.backward(G, saved, False)
+        xn = X.index_select(1, module.numeric)
+        v, k = module.angles(xn), module.frequencies.shape[1]
+        n, n_num = xn.shape
+        size = module.spec.size
+        ge = G[:, : n_num * size].reshape(n, n_num, size).transpose(0, 1)
+        gz = ge * (saved[3] > 0)
+        genc = torch.bmm(gz, module.weight.transpose(1, 2)).transpose(0, 1)
+        gv = torch.cos(v).mul_(genc[..., k:]).sub_(torch.sin(v).mul_(genc[..., :k]))
+        expected = (gv * xn[..., None]).sum(dim=0).mul_(2 * math.pi)
+    assert torch.equal(module.frequencies.grad, expected)
+
+
 @pytest.mark.parametrize("sharing", ["mini", "batch"])
 @pytest.mark.parametrize("kind", ["periodic", "piecewise_linear"])
 def test_embedding_below_an_ensemble_matches_eager(kind, sharing):
