@@ -37,8 +37,8 @@ Models, each with its library's defaults except where said:
   training target's ``type_of_target``): the same network with
   periodic embeddings of the numeric columns (``frequency_scale="auto"``: 0.1,
   or 10 for a column whose most frequent value holds over half the rows),
-  ``label_smoothing=0.2`` for a multiclass target and ``dropout=0.1`` for a
-  binary one; not run on
+  ``label_smoothing=0.2`` and ``n_iter_no_change=30`` for a multiclass target
+  and ``dropout=0.1`` for a binary one; not run on
   Fashion-MNIST (pixels are not a table's numeric columns);
 * ``MLPClassifier`` / ``MLPRegressor`` -- scikit-learn's, defaults;
 * ``HistGradientBoosting`` -- scikit-learn's, defaults, categorical columns

@@ -70,7 +70,8 @@ def test_every_preset_fits_every_target_type_it_is_asked_for(preset, target_type
 def test_tabular_preset_adds_what_was_measured_for_a_target_type():
     tabular = recommended_params("tabular")
     assert recommended_params("tabular", target_type="multiclass") == {
-        **tabular, "label_smoothing": 0.2}
+        **tabular, "label_smoothing": 0.2, "n_iter_no_change": 30}
+    assert tabular["n_iter_no_change"] == 20
     assert recommended_params("tabular", target_type="binary") == {**tabular, "dropout": 0.1}
     for target_type in set(TARGET_TYPES) - {"multiclass", "binary"}:
         assert recommended_params("tabular", target_type=target_type) == tabular
