@@ -109,8 +109,10 @@ def recommended_params(preset="default", *, target_type=None):
         ``frequency_scale="auto"``: 0.1, or 10 for a column whose most frequent
         value holds more than half of the rows), the configuration that
         measured best across Adult, Letter, Diamonds and Spambase within a fit
-        time of a third of RealMLP-TD's (see the user guide's "Tabular data"
-        page). Standardize the numeric
+        time of about a third of RealMLP-TD's (0.18 on Adult, 0.23 on
+        Diamonds; on Letter 0.25-0.28 of its fastest fit, 0.37-0.41 of its
+        mean fit on a machine whose speed varied: see the user guide's
+        "Tabular data" page). Standardize the numeric
         columns and one-hot encode the categorical ones; the embedding takes the
         columns with more than two distinct values.
     target_type : {"binary", "multiclass", "multilabel-indicator", "continuous", \
@@ -122,12 +124,13 @@ def recommended_params(preset="default", *, target_type=None):
         With ``preset="tabular"``, ``"multiclass"`` adds ``label_smoothing=0.2``
         (a :class:`DeepMLPClassifier` parameter), which raised test accuracy on
         every multiclass table measured (Letter, Satimage, Pen-based digits) at
-        a small cost in ROC-AUC (on binary tables smoothing was mixed), and
+        a small cost in ROC-AUC (on binary tables smoothing was mixed), plus
         ``n_iter_no_change=30`` (Letter's best epochs come in the 1cycle
         schedule's last, low-learning-rate epochs, which a patience of 20
-        could cut off; Satimage and Pen-based digits stop where they did), and
-        ``"binary"`` adds ``dropout=0.1``, which raised accuracy on Adult and
-        MAGIC, left Fertility level and cost Spambase a little (on Letter
+        could cut off; Satimage and Pen-based digits keep their best epochs
+        and accuracies, at up to 10 more epochs of fit). ``"binary"`` adds
+        ``dropout=0.1``, which raised accuracy on Adult and MAGIC, left
+        Fertility level and cost Spambase a little (on Letter
         dropout made the fit too slow for the preset's time budget, so the
         other types have none). ``None`` (or any other combination) gives the
         parameters both estimators accept.

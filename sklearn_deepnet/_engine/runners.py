@@ -188,7 +188,7 @@ class _EmbeddingRun:
             # gv row-major, as cos(v) was: the sums below reduce in its order
             k = m.frequencies.shape[1]
             encoded = encoded_t.transpose(0, 1)
-            gv = xn.new_empty(n, n_num, k).copy_(encoded[..., :k]).mul_(genc[..., k:])
+            gv = encoded.new_empty(n, n_num, k).copy_(encoded[..., :k]).mul_(genc[..., k:])
             gv.sub_(encoded[..., k:] * genc[..., :k])
             m.frequencies.grad = (gv * xn[..., None]).sum(dim=0).mul_(_TWO_PI)
             if not input_grad:
