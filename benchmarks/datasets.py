@@ -88,11 +88,14 @@ def load_diamonds():
     return df, y, categorical
 
 
-def _keel_numeric(name):
-    """A KEEL table of numeric columns ``x0 ..`` (float64) whose last column is the label."""
+def _keel_numeric(name, label_dtype=None):
+    """A KEEL table of numeric columns ``x0 ..`` (float64) whose last column is the
+    label (as read, or cast to ``label_dtype``)."""
     path = _package_dir(name) / "data" / "balanced" / "raw" / f"{name}.dat"
     df = pd.read_csv(path, header=None)
     y = df.pop(df.columns[-1]).to_numpy()
+    if label_dtype is not None:
+        y = y.astype(label_dtype)
     df.columns = [f"x{i}" for i in range(df.shape[1])]
     return df.astype(np.float64), y, []
 
@@ -105,15 +108,13 @@ def load_letter():
 def load_satimage():
     """Statlog (Landsat satellite) image: 6,435 pixels' 3x3 neighbourhoods in 4
     spectral bands (36 integer features, 0-255), 6 soil classes (KEEL's copy)."""
-    X, y, categorical = _keel_numeric("satimage")
-    return X, y.astype(np.int64), categorical
+    return _keel_numeric("satimage", np.int64)
 
 
 def load_penbased():
     """Pen-based handwritten digits: 10,992 digits as 8 resampled (x, y) pen
     positions (16 integer features, 0-100), 10 classes (KEEL's copy)."""
-    X, y, categorical = _keel_numeric("penbased")
-    return X, y.astype(np.int64), categorical
+    return _keel_numeric("penbased", np.int64)
 
 
 def load_magic():
@@ -136,8 +137,7 @@ def load_spambase():
     messages (a word absent): in 50 of the 57 columns one value (zero) holds more
     than half of the rows, the shape of Adult's capital gains.
     """
-    X, y, categorical = _keel_numeric("spambase")
-    return X, y.astype(np.int64), categorical
+    return _keel_numeric("spambase", np.int64)
 
 
 def load_fertility():
