@@ -157,6 +157,35 @@ def test_predictions_follow_weight_changes():
                                    atol=1e-5)
 
 
+def test_a_global_forward_hook_runs_in_predictions_after_the_plan_is_cached():
+    # The plan walk never calls the modules; a hook registered on every module
+    # (register_module_forward_hook) after the plan was cached must still run,
+    # one-row (serving) requests included, and the plan comes back after it goes.
+    from torch.nn.modules.module import (
+        register_module_forward_hook,
+        register_module_forward_pre_hook,
+    )
+
+    net = _net("elu")
+    X = np.random.default_rng(0).normal(size=(10, 20)).astype(np.float32)
+    plain = predict_raw(net, X, "cpu")
+    assert np.abs(plain).max() > 0
+    for register, zero in ((register_module_forward_hook, lambda m, i, o: o * 0),
+                           (register_module_forward_pre_hook, lambda m, i: (i[0] * 0,))):
+        handle = register(zero)
+        try:
+            with torch.no_grad():
+                expected = net.eval()(torch.from_numpy(X)).numpy()
+            np.testing.assert_allclose(predict_raw(net, X, "cpu"), expected, rtol=1e-6,
+                                       atol=1e-7)
+            np.testing.assert_allclose(predict_raw(net, X[:1], "cpu"), expected[:1],
+                                       rtol=1e-6, atol=1e-7)
+            assert not np.allclose(expected, plain)
+        finally:
+            handle.remove()
+        np.testing.assert_array_equal(predict_raw(net, X, "cpu"), plain)
+
+
 def test_user_supplied_activation_runs_in_eval_mode():
     class Noisy(torch.nn.Module):  # differs between train and eval mode
         def forward(self, x):

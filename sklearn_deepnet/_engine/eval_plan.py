@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .activations import activation_row
-from .data import largest_product, torch_threads
+from .data import torch_threads
 from .elementwise import aligned_rows, parallel, splits_aligned
 from .ensemble import COMBINE_RULES, MemberLinear
 from .kernels import foreach_copy_, has_hooks
@@ -105,7 +105,9 @@ class _Linear:
             if refresh is not None:
                 refresh.append((padded[: w.shape[0], : w.shape[1]], w))
             w = padded
-        self.wt, self.b = w.t(), _pad(b, n_out_padded, refresh=refresh)
+        # (a missing bias is a constant zero: nothing to refresh)
+        self.wt = w.t()
+        self.b = _pad(b, n_out_padded, refresh=refresh if linear.bias is not None else None)
         self.n_out, self.min_rows = n_out_padded, min_rows
 
     def __call__(self, x):
@@ -346,9 +348,14 @@ def prepare(module):
                                                            for m in modules):
         with torch.inference_mode(False), torch.no_grad():
             plan = _plan(module, pairs)
-    # (what choose_num_threads reads of the network, kept)
-    largest = largest_product(module.plan.n_features,
-                              [lin.out_features for lin in module.linears()])
+    # (what choose_num_threads reads of the network, kept: the multiply-adds per
+    # request row of its largest product, from its weights, so an embedding's
+    # output width counts; an ensemble's members split the rows before the first
+    # linear, so a shared (2-d) weight runs on k rows, a member linear's
+    # (k, out, in) weight holds all k)
+    k = module.plan.n_members
+    largest = max(lin.weight.numel() * (k if lin.weight.dim() == 2 else 1)
+                  for lin in module.linears())
 
     copies = [copy for copy, _ in pairs]
     sources = [source.detach() for _, source in pairs]  # (the same memory, never grad)

@@ -75,8 +75,15 @@ class GraphStep:
 
     def _sync_settings(self):
         """Bring the captured graph up to date with ``param_groups`` (before a replay)."""
-        self._sync_lr()
         current = self._settings()
+        if len(current) != len(self.captured_settings):  # (a callback's add_param_group)
+            self._give_up(
+                f"the optimizer's parameter groups changed during the fit "
+                f"({len(self.captured_settings)} -> {len(current)}); a CUDA graph "
+                "updates only the groups it captured"
+            )
+            return
+        self._sync_lr()
         changed = any(
             len(a) != len(b) or any(not _same(a[k], b.get(k)) for k in a)
             for a, b in zip(current, self.captured_settings, strict=True)

@@ -25,6 +25,7 @@ from torch import nn
 
 from .data import threads_for, to_tensor, torch_threads
 from .eval_plan import padded_rows, prepare, run_padded_modules, run_plan
+from .kernels import global_module_hooks
 from .module import MLP
 from .plan_cache import cached
 
@@ -170,10 +171,14 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
     # padded matrix products; an MLP with hooks or a forward of its own (and
     # anything else) is simply called, so that they run. What the module's
     # layout decides is kept between calls (plan_cache); the padded copies of
-    # its tensors are refreshed at every call.
+    # its tensors are refreshed at every call. Global forward hooks
+    # (register_module_forward_hook) are the process's, not the layout's: read
+    # at every call, and while one is registered the module is called too.
     padded, plan, largest = False, None, 0
     if device.type == "cpu" and isinstance(module, MLP):
         padded, plan, largest = cached(module, prepare)
+        if any(kind.startswith("global_forward") for kind in global_module_hooks()):
+            padded, plan = False, None
     k = module.plan.n_members if members and isinstance(module, MLP) else 1
     members = k > 1
     toggle = plan is None

@@ -8,7 +8,8 @@ counters (:mod:`.fast_step`), inference's padded weight copies
 (:mod:`.eval_plan`), momentum buffers rescaled when the learning rate
 changes (:mod:`.optim`). They compute what the loop computes, so they are
 not checked as the kernels of :mod:`.kernels_backward` are;
-``tests/test_torch_compat.py`` compares each with its fallback.
+``tests/test_torch_compat.py`` compares each with its fallback. An empty
+list is the loop's no-op (torch's kernels refuse one).
 """
 
 from __future__ import annotations
@@ -30,14 +31,14 @@ _foreach_copy_ = _private(torch, "_foreach_copy_")
 
 def foreach_norm(tensors, ord=2):
     """The ``ord``-norm of each tensor (a list of 0-d tensors), no host sync."""
-    if _foreach_norm is not None:
+    if _foreach_norm is not None and len(tensors):
         return list(_foreach_norm(tensors, ord))
     return [torch.linalg.vector_norm(t, ord) for t in tensors]
 
 
 def foreach_add_(tensors, value):
     """Add ``value`` to every tensor in place (one kernel launch when torch allows)."""
-    if _foreach_add_ is not None:
+    if _foreach_add_ is not None and len(tensors):
         _foreach_add_(tensors, value)
         return
     for t in tensors:
@@ -46,7 +47,7 @@ def foreach_add_(tensors, value):
 
 def foreach_copy_(destinations, sources):
     """Copy each source into its destination (one kernel launch when torch allows)."""
-    if _foreach_copy_ is not None:
+    if _foreach_copy_ is not None and len(destinations):
         _foreach_copy_(destinations, sources)
         return
     for d, s in zip(destinations, sources, strict=True):
@@ -55,7 +56,7 @@ def foreach_copy_(destinations, sources):
 
 def foreach_mul_(tensors, value):
     """Multiply every tensor by ``value`` in place (one kernel launch when torch allows)."""
-    if _foreach_mul_ is not None:
+    if _foreach_mul_ is not None and len(tensors):
         _foreach_mul_(tensors, value)
         return
     for t in tensors:
@@ -64,7 +65,7 @@ def foreach_mul_(tensors, value):
 
 def foreach_clamp_(tensors, low, high):
     """Clamp every tensor to ``[low, high]`` in place."""
-    if _foreach_clamp_min_ is not None and _foreach_clamp_max_ is not None:
+    if _foreach_clamp_min_ is not None and _foreach_clamp_max_ is not None and len(tensors):
         _foreach_clamp_min_(tensors, low)
         _foreach_clamp_max_(tensors, high)
         return
