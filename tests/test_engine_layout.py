@@ -19,6 +19,29 @@ def test_the_engine_modules_are_the_documented_ones():
     assert not missing, f"not described in docs/architecture.md: {missing}"
 
 
+# Modules whose tests live in a file of another name, and why.
+SHARED_TEST_FILES = {
+    "sklearn_deepnet._engine.init": "test_init.py",  # (the engine's; _init is its alias)
+    "sklearn_deepnet._init": "test_persistence.py",  # an alias old pickles load through
+    "sklearn_deepnet._persist": "test_persistence.py",
+    **{f"sklearn_deepnet._engine.{m}": "test_kernels.py"  # the kernels family, one file
+       for m in ENGINE_MODULES if m.startswith("kernels_")},
+}
+
+
+def test_every_module_has_its_own_test_file():
+    tests = PACKAGE.parent / "tests"
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        wanted = SHARED_TEST_FILES.get(name, f"test_{path.stem.lstrip('_')}.py")
+        if not (tests / wanted).is_file():
+            missing.append(f"{name} -> tests/{wanted}")
+    assert not missing, f"modules without their test file: {missing}"
+
+
 @pytest.mark.parametrize("module", ENGINE_MODULES)
 def test_the_engine_imports_neither_scikit_learn_nor_skorch(module):
     # Imported without the package's __init__ (which imports the estimators):

@@ -316,3 +316,17 @@ def test_pickled_at_train_end_with_early_stopping_holds_the_best_and_its_score(r
     loaded = pickle.loads(spy.saved[0])
     assert loaded.best_validation_score_ == est.best_validation_score_
     np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
+
+
+def test_a_pickle_naming_the_old_initializer_module_loads():
+    # sklearn_deepnet._init is where VarianceScaling lived before the engine
+    # became a subpackage: pickles written then name it, and must still load.
+    from sklearn_deepnet import VarianceScaling
+
+    init = VarianceScaling(scale=2.0, mode="fan_avg", distribution="uniform")
+    new = pickle.dumps(init, protocol=0)
+    assert b"sklearn_deepnet._engine.init\nVarianceScaling" in new
+    old = new.replace(b"sklearn_deepnet._engine.init\nVarianceScaling",
+                      b"sklearn_deepnet._init\nVarianceScaling")
+    loaded = pickle.loads(old)
+    assert type(loaded) is VarianceScaling and loaded == init
