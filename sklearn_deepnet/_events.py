@@ -74,12 +74,19 @@ def wants_outputs(cb):
         return True
 
 
-def output_kind(net):
-    """``"multiclass"``, ``"binary"``, ``"multilabel"`` or ``"regression"``: what
-    the trainer's outputs are, read off its criterion and output width."""
+def _base_loss(net):
+    """The trainer's per-sample loss without its wrappers (an ensemble's
+    per-member loss, label smoothing, a ``partial``'s fixed arguments)."""
     fn = loss_function(getattr(net, "criterion_", None))
     fn = fn.base if isinstance(fn, MemberLoss) else fn  # an ensemble's per-member loss
     fn = fn.base if isinstance(fn, LabelSmoothed) else fn
+    return getattr(fn, "func", fn)
+
+
+def output_kind(net):
+    """``"multiclass"``, ``"binary"``, ``"multilabel"`` or ``"regression"``: what
+    the trainer's outputs are, read off its criterion and output width."""
+    fn = _base_loss(net)
     if fn is multiclass_log_loss:
         return "multiclass"
     if fn is binary_log_loss:
@@ -263,8 +270,8 @@ class ScoringView:
         if self._kind == "multiclass":
             return torch.softmax(torch.from_numpy(raw), dim=1).numpy()
         if self._kind == "regression":
-            fn = loss_function(self._net.criterion_)
-            return np.exp(raw) if getattr(fn, "func", fn) is poisson else raw
+            # (a Poisson network's outputs are log-means, an ensemble's too)
+            return np.exp(raw) if _base_loss(self._net) is poisson else raw
         p = 1.0 / (1.0 + np.exp(-raw))
         return np.column_stack([1 - p, p]) if self._kind == "binary" else p
 

@@ -351,7 +351,9 @@ def unlabeled_mask(y, classes=None):
     -------
     ndarray of bool
     """
-    if classes is not None and any(_is_minus_one(c) for c in np.asarray(classes).ravel()):
+    # (as objects: a plain asarray turns a list such as ["ant", -1] into strings)
+    if classes is not None and any(_is_minus_one(c)
+                                   for c in np.asarray(classes, dtype=object).ravel()):
         raise ValueError(
             "classes contains -1, which marks unlabeled rows when pretrain is set; "
             "list only the real classes."
