@@ -304,7 +304,9 @@ class DeepMLPClassifier(ClassifierMixin, BaseDeepMLP):
         if not continuing:
             if incremental and classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
-            self.classes_ = unique_labels(y if classes is None else np.asarray(classes))
+            # (classes as given: np.asarray would turn ["ant", 1] into strings,
+            # which scikit-learn refuses as a mix of label types)
+            self.classes_ = unique_labels(y if classes is None else classes)
         elif not incremental and not np.array_equal(unique_labels(y), self.classes_):
             # scikit-learn's rule and message for a warm start
             raise ValueError(

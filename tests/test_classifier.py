@@ -147,6 +147,10 @@ def test_partial_fit_classes(clf_data):
         clf.partial_fit(X[:3], [0, 1, 5])
     with pytest.raises(ValueError, match="not the same as classes_"):
         clf.partial_fit(X, y, classes=[0, 1])
+    # a mix of strings and numbers is refused, as MLPClassifier refuses it (not
+    # turned into strings by an array conversion first)
+    with pytest.raises(ValueError, match="Mix of label input types"):
+        DeepMLPClassifier((8,)).partial_fit(X, ["ant"] * len(y), classes=["ant", 1])
 
 
 def test_one_class_rejected(clf_data):

@@ -24,6 +24,9 @@ SHARED_TEST_FILES = {
     "sklearn_deepnet._engine.init": "test_init.py",  # (the engine's; _init is its alias)
     "sklearn_deepnet._init": "test_persistence.py",  # an alias old pickles load through
     "sklearn_deepnet._persist": "test_persistence.py",
+    # the estimators' ensemble parameters and the engine's member layers, one file
+    "sklearn_deepnet._ensemble": "test_ensemble.py",
+    "sklearn_deepnet._engine.ensemble": "test_ensemble.py",
     **{f"sklearn_deepnet._engine.{m}": "test_kernels.py"  # the kernels family, one file
        for m in ENGINE_MODULES if m.startswith("kernels_")},
 }

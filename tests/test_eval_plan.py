@@ -106,6 +106,7 @@ def test_linear_pads_its_weights_and_rows(bias):
     assert op.wt.shape == (5, 16) and op.n_out == 16
     # the padded weight is refreshed from the layer's live weight
     assert any(source.data_ptr() == lin.weight.data_ptr() for _, source in pairs)
+    assert len(pairs) == (2 if bias else 1)  # (a missing bias: a constant, never re-copied)
     for n in (1, 7, 8, 20):  # fewer rows than min_rows: padded, then cut
         x = torch.randn(n, 5)
         out = op(x)
@@ -240,7 +241,6 @@ def test_the_plan_of_an_ensemble_and_of_an_embedding():
     assert (2, 6, 4) in plan.shapes  # its batched products are probed too
 
 
-
 def test_prepares_largest_product_counts_the_embedding_and_the_members():
     # (what picks the prediction's thread count: multiply-adds per request row)
     spec = EmbeddingSpec("periodic", 5, (0, 1, 2, 3), size=8, n_frequencies=3)
@@ -252,7 +252,24 @@ def test_prepares_largest_product_counts_the_embedding_and_the_members():
         net = _net(5, [20], 2, n_members=3, member_combine="softmax", ensemble_sharing=sharing)
         assert _ops(net)[2] == 3 * 5 * 20
     net = _net(5, [4], 50, n_members=3, member_combine="softmax")
-    assert _ops(net)[2] == 3 * 4 * 50  # the members' own output layers
+    assert _ops(net)[2] == 3 * 4 * 50  # the members' own output layers (all k)
+
+
+def test_prepare_counts_a_layer_whose_weight_is_not_a_tensor_by_its_sizes():
+    class NoWeight(nn.Module):  # (as a quantized Linear: weight() is a method)
+        in_features, out_features = 20, 70
+
+        def weight(self):
+            return None
+
+        def forward(self, x):
+            return x.new_zeros(x.shape[0], 70)
+
+    net = _net(5, [20], 2)
+    net.output.linear = NoWeight()
+    padded, plan, largest, _ = _ops(net)
+    assert plan is None and largest == 20 * 70
+
 
 class _Sub(MLP):
     pass

@@ -149,6 +149,7 @@ def _kind_net(fn, out_features, **loss_kwargs):
     (MemberLoss(LabelSmoothed(binary_log_loss, 0.2), 2, 3), 3, "multilabel"),
     (MemberLoss(multiclass_log_loss, 4, 3), 3, "multiclass"),
     (MemberLoss(squared_error, 2, 1), 1, "regression"),
+    (MemberLoss(poisson, 2, 1), 1, "regression"),
     (None, 1, "regression"),  # no criterion yet
 ], ids=lambda v: getattr(v, "__name__", None) or (v if isinstance(v, str) else None))
 def test_output_kind(fn, out_features, kind):

@@ -119,6 +119,21 @@ def test_a_parameter_group_added_after_capture_gives_up_and_says_why(caplog):
     assert "training continues eagerly" in caplog.text
 
 
+def test_a_capture_after_a_group_was_added_gives_every_group_a_rate_tensor():
+    # (a re-capture pending when a callback adds a group: the new group's rate
+    # must not be baked into the next graph as a float)
+    step = _captured(GraphStep(_step(), _problem(), 8))
+    step.graph = None  # a re-capture is pending
+    extra = torch.nn.Parameter(torch.zeros(3))
+    step.step.optimizer.add_param_group({"params": [extra], "lr": 0.25})
+    step._install_lr_tensors()
+    groups = step.step.optimizer.param_groups
+    assert len(step.lr_tensors) == len(groups)
+    for group, t in zip(groups, step.lr_tensors, strict=True):
+        assert group["lr"] is t
+    assert float(groups[-1]["lr"]) == 0.25
+
+
 def test_too_many_recaptures_give_up_and_say_why(caplog):
     step = _captured(GraphStep(_step(), _problem(), 8, max_recaptures=2))
     step.step.set_to_none = False  # (as after a capture)

@@ -169,21 +169,34 @@ def test_a_global_forward_hook_runs_in_predictions_after_the_plan_is_cached():
     net = _net("elu")
     X = np.random.default_rng(0).normal(size=(10, 20)).astype(np.float32)
     plain = predict_raw(net, X, "cpu")
-    assert np.abs(plain).max() > 0
-    for register, zero in ((register_module_forward_hook, lambda m, i, o: o * 0),
-                           (register_module_forward_pre_hook, lambda m, i: (i[0] * 0,))):
-        handle = register(zero)
+    shift_output = lambda m, i, o: o + 1 if m is net.output.linear else o  # noqa: E731
+    zero_inputs = lambda m, i: (i[0] * 0,)  # noqa: E731
+    for register, hook in ((register_module_forward_hook, shift_output),
+                           (register_module_forward_pre_hook, zero_inputs)):
+        handle = register(hook)
         try:
             with torch.no_grad():
                 expected = net.eval()(torch.from_numpy(X)).numpy()
-            np.testing.assert_allclose(predict_raw(net, X, "cpu"), expected, rtol=1e-6,
-                                       atol=1e-7)
-            np.testing.assert_allclose(predict_raw(net, X[:1], "cpu"), expected[:1],
-                                       rtol=1e-6, atol=1e-7)
             assert not np.allclose(expected, plain)
+            np.testing.assert_allclose(predict_raw(net, X, "cpu"), expected, rtol=1e-5,
+                                       atol=1e-6)
+            np.testing.assert_allclose(predict_raw(net, X[:1], "cpu"), expected[:1],
+                                       rtol=1e-5, atol=1e-6)
         finally:
             handle.remove()
         np.testing.assert_array_equal(predict_raw(net, X, "cpu"), plain)
+    # registered before the first call (nothing cached yet), on a new network
+    fresh = _net("elu", seed=3)
+    handle = register_module_forward_hook(
+        lambda m, i, o: o + 1 if m is fresh.output.linear else o)
+    try:
+        with torch.no_grad():
+            expected = fresh.eval()(torch.from_numpy(X)).numpy()
+        np.testing.assert_allclose(predict_raw(fresh, X, "cpu"), expected, rtol=1e-5, atol=1e-6)
+    finally:
+        handle.remove()
+    np.testing.assert_allclose(predict_raw(fresh, X, "cpu"), expected - 1, rtol=1e-5,
+                               atol=1e-5)
 
 
 def test_user_supplied_activation_runs_in_eval_mode():

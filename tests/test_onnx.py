@@ -251,6 +251,21 @@ def test_a_network_outside_its_plan_is_refused(data):
         to_onnx(est, X[:1])
 
 
+def test_a_global_forward_hook_is_refused_as_predict_runs_it(data):
+    from torch.nn.modules.module import register_module_forward_hook
+
+    X, y = data
+    est = _fit(DeepMLPClassifier(**FAST), X, y)
+    handle = register_module_forward_hook(lambda m, i, o: o)
+    try:
+        with pytest.raises(NotImplementedError, match="global module hooks are registered "
+                                                      r"\(global_forward_hooks\)"):
+            to_onnx(est, X[:1])
+    finally:
+        handle.remove()
+    _check_classifier(est, X)  # exported once the hook is gone
+
+
 def test_registration_imports_skl2onnx_only_when_asked():
     code = (
         "import sys, sklearn_deepnet, sklearn_deepnet.onnx as o\n"

@@ -82,7 +82,8 @@ def largest_product(n_features, hidden_layer_sizes):
 
 
 def threads_for(rows, largest, available):
-    """:func:`choose_num_threads` from a :func:`largest_product` kept by the caller.
+    """:func:`choose_num_threads` from the multiply-adds per row of the largest
+    product (:func:`largest_product`, or what the caller counted and kept).
 
     Parameters
     ----------

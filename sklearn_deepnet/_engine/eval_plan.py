@@ -334,6 +334,16 @@ def run_plan(plan, x, members=False):
     return x[:n, :n_out]
 
 
+def _macs(linear, k):
+    """Multiply-adds per request row of one linear layer of a network of ``k`` members
+    (a total over the members for a member layer); from its sizes when its
+    ``weight`` is not a tensor (a user's layer, a quantized one)."""
+    w = getattr(linear, "weight", None)
+    if isinstance(w, torch.Tensor):
+        return w.numel() * (k if w.dim() == 2 else 1)
+    return getattr(linear, "in_features", 0) * getattr(linear, "out_features", 0) * k
+
+
 def prepare(module):
     """``((padded, plan, largest), refresh)`` for a module on CPU (see :mod:`.plan_cache`).
 
@@ -354,8 +364,7 @@ def prepare(module):
     # linear, so a shared (2-d) weight runs on k rows, a member linear's
     # (k, out, in) weight holds all k)
     k = module.plan.n_members
-    largest = max(lin.weight.numel() * (k if lin.weight.dim() == 2 else 1)
-                  for lin in module.linears())
+    largest = max((_macs(lin, k) for lin in module.linears()), default=0)
 
     copies = [copy for copy, _ in pairs]
     sources = [source.detach() for _, source in pairs]  # (the same memory, never grad)

@@ -116,7 +116,8 @@ class GraphStep:
 
     def _install_lr_tensors(self):
         """Make every group's ``lr`` this step's device tensor, holding its current rate."""
-        if self.lr_tensors is None:
+        if self.lr_tensors is None or len(self.lr_tensors) != len(
+                self.step.optimizer.param_groups):  # (a group added before this capture)
             device = self.data.X.device
             self.lr_tensors = [torch.zeros((), dtype=torch.float32, device=device)
                                for _ in self.step.optimizer.param_groups]
