@@ -109,10 +109,10 @@ def recommended_params(preset="default", *, target_type=None):
         ``frequency_scale="auto"``: 0.1, or 10 for a column whose most frequent
         value holds more than half of the rows), the configuration that
         measured best across Adult, Letter, Diamonds and Spambase within a fit
-        time of about a third of RealMLP-TD's (0.18 on Adult, 0.23 on
-        Diamonds; on Letter 0.25-0.28 of its fastest fit, 0.37-0.41 of its
-        mean fit on a machine whose speed varied: see the user guide's
-        "Tabular data" page). Standardize the numeric
+        time of about a third of RealMLP-TD's (0.15-0.18 on Adult,
+        0.23-0.25 on Diamonds, 0.31-0.41 on Letter by mean fit time in three
+        runs on a machine whose speed varied, 0.25-0.30 by the fastest fits:
+        see the user guide's "Tabular data" page). Standardize the numeric
         columns and one-hot encode the categorical ones; the embedding takes the
         columns with more than two distinct values.
     target_type : {"binary", "multiclass", "multilabel-indicator", "continuous", \
