@@ -50,7 +50,7 @@ from torch import nn
 
 from ._engine.activations import SELU_ALPHA, SELU_SCALE
 from ._engine.embeddings import PeriodicEmbedding
-from ._engine.kernels import global_module_hooks, has_hooks
+from ._engine.kernels import global_forward_hooks, has_hooks
 from ._engine.module import plan_blocker
 
 __all__ = ["DEFAULT_OPSET", "ONNX_ACTIVATIONS", "register", "to_onnx"]
@@ -202,7 +202,7 @@ def _exportable_module(estimator):
     if reason is None and (any(has_hooks(m) or "forward" in vars(m)
                                for m in module.modules())):
         reason = "the network has hooks or a forward of its own"
-    forward_hooks = [k for k in global_module_hooks() if k.startswith("global_forward")]
+    forward_hooks = global_forward_hooks()
     if reason is None and forward_hooks:  # (predict runs them; an ONNX graph cannot)
         reason = f"global module hooks are registered ({', '.join(forward_hooks)})"
     if reason is not None:

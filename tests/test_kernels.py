@@ -250,6 +250,7 @@ def test_global_module_hooks():
         handle = register(lambda *a: None)
         try:
             assert kernels.global_module_hooks() == [name]
+            assert kernels.global_forward_hooks() == ([name] if "forward" in name else [])
         finally:
             handle.remove()
     assert kernels.global_module_hooks() == []

@@ -25,7 +25,7 @@ from torch import nn
 
 from .data import threads_for, to_tensor, torch_threads
 from .eval_plan import padded_rows, prepare, run_padded_modules, run_plan
-from .kernels import global_module_hooks
+from .kernels import global_forward_hooks
 from .module import MLP
 from .plan_cache import cached
 
@@ -177,7 +177,7 @@ def predict_raw(module, X, device, batch_size=PREDICT_BATCH_SIZE, n_threads=None
     padded, plan, largest = False, None, 0
     if device.type == "cpu" and isinstance(module, MLP):
         padded, plan, largest = cached(module, prepare)
-        if any(kind.startswith("global_forward") for kind in global_module_hooks()):
+        if global_forward_hooks():
             padded, plan = False, None
     k = module.plan.n_members if members and isinstance(module, MLP) else 1
     members = k > 1

@@ -51,7 +51,13 @@ from .kernels_foreach import (
     foreach_mul_,
     foreach_norm,
 )
-from .kernels_hooks import global_module_hooks, has_hooks, module_hooks, tensor_hooks
+from .kernels_hooks import (
+    global_forward_hooks,
+    global_module_hooks,
+    has_hooks,
+    module_hooks,
+    tensor_hooks,
+)
 from .kernels_optim import (
     _FUSED_OPTIMIZERS,
     fused_adam_kernel,
@@ -77,6 +83,7 @@ __all__ = [
     "foreach_norm",
     "fused_adam_kernel",
     "fused_optimizer_usable",
+    "global_forward_hooks",
     "global_module_hooks",
     "has_hooks",
     "kernel_fallbacks",

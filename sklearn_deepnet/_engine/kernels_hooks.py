@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["global_module_hooks", "has_hooks", "module_hooks", "tensor_hooks"]
+__all__ = ["global_forward_hooks", "global_module_hooks", "has_hooks", "module_hooks",
+           "tensor_hooks"]
 
 
 def has_hooks(module):
@@ -46,6 +47,12 @@ def global_module_hooks():
     """Names of the global module hook kinds in use (``register_module_forward_hook`` ...)."""
     registry = sys.modules.get("torch.nn.modules.module")
     return [name.strip("_") for name in _GLOBAL_HOOKS if getattr(registry, name, True)]
+
+
+def global_forward_hooks():
+    """Names of the global forward hook kinds in use (``register_module_forward_hook``,
+    ``..._pre_hook``): what calling a module in evaluation runs and a plan walk does not."""
+    return [kind for kind in global_module_hooks() if kind.startswith("global_forward")]
 
 
 def tensor_hooks(tensor):
